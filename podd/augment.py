@@ -1,0 +1,42 @@
+"""Differentiable ``flip_rotate`` augmentation (DSA-style), batched and seeded.
+
+Each call picks ONE operation for the whole batch — horizontal flip (each sample flipped with
+p = 0.5) or rotation (each sample by an angle uniform in ±15°) — as the authors' RaT-BPTT code
+does. Both are differentiable in the pixels, so the meta-gradient flows through augmentation
+of the distilled patches. Random numbers come from an explicit CPU generator so that a seed
+gives the same augmentation on any device; only a handful of numbers cross to the device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def horizontal_flip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Flip the samples where ``flip`` (bool, shape (N,)) is true."""
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate each sample about its centre by ``degrees`` (shape (N,)), zero padding, bilinear."""
+    theta = degrees * (math.pi / 180.0)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    zero = torch.zeros_like(theta)
+    affine = torch.stack([torch.stack([cos, sin, zero], -1),
+                          torch.stack([-sin, cos, zero], -1)], 1)
+    grid = F.affine_grid(affine.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def flip_rotate(x: torch.Tensor, generator: torch.Generator | None = None,
+                max_degrees: float = 15.0, flip_probability: float = 0.5) -> torch.Tensor:
+    """Apply one randomly chosen augmentation (flip or rotate) to the whole batch ``x``."""
+    n = x.shape[0]
+    if torch.randint(2, (1,), generator=generator).item() == 0:
+        flip = torch.rand(n, generator=generator) < flip_probability
+        return horizontal_flip(x, flip.to(x.device, non_blocking=True))
+    degrees = (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * max_degrees
+    return rotate(x, degrees.to(x.device, x.dtype, non_blocking=True))

@@ -1,0 +1,64 @@
+"""Provenance: the facts that turn a number into a result.
+
+Every result file podd writes carries a record of how it was made: git commit, library
+versions, device, seeds, hyper-parameters, wall time and whether the data was the full
+dataset, a subset or a stand-in (DESIGN.md: "a number without provenance is not a result").
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_LIBRARIES = ("podd", "torch", "torchvision", "numpy", "open_clip_torch", "scikit-learn")
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """The current commit (with ``-dirty`` when the tree has changes), or ``"unknown"``."""
+    cwd = Path(cwd) if cwd else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def device_description(device: str | torch.device | None = None) -> str:
+    device = torch.device(device or "cpu")
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def provenance(*, device: str | torch.device | None = None, **facts: Any) -> dict[str, Any]:
+    """A provenance record: environment facts plus whatever the caller adds.
+
+    Callers pass at least ``dataset``, ``data_source`` ('full' | 'subset' | 'stand-in'),
+    ``profile``, ``seeds``, ``hyperparameters`` and ``wall_time_s`` when they have them.
+    """
+    return {
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "device": device_description(device),
+        "versions": library_versions(),
+        **facts,
+    }
