@@ -1,0 +1,286 @@
+"""Figures and tables for the notebooks: one style, one place on disk, provenance beside each file.
+
+Every figure the notebooks make goes through :func:`save_figure` (PNG + PDF + JSON sidecar) and
+every table through :func:`save_table` (CSV + Markdown + JSON sidecar). The sidecar is a
+:func:`podd.provenance.provenance` record — dataset and whether it was the full dataset, a subset
+or a stand-in, profile, hyper-parameters, seeds, commit, device, library versions, wall time —
+because a number without provenance is not a result (DESIGN.md). All files are written atomically
+through :mod:`podd.io`, so an interrupted notebook never leaves half a figure behind.
+
+Plotting helpers here are the figure-specific ones the paper needs beyond those that live beside
+their concept (``podd.poster.plot_patch_grid``, ``podd.ordering.plot_traversal`` and
+``plot_class_tiling``): accuracy curves, the class-order scatter, label matrices, poster panels.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from podd import io as podd_io
+from podd.provenance import provenance
+
+#: Environment variable that redirects every saved figure and table (tests and nbval use it so
+#: that running the notebooks never overwrites the committed ``paper_figures/``).
+FIGURES_DIR_ENV = "PODD_FIGURES_DIR"
+
+#: Colours used for the same meaning in every figure.
+COLORS = {"podd": "#0072B2", "baseline": "#D55E00", "reported": "#555555", "real": "#009E73",
+          "highlight": "#CC79A7"}
+
+_STYLE_RC = {
+    "figure.dpi": 110,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "image.interpolation": "nearest",   # posters are pixels: never blur them
+    "pdf.fonttype": 42,                 # editable text in the PDFs
+}
+
+
+def use_style() -> None:
+    """The one matplotlib/seaborn style of every podd figure (call once, before plotting)."""
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", rc=_STYLE_RC)
+
+
+def figures_dir(directory: str | os.PathLike | None = None) -> Path:
+    """Where figures and tables go: ``directory`` > ``$PODD_FIGURES_DIR`` > ``paper_figures/``.
+
+    ``paper_figures/`` is the folder at the root of the source checkout this module lives in
+    (found through ``pyproject.toml``); outside a checkout, ``./paper_figures``.
+    """
+    if directory is not None:
+        return Path(directory)
+    if os.environ.get(FIGURES_DIR_ENV):
+        return Path(os.environ[FIGURES_DIR_ENV])
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file():
+        return root / "paper_figures"
+    return Path.cwd() / "paper_figures"
+
+
+def _check_name(name: str) -> str:
+    if not name or any(ch in name for ch in "/\\") or name.startswith("."):
+        raise ValueError(f"figure/table name {name!r} must be a plain file stem such as "
+                         f"'table2_cifar10' (no folders, no leading dot)")
+    return name
+
+
+def make_sidecar(*, dataset: str, data_source: str, profile: str,
+                 hyperparameters: Mapping[str, Any] | None = None,
+                 seeds: Sequence[int] | int | None = None, wall_time_s: float | None = None,
+                 device: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A provenance record for a figure or table (checks ``data_source`` — it must be honest)."""
+    if data_source not in ("full", "subset", "stand-in"):
+        raise ValueError(f"data_source {data_source!r} must be 'full', 'subset' or 'stand-in'")
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    return provenance(dataset=dataset, data_source=data_source, profile=profile,
+                      hyperparameters=dict(hyperparameters or {}),
+                      seeds=list(seeds) if seeds is not None else [],
+                      wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 3),
+                      device=device, **extra)
+
+
+_REQUIRED_SIDECAR_KEYS = ("dataset", "data_source", "profile")
+
+
+def _check_sidecar(sidecar: Mapping[str, Any]) -> dict[str, Any]:
+    missing = [k for k in _REQUIRED_SIDECAR_KEYS if k not in sidecar]
+    if missing:
+        raise ValueError(f"sidecar lacks {missing}; build it with podd.figures.make_sidecar(...) "
+                         f"or podd.provenance.provenance(dataset=..., data_source=..., profile=...)")
+    record = dict(sidecar)
+    if "git_commit" not in record:   # a bare dict: add the environment facts
+        record = provenance(**record)
+    return record
+
+
+def save_figure(fig: matplotlib.figure.Figure, name: str, sidecar: Mapping[str, Any],
+                directory: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Write ``name.png``, ``name.pdf`` and ``name.json`` (the provenance sidecar); return the paths.
+
+    The PDF carries no creation date, so regenerating an unchanged figure gives the same file.
+    """
+    name = _check_name(name)
+    out = figures_dir(directory)
+    record = _check_sidecar(sidecar)
+    paths = {"png": out / f"{name}.png", "pdf": out / f"{name}.pdf", "json": out / f"{name}.json"}
+    for kind, metadata in (("png", {"Software": None}),
+                           ("pdf", {"CreationDate": None, "ModDate": None, "Producer": None})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=kind, metadata=metadata)
+        podd_io.write_bytes(paths[kind], buffer.getvalue())
+    record.update(kind="figure", name=name, files=[p.name for p in paths.values()])
+    podd_io.write_json(paths["json"], record)
+    return paths
+
+
+def _markdown_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame, index: bool = False) -> str:
+    """A GitHub-flavoured Markdown table (no ``tabulate`` needed); missing values shown as '–'."""
+    frame = df.reset_index() if index else df
+    header = [str(c) for c in frame.columns]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_markdown_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_table(df: pd.DataFrame, name: str, sidecar: Mapping[str, Any],
+               directory: str | os.PathLike | None = None, caption: str | None = None
+               ) -> dict[str, Path]:
+    """Write ``name.csv``, ``name.md`` and ``name.json`` (the provenance sidecar); return the paths."""
+    name = _check_name(name)
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"save_table expects a pandas DataFrame, got {type(df).__name__}")
+    out = figures_dir(directory)
+    record = _check_sidecar(sidecar)
+    paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md", "json": out / f"{name}.json"}
+    podd_io.write_text(paths["csv"], df.to_csv(index=False))
+    markdown = to_markdown(df)
+    if caption:
+        markdown = f"{caption}\n\n{markdown}"
+    markdown += (f"\n<sub>dataset: {record['dataset']} ({record['data_source']}), profile: "
+                 f"{record['profile']}, commit: {record.get('git_commit', 'unknown')}; "
+                 f"full provenance in {name}.json</sub>\n")
+    podd_io.write_text(paths["md"], markdown)
+    record.update(kind="table", name=name, files=[p.name for p in paths.values()],
+                  columns=[str(c) for c in df.columns], rows=int(len(df)))
+    podd_io.write_json(paths["json"], record)
+    return paths
+
+
+# --------------------------------------------------------------------------- plotting helpers
+
+def show_image(ax, image: np.ndarray, title: str | None = None) -> None:
+    """Show a uint8 (H, W, c) or (H, W) image pixel-exactly, without ticks."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+
+
+def patch_gallery(images: np.ndarray, titles: Sequence[str] | None = None, ncols: int = 10,
+                  size: float = 1.1, suptitle: str | None = None):
+    """A grid of small images (uint8, (N, H, W, c)); returns the figure."""
+    images = np.asarray(images)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            show_image(ax, images[i], titles[i] if titles is not None else None)
+            ax.title.set_fontsize(7)
+        else:
+            ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_label_matrix(ax, labels, class_names: Sequence[str], title: str | None = None,
+                      max_patches: int | None = None) -> None:
+    """Soft labels (N patches × K classes) as a heat map: which class each patch teaches."""
+    labels = np.asarray(labels, dtype=float)
+    if max_patches is not None:
+        labels = labels[:max_patches]
+    image = ax.imshow(labels.T, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0,
+                      interpolation="nearest")
+    ax.set_xlabel("patch index (row-major over the poster)")
+    ax.set_ylabel("class")
+    ax.set_yticks(range(len(class_names)))
+    ax.set_yticklabels(class_names, fontsize=7)
+    ax.grid(False)
+    ax.figure.colorbar(image, ax=ax, label="label probability")
+    if title:
+        ax.set_title(title)
+
+
+def plot_class_map(ax, class_map, class_names: Sequence[str], title: str | None = None) -> None:
+    """The up-sampled class order (H × W class indices, −1 empty) with class names at cell centres."""
+    cmap_values = np.asarray(class_map)
+    masked = np.ma.masked_less(cmap_values, 0)
+    ax.imshow(masked, cmap="tab20", interpolation="nearest",
+              vmin=0, vmax=max(len(class_names) - 1, 1))
+    for k, name in enumerate(class_names):
+        ys, xs = np.nonzero(cmap_values == k)
+        if len(ys):
+            ax.text(xs.mean(), ys.mean(), name, ha="center", va="center", fontsize=7,
+                    bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "linewidth": 0})
+    ax.set_xlabel("poster x (pixels)")
+    ax.set_ylabel("poster y (pixels)")
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+
+
+def plot_accuracy_vs(ax, df: pd.DataFrame, x: str, *, label: str, color: str | None = None,
+                     mean: str = "accuracy", std: str | None = "std", marker: str = "o") -> None:
+    """A measured accuracy curve with ± std error bars (one row of ``df`` per point)."""
+    frame = df.sort_values(x)
+    ax.errorbar(frame[x], frame[mean], yerr=None if std is None else frame[std], label=label,
+                color=color, marker=marker, capsize=3, linewidth=1.5)
+
+
+def plot_reference_line(ax, value: float | None, label: str, color: str | None = None,
+                        linestyle: str = "--") -> None:
+    """A horizontal reference (e.g. the baseline at 1 IPC); nothing when ``value`` is missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return
+    ax.axhline(value, color=color or COLORS["reported"], linestyle=linestyle, linewidth=1.2,
+               label=label)
+
+
+def plot_score_vs_accuracy(ax, scores: Iterable[float], accuracies: Iterable[float],
+                           stds: Iterable[float] | None = None, *, r: float | None = None,
+                           highlight: tuple[float, float, str] | None = None) -> None:
+    """Class-order ablation (§5.3): ordering score vs accuracy, with a least-squares trend line."""
+    scores = np.asarray(list(scores), dtype=float)
+    accuracies = np.asarray(list(accuracies), dtype=float)
+    yerr = None if stds is None else np.asarray(list(stds), dtype=float)
+    ax.errorbar(scores, accuracies, yerr=yerr, fmt="o", color=COLORS["podd"], capsize=3,
+                label="random class orderings")
+    if len(scores) >= 2 and np.ptp(scores) > 0:
+        slope, intercept = np.polyfit(scores, accuracies, 1)
+        xs = np.linspace(scores.min(), scores.max(), 50)
+        trend = "least-squares fit" + (f" (Pearson r = {r:.2f})" if r is not None else "")
+        ax.plot(xs, slope * xs + intercept, color=COLORS["reported"], linestyle="--", label=trend)
+    if highlight is not None:
+        hx, hy, hlabel = highlight
+        ax.scatter([hx], [hy], marker="*", s=160, color=COLORS["highlight"], zorder=5, label=hlabel)
+    ax.set_xlabel("ordering score = 1 / Σ neighbour distances (higher = more similar neighbours)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(loc="best")

@@ -1,0 +1,120 @@
+"""``make figures [PROFILE=quick]``: re-execute every notebook with papermill; they rewrite paper_figures/.
+
+Each notebook in ``notebooks/`` is a Jupytext pair: the ``.py`` percent file is the source, the
+``.ipynb`` its executed twin. This script
+
+1. rebuilds each ``.ipynb``'s inputs from its ``.py`` source (so an edit of the ``.py`` is what runs),
+2. executes it with papermill, ``-p profile PROFILE`` (and ``-p dataset NAME`` if given), writing
+   the executed copy to ``runs/notebooks/PROFILE/`` (ignored by git); the notebooks themselves save
+   every table and figure of the paper, with provenance sidecars, into ``paper_figures/``,
+3. with ``--update-notebooks`` (the default for the ``smoke`` profile, the profile the committed
+   notebooks are executed under), writes the executed notebook back as ``notebooks/NAME.ipynb``
+   without papermill's injected-parameters cell and bookkeeping, so the pair stays in sync.
+
+Usage: ``python -m podd.figures_build --profile smoke [--only table1 table2] [--dataset cifar10]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+#: Execution order: the §4 pieces first, then the experiments (the README's reading order).
+ORDER = ("00_quickstart", "01_poster", "02_poco", "03_poddl", "table1", "table2",
+         "ablation_class_order", "ablation_patch_number", "discussion")
+
+
+def notebook_from_source(name: str):
+    """The notebook as its ``.py`` source defines it (inputs only), paired formats set."""
+    import jupytext
+
+    source = NOTEBOOKS / f"{name}.py"
+    if not source.is_file():
+        raise FileNotFoundError(f"no notebook source {source}; known notebooks: {', '.join(ORDER)}")
+    nb = jupytext.read(source)
+    nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                 "name": "python3"}
+    return nb
+
+
+def strip_papermill(nb):
+    """Drop papermill's injected-parameters cell and its per-cell/notebook bookkeeping."""
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        for key in ("papermill", "execution"):
+            cell.metadata.pop(key, None)
+    nb.metadata.pop("papermill", None)
+    return nb
+
+
+def run_notebook(name: str, profile: str, out_dir: Path, dataset: str | None = None,
+                 update_notebook: bool = False, timeout_s: int | None = None) -> float:
+    """Execute one notebook with papermill; return its wall time in seconds."""
+    import nbformat
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source_nb = notebook_from_source(name)
+    staged = out_dir / f".{name}.input.ipynb"
+    nbformat.write(source_nb, staged)
+    parameters = {"profile": profile}
+    if dataset:
+        parameters["dataset"] = dataset
+    executed = out_dir / f"{name}.ipynb"
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(staged), str(executed), parameters=parameters,
+                                   cwd=str(NOTEBOOKS), kernel_name="python3",
+                                   execution_timeout=timeout_s, progress_bar=False)
+    finally:
+        staged.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    if update_notebook:
+        from podd.io import write_text
+
+        clean = strip_papermill(nbformat.read(executed, as_version=4))
+        write_text(NOTEBOOKS / f"{name}.ipynb", nbformat.writes(clean) + "\n")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m podd.figures_build",
+        description="Re-execute the notebooks with papermill; they regenerate paper_figures/.")
+    parser.add_argument("--profile", default="smoke", choices=("smoke", "quick", "paper"))
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=ORDER,
+                        help="run only these notebooks (default: all, in reading order)")
+    parser.add_argument("--dataset", default=None,
+                        help="pass -p dataset NAME to every notebook (default: each notebook's own)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the executed copies (default: runs/notebooks/PROFILE)")
+    parser.add_argument("--update-notebooks", action=argparse.BooleanOptionalAction, default=None,
+                        help="write the executed notebooks back into notebooks/ (default: only "
+                             "for profile smoke with no --dataset, the committed state)")
+    parser.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+    update = args.update_notebooks
+    if update is None:
+        update = args.profile == "smoke" and args.dataset is None
+    out = args.out or ROOT / "runs" / "notebooks" / args.profile
+    total = 0.0
+    for name in args.only or ORDER:
+        print(f"[figures] {name} (profile {args.profile}) ...", flush=True)
+        seconds = run_notebook(name, args.profile, out, args.dataset, update, args.timeout)
+        total += seconds
+        print(f"[figures] {name}: {seconds:.1f} s", flush=True)
+    print(f"[figures] done in {total:.1f} s; executed copies in {out}; "
+          f"figures and tables in paper_figures/", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

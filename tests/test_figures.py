@@ -1,0 +1,111 @@
+"""Figures and tables land on disk complete, with provenance; the paper's numbers load as reported."""
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from podd import figures, notebook_support, reported  # noqa: E402
+
+
+def _sidecar(**extra):
+    return figures.make_sidecar(dataset="digits", data_source="full", profile="smoke",
+                                hyperparameters={"ipc": 1.0}, seeds=[0], wall_time_s=1.23456,
+                                **extra)
+
+
+def test_save_figure_writes_png_pdf_and_sidecar(tmp_path):
+    figures.use_style()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    ax.set(title="t", xlabel="x (px)", ylabel="y (%)")
+    paths = figures.save_figure(fig, "demo", _sidecar(), directory=tmp_path)
+    plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json", "demo.pdf", "demo.png"]
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths["pdf"].read_bytes()[:5] == b"%PDF-"
+    record = json.loads(paths["json"].read_text())
+    for key in ("dataset", "data_source", "profile", "hyperparameters", "seeds", "git_commit",
+                "device", "versions", "wall_time_s"):
+        assert key in record, key
+    assert record["data_source"] == "full" and record["seeds"] == [0]
+    assert record["wall_time_s"] == pytest.approx(1.235)
+    assert record["files"] == ["demo.png", "demo.pdf", "demo.json"]
+
+
+def test_save_table_writes_csv_markdown_and_sidecar(tmp_path, monkeypatch):
+    monkeypatch.setenv(figures.FIGURES_DIR_ENV, str(tmp_path))   # the env var redirects output
+    df = pd.DataFrame({"method": ["PoDD", "RaT|BPTT"], "accuracy": [59.1, math.nan]})
+    paths = figures.save_table(df, "tab", _sidecar(), caption="Caption.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tab.csv", "tab.json", "tab.md"]
+    assert pd.read_csv(paths["csv"]).shape == (2, 2)
+    markdown = paths["md"].read_text()
+    assert markdown.startswith("Caption.")
+    assert "| method | accuracy |" in markdown and "|---|---:|" in markdown
+    assert "RaT\\|BPTT" in markdown and "| – |" in markdown    # escaped pipe, missing shown as –
+    record = json.loads(paths["json"].read_text())
+    assert record["kind"] == "table" and record["rows"] == 2 and record["profile"] == "smoke"
+
+
+def test_sidecar_must_say_what_the_data_was(tmp_path):
+    with pytest.raises(ValueError, match="data_source"):
+        figures.make_sidecar(dataset="x", data_source="real", profile="smoke")
+    with pytest.raises(ValueError, match="sidecar lacks"):
+        figures.save_table(pd.DataFrame({"a": [1]}), "t", {"dataset": "x"}, directory=tmp_path)
+    with pytest.raises(ValueError, match="plain file stem"):
+        figures.save_table(pd.DataFrame({"a": [1]}), "../t", _sidecar(), directory=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_reported_table2_has_the_papers_rows():
+    t2 = reported.load_reported("table2")
+    assert list(pd.unique(t2["method"])) == ["BPTT", "FRePO", "RCIG", "RaT-BPTT", "DSA", "DM",
+                                              "MTT", "FTD", "TESLA", "PoDD", "full dataset"]
+    wide = t2.pivot(index="method", columns="dataset", values="accuracy")
+    assert wide.loc["PoDD", ["cifar10", "cifar100", "cub200", "tinyimagenet"]].tolist() == \
+        [59.1, 38.3, 16.2, 20.0]
+    assert wide.loc["RaT-BPTT", "cifar10"] == 53.2
+    assert wide.loc["full dataset", ["cifar10", "cifar100", "cub200", "tinyimagenet"]].tolist() == \
+        [83.5, 55.3, 20.1, 37.6]
+    assert math.isnan(wide.loc["BPTT", "cub200"])        # "–" in the paper stays missing
+    assert t2.loc[t2["method"] == "full dataset", "ipc"].isna().all()
+
+
+def test_reported_table1_holds_only_known_cells():
+    t1 = reported.load_reported("table1")
+    below_one = t1[t1["ipc"] < 1.0]
+    assert below_one[["method", "ipc", "dataset", "accuracy"]].values.tolist() == \
+        [["PoDD", 0.4, "cifar100", 35.7]]                # every other Table 1 cell is absent
+    assert reported.reported_accuracy("PoDD", "cifar10", 0.5, table="table1") is None
+    assert reported.reported_accuracy("RaT-BPTT", "cub200", 1.0, table="table1") == 13.8
+    assert reported.load_reported("table2", dataset="digits").empty
+
+
+def test_side_by_side_labels_measured_and_reported():
+    measured = pd.DataFrame({"method": ["PoDD", "PoDD"], "ipc": [1.0, 0.4],
+                             "accuracy": [10.04, 9.0], "std": [1.0, 2.0]})
+    table = reported.side_by_side(measured, reported.load_reported("table1", "cifar100"),
+                                  measured_on="smoke stand-in")
+    row = table[(table["method"] == "PoDD") & (table["ipc"] == 0.4)].iloc[0]
+    assert row[reported.MEASURED] == 9.0 and row[reported.REPORTED] == 35.7
+    assert row[reported.MEASURED_ON] == "smoke stand-in"
+    reported_only = table[table["method"] == "full dataset"].iloc[0]
+    assert math.isnan(reported_only[reported.MEASURED]) and reported_only[reported.MEASURED_ON] == "–"
+    with pytest.raises(ValueError, match="lacks columns"):
+        reported.side_by_side(measured.drop(columns="std"), reported.load_reported("table1"),
+                              measured_on="x")
+
+
+def test_profile_resolution(monkeypatch):
+    monkeypatch.delenv("PODD_PROFILE", raising=False)
+    assert notebook_support.resolve_profile() == "paper"
+    monkeypatch.setenv("PODD_PROFILE", "quick")
+    assert notebook_support.resolve_profile() == "quick"
+    assert notebook_support.resolve_profile("smoke") == "smoke"
+    with pytest.raises(ValueError, match="unknown profile"):
+        notebook_support.resolve_profile("fast")
