@@ -1,0 +1,477 @@
+"""The evaluation protocol of §5.1: how well does a distilled set train a fresh network?
+
+``M`` (default 8) freshly initialised ConvNets are trained on the distilled images and their
+(soft or hard) labels with Adam (betas 0.9/0.999, no weight decay) at the inner learning rate,
+on minibatches drawn from the distilled set, with ``flip_rotate`` augmentation; their test
+accuracy is recorded at a few step counts (300/600/1000/2000 by default) and reported as
+mean ± std over the models.
+
+Speed: the ``M`` models are trained TOGETHER as one batched computation — their parameters are
+stacked on a leading axis and the ConvNet runs under :func:`torch.func.vmap` (which turns each
+convolution into one grouped convolution). The loss is the SUM of the per-model losses, so each
+model's gradient is exactly its own, and because Adam is elementwise one ``torch.optim.Adam``
+over the stacked tensors is exactly ``M`` independent Adams.
+
+Reproducibility: model ``m`` draws everything random — its initialisation, its batch order, its
+augmentation — from its own streams derived from ``(seed, m)``. So ``train_and_test(...,
+num_models=M)`` gives model by model the same accuracies (within float tolerance) as running the
+models one after another (``sequential=True``, the plain single-model code path, used by the
+equality test and the benchmark), and model ``m``'s result does not depend on ``M``.
+
+Batches: each pass over the distilled set is a fresh random permutation cut into
+``N // batch_size`` full batches (the remainder of a pass is skipped, so every batch has distinct
+images and a fixed shape); with ``batch_size >= N`` every step uses all ``N`` images.
+
+Augmentation: per model and step one operation for the whole batch, as ``flip_rotate`` does —
+horizontal flip (each image with p = 0.5) or rotation (each image uniform in ±15°). The random
+numbers for all steps are drawn up front (vectorised, from the model's augmentation stream). In
+the batched path flip and rotation are one ``affine_grid`` + ``grid_sample`` with a per-image
+matrix (flip = diag(-1, 1)), so models that picked different operations in the same step need no
+Python loop; the sequential path uses :mod:`podd.augment`'s ``horizontal_flip`` / ``rotate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, vmap
+
+from .augment import horizontal_flip, rotate
+from .models import ConvNet, init_parameters
+
+DEFAULT_STEPS = (300, 600, 1000, 2000)
+DEFAULT_BATCH_SIZE = 256          # used when the caller gives none and N is larger
+MAX_DEGREES = 15.0
+FLIP_PROBABILITY = 0.5
+
+
+@dataclass
+class EvalResult:
+    """Test accuracy (percent) of ``num_models`` models at each of ``steps``."""
+
+    steps: list[int]
+    accuracy: torch.Tensor            # (num_models, len(steps)), percent, on the CPU
+    num_models: int
+    wall_time_s: float
+    settings: dict[str, Any] = field(default_factory=dict)   # lr, batch size, seed, ... (provenance)
+
+    def _column(self, step: int | None) -> torch.Tensor:
+        if step is None:
+            return self.accuracy[:, -1]
+        if step not in self.steps:
+            raise ValueError(f"step {step} was not evaluated; evaluated steps are {self.steps}")
+        return self.accuracy[:, self.steps.index(step)]
+
+    def mean(self, step: int | None = None) -> float:
+        """Mean accuracy over models at ``step`` (default: the last evaluated step)."""
+        return float(self._column(step).double().mean())
+
+    def std(self, step: int | None = None) -> float:
+        """Standard deviation over models (population, ddof = 0; 0 for one model)."""
+        return float(self._column(step).double().std(unbiased=False))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": list(self.steps),
+            "accuracy": self.accuracy.tolist(),
+            "mean": [self.mean(s) for s in self.steps],
+            "std": [self.std(s) for s in self.steps],
+            "num_models": self.num_models,
+            "wall_time_s": self.wall_time_s,
+            "settings": dict(self.settings),
+        }
+
+    def __str__(self) -> str:
+        return ", ".join(f"{s} steps: {self.mean(s):.2f} ± {self.std(s):.2f}" for s in self.steps) + \
+            f" (% over {self.num_models} models)"
+
+
+# --------------------------------------------------------------------------------------------
+# random streams and schedules
+
+
+def stream_seed(seed: int, model: int, purpose: str) -> int:
+    """A 63-bit seed for one random stream of one evaluation model (``purpose``: init/order/augment).
+
+    A hash rather than ``seed + model`` so that streams of different (seed, model) pairs never
+    coincide (seed 0 model 1 ≠ seed 1 model 0).
+    """
+    digest = hashlib.sha256(f"podd-eval:{int(seed)}:{int(model)}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _generator(seed: int, model: int, purpose: str) -> torch.Generator:
+    return torch.Generator().manual_seed(stream_seed(seed, model, purpose))
+
+
+def _batch_order(n: int, batch: int, num_steps: int, generator: torch.Generator) -> torch.Tensor:
+    """(num_steps, batch) indices: passes = random permutations cut into n // batch full batches."""
+    per_pass = n // batch
+    passes = -(-num_steps // per_pass)
+    # one vectorised argsort of uniforms = `passes` independent random permutations
+    perms = torch.rand(passes, n, generator=generator).argsort(dim=1)
+    return perms[:, : per_pass * batch].reshape(passes * per_pass, batch)[:num_steps]
+
+
+def _augment_schedule(batch: int, num_steps: int, generator: torch.Generator,
+                      dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per step: rotate? (bool, (T,)) and a per-image value (T, batch).
+
+    The value is the rotation angle in degrees on rotation steps and the flip sign (−1 flip,
+    +1 keep) on flip steps — the same distributions as :func:`podd.augment.flip_rotate`.
+    """
+    rotate_op = torch.randint(2, (num_steps,), generator=generator) == 1
+    u = torch.rand(num_steps, batch, generator=generator, dtype=torch.float64)
+    degrees = (u * 2 - 1) * MAX_DEGREES
+    sign = torch.where(u < FLIP_PROBABILITY, -1.0, 1.0).to(torch.float64)
+    value = torch.where(rotate_op[:, None], degrees, sign)
+    return rotate_op, value.to(dtype)
+
+
+def batched_flip_rotate(x: torch.Tensor, rotate_op: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Augment a stack of per-model batches in one ``grid_sample``.
+
+    ``x``: (M, B, c, h, w); ``rotate_op``: (M,) bool — did model m pick rotation this step;
+    ``value``: (M, B) — degrees where rotating, flip sign (±1) where flipping. Each image gets the
+    affine matrix [[s·cos, s·sin, 0], [−sin, cos, 0]] with s the flip sign (1 when rotating) and
+    the angle 0 when flipping, i.e. exactly a rotation or a horizontal flip (flip = diag(−1, 1)).
+    """
+    m, b = x.shape[:2]
+    rot = rotate_op.view(m, 1).expand(m, b)
+    theta = torch.where(rot, value, torch.zeros_like(value)) * (math.pi / 180.0)
+    sign = torch.where(rot, torch.ones_like(value), value)
+    cos, sin, zero = torch.cos(theta), torch.sin(theta), torch.zeros_like(theta)
+    affine = torch.stack([torch.stack([sign * cos, sign * sin, zero], -1),
+                          torch.stack([-sin, cos, zero], -1)], -2).reshape(m * b, 2, 3)
+    flat = x.reshape(m * b, *x.shape[2:])
+    grid = F.affine_grid(affine.to(x.dtype), list(flat.shape), align_corners=False)
+    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.view_as(x)
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but CUDA is not available; use device='cpu' or 'auto'")
+    return device
+
+
+def _check_inputs(images, labels, test_x, test_y, steps, num_models, lr, batch_size, num_classes):
+    if not torch.is_tensor(images) or images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor (N, c, h, w) of preprocessed images; got "
+                         f"{getattr(images, 'shape', type(images))} {getattr(images, 'dtype', '')}")
+    n, _, h, w = images.shape
+    if n == 0:
+        raise ValueError("images is empty: there is nothing to train on")
+    if h != w:
+        raise ValueError(f"the ConvNet needs square images; got {h}×{w}")
+    if not torch.is_tensor(test_x) or test_x.dim() != 4 or tuple(test_x.shape[1:]) != tuple(images.shape[1:]):
+        raise ValueError(f"test_x must be (T, {', '.join(map(str, images.shape[1:]))}) like the images; "
+                         f"got {tuple(getattr(test_x, 'shape', ()))}")
+    if not test_x.is_floating_point():
+        raise ValueError("test_x must be preprocessed float images (apply the same Preprocessor as to the "
+                         "training data)")
+    if not torch.is_tensor(test_y) or test_y.dim() != 1 or test_y.shape[0] != test_x.shape[0]:
+        raise ValueError(f"test_y must be (T,) with one label per test image: {test_x.shape[0]} test images, "
+                         f"test_y of shape {tuple(getattr(test_y, 'shape', ()))}")
+    if test_y.numel() == 0:
+        raise ValueError("the test set is empty")
+    if test_y.dtype != torch.long:
+        raise ValueError(f"test_y must be int64 class indices; got {test_y.dtype}")
+    if not torch.is_tensor(labels) or labels.dim() == 0 or labels.shape[0] != n:
+        raise ValueError(f"labels must have one row per image: {n} images but labels of shape "
+                         f"{tuple(getattr(labels, 'shape', ()))}")
+    if labels.dim() == 2:
+        if not labels.is_floating_point():
+            raise ValueError("soft labels (N, K) must be float probabilities")
+        if not torch.isfinite(labels).all():
+            raise ValueError("soft labels contain NaN or inf")
+        k = labels.shape[1]
+        if num_classes is not None and num_classes != k:
+            raise ValueError(f"num_classes={num_classes} but soft labels have {k} columns")
+    elif labels.dim() == 1:
+        if labels.dtype != torch.long:
+            raise ValueError(f"hard labels (N,) must be int64 class indices; got {labels.dtype}")
+        k = int(max(labels.max(), test_y.max())) + 1 if num_classes is None else num_classes
+        if labels.min() < 0 or labels.max() >= k:
+            raise ValueError(f"hard labels must lie in [0, {k}); got [{int(labels.min())}, {int(labels.max())}]")
+    else:
+        raise ValueError(f"labels must be soft (N, K) or hard (N,); got shape {tuple(labels.shape)}")
+    if test_y.min() < 0 or test_y.max() >= k:
+        raise ValueError(f"test labels must lie in [0, {k}) (K = {k} classes)")
+    steps = list(steps)
+    if not steps or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in steps):
+        raise ValueError(f"steps must be a non-empty list of positive integers; got {steps}")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"steps must be strictly increasing; got {steps}")
+    if not isinstance(num_models, int) or num_models < 1:
+        raise ValueError(f"num_models must be an integer ≥ 1; got {num_models}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive; got {lr}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None; got {batch_size}")
+    return k, steps
+
+
+# --------------------------------------------------------------------------------------------
+# losses and the models' forward
+
+
+def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft (…, K) or hard (…) targets, mean over the batch."""
+    if targets.is_floating_point():
+        return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+    return F.cross_entropy(logits, targets)
+
+
+def _test_batch(num_models: int, test_batch_size: int) -> int:
+    return max(1, test_batch_size // num_models)
+
+
+@torch.no_grad()
+def _count_correct(forward: Callable, params, test_x, test_y, chunk: int, device, dtype) -> torch.Tensor:
+    """Correct test predictions per model, (M,) on the device — no host synchronisation."""
+    correct = None
+    for start in range(0, test_x.shape[0], chunk):
+        x = test_x[start:start + chunk].to(device, dtype, non_blocking=True)
+        y = test_y[start:start + chunk].to(device, non_blocking=True)
+        hits = (forward(params, x).argmax(-1) == y).sum(-1)
+        correct = hits if correct is None else correct + hits
+    return correct
+
+
+# --------------------------------------------------------------------------------------------
+# the protocol
+
+
+def train_and_test(images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                   *, num_models: int = 8, steps: Sequence[int] = DEFAULT_STEPS, lr: float = 1e-3,
+                   batch_size: int | None = None, width: int = 128, depth: int | None = None,
+                   augment: bool = True, seed: int = 0, device: str | torch.device = "cpu",
+                   progress: bool = False, num_classes: int | None = None,
+                   test_batch_size: int = 1024, sequential: bool = False) -> EvalResult:
+    """Train ``num_models`` fresh ConvNets on (``images``, ``labels``); test accuracy at ``steps``.
+
+    images: (N, c, h, w) float, preprocessed like ``test_x``. labels: soft (N, K) float or hard
+    (N,) int64. batch_size: images per step (None → all N if N ≤ 256, else 256; ≥ N → all N).
+    The compute dtype is ``images.dtype`` (float64 works, for exactness tests). ``test_batch_size``
+    bounds memory at test time: images × models per forward. ``sequential=True`` trains the same
+    models (same streams) one after another — the reference for tests and benchmarks.
+    Returns an :class:`EvalResult` with accuracy (num_models, len(steps)) in percent.
+    """
+    return _train_and_test(images, labels, test_x, test_y, num_models=num_models, steps=steps, lr=lr,
+                           batch_size=batch_size, width=width, depth=depth, augment=augment, seed=seed,
+                           device=device, progress=progress, num_classes=num_classes,
+                           test_batch_size=test_batch_size, sequential=sequential)[0]
+
+
+def _train_and_test(images, labels, test_x, test_y, *, num_models, steps, lr, batch_size, width, depth,
+                    augment, seed, device, progress, num_classes, test_batch_size, sequential):
+    """train_and_test, also returning the trained parameters stacked (M, ...) (for tests)."""
+    k, steps = _check_inputs(images, labels, test_x, test_y, steps, num_models, lr, batch_size, num_classes)
+    device = _resolve_device(device)
+    dtype = images.dtype
+    n, c, h, _ = images.shape
+    batch = n if batch_size is None and n <= DEFAULT_BATCH_SIZE else (batch_size or DEFAULT_BATCH_SIZE)
+    batch = min(batch, n)
+    total = steps[-1]
+    settings = dict(lr=lr, batch_size=batch, width=width, depth=depth, augment=augment, seed=seed,
+                    num_images=n, num_classes=k, label_kind="soft" if labels.dim() == 2 else "hard",
+                    dtype=str(dtype).replace("torch.", ""), device=str(device),
+                    mode="sequential" if sequential else "batched")
+
+    net = ConvNet(c, k, h, width=width, depth=depth).to(device=device, dtype=dtype)
+    settings["depth"] = net.depth
+    # Per-model streams, drawn up front on the CPU (a seed gives the same models on any device).
+    inits, orders, rot_ops, values = [], [], [], []
+    for m in range(num_models):   # setup only: a few vectorised draws per model
+        inits.append(init_parameters(net, _generator(seed, m, "init"), device))
+        if batch < n:
+            orders.append(_batch_order(n, batch, total, _generator(seed, m, "order")))
+        if augment:
+            op, val = _augment_schedule(batch, total, _generator(seed, m, "augment"), dtype)
+            rot_ops.append(op)
+            values.append(val)
+
+    x_all = images.detach().to(device)
+    y_all = labels.detach().to(device)
+    if y_all.is_floating_point():
+        y_all = y_all.to(dtype)
+    chunk = _test_batch(num_models, test_batch_size)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    sync()
+    start_time = time.perf_counter()
+    if sequential:
+        accuracy, final = _train_sequential(net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y,
+                                     steps, lr, chunk, device, dtype, progress)
+    else:
+        accuracy, final = _train_batched(net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y,
+                                  steps, lr, chunk, device, dtype, progress)
+    accuracy = accuracy.cpu()     # the one host synchronisation
+    wall = time.perf_counter() - start_time
+    return EvalResult(steps=steps, accuracy=accuracy, num_models=num_models, wall_time_s=wall,
+                      settings=settings), final
+
+
+def _adam(params, lr: float) -> torch.optim.Adam:
+    # Plain Adam of the protocol; elementwise, so on stacked tensors it is M independent Adams.
+    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
+
+
+def _train_batched(net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y, steps, lr, chunk,
+                   device, dtype, progress) -> torch.Tensor:
+    num_models, n = len(inits), x_all.shape[0]
+    params = {name: torch.stack([p[name] for p in inits]).requires_grad_() for name in inits[0]}
+    optimizer = _adam(list(params.values()), lr)
+    order = torch.stack(orders).to(device) if orders else None             # (M, T, B)
+    rot_op = torch.stack(rot_ops).to(device) if rot_ops else None          # (M, T)
+    value = torch.stack(values).to(device) if values else None             # (M, T, B)
+
+    def model_loss(p, x, y):
+        return _loss(functional_call(net, p, (x,)), y)
+
+    batched_loss = vmap(model_loss)
+    batched_logits = vmap(lambda p, x: functional_call(net, p, (x,)), in_dims=(0, None))
+    correct = torch.zeros(num_models, len(steps), dtype=torch.long, device=device)
+    total, record = steps[-1], {s: j for j, s in enumerate(steps)}
+    bar = _progress_bar(total, progress, f"evaluating {num_models} models (batched)")
+    for t in range(total):
+        if order is not None:
+            idx = order[:, t]                                  # (M, B)
+            xb, yb = x_all[idx], y_all[idx]
+        else:                                                  # every step sees all N images
+            xb = x_all.expand(num_models, *x_all.shape)
+            yb = y_all.expand(num_models, *y_all.shape)
+        if rot_op is not None:
+            xb = batched_flip_rotate(xb, rot_op[:, t], value[:, t])
+        loss = batched_loss(params, xb, yb).sum()              # sum: each model gets its own gradient
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if t + 1 in record:
+            detached = {name: p.detach() for name, p in params.items()}
+            correct[:, record[t + 1]] = _count_correct(batched_logits, detached, test_x, test_y, chunk,
+                                                       device, dtype)
+        bar.update(1)
+    bar.close()
+    final = {name: p.detach() for name, p in params.items()}
+    return correct.double() * (100.0 / test_y.shape[0]), final
+
+
+def _train_sequential(net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y, steps, lr, chunk,
+                      device, dtype, progress) -> torch.Tensor:
+    """The same models, same streams, trained one after another with the plain single-model code."""
+    num_models = len(inits)
+    total, record = steps[-1], {s: j for j, s in enumerate(steps)}
+    correct = torch.zeros(num_models, len(steps), dtype=torch.long, device=device)
+    logits_of = lambda p, x: functional_call(net, p, (x,))  # noqa: E731
+    bar = _progress_bar(total * num_models, progress, f"evaluating {num_models} models (sequential)")
+    finals = []
+    for m in range(num_models):
+        params = {name: p.clone().requires_grad_() for name, p in inits[m].items()}
+        optimizer = _adam(list(params.values()), lr)
+        order = orders[m].to(device) if orders else None
+        ops = rot_ops[m].tolist() if rot_ops else None         # CPU schedule: no device sync
+        value = values[m].to(device) if values else None
+        for t in range(total):
+            if order is not None:
+                idx = order[t]
+                xb, yb = x_all[idx], y_all[idx]
+            else:
+                xb, yb = x_all, y_all
+            if ops is not None:
+                xb = rotate(xb, value[t]) if ops[t] else horizontal_flip(xb, value[t] < 0)
+            loss = _loss(logits_of(params, xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if t + 1 in record:
+                detached = {name: p.detach() for name, p in params.items()}
+                correct[m, record[t + 1]] = _count_correct(logits_of, detached, test_x, test_y, chunk * num_models,
+                                                           device, dtype)
+            bar.update(1)
+        finals.append({name: p.detach() for name, p in params.items()})
+    bar.close()
+    final = {name: torch.stack([f[name] for f in finals]) for name in finals[0]}
+    return correct.double() * (100.0 / test_y.shape[0]), final
+
+
+def _progress_bar(total: int, enabled: bool, desc: str):
+    if not enabled:
+        class _Null:
+            def update(self, _):
+                pass
+
+            def close(self):
+                pass
+        return _Null()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="step")
+
+
+# --------------------------------------------------------------------------------------------
+# reference rows of the tables
+
+
+def random_real_subset(ds, images_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random, class-stratified subset of ``ds``'s training set: ``images_per_class`` per class.
+
+    Returns (x uint8 (K·k, c, h, w), y int64), ordered by class. Seeded: the same seed gives the
+    same subset. One vectorised draw: shuffle, stable-sort by class, keep the first k of each class.
+    """
+    if not isinstance(images_per_class, int) or isinstance(images_per_class, bool) or images_per_class < 1:
+        raise ValueError(f"images_per_class must be a positive integer; got {images_per_class!r}")
+    y = ds.y_train
+    k = ds.num_classes
+    counts = torch.bincount(y, minlength=k)
+    short = (counts < images_per_class).nonzero().flatten()
+    if short.numel():
+        c = int(short[0])
+        raise ValueError(f"class {c} ({ds.class_names[c]!r}) has only {int(counts[c])} training images, "
+                         f"fewer than images_per_class={images_per_class}; lower it")
+    generator = torch.Generator().manual_seed(int(seed))
+    perm = torch.randperm(y.shape[0], generator=generator)
+    by_class = perm[torch.argsort(y[perm], stable=True)]          # random order within each class
+    class_start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(y.shape[0]) - class_start[y[by_class]]
+    chosen = by_class[rank < images_per_class]
+    return ds.x_train[chosen], y[chosen]
+
+
+def real_subset_reference(ds, preprocess: Callable[[torch.Tensor], torch.Tensor], images_per_class: int,
+                          *, subset_seed: int = 0, **kwargs) -> EvalResult:
+    """The "random real k IPC" row: train_and_test on a random stratified real subset (hard labels)."""
+    x, y = random_real_subset(ds, images_per_class, subset_seed)
+    result = train_and_test(preprocess(x), y, preprocess(ds.x_test), ds.y_test,
+                            num_classes=ds.num_classes, **kwargs)
+    result.settings.update(reference=f"random real {images_per_class} IPC", subset_seed=subset_seed,
+                           data_source=getattr(ds, "source", "full"))
+    return result
+
+
+def full_dataset_reference(ds, preprocess: Callable[[torch.Tensor], torch.Tensor], *, num_models: int = 1,
+                           steps: Sequence[int] = DEFAULT_STEPS, batch_size: int = DEFAULT_BATCH_SIZE,
+                           **kwargs) -> EvalResult:
+    """The "full dataset" row: train_and_test on all real training images with hard labels.
+
+    The paper trains far longer for this row; callers choose ``num_models`` and ``steps`` to fit
+    their budget, and the settings travel with the result.
+    """
+    result = train_and_test(preprocess(ds.x_train), ds.y_train, preprocess(ds.x_test), ds.y_test,
+                            num_models=num_models, steps=steps, batch_size=batch_size,
+                            num_classes=ds.num_classes, **kwargs)
+    result.settings.update(reference="full training set", data_source=getattr(ds, "source", "full"))
+    return result
