@@ -378,8 +378,9 @@ def extract_patches(poster: torch.Tensor, positions: torch.Tensor, patch_hw,
         poster: ``(c, H, W)``, or a batch of posters ``(P, c, H, W)`` (per-class mode).
         positions: ``(N, 2)`` top-left ``(y, x)`` corners (e.g. ``geometry.positions()``).
         patch_hw: ``(h, w)``.
-        index: optional precomputed :func:`patch_index` for this poster width (saves rebuilding
-            the ``N·h·w`` index on every call).
+        index: optional precomputed :func:`patch_index` for this poster width, on the poster's
+            device (saves rebuilding the ``N·h·w`` index on every call; ``positions`` is then
+            not read).
 
     Returns:
         ``(N, c, h, w)`` for one poster, ``(P, N, c, h, w)`` for a batch. The gather is an
@@ -390,12 +391,16 @@ def extract_patches(poster: torch.Tensor, positions: torch.Tensor, patch_hw,
         raise ValueError(f"poster must be (c, H, W) or (P, c, H, W); got shape {tuple(poster.shape)}")
     h, w = _pair(patch_hw, "patch_hw")
     H, W = poster.shape[-2:]
-    positions = torch.as_tensor(positions, dtype=torch.long, device=poster.device)
-    if positions.numel() and (positions.min() < 0 or (positions[:, 0].max() + h > H)
-                              or (positions[:, 1].max() + w > W)):
-        raise ValueError(f"patch positions reach outside the {H}×{W} poster for patches of {h}×{w}")
     if index is None:
-        index = patch_index(positions, (h, w), W)
+        positions = torch.as_tensor(positions, dtype=torch.long)
+        # Checked only on the CPU: on an accelerator the comparison would force a host sync on
+        # every call. Positions from PosterGeometry.positions() are always inside.
+        if positions.device.type == "cpu" and positions.numel() and (
+                positions.min() < 0 or positions[:, 0].max() + h > H
+                or positions[:, 1].max() + w > W):
+            raise ValueError(f"patch positions reach outside the {H}×{W} poster for patches "
+                             f"of {h}×{w}")
+        index = patch_index(positions.to(poster.device), (h, w), W)
     index = index.to(poster.device)
     n = index.shape[0]
     flat = poster.flatten(-2)                                   # (..., c, H·W)
@@ -432,9 +437,12 @@ def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: st
             its class area: the grid cell ``(r, q)`` of ``class_order`` gets it at corner
             ``(ys[r], xs[q])`` with ``ys, xs`` = :func:`axis_positions` of a ``rows × cols``
             grid of images over the poster. Below 1 IPC these placements overlap and are blended
-            by averaging; above 1 IPC gaps between them stay 0 (the data mean). Then Gaussian
-            noise with standard deviation ``noise × std(real_x)`` is added. Every class must have
-            real images.
+            by averaging; above 1 IPC the gaps between them are filled by repeating each class
+            mean periodically over its class-map area (empty cells stay 0). Then Gaussian
+            noise with standard deviation ``noise × std(real_x)`` is added. Every class on the
+            poster must have real images. For one poster of the poster-per-class mode
+            (``geometry.num_classes == 1``) ``class_order`` is ``[[k]]``, the dataset class ``k``
+            that poster holds.
 
     Same generator state, same poster.
     """
@@ -448,21 +456,30 @@ def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: st
     if class_order is None or real_x is None or real_y is None:
         raise ValueError("init method 'real' needs class_order, real_x (preprocessed float "
                          "images) and real_y (their labels)")
-    from podd.labels import validate_class_order  # labels imports this module; import late
-
-    K = geometry.num_classes
-    order = validate_class_order(class_order, K, geometry.grid).to(device)
     real_x = torch.as_tensor(real_x).to(device=device, dtype=torch.float32)
     real_y = torch.as_tensor(real_y).to(device=device, dtype=torch.long)
     if tuple(real_x.shape[1:]) != (c, h, w) or real_x.shape[0] != real_y.shape[0]:
         raise ValueError(f"real_x must be (n, {c}, {h}, {w}) with one label per image in real_y; "
                          f"got {tuple(real_x.shape)} and {tuple(real_y.shape)}")
-    counts = torch.bincount(real_y, minlength=K)[:K]
-    if (counts == 0).any():
-        missing = torch.nonzero(counts == 0).flatten().tolist()
-        raise ValueError(f"init 'real' needs images of every class; none for classes {missing}")
-    means = torch.zeros(K, c * h * w, device=device).index_add_(0, real_y, real_x.flatten(1))
-    means = means / counts[:, None]
+    if geometry.num_classes == 1:
+        # One poster of the poster-per-class mode: its 1×1 order names the dataset class it holds.
+        order = torch.as_tensor(class_order).long().reshape(1, 1).to(device)
+        if int(order) < 0:
+            raise ValueError(f"a per-class poster's class_order must name its class; got {int(order)}")
+    else:
+        from podd.labels import validate_class_order  # labels imports this module: import late
+
+        order = validate_class_order(class_order, geometry.num_classes, geometry.grid).to(device)
+    needed = order[order >= 0]
+    num_means = max(int(needed.max()) + 1, int(real_y.max()) + 1)
+    counts = torch.bincount(real_y, minlength=num_means)
+    missing = [k for k in needed.tolist() if counts[k] == 0]
+    if missing:
+        raise ValueError(f"init 'real' needs real images of every class on the poster; "
+                         f"none for classes {missing}")
+    # Class means for all classes in one scatter-add (no loop over classes).
+    means = torch.zeros(num_means, c * h * w, device=device).index_add_(0, real_y, real_x.flatten(1))
+    means = means / counts.clamp_min(1)[:, None]
 
     rows, cols = geometry.grid
     # A poster smaller than the grid of images along an axis cannot give each row/column of cells
@@ -479,7 +496,24 @@ def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: st
     values = values.permute(1, 0, 2).reshape(c, -1)                    # (c, F·h·w)
     total = torch.zeros(c, H * W, device=device).index_add_(1, index, values)
     cover = torch.zeros(H * W, device=device).index_add_(0, index, torch.ones(index.numel(), device=device))
-    blended = (total / cover.clamp_min(1)).view(c, H, W)
+    blended = total / cover.clamp_min(1)
+    # Above 1 IPC the placed images leave gaps: fill them by repeating the class mean
+    # periodically from its cell's corner, so every pixel of a class area starts near its class.
+    gaps = cover == 0
+    if gaps.any():
+        from podd.labels import class_map
+
+        cmap = class_map(order, (H, W)).reshape(-1)                    # (H·W,)
+        y = torch.arange(H, device=device)
+        x = torch.arange(W, device=device)
+        local_y = (y - (y * rows // H * H + rows - 1) // rows) % h     # offset from cell corner
+        local_x = (x - (x * cols // W * W + cols - 1) // cols) % w
+        local = (local_y[:, None] * w + local_x[None, :]).reshape(-1)  # (H·W,)
+        cls = cmap[gaps]
+        fill = means.view(-1, c, h * w)[cls.clamp_min(0), :, local[gaps]]  # (G, c)
+        fill = fill * (cls >= 0)[:, None]
+        blended[:, gaps] = fill.T
+    blended = blended.view(c, H, W)
     scale = float(noise) * real_x.std().item()
     return blended + scale * torch.randn((c, H, W), generator=generator, device=device)
 

@@ -202,6 +202,23 @@ def test_init_real_class_means():
     assert torch.equal(noisy, again) and not torch.equal(noisy, poster)
 
 
+def test_init_real_fills_gaps_and_per_class_posters():
+    # Above 1 IPC the class mean repeats over its area; a per-class poster names its class.
+    real_x = torch.arange(16.0).view(1, 1, 4, 4).repeat(3, 1, 1, 1)
+    real_x[0] = -1
+    real_y = torch.tensor([0, 3, 3])
+    geometry = per_class_geometry(10, (1, 4, 4), ipc=2.0, patches=(2, 2))
+    assert geometry.size == (6, 6)
+    poster = init_poster(geometry, torch.Generator(), "real", class_order=[[3]], real_x=real_x,
+                         real_y=real_y, noise=0.0)
+    mean = torch.arange(16.0).view(4, 4)
+    assert_close(poster[0, :4, :4], mean)
+    assert_close(poster[0, 4:, 4:], mean[:2, :2])
+    with pytest.raises(ValueError, match=r"none for classes \[5\]"):
+        init_poster(geometry, torch.Generator(), "real", class_order=[[5]], real_x=real_x,
+                    real_y=real_y)
+
+
 # ---------------------------------------------------------------- artifacts and display
 
 class Halve:
