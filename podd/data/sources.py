@@ -178,20 +178,32 @@ def _ensure_extracted(root: Path, folder: str, required: Sequence[str], archive:
 
 
 def _download(url: str, dest: Path, md5: str, title: str) -> None:
-    """Download ``url`` to ``dest`` through a temporary file; verify the md5 before renaming."""
-    from torchvision.datasets.utils import download_url
+    """Download ``url`` to ``dest`` through a temporary file; verify the md5 before renaming.
+
+    Plain urllib (http, https and file URLs), streamed in blocks with a progress bar.
+    """
+    import urllib.request
+
+    from tqdm.auto import tqdm
 
     with atomic_path(dest) as tmp:
         try:
-            download_url(url, str(tmp.parent), tmp.name)
-        except Exception as error:
+            request = urllib.request.Request(url, headers={"User-Agent": "podd"})
+            with urllib.request.urlopen(request, timeout=60) as response, open(tmp, "wb") as out:
+                total = response.headers.get("Content-Length")
+                with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
+                          desc=f"downloading {dest.name}", disable=None, leave=False) as bar:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        bar.update(len(block))
+        except OSError as error:    # URLError, HTTPError, timeouts, disk full
             raise FileNotFoundError(
                 f"{title}: downloading {url} failed ({type(error).__name__}: {error}). Download it "
                 f"yourself and put it at {dest}, or check the network.") from error
         actual = md5sum(tmp)
         if actual != md5:
-            raise ChecksumError(f"{title}: the download from {url} has md5 {actual}, expected {md5} "
-                                f"(corrupted or incomplete); nothing was kept, try again.")
+            raise ChecksumError(f"{title}: checksum mismatch for the download from {url}: md5 {actual}, "
+                                f"expected {md5} (corrupted or incomplete); nothing was kept, try again.")
 
 
 # --------------------------------------------------------------------------------------------
