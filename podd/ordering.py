@@ -739,8 +739,9 @@ def plot_class_tiling(
         class_names: the K names (underscores shown as spaces; long names wrap).
         clusters: optional (K,) integer cluster id per class: cells are coloured by cluster.
         distances: optional (K, K) matrix: cells are coloured by the mean distance to their
-            placed 4-neighbours (light = well placed), unless ``clusters`` is given.
-        cmap: matplotlib colormap name (default ``"tab20"`` for clusters, ``"viridis_r"`` for distances).
+            placed 4-neighbours (pale yellow = close neighbours, orange/red = far), unless
+            ``clusters`` is given.
+        cmap: matplotlib colormap name (default ``"tab20"`` for clusters, ``"YlOrRd"`` for distances).
         fontsize: text size in points; default fits the longest word into a cell.
 
     Returns ``ax``.
@@ -765,18 +766,19 @@ def plot_class_tiling(
         for r in range(rows):
             for c in range(cols):
                 if order[r, c] >= 0:
-                    colours[r, c] = cm(int(clusters[order[r, c]]) % cm.N)
+                    # blended with white so black names stay readable on dark colours
+                    colours[r, c] = 0.6 * np.asarray(cm(int(clusters[order[r, c]]) % cm.N)) + 0.4
     elif distances is not None:
         dist = _check_distances(distances)
         fit = _mean_neighbour_distance(order, dist)
         valid = order >= 0
         lo, hi = float(fit[valid].min()), float(fit[valid].max())
-        cm = plt.get_cmap(cmap or "viridis_r")
+        cm = plt.get_cmap(cmap or "YlOrRd")
         norm = (fit - lo) / max(hi - lo, 1e-12)
         for r in range(rows):
             for c in range(cols):
                 if valid[r, c]:
-                    colours[r, c] = cm(float(norm[r, c]) * 0.8)  # avoid the darkest end: text stays readable
+                    colours[r, c] = cm(float(norm[r, c]) * 0.7)  # avoid the darkest end: text stays readable
     ax.imshow(colours, interpolation="nearest")
     _setup_grid_axes(ax, rows, cols)
     ax.set_xticks([])
@@ -790,15 +792,39 @@ def plot_class_tiling(
             idx = int(order[r, c])
             labels[(r, c)] = "" if idx < 0 else str(class_names[idx]).replace("_", " ").replace(" ", "\n")
     if fontsize is None:
-        fig = ax.figure
-        bbox = ax.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
-        cell_pts = 72.0 * min(bbox.width / cols, bbox.height / rows)
-        longest = max((len(w) for t in labels.values() for w in t.split("\n")), default=1)
-        fontsize = float(np.clip(cell_pts / (0.62 * max(longest, 3)), 4.0, 12.0))
+        fontsize = _fitting_fontsize(ax, [t for t in labels.values() if t], rows, cols)
     for (r, c), text in labels.items():
         if text:
             ax.text(c, r, text, ha="center", va="center", fontsize=fontsize, linespacing=0.9)
     return ax
+
+
+def _fitting_fontsize(ax, texts: list[str], rows: int, cols: int) -> float:
+    """Largest font size (4-14 pt) at which every text fits in a grid cell of ``ax``.
+
+    Measured with the figure's renderer where it has one (Agg, the notebook default); otherwise
+    estimated at about 0.5 em per character.
+    """
+    fig = ax.figure
+    bbox = ax.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
+    cell_w, cell_h = 72.0 * bbox.width / cols, 72.0 * bbox.height / rows  # points
+    if not texts:
+        return 10.0
+    lines = max(t.count("\n") + 1 for t in texts)
+    words = {w for t in texts for w in t.split("\n")}
+    try:
+        renderer = fig.canvas.get_renderer()
+        probe = ax.text(0, 0, "", fontsize=10)
+        width = 0.0
+        for w in words:  # at 10 pt, in points
+            probe.set_text(w)
+            width = max(width, probe.get_window_extent(renderer).width * 72.0 / fig.dpi)
+        probe.remove()
+    except Exception:  # noqa: BLE001 - a backend without a renderer: estimate instead
+        width = 10 * 0.5 * max(len(w) for w in words)
+    by_width = 10.0 * 0.88 * cell_w / max(width, 1e-6)
+    by_height = 0.85 * cell_h / (1.1 * lines)
+    return float(np.clip(min(by_width, by_height), 4.0, 14.0))
 
 
 def _mean_neighbour_distance(order: torch.LongTensor, dist: torch.Tensor) -> torch.Tensor:
