@@ -81,7 +81,7 @@ def _default_cache_dir() -> Path:
 
         root = Path(data_root())
     except ImportError:
-        root = Path(os.environ.get("PODD_DATA") or Path.home() / ".cache" / "podd")
+        root = Path(os.environ.get("PODD_DATA") or Path.home() / ".cache" / "podd").expanduser()
     return root / "embeddings"
 
 

@@ -393,13 +393,16 @@ def test_text_embeddings_real_vit_b32_random_weights(tmp_path):
     assert torch.allclose(emb.norm(dim=1), torch.ones(4), atol=1e-5)
     assert distance_matrix(emb).triu(1)[torch.triu(torch.ones(4, 4, dtype=torch.bool), 1)].min() > 0
     assert not list(tmp_path.glob("*.pt"))  # random weights are never cached
-    # the random weights are seeded: PoCO on them is reproducible
-    import open_clip
+    # PoCO runs on them end to end
+    order = poco(distance_matrix(emb), 2, 2)
+    assert sorted(order.reshape(-1).tolist()) == [0, 1, 2, 3]
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        clip = open_clip.create_model("ViT-B-32", pretrained=None)
-    assert torch.allclose(text_embeddings(names, model=clip), emb, atol=1e-6)
+
+def test_text_embeddings_accepts_a_model_object(tmp_path):
+    emb = text_embeddings(["cat", "sea_lion"], model=_FakeClip(), tokenizer=_fake_tokenizer, cache_dir=tmp_path)
+    expected = torch.nn.functional.normalize(_FakeClip().encode_text(_fake_tokenizer(["cat", "sea lion"])), dim=1)
+    assert torch.allclose(emb, expected)
+    assert not list(tmp_path.glob("*.pt"))  # model objects are never cached
 
 
 # ---------------------------------------------------------------- figures
