@@ -18,6 +18,7 @@ from podd.ordering import (  # noqa: E402
     identity_order,
     load_embeddings,
     ordering_score,
+    ordering_scores,
     plot_class_tiling,
     plot_traversal,
     poco,
@@ -213,6 +214,16 @@ def test_ordering_score_by_hand():
     assert ordering_score([[0, 3], [1, 2]], d) == pytest.approx(1 / 23)
 
 
+def test_ordering_scores_batch_matches_single():
+    g = torch.Generator().manual_seed(1)
+    d = distance_matrix(torch.randn(7, 5, generator=g))
+    orders = random_orderings(7, 3, 3, count=50, seed=2)
+    batch = ordering_scores(orders, d)
+    assert batch.shape == (50,)
+    assert torch.allclose(batch, torch.tensor([ordering_score(o, d) for o in orders], dtype=torch.float64))
+    assert ordering_score([[0]], torch.zeros(1, 1)) == float("inf")  # no pairs
+
+
 def test_ordering_score_rejects_foreign_class():
     with pytest.raises(ValueError, match="outside"):
         ordering_score([[0, 5]], torch.zeros(2, 2))
@@ -377,7 +388,45 @@ def test_text_embeddings_offline_error_is_prompt_and_helpful(tmp_path):
     assert time.monotonic() - start < 10
 
 
+def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path, monkeypatch):
+    # no HF_HUB_OFFLINE, but the connection probe fails: still an immediate, helpful error
+    monkeypatch.setattr(ordering, "_hub_offline", lambda: False)
+    monkeypatch.setattr(ordering, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(WeightsUnavailableError, match="cannot be reached"):
+        text_embeddings(["cat"], cache_dir=tmp_path / "emb", clip_cache_dir=str(tmp_path / "hf"))
+
+
+def test_hub_probe_is_bounded_in_time(monkeypatch):
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+    def hanging_connect(*args, **kwargs):  # a DNS lookup or connect that never returns
+        time.sleep(30)
+
+    monkeypatch.setattr(ordering.socket, "create_connection", hanging_connect)
+    start = time.monotonic()
+    assert ordering._hub_reachable(timeout=0.2) is False
+    assert time.monotonic() - start < 2
+
+
+def test_offline_uses_a_cached_checkpoint(tmp_path):
+    # Hugging Face cache layout: models--org--name/refs/main -> snapshots/<commit>/<file>
+    repo = tmp_path / "models--timm--vit_base_patch32_clip_224.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    weights = repo / "snapshots" / "abc123" / "open_clip_pytorch_model.bin"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"stand-in")
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg("ViT-B-32", "openai")
+    assert ordering._cached_checkpoint(cfg, str(tmp_path)) == str(weights)
+    assert ordering._cached_checkpoint(cfg, str(tmp_path / "empty")) is None
+
+
 def test_text_embeddings_bad_pretrained(tmp_path):
+    with pytest.raises(ValueError, match="'ViT-Q-99' is not an open_clip model"):
+        text_embeddings(["cat"], model="ViT-Q-99", cache_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="no/such/ckpt.bin"):
         text_embeddings(["cat"], pretrained="no/such/ckpt.bin", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="not an open_clip tag"):
