@@ -584,11 +584,34 @@ class PosterArtifact:
     config: dict = field(default_factory=dict)
 
 
+def _plain(obj: Any) -> Any:
+    """Reduce ``obj`` to what ``torch.load(weights_only=True)`` reads back: CPU tensors, numbers,
+    strings, None and lists/tuples/dicts of them (numpy arrays become tensors, paths and any
+    other object their ``str``)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj)).clone()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, dict):
+        return {(k if isinstance(k, (str, int)) else str(k)): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, torch.dtype):
+        return str(obj)
+    return str(obj)
+
+
 def save_artifact(path: str | os.PathLike, artifact: PosterArtifact) -> Path:
     """Write ``artifact`` to ``path`` atomically (``torch.save`` of plain tensors and dicts).
 
     The file carries a format marker and version so :func:`load_artifact` can refuse foreign
-    files with a clear message. Tensors are detached and moved to the CPU.
+    files with a clear message. Tensors are detached and moved to the CPU; ``preprocessing`` and
+    ``config`` are reduced to plain data (numpy arrays → tensors, paths and other objects →
+    strings) so the file loads with ``torch.load(..., weights_only=True)``, which never runs code.
     """
     def cpu(t):
         return None if t is None else torch.as_tensor(t).detach().cpu().clone()
@@ -603,8 +626,8 @@ def save_artifact(path: str | os.PathLike, artifact: PosterArtifact) -> Path:
         "label_mode": str(artifact.label_mode),
         "mode": str(artifact.mode),
         "class_names": [str(n) for n in artifact.class_names],
-        "preprocessing": artifact.preprocessing,
-        "config": artifact.config,
+        "preprocessing": _plain(dict(artifact.preprocessing or {})),
+        "config": _plain(dict(artifact.config or {})),
     }
     return torch_save(path, payload)
 
