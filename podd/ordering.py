@@ -190,7 +190,9 @@ def _create_clip(model: str, pretrained, quick_gelu, device, clip_cache_dir):
 
     name = model.replace("/", "-")
     if name not in open_clip.list_models():
-        raise ValueError(f"model={model!r} is not an open_clip model name; e.g. 'ViT-B-32' (see open_clip.list_models()).")
+        raise ValueError(
+            f"model={model!r} is not an open_clip model name; e.g. 'ViT-B-32' (see open_clip.list_models())."
+        )
     if pretrained is None:
         # Random weights (tests only). Seeded so the 'embeddings' are reproducible.
         with torch.random.fork_rng(devices=[]):
@@ -556,7 +558,9 @@ def poco(distances, rows: int, cols: int, traversal=None) -> torch.LongTensor:
 def _check_traversal(traversal, rows: int, cols: int) -> torch.LongTensor:
     cells = torch.as_tensor(traversal, dtype=torch.long)
     if cells.shape != (rows * cols, 2):
-        raise ValueError(f"traversal must have shape ({rows * cols}, 2) for a {rows}x{cols} grid, got {tuple(cells.shape)}.")
+        raise ValueError(
+            f"traversal must have shape ({rows * cols}, 2) for a {rows}x{cols} grid, got {tuple(cells.shape)}."
+        )
     inside = (cells[:, 0] >= 0) & (cells[:, 0] < rows) & (cells[:, 1] >= 0) & (cells[:, 1] < cols)
     if not inside.all():
         raise ValueError(f"traversal cell {cells[~inside][0].tolist()} lies outside the {rows}x{cols} grid.")
@@ -668,7 +672,9 @@ def resolve_class_order(
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str):
-        raise ValueError(f"class order spec {spec!r} is not understood; use 'poco', 'identity', 'random:SEED' or a path.")
+        raise ValueError(
+            f"class order spec {spec!r} is not understood; use 'poco', 'identity', 'random:SEED' or a path."
+        )
     traversal = zigzag(rows, cols, alternate=alternate)
     if spec == "poco":
         emb = text_embeddings(class_names, **clip_kwargs)
