@@ -27,11 +27,198 @@ def _add_data_command(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_data)
 
 
+# --------------------------------------------------------------------------------------------
+# distill / evaluate / show (the engine)
+# --------------------------------------------------------------------------------------------
+def _parse_value(text: str):
+    """--set values: JSON when it parses (numbers, lists, true/null), else the plain string."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _default_out(config) -> str:
+    name = config.dataset.replace(":", "-").replace("/", "_").strip("_-.")
+    return f"runs/{name}-{config.mode}-ipc{config.ipc:g}-seed{config.seed}"
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    import os
+
+    from podd.distill import DistillConfig, distill
+    from podd.presets import get_preset
+    from podd.runs import RunDir
+
+    overrides = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set real_batch=128")
+        overrides[key.strip()] = _parse_value(value)
+    for name in ("steps", "device", "seed", "mode"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.resume:
+        if not args.out:
+            raise ValueError("--resume needs --out RUN_DIR, the directory of the run to continue")
+        saved = DistillConfig.from_dict(RunDir(args.out).load_checkpoint()["config"])
+        config = saved.replace(**{k: v for k, v in overrides.items()
+                                  if k in ("steps", "device", "eval_every", "eval_models",
+                                           "checkpoint_every", "log_every", "data_root")})
+        out = args.out
+    else:
+        if args.dataset is None or args.ipc is None:
+            raise ValueError("podd distill needs --dataset NAME and --ipc R (or --resume --out DIR)")
+        if args.ipc <= 0:
+            raise ValueError(f"--ipc {args.ipc}: the images-per-class budget must be positive "
+                             f"(e.g. --ipc 0.5)")
+        profile = args.profile or os.environ.get("PODD_PROFILE") or "paper"
+        config = get_preset(args.dataset, profile, ipc=args.ipc, **overrides)
+        out = args.out or _default_out(config)
+    result = distill(config, out_dir=out, resume=args.resume, progress=not args.quiet)
+    print(f"run directory: {result.out_dir}")
+    if result.evaluation is not None:
+        print(f"test accuracy ({result.evaluation.num_models} models, "
+              f"{result.evaluation.steps[-1]} steps): {result.evaluation.mean():.1f} ± "
+              f"{result.evaluation.std():.1f} %")
+    return 0
+
+
+def _load_run_parts(run_dir: str):
+    """artifact, config, dataset and preprocessor of a finished run."""
+    from podd.data import load_dataset, make_preprocessor
+    from podd.distill import DistillConfig
+    from podd.runs import load_run
+
+    artifact, _ = load_run(run_dir)
+    config = DistillConfig.from_dict(artifact.config)
+    dataset = load_dataset(config.dataset, root=config.data_root)
+    preprocessor = make_preprocessor(dataset, zca=config.zca, root=config.data_root)
+    return artifact, config, dataset, preprocessor
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from podd.distill import patches_and_labels, resolve_device
+    from podd.evaluate import train_and_test
+    from podd.io import write_json
+    from podd.provenance import provenance
+
+    artifact, config, dataset, preprocessor = _load_run_parts(args.run_dir)
+    device = resolve_device(args.device)
+    images, labels = patches_and_labels(artifact)
+    steps = tuple(args.steps) if args.steps else config.eval_steps
+    batch = min(config.distill_batch or images.shape[0], images.shape[0])
+    t0 = time.perf_counter()
+    result = train_and_test(images.to(device), labels.to(device),
+                            preprocessor(dataset.x_test).to(device), dataset.y_test.to(device),
+                            num_models=args.models, steps=steps, lr=config.inner_lr,
+                            batch_size=batch, width=config.width, depth=config.depth,
+                            augment=config.augment, seed=args.seed, device=device,
+                            progress=not args.quiet)
+    wall = time.perf_counter() - t0
+    print(f"{config.dataset} ({getattr(dataset, 'source', 'full')}), {artifact.mode}, "
+          f"IPC {config.ipc:g}: {result.num_models} fresh ConvNets")
+    for step in result.steps:
+        print(f"  {step:>6} steps: {result.mean(step):5.1f} ± {result.std(step):.1f} %")
+    out = write_json(Path(args.run_dir) / "eval.json", {
+        "result": result.to_dict(),
+        "provenance": provenance(device=device, dataset=config.dataset,
+                                 data_source=getattr(dataset, "source", "full"),
+                                 profile=config.profile, hyperparameters=config.to_dict(),
+                                 seeds={"eval": args.seed}, wall_time_s=round(wall, 3))})
+    print(f"written: {out}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from podd.runs import PNG, load_run, write_png
+
+    artifact, _ = load_run(args.run_dir)
+    state = (artifact.preprocessing or {}).get("state")
+    if state is not None:  # the run stored its preprocessor: no need to load the dataset
+        from podd.data import Preprocessor
+
+        preprocessor = Preprocessor.from_state_dict(state)
+    else:
+        _, _, _, preprocessor = _load_run_parts(args.run_dir)
+    path = write_png(Path(args.run_dir) / PNG, artifact.poster, preprocessor,
+                     patch_hw=artifact.geometry.image_shape[1:])
+    print(path.resolve())
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
+def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "distill", help="distil a dataset into a poster (RaT-BPTT on a poster)",
+        description="Distil a dataset into one poster with overlapping patches (PoDD), the "
+                    "RaT-BPTT baseline (one image per class) or one poster per class. Settings "
+                    "come from the dataset's preset (--profile smoke|quick|paper); any of them "
+                    "can be changed with --set KEY=VALUE. The run directory gets poster.pt, "
+                    "poster.png, metrics.jsonl, final.json and checkpoint.pt.")
+    p.add_argument("--dataset", metavar="NAME", help="digits, cifar10, cifar100, cub200, "
+                   "tinyimagenet, imagefolder:PATH or npz:PATH")
+    p.add_argument("--ipc", type=float, metavar="R", help="pixel budget in images per class "
+                   "(e.g. 0.5; baseline mode needs 1)")
+    p.add_argument("--mode", choices=("podd", "baseline", "per-class"), default=None,
+                   help="podd (shared poster, default), baseline (RaT-BPTT at 1 IPC), per-class")
+    p.add_argument("--profile", choices=("smoke", "quick", "paper"), default=None,
+                   help="preset size: smoke (seconds), quick (minutes), paper (the authors' "
+                        "settings; default, or $PODD_PROFILE)")
+    p.add_argument("--steps", type=int, default=None, help="outer steps (overrides the preset)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="run directory (default runs/DATASET-MODE-ipcR-seedS)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="where to run (default auto: CUDA when available)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any DistillConfig setting, e.g. --set real_batch=128 "
+                        "--set labels=fixed (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_distill)
+
+    p = commands.add_parser(
+        "evaluate", help="train fresh ConvNets on a run's poster and report test accuracy",
+        description="The evaluation protocol (§5.1): M freshly initialised ConvNets trained on "
+                    "the poster's patches and labels (Adam at the inner lr, flip_rotate), test "
+                    "accuracy mean ± std. Writes RUN_DIR/eval.json with provenance.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="directory written by podd distill")
+    p.add_argument("--models", type=int, default=8, help="number of evaluation models (default 8)")
+    p.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="training steps at which to test (default: the run's eval_steps)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation models")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = commands.add_parser(
+        "show", help="write a run's poster as a PNG and print its path",
+        description="Render RUN_DIR/poster.pt to RUN_DIR/poster.png (undoing the "
+                    "preprocessing) and print the file's path; --open also opens it.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="directory written by podd distill")
+    p.add_argument("--open", action="store_true", help="open the PNG in the default viewer")
+    p.set_defaults(handler=_cmd_show)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="podd", description="Poster Dataset Distillation: distil a dataset into one poster.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_command(commands)
+    _add_engine_commands(commands)
     return parser
 
 

@@ -1,0 +1,716 @@
+"""RaT-BPTT on a poster: the distillation engine (paper §3 and §4).
+
+One outer step, as the authors run RaT-BPTT (REFERENCE.md):
+
+1. draw a freshly initialised ConvNet (explicit parameter tensors, seeded);
+2. cut the poster into its overlapping patches (one gather) and compute their soft labels
+   (fixed, or learned from the label parameters in one matmul);
+3. train the fresh net with Adam at the inner learning rate: ``start`` steps without a graph,
+   then ``window`` steps whose graph is kept (each step: ``distill_batch`` patches drawn without
+   replacement, ``flip_rotate``, soft cross-entropy);
+4. the outer loss is the cross-entropy of the adapted net on an augmented batch of real images;
+   backpropagate it to the poster (and the label parameters), clip the poster gradient to
+   ``clip_factor`` × an exponential moving average of its norm, take an outer Adam step and
+   clamp the label parameters at zero.
+
+All randomness of a step is drawn up front into a :class:`StepPlan` from one CPU generator, so
+that :func:`unrolled_outer_loss` is a pure function of (poster, labels, plan): the tests check
+its autograd meta-gradient against finite differences, and a checkpoint that stores the
+generator state resumes bit-identically.
+
+Public entry points: :class:`DistillConfig`, :class:`Distiller` (one outer step per ``.step()``,
+for benchmarks and notebooks), :func:`distill` (a whole run with progress bar, evaluation, run
+directory, checkpoints and resume) and :func:`patches_and_labels` (what a student trains on).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from podd.augment import flip_rotate
+from podd.models import ConvNet, default_depth, forward_with, init_parameters
+
+MODES = ("podd", "baseline", "per-class")
+LABEL_MODES = ("fixed", "learned")
+INITS = ("gaussian", "real")
+START_SCHEDULES = ("epoch", "step", "fixed")
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------------
+@dataclass
+class DistillConfig:
+    """Everything that defines a distillation run (presets.get_preset fills it per dataset).
+
+    ``patches`` is (rows, cols) of patch positions on the poster; ``grid`` the class grid
+    (rows, cols); ``None`` means the poster module's default. ``distill_batch=None`` uses all
+    patches in every inner step. ``label_lr=None`` uses ``outer_lr`` (as the authors do).
+    ``eval_every=0`` evaluates only at the end; ``eval_models=0`` never. ``checkpoint_every=0``
+    writes no intermediate checkpoints.
+    """
+
+    dataset: str = "digits"
+    mode: str = "podd"
+    ipc: float = 1.0
+    grid: tuple[int, int] | None = None
+    patches: tuple[int, int] | None = None
+    class_order: str = "identity"
+    labels: str = "learned"
+    init: str = "gaussian"
+    zca: bool = False
+    width: int = 128
+    depth: int | None = None
+    distill_batch: int | None = 96
+    real_batch: int = 256
+    window: int = 10
+    total_window: int = 30
+    min_start: int = 0
+    start_schedule: str = "epoch"
+    fixed_start: int | None = None
+    inner_lr: float = 1e-3
+    outer_lr: float = 1e-3
+    label_lr: float | None = None
+    clip_factor: float = 2.0
+    clip_ema: float = 0.9
+    augment: bool = True
+    steps: int = 1000
+    eval_every: int = 0
+    eval_models: int = 8
+    eval_steps: tuple[int, ...] = (300, 600, 1000, 2000)
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    profile: str = "custom"
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        # JSON round trips turn tuples into lists; keep them tuples so configs compare equal.
+        for name in ("grid", "patches", "eval_steps"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, tuple(int(v) for v in value))
+
+    def validate(self) -> "DistillConfig":
+        """Raise ValueError naming the first impossible setting."""
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(message)
+
+        need(self.mode in MODES, f"mode={self.mode!r}: choose one of {', '.join(MODES)}")
+        need(self.labels in LABEL_MODES, f"labels={self.labels!r}: choose fixed or learned")
+        need(self.init in INITS, f"init={self.init!r}: choose gaussian or real")
+        need(self.start_schedule in START_SCHEDULES,
+             f"start_schedule={self.start_schedule!r}: choose epoch, step or fixed")
+        need(isinstance(self.ipc, (int, float)) and math.isfinite(self.ipc) and self.ipc > 0,
+             f"ipc={self.ipc!r}: the images-per-class budget must be a positive number")
+        need(self.mode != "baseline" or abs(self.ipc - 1.0) < 1e-9,
+             f"ipc={self.ipc}: baseline mode is RaT-BPTT at exactly 1 IPC (one non-overlapping "
+             f"patch per class); use --ipc 1 or --mode podd")
+        need(self.window >= 1, f"window={self.window}: needs at least one differentiable step")
+        need(self.total_window >= self.window,
+             f"total_window={self.total_window} is smaller than window={self.window}")
+        need(0 <= self.min_start <= self.total_window - self.window,
+             f"min_start={self.min_start} must lie in [0, total_window - window = "
+             f"{self.total_window - self.window}]")
+        if self.fixed_start is not None:
+            need(0 <= self.fixed_start <= self.total_window - self.window,
+                 f"fixed_start={self.fixed_start} must lie in [0, {self.total_window - self.window}]")
+        need(self.distill_batch is None or self.distill_batch >= 1,
+             f"distill_batch={self.distill_batch}: must be at least 1 (or None for all patches)")
+        need(self.real_batch >= 1, f"real_batch={self.real_batch}: must be at least 1")
+        need(self.steps >= 0, f"steps={self.steps}: must be >= 0")
+        need(self.width >= 1, f"width={self.width}: must be at least 1")
+        need(self.depth is None or self.depth >= 1, f"depth={self.depth}: must be at least 1")
+        for name in ("inner_lr", "outer_lr"):
+            need(getattr(self, name) > 0, f"{name}={getattr(self, name)}: must be positive")
+        need(self.label_lr is None or self.label_lr > 0, f"label_lr={self.label_lr}: must be > 0")
+        need(0 <= self.clip_ema < 1, f"clip_ema={self.clip_ema}: must lie in [0, 1)")
+        need(self.clip_factor > 0, f"clip_factor={self.clip_factor}: must be positive")
+        need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+             f"device={self.device!r}: choose auto, cpu or cuda")
+        need(self.log_every >= 1, f"log_every={self.log_every}: must be at least 1")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "DistillConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def replace(self, **changes) -> "DistillConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without CUDA is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} was requested but this torch build sees no CUDA GPU "
+                         f"(torch.cuda.is_available() is False); use --device cpu or auto")
+    return torch.device(device)
+
+
+# --------------------------------------------------------------------------------------------
+# patches and labels of a poster
+# --------------------------------------------------------------------------------------------
+class PatchSource:
+    """Turns poster pixels (and label parameters) into the distilled dataset, differentiably.
+
+    ``podd``/``baseline``: one poster (c, H, W) → its patches by one gather; labels fixed
+    (majority one-hot, ties shared) or learned (label parameters averaged under each window).
+    ``per-class``: K posters (K, c, H, W) → K·N patches, each one-hot its poster's class.
+    """
+
+    def __init__(self, mode: str, geometry, class_order: torch.Tensor, label_mode: str,
+                 num_classes: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        from podd import labels as L
+        from podd import poster as P
+
+        self.mode, self.geometry, self.label_mode = mode, geometry, label_mode
+        self.num_classes = num_classes
+        self.patch_hw = tuple(geometry.image_shape[1:])
+        self.positions = geometry.positions().to(device)
+        self._fixed: torch.Tensor | None = None
+        self._weights: torch.Tensor | None = None
+        if mode == "per-class":
+            c, H, W = geometry.image_shape[0], *geometry.size
+            _, hard = P.extract_per_class_patches(torch.zeros(num_classes, c, H, W),
+                                                  geometry.positions(), self.patch_hw)
+            self._fixed = F.one_hot(hard, num_classes).to(device, dtype)
+        elif label_mode == "learned":
+            self._weights = L.patch_cell_weights(geometry).to(device, dtype)
+        else:
+            self._fixed = L.fixed_labels(class_order, geometry).to(device, dtype)
+        self.num_patches = int(self._fixed.shape[0] if self._fixed is not None
+                               else self._weights.shape[0])
+
+    def patches(self, poster: torch.Tensor) -> torch.Tensor:
+        from podd import poster as P
+
+        if self.mode == "per-class":
+            return P.extract_per_class_patches(poster, self.positions, self.patch_hw)[0]
+        return P.extract_patches(poster, self.positions, self.patch_hw)
+
+    def labels(self, label_params: torch.Tensor | None) -> torch.Tensor:
+        if self._weights is None:
+            return self._fixed
+        from podd.labels import learned_labels
+
+        return learned_labels(label_params, self._weights)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft targets (rows summing to one), averaged over the batch."""
+    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+# --------------------------------------------------------------------------------------------
+# one outer step as a pure function of (poster, labels, plan)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class StepPlan:
+    """All randomness of one outer step: the inner loop is a pure function of it.
+
+    ``batch_index`` (start + window, distill_batch): patch indices of each inner step, each row
+    drawn without replacement; ``aug_seeds``: one seed per inner step plus one for the real
+    batch; ``real_index``: the real images of the outer loss.
+    """
+
+    params: dict[str, torch.Tensor]
+    start: int
+    window: int
+    batch_index: torch.Tensor
+    aug_seeds: list[int]
+    real_index: torch.Tensor
+
+
+def _adam(params: list[torch.Tensor], grads, m: list[torch.Tensor], v: list[torch.Tensor],
+          t: int, lr: float) -> tuple[list, list, list]:
+    """One Adam step written as tensor ops, so it can be differentiated.
+
+    The denominator is sqrt(v̂ + eps²) rather than sqrt(v̂) + eps: the same size near zero, but
+    its derivative stays finite where v̂ = 0 (conv biases before instance norm get exactly zero
+    gradients), which would otherwise turn the meta-gradient into NaN (0 · ∞).
+    """
+    b1, b2 = ADAM_BETAS
+    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    new_p, new_m, new_v = [], [], []
+    for p, g, mi, vi in zip(params, grads, m, v):
+        mi = b1 * mi + (1 - b1) * g
+        vi = b2 * vi + (1 - b2) * (g * g)
+        p = p - lr * (mi / c1) / torch.sqrt(vi / c2 + ADAM_EPS ** 2)
+        new_p.append(p), new_m.append(mi), new_v.append(vi)
+    return new_p, new_m, new_v
+
+
+def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
+                        label_params: torch.Tensor | None, plan: StepPlan, source: PatchSource,
+                        x_real: torch.Tensor, y_real: torch.Tensor, inner_lr: float,
+                        augment: bool = True) -> torch.Tensor:
+    """The RaT-BPTT outer loss of one step, differentiable in ``poster`` and ``label_params``.
+
+    ``plan.start`` inner Adam steps run without a graph, then ``plan.window`` steps keep theirs;
+    the adapted net's cross-entropy on the (augmented) real batch is returned.
+    """
+    names = list(plan.params)
+    params = [p.detach() for p in plan.params.values()]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    patches = source.patches(poster)
+    labels = source.labels(label_params)
+    aug = torch.Generator()
+
+    def inner_loss(ps, t, imgs, tgts):
+        x = imgs[plan.batch_index[t]]
+        if augment:
+            x = flip_rotate(x, aug.manual_seed(plan.aug_seeds[t]))
+        return soft_cross_entropy(forward_with(net, dict(zip(names, ps)), x), tgts[plan.batch_index[t]])
+
+    # The truncated part: plain training, no graph back to the poster.
+    fixed_patches, fixed_labels = patches.detach(), labels.detach()
+    for t in range(plan.start):
+        with torch.enable_grad():
+            leaves = [p.requires_grad_(True) for p in params]
+            grads = torch.autograd.grad(inner_loss(leaves, t, fixed_patches, fixed_labels), leaves)
+        with torch.no_grad():
+            params, m, v = _adam(params, grads, m, v, t + 1, inner_lr)
+    # The window: differentiable steps (create_graph keeps the path back to the poster).
+    params = [p.detach().requires_grad_(True) for p in params]
+    for t in range(plan.start, plan.start + plan.window):
+        grads = torch.autograd.grad(inner_loss(params, t, patches, labels), params,
+                                    create_graph=True)
+        params, m, v = _adam(params, grads, m, v, t + 1, inner_lr)
+    x = x_real[plan.real_index]
+    if augment:
+        x = flip_rotate(x, aug.manual_seed(plan.aug_seeds[-1]))
+    return F.cross_entropy(forward_with(net, dict(zip(names, params)), x), y_real[plan.real_index])
+
+
+# --------------------------------------------------------------------------------------------
+# the distiller: state + one outer step at a time
+# --------------------------------------------------------------------------------------------
+class NonFiniteLossError(RuntimeError):
+    """The outer loss or the poster gradient became NaN/inf."""
+
+    def __init__(self, step: int, message: str | None = None):
+        self.step = step
+        super().__init__(message or f"the outer loss or poster gradient became NaN/inf at outer "
+                                    f"step {step}")
+
+
+class Distiller:
+    """Holds a poster, its label parameters, the outer optimizer and the RNG; ``step()`` = one
+    outer RaT-BPTT step. Deterministic on CPU for a given config (seed) and dataset.
+
+    ``dataset``: a podd.data.Dataset (loaded from ``config.dataset`` when None);
+    ``preprocessor``: podd.data.Preprocessor (made with ``config.zca`` when None).
+    """
+
+    def __init__(self, config: DistillConfig, dataset=None, preprocessor=None):
+        from podd import labels as L
+        from podd import poster as P
+
+        self.config = config = config.validate()
+        self.device = resolve_device(config.device)
+        if dataset is None:
+            from podd.data import load_dataset
+
+            dataset = load_dataset(config.dataset, root=config.data_root)
+        if preprocessor is None:
+            from podd.data import make_preprocessor
+
+            preprocessor = make_preprocessor(dataset, zca=config.zca, root=config.data_root)
+        self.dataset, self.preprocessor = dataset, preprocessor
+        K = self.num_classes = dataset.num_classes
+        shape = tuple(dataset.image_shape)
+        c, h, w = shape
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+        # Geometry and class order: the poster layout (§4.1, §4.2).
+        if config.mode == "baseline":
+            self.geometry = P.baseline_geometry(K, shape, grid=config.grid)
+        elif config.mode == "per-class":
+            self.geometry = P.per_class_geometry(K, shape, config.ipc,
+                                                 config.patches or _per_class_patches(config.ipc))
+        else:
+            self.geometry = P.make_geometry(K, shape, config.ipc, grid=config.grid,
+                                            patches=config.patches)
+        rows, cols = self.geometry.grid
+        if config.mode == "podd":
+            from podd.ordering import resolve_class_order
+
+            self.class_order = resolve_class_order(config.class_order, dataset.class_names,
+                                                   rows, cols)
+        else:  # baseline: cell k holds class k (each patch is one class); per-class: unused
+            self.class_order = _identity_order(K, rows, cols)
+        self.label_mode = "per-class" if config.mode == "per-class" else config.labels
+
+        self.source = PatchSource(config.mode, self.geometry, self.class_order, self.label_mode,
+                                  K, self.device)
+        self.distill_batch = config.distill_batch or self.source.num_patches
+        if self.distill_batch > self.source.num_patches:
+            raise ValueError(
+                f"distill_batch={self.distill_batch} is larger than the poster's "
+                f"{self.source.num_patches} patches; lower --distill-batch (distill_batch) to at "
+                f"most {self.source.num_patches} or use more patches")
+
+        # Real data, preprocessed once and kept on the device.
+        self.x_real = preprocessor(dataset.x_train).to(self.device)
+        self.y_real = dataset.y_train.to(self.device)
+        self.x_test = preprocessor(dataset.x_test).to(self.device)
+        self.y_test = dataset.y_test.to(self.device)
+        self.n_train = int(self.x_real.shape[0])
+
+        depth = config.depth if config.depth is not None else default_depth(h)
+        self.depth = depth
+        self.net = ConvNet(c, K, h, width=config.width, depth=depth).to(self.device)
+        self.net.requires_grad_(False)  # only its structure is used; parameters come from plans
+
+        # Poster pixels (and label parameters): the learned leaves.
+        if config.mode == "per-class":
+            poster = torch.stack([P.init_poster(self.geometry, self.generator, "gaussian")
+                                  for _ in range(K)]) if config.init == "gaussian" else \
+                torch.stack([P.init_poster(self.geometry, self.generator, "real",
+                                           class_order=torch.full((1, 1), k, dtype=torch.long),
+                                           real_x=self.x_real.cpu(), real_y=dataset.y_train)
+                             for k in range(K)])
+        else:
+            poster = P.init_poster(self.geometry, self.generator, config.init,
+                                   class_order=self.class_order, real_x=self.x_real.cpu(),
+                                   real_y=dataset.y_train)
+        self.poster = poster.to(self.device, torch.float32).requires_grad_(True)
+        groups = [{"params": [self.poster], "lr": config.outer_lr}]
+        self.label_params: torch.Tensor | None = None
+        if self.label_mode == "learned":
+            self.label_params = L.init_label_params(self.class_order, K).to(
+                self.device, torch.float32).requires_grad_(True)
+            groups.append({"params": [self.label_params],
+                           "lr": config.label_lr or config.outer_lr})
+        self.optimizer = torch.optim.Adam(groups, betas=ADAM_BETAS, eps=ADAM_EPS)
+
+        self.step_count = 0
+        self.grad_ema: torch.Tensor | None = None
+        self.epoch_perm: torch.Tensor | None = None
+        self.epoch_pos = 0
+        self.epoch = 0
+        self.start = self._draw_start() if config.start_schedule == "fixed" else 0
+        self._pending: list[tuple[int, torch.Tensor]] = []  # (step, finite flag) not yet checked
+
+    # -- randomness ---------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n_train / self.config.real_batch)
+
+    def _draw_start(self) -> int:
+        cfg = self.config
+        if cfg.start_schedule == "fixed":
+            return cfg.fixed_start if cfg.fixed_start is not None else cfg.total_window - cfg.window
+        high = cfg.total_window - cfg.window
+        return int(torch.randint(cfg.min_start, high + 1, (1,), generator=self.generator))
+
+    def plan(self) -> StepPlan:
+        """Draw the next step's randomness (advances the generator and the epoch position)."""
+        cfg, gen = self.config, self.generator
+        if self.epoch_perm is None or self.epoch_pos >= self.n_train:
+            # A new epoch over the real data: reshuffle; RaT-BPTT redraws its window start.
+            if self.epoch_perm is not None:
+                self.epoch += 1
+            self.epoch_perm = torch.randperm(self.n_train, generator=gen)
+            self.epoch_pos = 0
+            if cfg.start_schedule == "epoch":
+                self.start = self._draw_start()
+        if cfg.start_schedule == "step":
+            self.start = self._draw_start()
+        real_index = self.epoch_perm[self.epoch_pos:self.epoch_pos + cfg.real_batch]
+        self.epoch_pos += cfg.real_batch
+        params = init_parameters(self.net, gen, self.device)
+        steps = self.start + cfg.window
+        # Without replacement within each inner step: the first B of a random permutation.
+        batch_index = torch.rand(steps, self.source.num_patches, generator=gen).argsort(1)
+        batch_index = batch_index[:, :self.distill_batch]
+        seeds = torch.randint(0, 2 ** 62, (steps + 1,), generator=gen).tolist()
+        return StepPlan(params, self.start, cfg.window, batch_index.to(self.device),
+                        seeds, real_index.to(self.device))
+
+    # -- one outer step ----------------------------------------------------------------------
+    def outer_loss(self, plan: StepPlan) -> torch.Tensor:
+        return unrolled_outer_loss(self.net, self.poster, self.label_params, plan, self.source,
+                                   self.x_real, self.y_real, self.config.inner_lr,
+                                   self.config.augment)
+
+    def step(self) -> torch.Tensor:
+        """One outer step. Returns the outer loss (a detached device tensor: no host sync)."""
+        cfg = self.config
+        plan = self.plan()
+        loss = self.outer_loss(plan)
+        leaves = [self.poster] + ([self.label_params] if self.label_params is not None else [])
+        grads = torch.autograd.grad(loss, leaves)
+        norm = grads[0].norm()
+        # Clip the poster gradient to clip_factor × EMA of its norm (the EMA includes this step;
+        # the first step initialises it, so the first gradient passes unclipped).
+        if self.grad_ema is None:
+            self.grad_ema = norm.detach().clone()
+        else:
+            self.grad_ema.mul_(cfg.clip_ema).add_(norm.detach(), alpha=1 - cfg.clip_ema)
+        scale = (cfg.clip_factor * self.grad_ema / (norm + 1e-12)).clamp(max=1.0)
+        self.poster.grad = grads[0] * scale
+        if self.label_params is not None:
+            self.label_params.grad = grads[1]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.label_params is not None:
+            with torch.no_grad():
+                self.label_params.clamp_(min=0)  # labels are probabilities up to normalisation
+        self.step_count += 1
+        self._pending.append((self.step_count, torch.isfinite(loss.detach()) & torch.isfinite(norm)))
+        return loss.detach()
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteLossError for the first step since the last check whose loss or poster
+        gradient was NaN/inf (one host sync for all pending steps)."""
+        if not self._pending:
+            return
+        ok = torch.stack([flag for _, flag in self._pending]).cpu()
+        steps = [s for s, _ in self._pending]
+        self._pending = []
+        if not bool(ok.all()):
+            first = int((~ok).nonzero()[0])
+            raise NonFiniteLossError(steps[first])
+
+    # -- results -------------------------------------------------------------------------------
+    def patches_and_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return self.source.patches(self.poster).detach(), self.source.labels(
+                self.label_params).detach()
+
+    def evaluate(self, num_models: int | None = None, steps=None, seed: int | None = None,
+                 progress: bool = False):
+        """Train fresh ConvNets on the current patches (the §5.1 protocol) and test them."""
+        from podd.evaluate import train_and_test
+
+        cfg = self.config
+        images, labels = self.patches_and_labels()
+        return train_and_test(images, labels, self.x_test, self.y_test,
+                              num_models=num_models or cfg.eval_models,
+                              steps=tuple(steps or cfg.eval_steps), lr=cfg.inner_lr,
+                              batch_size=min(self.distill_batch, images.shape[0]),
+                              width=cfg.width, depth=self.depth, augment=cfg.augment,
+                              seed=cfg.seed if seed is None else seed, device=self.device,
+                              progress=progress)
+
+    def artifact(self):
+        from podd.poster import PosterArtifact
+
+        return PosterArtifact(
+            poster=self.poster.detach().cpu().clone(), geometry=self.geometry,
+            class_order=self.class_order.clone(),
+            labels=None if self.label_params is None else self.label_params.detach().cpu().clone(),
+            label_mode=self.label_mode, mode=self.config.mode,
+            class_names=list(self.dataset.class_names),
+            preprocessing=_preprocessing_state(self.preprocessor, self.config),
+            config={**self.config.to_dict(), "data_source": getattr(self.dataset, "source", "full")})
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        self.check_finite()
+        return {
+            "step": self.step_count, "poster": self.poster.detach().cpu().clone(),
+            "label_params": None if self.label_params is None
+            else self.label_params.detach().cpu().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "grad_ema": None if self.grad_ema is None else self.grad_ema.cpu().clone(),
+            "generator": self.generator.get_state(),
+            "epoch_perm": self.epoch_perm, "epoch_pos": self.epoch_pos, "epoch": self.epoch,
+            "start": self.start,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.poster.copy_(state["poster"])
+            if self.label_params is not None:
+                self.label_params.copy_(state["label_params"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.grad_ema = None if state["grad_ema"] is None else state["grad_ema"].to(self.device)
+        self.generator.set_state(state["generator"])
+        self.epoch_perm, self.epoch_pos = state["epoch_perm"], state["epoch_pos"]
+        self.epoch, self.start, self.step_count = state["epoch"], state["start"], state["step"]
+
+
+def _identity_order(num_classes: int, rows: int, cols: int) -> torch.Tensor:
+    order = torch.full((rows * cols,), -1, dtype=torch.long)
+    order[:num_classes] = torch.arange(num_classes)
+    return order.view(rows, cols)
+
+
+def _per_class_patches(ipc: float) -> tuple[int, int]:
+    """Default patches of one class poster: 2×2 overlapping patches (fig. 9's per-class setup)."""
+    return (2, 2)
+
+
+def _preprocessing_state(preprocessor, config: DistillConfig) -> dict[str, Any]:
+    state = {"zca": bool(getattr(preprocessor, "zca", config.zca)), "dataset": config.dataset}
+    for attr in ("state_dict", "to_dict"):
+        if hasattr(preprocessor, attr):
+            state["state"] = getattr(preprocessor, attr)()
+            break
+    return state
+
+
+def patches_and_labels(artifact) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a student trains on: the artifact's patches (N, c, h, w) and soft labels (N, K)."""
+    K = len(artifact.class_names)
+    label_mode = "fixed" if artifact.label_mode == "per-class" else artifact.label_mode
+    source = PatchSource(artifact.mode, artifact.geometry, artifact.class_order, label_mode, K,
+                         dtype=artifact.poster.dtype)
+    with torch.no_grad():
+        return source.patches(artifact.poster), source.labels(artifact.labels)
+
+
+# --------------------------------------------------------------------------------------------
+# a whole run
+# --------------------------------------------------------------------------------------------
+@dataclass
+class DistillResult:
+    artifact: Any                      # podd.poster.PosterArtifact
+    history: list[dict] = field(default_factory=list)
+    out_dir: Path | None = None
+    evaluation: Any = None             # podd.evaluate.EvalResult of the final poster, if evaluated
+    wall_time_s: float = 0.0
+
+
+def _oom_message(config: DistillConfig) -> str:
+    return (f"the GPU ran out of memory; lower the batch sizes: distill_batch={config.distill_batch}, "
+            f"real_batch={config.real_batch}, window={config.window} (e.g. "
+            f"get_preset(..., real_batch={max(1, config.real_batch // 2)}) or a smaller --profile)")
+
+
+def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = None,
+            resume: bool = False, progress: bool = True, preprocessor=None) -> DistillResult:
+    """Run ``config.steps`` outer steps, evaluating, logging and checkpointing as configured.
+
+    With ``out_dir`` a run directory is written (see podd.runs); ``resume=True`` continues the
+    run found there from its last checkpoint — on CPU bit-identically to an uninterrupted run.
+    A NaN/inf loss stops the run with the step number; the last good checkpoint stays.
+    """
+    from podd import runs
+
+    run = runs.RunDir(out_dir) if out_dir is not None else None
+    history: list[dict] = []
+    wall_before = 0.0
+    state = None
+    if resume:
+        if run is None:
+            raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
+        checkpoint = run.load_checkpoint()
+        config = runs.resume_config(checkpoint["config"], config)
+        state, history = checkpoint["distiller"], checkpoint["history"]
+        wall_before = float(checkpoint.get("wall_time_s", 0.0))
+    elif run is not None:
+        run.check_new()
+    distiller = Distiller(config, dataset, preprocessor)  # bad settings fail before any file
+    if run is not None and not resume:
+        run.begin(distiller.config)
+    if state is not None:
+        distiller.load_state_dict(state)
+        if run is not None:
+            run.rewrite_metrics(history)
+    cfg = distiller.config
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=distiller.step_count, desc=f"distill {cfg.dataset}",
+                   unit="step", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    t_log, s_log = t0, distiller.step_count
+    losses: list[torch.Tensor] = []
+    last_acc = next((h["eval_accuracy"] for h in reversed(history) if "eval_accuracy" in h), None)
+
+    def elapsed() -> float:
+        return wall_before + time.perf_counter() - t0
+
+    try:
+        while distiller.step_count < cfg.steps:
+            losses.append(distiller.step())
+            step = distiller.step_count
+            record = None
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                distiller.check_finite()
+                now = time.perf_counter()
+                loss = float(torch.stack(losses).mean())
+                losses = []
+                record = {"step": step, "loss": loss, "epoch": distiller.epoch,
+                          "steps_per_s": (step - s_log) / max(now - t_log, 1e-9)}
+                t_log, s_log = now, step
+            if cfg.eval_every and cfg.eval_models and step % cfg.eval_every == 0 and step < cfg.steps:
+                result = distiller.evaluate()
+                last_acc = result.mean()
+                record = (record or {"step": step}) | {"eval_accuracy": last_acc,
+                                                       "eval_std": result.std()}
+                t_log = time.perf_counter()  # evaluation time is not distillation speed
+            if record is not None:
+                history.append(record)
+                if run is not None:
+                    run.append_metrics(record)
+                if bar is not None:
+                    postfix = {"loss": f"{record.get('loss', float('nan')):.3f}",
+                               "it/s": f"{record.get('steps_per_s', 0):.1f}"}
+                    if last_acc is not None:
+                        postfix["acc"] = f"{last_acc:.1f}"
+                    bar.set_postfix(postfix, refresh=False)
+            if bar is not None:
+                bar.update(1)
+            if run is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                run.save_checkpoint(distiller.state_dict(), cfg, history, elapsed())
+        distiller.check_finite()
+    except NonFiniteLossError as error:
+        where = ""
+        if run is not None:
+            kept = run.checkpoint_step()
+            where = (f"; the last good checkpoint (step {kept}) is kept in {run.path}"
+                     if kept is not None else f"; no checkpoint had been written yet in {run.path}")
+        raise NonFiniteLossError(
+            error.step, f"the outer loss or poster gradient became NaN/inf at outer step "
+                        f"{error.step}{where}; lower outer_lr={cfg.outer_lr} or "
+                        f"inner_lr={cfg.inner_lr}") from None
+    except torch.cuda.OutOfMemoryError as error:
+        raise RuntimeError(_oom_message(cfg)) from error
+    finally:
+        if bar is not None:
+            bar.close()
+
+    evaluation = None
+    if cfg.eval_models:
+        try:
+            evaluation = distiller.evaluate()
+        except torch.cuda.OutOfMemoryError as error:
+            raise RuntimeError(_oom_message(cfg)) from error
+        record = {"step": distiller.step_count, "eval_accuracy": evaluation.mean(),
+                  "eval_std": evaluation.std(), "final": True}
+        history.append(record)
+        if run is not None:
+            run.append_metrics(record)
+    artifact = distiller.artifact()
+    wall = elapsed()
+    if run is not None:
+        run.save_checkpoint(distiller.state_dict(), cfg, history, wall)
+        run.finish(artifact, distiller, history, evaluation, wall)
+    return DistillResult(artifact, history, run.path if run is not None else None, evaluation, wall)

@@ -1,0 +1,200 @@
+"""The run directory of a distillation: everything needed to reuse, inspect or resume it.
+
+```
+RUN_DIR/
+  config.json       the full DistillConfig (written when the run begins)
+  poster.pt         podd.poster.PosterArtifact: poster + labels + geometry + class order + config
+  poster.png        the poster as an image (through the preprocessor's inverse)
+  metrics.jsonl     one JSON object per logged step: loss, steps/s, evaluation accuracy
+  final.json        results + provenance (dataset, data source, profile, hyper-parameters, seeds,
+                    commit, device, library versions, wall time)
+  checkpoint.pt     poster, label parameters, outer optimizer, gradient EMA, generator state,
+                    epoch permutation and window start, step, history (written atomically)
+```
+Every file is written through podd.io (temporary file + rename), so a crash never leaves a
+half-written checkpoint: the previous one stays.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from podd.io import torch_save, write_json, write_text
+
+CHECKPOINT_FORMAT = "podd-checkpoint"
+CHECKPOINT_VERSION = 1
+ARTIFACT, PNG, METRICS, FINAL, CHECKPOINT, CONFIG = (
+    "poster.pt", "poster.png", "metrics.jsonl", "final.json", "checkpoint.pt", "config.json")
+
+# Settings a resumed run may change: they do not alter the poster's trajectory.
+RESUMABLE_CHANGES = ("steps", "device", "eval_every", "eval_models", "eval_steps",
+                     "checkpoint_every", "log_every", "data_root")
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._checkpoint_step: int | None = None
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # -- beginning and resuming ------------------------------------------------------------
+    def check_new(self) -> None:
+        """Refuse to start a new run over another run."""
+        if self.file(CHECKPOINT).exists() or self.file(FINAL).exists():
+            raise ValueError(f"{self.path} already holds a podd run; continue it with --resume "
+                             f"(resume=True) or choose another --out directory")
+
+    def begin(self, config) -> None:
+        """Start a new run here (config.json, empty metrics.jsonl)."""
+        self.check_new()
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.file(CONFIG), config.to_dict())
+        write_text(self.file(METRICS), "")
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        """The last checkpoint, or a clear error when this is not a resumable podd run."""
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"run directory {self.path} does not exist; nothing to "
+                                    f"resume (start a run without --resume)")
+        path = self.file(CHECKPOINT)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{self.path} has no {CHECKPOINT}: it is not a podd run directory, or the run "
+                f"stopped before its first checkpoint; start it again without --resume")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise ValueError(f"{path} could not be read as a podd checkpoint ({error}); delete "
+                             f"it to restart the run") from error
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a podd checkpoint (no '{CHECKPOINT_FORMAT}' "
+                             f"marker); point --out at a directory written by podd distill")
+        if checkpoint.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{path} has checkpoint version {checkpoint.get('version')}, this "
+                             f"podd reads version {CHECKPOINT_VERSION}")
+        self._checkpoint_step = int(checkpoint["distiller"]["step"])
+        return checkpoint
+
+    def checkpoint_step(self) -> int | None:
+        return self._checkpoint_step
+
+    def save_checkpoint(self, state: dict, config, history: list[dict], wall_time_s: float) -> None:
+        torch_save(self.file(CHECKPOINT), {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "config": config.to_dict(), "distiller": state, "history": list(history),
+            "wall_time_s": wall_time_s})
+        self._checkpoint_step = int(state["step"])
+
+    # -- metrics -------------------------------------------------------------------------------
+    def append_metrics(self, record: dict) -> None:
+        with open(self.file(METRICS), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def rewrite_metrics(self, history: list[dict]) -> None:
+        """On resume: the metrics up to the checkpoint (later lines belonged to the lost part)."""
+        write_text(self.file(METRICS), "".join(json.dumps(r, sort_keys=True) + "\n" for r in history))
+
+    def read_metrics(self) -> list[dict]:
+        path = self.file(METRICS)
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+    # -- the end of a run ------------------------------------------------------------------------
+    def finish(self, artifact, distiller, history: list[dict], evaluation, wall_time_s: float) -> None:
+        from podd.poster import save_artifact
+
+        save_artifact(self.file(ARTIFACT), artifact)
+        write_png(self.file(PNG), artifact.poster, distiller.preprocessor,
+                  patch_hw=artifact.geometry.image_shape[1:])
+        write_json(self.file(FINAL), final_record(artifact, distiller.config, history, evaluation,
+                                                  wall_time_s, data_source=getattr(
+                                                      distiller.dataset, "source", "full"),
+                                                  device=distiller.device))
+
+
+def write_png(path: str | Path, poster: torch.Tensor, preprocessor, patch_hw=None) -> Path:
+    """The poster as a PNG (per-class posters side by side). ``patch_hw``: give the image size
+    when the preprocessing is ZCA, whose inverse works on image-sized pieces only."""
+    from podd.poster import save_poster_png
+
+    if not getattr(preprocessor, "zca", False):
+        patch_hw = None
+    return save_poster_png(path, poster, preprocessor, patch_hw=patch_hw)
+
+
+def final_record(artifact, config, history, evaluation, wall_time_s, data_source="full",
+                 device=None) -> dict:
+    from podd.provenance import provenance
+
+    geometry = artifact.geometry
+    num_classes = len(artifact.class_names)
+    _, h, w = geometry.image_shape
+    copies = num_classes if artifact.mode == "per-class" else 1  # per-class: K posters
+    pixels = int(artifact.poster.shape[-2] * artifact.poster.shape[-1]) * copies
+    result: dict[str, Any] = {
+        "mode": artifact.mode, "label_mode": artifact.label_mode,
+        "ipc": pixels / (num_classes * h * w), "pixels": pixels,
+        "num_patches": int(geometry.num_patches) * copies,
+        "geometry": geometry.to_dict(),
+        "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),
+        "evaluation": None if evaluation is None else evaluation.to_dict(),
+        "files": {"artifact": ARTIFACT, "png": PNG, "metrics": METRICS, "checkpoint": CHECKPOINT},
+    }
+    return {"result": result, "provenance": provenance(
+        device=device, dataset=config.dataset, data_source=data_source, profile=config.profile,
+        hyperparameters=config.to_dict(), seeds={"distill": config.seed, "eval": config.seed},
+        wall_time_s=round(wall_time_s, 3))}
+
+
+def resume_config(saved: dict, requested=None):
+    """The configuration of a resumed run: the saved one, with only harmless changes allowed."""
+    from podd.distill import DistillConfig
+
+    config = DistillConfig.from_dict(saved)
+    if requested is None:
+        return config
+    changes = {name: getattr(requested, name) for name in RESUMABLE_CHANGES}
+    different = [name for name in saved if name not in RESUMABLE_CHANGES
+                 and hasattr(requested, name)
+                 and getattr(requested, name) != getattr(config, name)]
+    if different:
+        pairs = ", ".join(f"{n}: run has {getattr(config, n)!r}, asked {getattr(requested, n)!r}"
+                          for n in different)
+        raise ValueError(f"cannot resume with different settings ({pairs}); resume with the "
+                         f"run's own settings or start a new run in another directory")
+    return config.replace(**changes)
+
+
+def load_run(path: str | Path):
+    """(artifact, final record or None) of a finished run, with clear errors otherwise."""
+    from podd.poster import load_artifact
+
+    run = RunDir(path)
+    if not run.path.is_dir():
+        raise FileNotFoundError(f"run directory {run.path} does not exist; pass the --out "
+                                f"directory of a `podd distill` run")
+    if not run.file(ARTIFACT).exists():
+        hint = (f"; it has a checkpoint, so finish it with `podd distill --resume --out {run.path}`"
+                if run.file(CHECKPOINT).exists() else
+                "; it is not a podd run directory (made by `podd distill --out DIR`)")
+        raise FileNotFoundError(f"{run.path} has no {ARTIFACT}{hint}")
+    try:
+        artifact = load_artifact(run.file(ARTIFACT))
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(f"{run.file(ARTIFACT)} could not be read as a podd poster ({error})") from error
+    final = None
+    if run.file(FINAL).exists():
+        try:
+            final = json.loads(run.file(FINAL).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{run.file(FINAL)} is not valid JSON ({error})") from error
+    return artifact, final
