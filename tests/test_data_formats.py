@@ -479,3 +479,29 @@ def test_npz_bad_input_names_key_and_problem(tmp_path, arrays, key, problem):
 def test_npz_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="x_train"):
         load_dataset(f"npz:{tmp_path / 'nope.npz'}", root=tmp_path)
+
+
+def test_npz_with_training_data_only_has_an_empty_test_split(tmp_path):
+    arrays = npz_arrays()
+    np.savez(tmp_path / "train.npz", x_train=arrays["x_train"], y_train=arrays["y_train"])
+    ds = load_dataset(f"npz:{tmp_path / 'train.npz'}", root=tmp_path / "data")
+    assert len(ds.y_train) == 6 and ds.x_test.shape == (0, 3, 5, 7) and ds.num_classes == 3
+
+
+def test_cifar10_from_local_archive(tmp_path, monkeypatch):
+    from torchvision.datasets import CIFAR10
+
+    folder, batches = write_cifar10(tmp_path / "src")
+    patch_cifar_md5s(monkeypatch, CIFAR10, folder)
+    archive = tar_folder(folder, tmp_path / "cifar-10-python.tar.gz")
+    monkeypatch.setattr(CIFAR10, "tgz_md5", md5(archive))
+    monkeypatch.setattr(CIFAR10, "url", "http://127.0.0.1:9/unreachable.tar.gz")   # must not be needed
+    ds = load_dataset("cifar10", root=tmp_path, download=False)
+    assert ds.y_test.tolist() == batches["test_batch"][1]
+
+
+def test_cifar10_corrupted_local_archive(tmp_path):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"broken")
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
+        load_dataset("cifar10", root=tmp_path, download=True)
+    assert cache_files(tmp_path) == []

@@ -268,6 +268,15 @@ def _load_digits() -> Dataset:
 def _read_cifar(cls, name: str, root: Path, download: bool) -> Dataset:
     """CIFAR through torchvision (its download and md5 checks), converted to uint8 NCHW."""
     folder = root / cls.base_folder
+    archive = root / cls.filename
+    if not folder.is_dir() and archive.is_file():
+        # A local archive: check it here, so that a bad one is reported rather than re-downloaded,
+        # and a good one is extracted by torchvision without touching the network.
+        actual = md5sum(archive)
+        if actual != cls.tgz_md5:
+            raise ChecksumError(f"{name}: checksum mismatch for {archive}: md5 {actual}, expected {cls.tgz_md5}; "
+                                f"delete it and load again to download it from {cls.url}.")
+        download = True
     if not download and not folder.is_dir():
         raise FileNotFoundError(
             f"{name} not found: looked in {folder}. Expected torchvision's layout ({cls.base_folder}/ with "
@@ -434,6 +443,9 @@ def read_image_folder(path: Path, name: str, files: dict[str, list[Path]] | None
 def read_npz(path: Path, name: str) -> Dataset:
     """An .npz with x_train, y_train, x_test, y_test (uint8 NCHW or NHWC) and optional class_names.
 
+    A file with neither x_test nor y_test is accepted as training data only: its test split is
+    empty (hold out a validation split with ``train_val_split``).
+
     The layout is read from the channel axis: axis 1 of size 1 or 3 means NCHW, else axis 3 of size
     1 or 3 means NHWC. Every problem is reported with the key it concerns.
     """
@@ -444,12 +456,19 @@ def read_npz(path: Path, name: str) -> Dataset:
         raise ValueError(f"{where}: cannot be read as .npz ({type(error).__name__}: {error})") from error
     with archive:
         needed = ("x_train", "y_train", "x_test", "y_test")
+        train_only = "x_test" not in archive.files and "y_test" not in archive.files
+        if train_only:      # e.g. a subset of a training set: the caller holds out a validation split
+            needed = ("x_train", "y_train")
         missing = [k for k in needed if k not in archive.files]
         if missing:
             raise ValueError(f"{where}: missing key {', '.join(repr(k) for k in missing)} (found keys "
-                             f"{sorted(archive.files)}); expected {', '.join(needed)} and optional class_names")
+                             f"{sorted(archive.files)}); expected x_train, y_train, x_test, y_test (the test pair may "
+                             f"be left out together) and optional class_names")
         try:
             arrays = {k: archive[k] for k in needed}
+            if train_only:
+                arrays["x_test"] = arrays["x_train"][:0]
+                arrays["y_test"] = arrays["y_train"][:0]
             names = archive["class_names"] if "class_names" in archive.files else None
         except ValueError as error:   # object arrays need pickle, which is refused for safety
             raise ValueError(f"{where}: an array is stored as Python objects ({error}); save plain "
