@@ -61,10 +61,13 @@ class Preprocessor:
         self._per_device: dict[str, dict[str, torch.Tensor]] = {}
         if kind == "zca":
             self.reg = float(reg)
-            self.eigvecs = eigvecs.to(torch.float64)
+            # Eigenvectors are kept in float32 (half the size on disk and in artifacts), and the
+            # matrices are always built from that float32 copy, so that a freshly fitted and a
+            # cached or saved preprocessor give bit-identical outputs.
+            self.eigvecs = eigvecs.to(torch.float32)
             self.eigvals = eigvals.to(torch.float64)
             self.eps = float(self.reg * self.eigvals.mean())
-            u, lam = self.eigvecs, self.eigvals + self.eps
+            u, lam = self.eigvecs.to(torch.float64), self.eigvals + self.eps
             self.matrix = ((u * lam.rsqrt()) @ u.T).to(torch.float32)            # W
             self.inverse_matrix = ((u * lam.sqrt()) @ u.T).to(torch.float32)     # W⁻¹
         else:
@@ -140,7 +143,11 @@ class Preprocessor:
         return F.conv2d(padded, rows)
 
     def state_dict(self) -> dict:
-        """Everything needed to rebuild this preprocessor (tensors, floats and strings only)."""
+        """Everything needed to rebuild this preprocessor (tensors, floats and strings only).
+
+        For ZCA that is the eigendecomposition, with the D×D eigenvectors in float32 (the applied
+        matrices are float32 anyway): 37 MB for 32×32 colour images, 600 MB for 64×64.
+        """
         if self.zca:
             return {"format": _PREPROCESSOR_FORMAT, "kind": "zca", "image_shape": list(self.image_shape),
                     "reg": self.reg, "eigvecs": self.eigvecs, "eigvals": self.eigvals}
