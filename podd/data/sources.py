@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -91,13 +90,16 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
 # cache
 # --------------------------------------------------------------------------------------------
 
-def _cached(path: Path, key: str, build: Callable[[], Dataset]) -> Dataset:
-    """Return the dataset cached at ``path`` if it is valid for ``key``, else build and cache it."""
+def _cached(path: Path, key: str, build: Callable[[], Dataset], name: str | None = None) -> Dataset:
+    """Return the dataset cached at ``path`` if it is valid for ``key``, else build and cache it.
+
+    ``name`` overrides the cached name (the same file may be spelt differently on each load).
+    """
     if path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             if blob.get("format") == CACHE_FORMAT and blob.get("key") == key:
-                return Dataset(blob["name"], blob["x_train"], blob["y_train"], blob["x_test"],
+                return Dataset(name or blob["name"], blob["x_train"], blob["y_train"], blob["x_test"],
                                blob["y_test"], list(blob["class_names"]), blob["source"])
         except Exception:   # unreadable or foreign file: rebuild it rather than fail
             pass
@@ -391,11 +393,12 @@ def _load_path_dataset(scheme: str, path: Path, name: str, root: Path) -> Datase
             raise FileNotFoundError(f"npz dataset not found: {path} is not a file. Expected a .npz with keys "
                                     f"x_train, y_train, x_test, y_test (optional class_names)")
         key = _file_signature([path], path.parent)
-        return _cached(root / "cache" / f"npz-{_safe_stem(path)}-{key}.pt", key, lambda: read_npz(path, name))
+        return _cached(root / "cache" / f"npz-{_safe_stem(path)}-{key}.pt", key, lambda: read_npz(path, name),
+                       name)
     files = _image_folder_files(path)
     key = _file_signature(files["train"] + files["test"], path)
     return _cached(root / "cache" / f"imagefolder-{_safe_stem(path)}-{key}.pt", key,
-                   lambda: read_image_folder(path, name, files))
+                   lambda: read_image_folder(path, name, files), name)
 
 
 def _image_folder_files(path: Path) -> dict[str, list[Path]]:
