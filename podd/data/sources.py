@@ -186,7 +186,7 @@ def _download(url: str, dest: Path, md5: str, title: str) -> None:
     """
     import urllib.request
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     with atomic_path(dest) as tmp:
         try:
@@ -227,7 +227,7 @@ def _decode(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB") 
 def _decode_all(paths: Sequence[Path], desc: str, size: tuple[int, int] | None = None,
                 mode: str = "RGB") -> torch.Tensor:
     """Decode many image files in parallel threads (PIL releases the GIL) → uint8 (N, C, H, W)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if not paths:
         raise FileNotFoundError(f"{desc}: no images found")
