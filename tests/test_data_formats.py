@@ -505,3 +505,12 @@ def test_cifar10_corrupted_local_archive(tmp_path):
     with pytest.raises(ChecksumError, match="checksum mismatch"):
         load_dataset("cifar10", root=tmp_path, download=True)
     assert cache_files(tmp_path) == []
+
+
+def test_imagefolder_test_class_without_training_images(tmp_path):
+    path = tmp_path / "mine"
+    write_image_folder(path)
+    (path / "test" / "yak").mkdir()
+    Image.new("RGB", (8, 6)).save(path / "test" / "yak" / "0.png")
+    with pytest.raises(ValueError, match="yak"):
+        load_dataset(f"imagefolder:{path}", root=tmp_path / "data")
