@@ -86,9 +86,14 @@ def make_sidecar(*, dataset: str, data_source: str, profile: str,
                  hyperparameters: Mapping[str, Any] | None = None,
                  seeds: Sequence[int] | int | None = None, wall_time_s: float | None = None,
                  device: str | None = None, **extra: Any) -> dict[str, Any]:
-    """A provenance record for a figure or table (checks ``data_source`` — it must be honest)."""
-    if data_source not in ("full", "subset", "stand-in"):
-        raise ValueError(f"data_source {data_source!r} must be 'full', 'subset' or 'stand-in'")
+    """A provenance record for a figure or table (checks ``data_source`` — it must be honest).
+
+    ``data_source`` is the dataset's ``source`` ('full' | 'subset' | 'stand-in'), or 'none' for
+    figures computed from geometry alone (poster sizes, traversals) that use no data at all.
+    """
+    if data_source not in ("full", "subset", "stand-in", "none"):
+        raise ValueError(f"data_source {data_source!r} must be 'full', 'subset', 'stand-in' "
+                         f"or 'none' (no data used)")
     if isinstance(seeds, int):
         seeds = [seeds]
     return provenance(dataset=dataset, data_source=data_source, profile=profile,
@@ -112,8 +117,16 @@ def _check_sidecar(sidecar: Mapping[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _report(paths: Mapping[str, Path], verbose: bool) -> None:
+    if verbose:
+        first = next(iter(paths.values()))
+        kinds = ", ".join(f".{k}" for k in paths if k != "json")
+        print(f"saved {first.parent.name}/{first.stem} ({kinds}) with provenance {first.stem}.json")
+
+
 def save_figure(fig: matplotlib.figure.Figure, name: str, sidecar: Mapping[str, Any],
-                directory: str | os.PathLike | None = None) -> dict[str, Path]:
+                directory: str | os.PathLike | None = None, verbose: bool = True
+                ) -> dict[str, Path]:
     """Write ``name.png``, ``name.pdf`` and ``name.json`` (the provenance sidecar); return the paths.
 
     The PDF carries no creation date, so regenerating an unchanged figure gives the same file.
@@ -129,6 +142,7 @@ def save_figure(fig: matplotlib.figure.Figure, name: str, sidecar: Mapping[str, 
         podd_io.write_bytes(paths[kind], buffer.getvalue())
     record.update(kind="figure", name=name, files=[p.name for p in paths.values()])
     podd_io.write_json(paths["json"], record)
+    _report(paths, verbose)
     return paths
 
 
@@ -152,8 +166,8 @@ def to_markdown(df: pd.DataFrame, index: bool = False) -> str:
 
 
 def save_table(df: pd.DataFrame, name: str, sidecar: Mapping[str, Any],
-               directory: str | os.PathLike | None = None, caption: str | None = None
-               ) -> dict[str, Path]:
+               directory: str | os.PathLike | None = None, caption: str | None = None,
+               verbose: bool = True) -> dict[str, Path]:
     """Write ``name.csv``, ``name.md`` and ``name.json`` (the provenance sidecar); return the paths."""
     name = _check_name(name)
     if not isinstance(df, pd.DataFrame):
@@ -172,6 +186,7 @@ def save_table(df: pd.DataFrame, name: str, sidecar: Mapping[str, Any],
     record.update(kind="table", name=name, files=[p.name for p in paths.values()],
                   columns=[str(c) for c in df.columns], rows=int(len(df)))
     podd_io.write_json(paths["json"], record)
+    _report(paths, verbose)
     return paths
 
 
@@ -191,7 +206,7 @@ def show_image(ax, image: np.ndarray, title: str | None = None) -> None:
 
 
 def patch_gallery(images: np.ndarray, titles: Sequence[str] | None = None, ncols: int = 10,
-                  size: float = 1.1, suptitle: str | None = None):
+                  size: float = 1.35, suptitle: str | None = None):
     """A grid of small images (uint8, (N, H, W, c)); returns the figure."""
     images = np.asarray(images)
     n = len(images)
@@ -209,6 +224,25 @@ def patch_gallery(images: np.ndarray, titles: Sequence[str] | None = None, ncols
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def annotate_class_areas(ax, class_order, size: tuple[int, int], class_names: Sequence[str],
+                         fontsize: float = 8) -> None:
+    """Write each class's name at the centre of its area on a poster shown in ``ax``.
+
+    ``class_order`` is the ``(rows, cols)`` class grid (−1 empty), ``size`` the poster ``(H, W)``;
+    cell ``(r, q)`` covers rows ``[r·H/rows, (r+1)·H/rows)`` as in :func:`podd.labels.class_map`.
+    """
+    order = np.asarray(class_order)
+    rows, cols = order.shape
+    H, W = size
+    for r in range(rows):
+        for q in range(cols):
+            k = int(order[r, q])
+            if k >= 0:
+                ax.text((q + 0.5) * W / cols - 0.5, (r + 0.5) * H / rows - 0.5,
+                        str(class_names[k]), ha="center", va="center", fontsize=fontsize,
+                        bbox={"facecolor": "white", "alpha": 0.75, "pad": 1.5, "linewidth": 0})
 
 
 def plot_label_matrix(ax, labels, class_names: Sequence[str], title: str | None = None,

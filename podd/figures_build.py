@@ -51,6 +51,8 @@ def strip_papermill(nb):
     for cell in nb.cells:
         for key in ("papermill", "execution"):
             cell.metadata.pop(key, None)
+        if cell.metadata.get("tags") == []:   # papermill adds empty tag lists everywhere
+            cell.metadata.pop("tags")
     nb.metadata.pop("papermill", None)
     return nb
 

@@ -41,6 +41,16 @@ def pretty(dataset: str) -> str:
     return PRETTY_NAMES.get(dataset, dataset)
 
 
+def slug(dataset: str) -> str:
+    """A file-name-safe short name for a dataset spec (``npz:/data/x.npz`` → ``npz_x``)."""
+    import re
+
+    if ":" in dataset:
+        scheme, path = dataset.split(":", 1)
+        dataset = f"{scheme}_{os.path.splitext(os.path.basename(path.rstrip('/')))[0]}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset).strip("_") or "dataset"
+
+
 def resolve_profile(profile: str | None = None) -> str:
     """``profile`` if given, else ``$PODD_PROFILE``, else ``"paper"``; checked."""
     profile = profile or os.environ.get(PROFILE_ENV) or "paper"
@@ -176,40 +186,196 @@ _PREPROCESSORS: dict[tuple[int, bool], Any] = {}
 
 
 def preprocessor_for(ds, zca: bool):
-    """The dataset's Preprocessor, fitted once per (dataset object, zca) in this session."""
+    """The dataset's Preprocessor, fitted (or read from podd's disk cache) once per session."""
     from podd.data import make_preprocessor
 
     key = (id(ds), bool(zca))
     if key not in _PREPROCESSORS:
-        _PREPROCESSORS[key] = make_preprocessor(ds, zca=zca)
-    return _PREPROCESSORS[key]
+        _PREPROCESSORS[key] = (ds, make_preprocessor(ds, zca=zca))   # keep ds alive: id stays its
+    return _PREPROCESSORS[key][1]
+
+
+_NOTES_SHOWN: set[str] = set()
+
+
+def note_once(message: str) -> None:
+    """Print a note the first time it comes up in this session (loops stay readable)."""
+    if message not in _NOTES_SHOWN:
+        _NOTES_SHOWN.add(message)
+        print(message)
+
+
+def profile_default(profile: str, smoke, quick, paper):
+    """Pick a per-profile default (e.g. how many random orderings an ablation runs)."""
+    return {"smoke": smoke, "quick": quick, "paper": paper}[resolve_profile(profile)]
+
+
+def _stride_of(geometry) -> tuple[int, int]:
+    """The (y, x) pixel step between neighbouring patch corners of a geometry (≥ 1)."""
+    (H, W), (h, w), (ny, nx) = geometry.size, geometry.patch_hw, geometry.patches
+    sy = (H - h) / (ny - 1) if ny > 1 else h
+    sx = (W - w) / (nx - 1) if nx > 1 else w
+    return max(1, round(sy)), max(1, round(sx))
+
+
+def run_config(ds, profile: str, *, mode: str = "podd", ipc: float | None = None,
+               embeddings: str | None = None, verbose: bool = True, **overrides):
+    """The distillation settings a notebook uses: the preset for ``ds.name`` and ``profile``
+    (:func:`podd.presets.get_preset`) with ``mode``/``ipc``/``overrides`` applied, plus two
+    adjustments that keep the paper's choices meaningful at other budgets and offline:
+
+    * at an IPC other than the preset's, the patch count is chosen to keep the preset's patch
+      *stride* (the paper's overlap), and the distilled batch is capped at the patch count;
+    * PoCO needs CLIP: with ``embeddings`` (a file) PoCO runs on them; under ``smoke`` without
+      one the class order falls back to the dataset order, and a note says so.
+    """
+    from podd import poster
+    from podd.presets import get_preset
+
+    config = get_preset(ds.name, profile, mode=mode,
+                        **({"ipc": ipc} if ipc is not None else {}), **overrides)
+    changes: dict[str, Any] = {}
+    if config.device == "auto" and not torch.cuda.is_available():
+        changes["device"] = "cpu"
+    if mode == "podd" and "class_order" not in overrides and config.class_order == "poco":
+        if embeddings:
+            changes["class_order"] = str(embeddings)
+        elif resolve_profile(profile) == "smoke":
+            changes["class_order"] = "identity"
+            if verbose:
+                note_once("NOTE: class order = dataset order (PoCO needs CLIP text embeddings, "
+                          "and the smoke profile runs offline; pass embeddings=PATH to use PoCO).")
+    K, shape = ds.num_classes, ds.image_shape
+    if mode == "podd" and "patches" not in overrides and ipc is not None:
+        preset = get_preset(ds.name, profile)
+        if preset.patches is not None and abs(float(ipc) - float(preset.ipc)) > 1e-9:
+            reference = poster.make_geometry(K, shape, preset.ipc, grid=preset.grid,
+                                             patches=preset.patches)
+            size = poster.poster_size(K, shape, ipc, preset.grid)
+            changes["patches"] = poster.patch_counts_from_stride(size, shape[1:],
+                                                                 _stride_of(reference))
+    if mode == "podd" and "distill_batch" not in overrides:
+        target = poster.make_geometry(K, shape, config.ipc, grid=config.grid,
+                                      patches=changes.get("patches", config.patches))
+        if config.distill_batch and config.distill_batch > target.num_patches:
+            changes["distill_batch"] = target.num_patches
+    return config.replace(**changes) if changes else config
+
+
+def patch_counts_for_strides(ds, ipc: float, stride_fractions, grid=None) -> list[tuple[int, int]]:
+    """Patch counts ``(ny, nx)`` for a poster of ``ipc`` at strides of ``fraction × image side``.
+
+    A fraction of 1 gives non-overlapping patches (at 1 IPC on an exact class grid: exactly K
+    patches, the RaT-BPTT baseline); smaller fractions give more, more overlapping patches
+    (the x-axis of the paper's fig 6). Duplicates are dropped, order kept.
+    """
+    from podd import poster
+
+    K, shape = ds.num_classes, ds.image_shape
+    size = poster.poster_size(K, shape, ipc, grid)
+    counts = []
+    for fraction in stride_fractions:
+        stride = (max(1, round(shape[1] * fraction)), max(1, round(shape[2] * fraction)))
+        pair = poster.patch_counts_from_stride(size, shape[1:], stride)
+        if pair not in counts:
+            counts.append(pair)
+    return counts
 
 
 def distill_and_evaluate(config, ds, *, out_dir=None, progress: bool = False,
                          **row_extra) -> RunOutcome:
-    """Distil with ``config`` on ``ds`` and evaluate the poster with the §5.1 protocol.
+    """Distil with ``config`` on ``ds``; the engine then evaluates the poster (§5.1 protocol:
+    ``config.eval_models`` fresh ConvNets, test accuracy at ``config.eval_steps``).
 
     Returns the artifact, the :class:`~podd.evaluate.EvalResult` and a table row: method, nominal
-    IPC, the poster's exact IPC, patches, test accuracy mean and std (percent) at the last step.
+    IPC, the poster's exact IPC, size, patches, and test accuracy mean and std (percent) at the
+    last evaluated step. ``row_extra`` is added to the row (e.g. the ordering score).
     """
-    from podd.distill import distill, patches_and_labels
-    from podd.evaluate import train_and_test
+    from podd.distill import distill
 
+    if not config.eval_models:
+        raise ValueError("config.eval_models is 0: nothing would be evaluated; set eval_models >= 1")
     with Stopwatch() as watch:
-        result = distill(config, dataset=ds, out_dir=out_dir, progress=progress)
-        images, labels = patches_and_labels(result.artifact)
-        test_x = preprocessor_for(ds, config.zca)(ds.x_test)
-        evaluation = train_and_test(
-            images.detach(), labels.detach(), test_x, ds.y_test, num_models=config.eval_models,
-            steps=tuple(config.eval_steps), lr=config.inner_lr,
-            batch_size=config.distill_batch or len(images), width=config.width, depth=config.depth,
-            seed=config.seed, device=config.device or "cpu")
+        result = distill(config, dataset=ds, out_dir=out_dir, progress=progress,
+                         preprocessor=preprocessor_for(ds, config.zca))
+    evaluation = result.evaluation
     geometry = result.artifact.geometry
-    row = {"method": "PoDD" if config.mode == "podd" else
-           ("RaT-BPTT" if config.mode == "baseline" else config.mode),
-           "ipc": config.ipc, "exact IPC": round(float(geometry.ipc), 3),
-           "poster (H×W)": f"{geometry.size[0]}×{geometry.size[1]}",
-           "patches": int(geometry.num_patches),
-           "accuracy": evaluation.mean(), "std": evaluation.std(), **row_extra}
+    method = {"podd": "PoDD", "baseline": "RaT-BPTT", "per-class": "PoDD per-class"}[config.mode]
+    row = {"method": method, "ipc": float(config.ipc), "exact IPC": round(float(geometry.ipc), 3),
+           "poster H×W": f"{geometry.size[0]}×{geometry.size[1]}",
+           "patches": int(geometry.num_patches), "labels": result.artifact.label_mode,
+           **row_extra,
+           "accuracy": evaluation.mean(), "std": evaluation.std(),
+           "eval": f"{evaluation.num_models} models × {evaluation.steps[-1]} steps"}
     return RunOutcome(config=config, artifact=result.artifact, evaluation=evaluation,
                       wall_time_s=watch.seconds, row=row)
+
+
+def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) -> RunOutcome:
+    """The "random real images" reference row: ``images_per_class`` real training images per
+    class, hard labels, evaluated exactly like the posters (same models, steps, learning rate)."""
+    from podd.evaluate import real_subset_reference
+
+    with Stopwatch() as watch:
+        evaluation = real_subset_reference(
+            ds, preprocessor_for(ds, config.zca), images_per_class, subset_seed=subset_seed,
+            num_models=config.eval_models, steps=tuple(config.eval_steps), lr=config.inner_lr,
+            width=config.width, depth=config.depth, seed=config.seed, device=config.device)
+    row = {"method": f"random real images ({images_per_class} per class)",
+           "ipc": float(images_per_class), "exact IPC": float(images_per_class),
+           "poster H×W": "–", "patches": images_per_class * ds.num_classes, "labels": "hard",
+           "accuracy": evaluation.mean(), "std": evaluation.std(),
+           "eval": f"{evaluation.num_models} models × {evaluation.steps[-1]} steps"}
+    return RunOutcome(config=config, artifact=None, evaluation=evaluation,
+                      wall_time_s=watch.seconds, row=row)
+
+
+def runs_sidecar(ds, profile: str, outcomes, *, requested: str | None = None, **extra):
+    """A provenance sidecar for results made of several runs: every run's config and seed."""
+    from podd.figures import make_sidecar
+
+    outcomes = list(outcomes)
+    configs = [config_dict(o.config) for o in outcomes]
+    return make_sidecar(dataset=requested or ds.name, data_source=ds.source, profile=profile,
+                        hyperparameters={"runs": configs},
+                        seeds=sorted({int(c["seed"]) for c in configs}),
+                        wall_time_s=sum(o.wall_time_s for o in outcomes),
+                        device=configs[0]["device"] if configs else None,
+                        data=f"{len(ds.y_train)} train / {len(ds.y_test)} test images", **extra)
+
+
+PAPER_DATASETS = ("cifar10", "cifar100", "cub200", "tinyimagenet")
+
+
+def poster_budget_table(ipcs=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3), datasets=PAPER_DATASETS):
+    """Poster sizes and pixel budgets (§4.1) for the paper's datasets: geometry only, no data.
+
+    One row per (dataset, IPC): class grid, poster H×W from :func:`podd.poster.poster_size`, its
+    pixels, the pixels of ``IPC × K`` separate images, and the poster's exact IPC after rounding.
+    """
+    import pandas as pd
+
+    from podd.poster import make_geometry
+
+    rows = []
+    for name in datasets:
+        k, shape = DATASET_SHAPES[name]
+        for ipc in ipcs:
+            g = make_geometry(k, shape, ipc=ipc)
+            rows.append({"dataset": pretty(name), "classes": k,
+                         "image": f"{shape[0]}×{shape[1]}×{shape[2]}",
+                         "grid": f"{g.grid[0]}×{g.grid[1]}", "IPC": ipc,
+                         "poster H×W": f"{g.size[0]}×{g.size[1]}", "poster pixels": g.pixels,
+                         "pixels of IPC·K images": round(ipc * k * shape[1] * shape[2]),
+                         "exact IPC": round(g.ipc, 4)})
+    return pd.DataFrame(rows)
+
+
+def class_names_for(dataset: str, profile: str, *, root=None) -> list[str]:
+    """The dataset's class names without loading its images where podd knows them (CIFAR, digits);
+    otherwise from the dataset (smoke: the stand-in's names, "class 0", ...)."""
+    from podd.data.dataset import KNOWN_CLASS_NAMES
+
+    if dataset in KNOWN_CLASS_NAMES:
+        return list(KNOWN_CLASS_NAMES[dataset])
+    return list(load_for_profile(dataset, profile, root=root, verbose=False).class_names)

@@ -1,0 +1,121 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Discussion · What does a poster look like? (§6, figs 8 and 9)
+#
+# **What the paper claims.** A distilled poster carries semantics at two scales: *local* (each
+# class area looks like its class) and, to a lesser degree, *global* (structure across class
+# borders) — hard to see by eye; the paper sketches over a poster to point them out (fig 8). To
+# probe this it distils CIFAR-10 with **one poster per class** (every patch of poster `k` is
+# labelled `k`): those posters keep local semantics, show several modes of each class, and some
+# show global structure — airplanes with sky on top and grass below (fig 9).
+#
+# **What you will see.** (1) A distilled poster as an image, with each class's area named (the
+# sketching of fig 8 is left to the reader's eye); (2) per-class posters, one per class.
+#
+# **Profiles.** Under `smoke` the posters are distilled for a few steps from noise on a
+# synthetic stand-in: they show the layout and the display path, not semantics. Semantics need
+# the `paper` profile (hours on a GPU) or at least `quick`.
+
+# %% tags=["parameters"]
+import os
+
+dataset = "cifar10"      # the paper shows CIFAR-10
+profile = os.environ.get("PODD_PROFILE", "paper")   # smoke | quick | paper
+ipc = None               # poster budget for fig 8 (default: the preset's)
+per_class_ipc = 4.0      # pixels of each class poster, in images (fig 9)
+per_class_patches = (3, 3)   # patches cut from each class poster
+seed = 0
+embeddings = None        # optional class-embeddings file for PoCO (offline use)
+n_val = None             # hold out this many training images as the test set (data without one)
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from podd import figures, poster
+from podd import notebook_support as nbs
+
+profile = nbs.resolve_profile(profile)
+figures.use_style()
+pd.set_option("display.width", 160)
+print(f"profile: {profile}, dataset: {dataset}, seed {seed}")
+data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
+
+# %% [markdown]
+# ## 1. The poster as an image (fig 8)
+#
+# The poster lives in the network's input space (ZCA-whitened for the paper's datasets); to show
+# it, `poster.poster_image` undoes the preprocessing image-sized piece by piece (ZCA's inverse is
+# defined on whole images) and averages the overlaps.
+
+# %%
+config = nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings, seed=seed)
+shared = nbs.distill_and_evaluate(config, data)
+artifact = shared.artifact
+preprocess = nbs.preprocessor_for(data, config.zca)
+image = poster.poster_image(artifact.poster, preprocess, patch_hw=artifact.geometry.patch_hw)
+print(f"poster {artifact.geometry.size[0]}×{artifact.geometry.size[1]} "
+      f"(IPC {artifact.geometry.ipc:.2f}, {artifact.geometry.num_patches} patches), "
+      f"test accuracy {shared.row['accuracy']:.1f} ± {shared.row['std']:.1f} %")
+
+# %%
+H, W = artifact.geometry.size
+fig, axes = plt.subplots(1, 2, figsize=(14, 14 * H / W / 2 + 1.2))
+figures.show_image(axes[0], image, "distilled poster")
+figures.show_image(axes[1], image, "… with each class's area named")
+figures.annotate_class_areas(axes[1], artifact.class_order, artifact.geometry.size,
+                             artifact.class_names)
+fig.suptitle(f"{nbs.pretty(dataset)} poster (fig 8) — measured on: "
+             f"{nbs.measured_on(data, profile, dataset)}", fontsize=10)
+fig.tight_layout()
+sidecar = nbs.runs_sidecar(data, profile, [shared], requested=dataset)
+figures.save_figure(fig, f"fig8_poster_semantics_{nbs.slug(dataset)}", sidecar)
+plt.show()
+
+# %% [markdown]
+# ## 2. One poster per class (fig 9)
+#
+# In `per-class` mode each class gets its own poster of `per_class_ipc` images' worth of pixels,
+# cut into overlapping patches that all carry that class's label. Overlap is now always *within*
+# a class, so the posters can only share pixels between views of the same class.
+
+# %%
+per_class_config = nbs.run_config(data, profile, mode="per-class", ipc=per_class_ipc,
+                                  patches=tuple(per_class_patches), seed=seed)
+per_class = nbs.distill_and_evaluate(per_class_config, data)
+posters = per_class.artifact.poster                       # (K, c, H, W)
+images = [poster.poster_image(p, preprocess, patch_hw=per_class.artifact.geometry.patch_hw)
+          for p in posters]
+print(f"{len(images)} class posters of {tuple(posters.shape[-2:])} pixels, "
+      f"{per_class.row['patches']} patches each; test accuracy "
+      f"{per_class.row['accuracy']:.1f} ± {per_class.row['std']:.1f} %")
+
+# %%
+shown = min(len(images), 20)
+fig = figures.patch_gallery(images[:shown], per_class.artifact.class_names[:shown],
+                            ncols=min(shown, 5), size=2.2,
+                            suptitle=f"per-class posters (fig 9), {per_class_ipc:g} IPC each — "
+                                     f"measured on: {nbs.measured_on(data, profile, dataset)}")
+figures.save_figure(fig, f"fig9_per_class_posters_{nbs.slug(dataset)}",
+                    nbs.runs_sidecar(data, profile, [per_class], requested=dataset))
+plt.show()
+
+# %% [markdown]
+# **Open questions the paper raises** (§6): better class orders (photometric, image-based), IPC
+# above one, augmenting patches during distillation, and cyclic posters whose border patches
+# wrap around. All of these are small changes to `podd.poster` / `podd.ordering`.

@@ -1,0 +1,141 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Table 1 · Less than one image per class (§5.2)
+#
+# **What the paper claims.** With a poster, a dataset can be distilled into *fewer pixels than one
+# image per class*. The paper distils CIFAR-10, CIFAR-100, CUB200 and Tiny-ImageNet at IPC 0.9,
+# 0.8, …, 0.3 and compares with RaT-BPTT — the state of the art it builds on — at a full 1 IPC.
+# Its criterion of success: PoDD **below** 1 IPC performs comparably to or better than RaT-BPTT
+# **at** 1 IPC. Its text states, for example, that CIFAR-100 at 0.4 IPC still reaches 35.7 %,
+# above RaT-BPTT's 35.3 % at 1 IPC.
+#
+# **What you will see.** PoDD distilled at each IPC for `dataset`, RaT-BPTT (podd's `baseline`
+# mode: one non-overlapping patch per class, exactly the baseline as the paper notes in §5.3) at
+# 1 IPC, a table with the paper's reported numbers beside ours — labelled as such — and accuracy
+# against pixel budget. Most of Table 1's per-IPC cells did not survive the paper's text
+# extraction: those reported cells stay empty ("–"), never guessed.
+#
+# **Profiles.** `paper` runs the authors' settings (a GPU job of many hours per IPC); `quick`
+# scales them down; `smoke` runs a few steps on a synthetic stand-in in seconds — its numbers
+# only show that the pipeline works.
+
+# %% tags=["parameters"]
+import os
+
+dataset = "cifar10"      # cifar10 | cifar100 | cub200 | tinyimagenet | digits | npz:PATH | ...
+profile = os.environ.get("PODD_PROFILE", "paper")   # smoke | quick | paper
+ipcs = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+seed = 0
+embeddings = None        # optional class-embeddings file for PoCO (offline use)
+n_val = None             # hold out this many training images as the test set (data without one)
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from podd import figures, reported
+from podd import notebook_support as nbs
+
+profile = nbs.resolve_profile(profile)
+figures.use_style()
+pd.set_option("display.width", 160)
+print(f"profile: {profile}, dataset: {dataset}, IPCs {ipcs}, seed {seed}")
+data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
+
+# %% [markdown]
+# ## Distil
+#
+# One poster per IPC. The settings come from `podd.presets` for this dataset and profile; at
+# budgets other than the preset's, the number of patches is chosen to keep the paper's patch
+# stride (so the overlap stays the same while the poster shrinks).
+
+# %%
+outcomes = []
+for ipc in ipcs:
+    config = nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings, seed=seed)
+    outcome = nbs.distill_and_evaluate(config, data)
+    outcomes.append(outcome)
+    print(f"PoDD  IPC {ipc:.1f}: poster {outcome.row['poster H×W']}, {outcome.row['patches']} "
+          f"patches -> {outcome.row['accuracy']:.1f} ± {outcome.row['std']:.1f} % "
+          f"({outcome.wall_time_s:.1f} s)")
+baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, seed=seed)
+baseline = nbs.distill_and_evaluate(baseline_config, data)
+outcomes.append(baseline)
+print(f"RaT-BPTT IPC 1.0 (baseline mode): {baseline.row['accuracy']:.1f} ± "
+      f"{baseline.row['std']:.1f} % ({baseline.wall_time_s:.1f} s)")
+
+# %% [markdown]
+# ## The table: measured beside reported
+#
+# `measured` columns are this run (what it was measured on is in the last column); `reported by
+# the paper` comes from `podd/reported_results.json`. For a dataset the paper does not use
+# (digits, your own data) the reported column is empty.
+
+# %%
+measured = pd.DataFrame([o.row for o in outcomes])
+paper_name = reported.paper_dataset(dataset)
+paper_rows = reported.load_reported("table1", dataset=paper_name) if paper_name else \
+    reported.load_reported("table1").iloc[0:0]
+table = reported.side_by_side(measured, paper_rows,
+                              measured_on=nbs.measured_on(data, profile, dataset))
+sidecar = nbs.runs_sidecar(data, profile, outcomes, requested=dataset)
+figures.save_table(table, f"table1_{nbs.slug(dataset)}", sidecar,
+                   caption=f"Table 1 ({nbs.pretty(dataset)}): PoDD below one IPC vs RaT-BPTT "
+                           f"at 1 IPC. Measured: {nbs.measured_on(data, profile, dataset)}. "
+                           f"Reported: the paper (missing cells were lost in extraction).")
+table
+
+# %% [markdown]
+# ## Accuracy against pixel budget
+
+# %%
+podd_rows = measured[measured["method"] == "PoDD"]
+fig, ax = plt.subplots(figsize=(7, 4.2))
+figures.plot_accuracy_vs(ax, podd_rows, "ipc", label="PoDD (measured)", color=figures.COLORS["podd"])
+figures.plot_reference_line(ax, baseline.row["accuracy"], "RaT-BPTT at 1 IPC (measured)",
+                            color=figures.COLORS["baseline"])
+reported_points = paper_rows[paper_rows["ipc"].notna()]
+for method, marker in [("PoDD", "s"), ("RaT-BPTT", "D")]:
+    points = reported_points[reported_points["method"] == method]
+    if len(points):
+        ax.scatter(points["ipc"], points["accuracy"], marker=marker, s=50, facecolors="none",
+                   edgecolors=figures.COLORS["reported"], label=f"{method} (reported by the paper)")
+ax.set_xlabel("pixel budget (images per class)")
+ax.set_ylabel("test accuracy (%)")
+ax.set_title(f"{nbs.pretty(dataset)}: accuracy vs IPC\nmeasured on: "
+             f"{nbs.measured_on(data, profile, dataset)}", fontsize=10)
+ax.invert_xaxis()
+ax.legend(loc="best")
+fig.tight_layout()
+figures.save_figure(fig, f"fig_table1_accuracy_vs_ipc_{nbs.slug(dataset)}", sidecar)
+plt.show()
+
+# %% [markdown]
+# ## The paper's criterion
+#
+# The lowest IPC at which measured PoDD is at least as accurate as measured RaT-BPTT at 1 IPC:
+
+# %%
+reached = podd_rows[podd_rows["accuracy"] >= baseline.row["accuracy"]]
+if len(reached):
+    print(f"PoDD matches RaT-BPTT (1 IPC, {baseline.row['accuracy']:.1f} %) down to IPC "
+          f"{reached['ipc'].min():.1f} in this run.")
+else:
+    print("In this run PoDD stays below RaT-BPTT at 1 IPC at every IPC tried.")
+if data.source == "stand-in" or profile == "smoke":
+    print("(smoke profile: a few steps on a stand-in — this says nothing about the paper's claim.)")
