@@ -241,23 +241,23 @@ class StepPlan:
     real_index: torch.Tensor
 
 
-def _adam(params: list[torch.Tensor], grads, m: list[torch.Tensor], v: list[torch.Tensor],
-          t: int, lr: float) -> tuple[list, list, list]:
-    """One Adam step written as tensor ops, so it can be differentiated.
+def _adam(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: int,
+          lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One Adam step (betas 0.9/0.999) on the flat parameter vector, as differentiable tensor ops.
 
     The denominator is sqrt(v̂ + eps²) rather than sqrt(v̂) + eps: the same size near zero, but
     its derivative stays finite where v̂ = 0 (conv biases before instance norm get exactly zero
     gradients), which would otherwise turn the meta-gradient into NaN (0 · ∞).
     """
     b1, b2 = ADAM_BETAS
-    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    new_p, new_m, new_v = [], [], []
-    for p, g, mi, vi in zip(params, grads, m, v):
-        mi = b1 * mi + (1 - b1) * g
-        vi = b2 * vi + (1 - b2) * (g * g)
-        p = p - lr * (mi / c1) / torch.sqrt(vi / c2 + ADAM_EPS ** 2)
-        new_p.append(p), new_m.append(mi), new_v.append(vi)
-    return new_p, new_m, new_v
+    m = torch.lerp(m, g, 1 - b1)                  # b1·m + (1 − b1)·g
+    v = torch.lerp(v, g * g, 1 - b2)              # b2·v + (1 − b2)·g²
+    denom = torch.sqrt(v * (1 / (1 - b2 ** t)) + ADAM_EPS ** 2)
+    return torch.addcdiv(p, m, denom, value=-lr / (1 - b1 ** t)), m, v
+
+
+def _unflatten(flat: torch.Tensor, names, shapes, sizes) -> dict[str, torch.Tensor]:
+    return {n: piece.view(shape) for n, piece, shape in zip(names, flat.split(sizes), shapes)}
 
 
 def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
@@ -267,40 +267,46 @@ def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
     """The RaT-BPTT outer loss of one step, differentiable in ``poster`` and ``label_params``.
 
     ``plan.start`` inner Adam steps run without a graph, then ``plan.window`` steps keep theirs;
-    the adapted net's cross-entropy on the (augmented) real batch is returned.
+    the adapted net's cross-entropy on the (augmented) real batch is returned. The network's
+    parameters live in ONE flat vector (the per-layer tensors are views of it), so an inner
+    Adam step is a handful of tensor ops instead of a handful per layer.
     """
     names = list(plan.params)
-    params = [p.detach() for p in plan.params.values()]
-    m = [torch.zeros_like(p) for p in params]
-    v = [torch.zeros_like(p) for p in params]
+    shapes = [p.shape for p in plan.params.values()]
+    sizes = [p.numel() for p in plan.params.values()]
+    flat = torch.cat([p.detach().reshape(-1) for p in plan.params.values()])
+    m, v = torch.zeros_like(flat), torch.zeros_like(flat)
     patches = source.patches(poster)
     labels = source.labels(label_params)
     aug = torch.Generator()
 
-    def inner_loss(ps, t, imgs, tgts):
-        x = imgs[plan.batch_index[t]]
+    def inner_loss(w, t, imgs, tgts):
+        index = plan.batch_index[t]
+        x = imgs[index]
         if augment:
             x = flip_rotate(x, aug.manual_seed(plan.aug_seeds[t]))
-        return soft_cross_entropy(forward_with(net, dict(zip(names, ps)), x), tgts[plan.batch_index[t]])
+        logits = forward_with(net, _unflatten(w, names, shapes, sizes), x)
+        return soft_cross_entropy(logits, tgts[index])
 
     # The truncated part: plain training, no graph back to the poster.
     fixed_patches, fixed_labels = patches.detach(), labels.detach()
     for t in range(plan.start):
         with torch.enable_grad():
-            leaves = [p.requires_grad_(True) for p in params]
-            grads = torch.autograd.grad(inner_loss(leaves, t, fixed_patches, fixed_labels), leaves)
+            leaf = flat.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(inner_loss(leaf, t, fixed_patches, fixed_labels), leaf)
         with torch.no_grad():
-            params, m, v = _adam(params, grads, m, v, t + 1, inner_lr)
+            flat, m, v = _adam(flat, grad, m, v, t + 1, inner_lr)
     # The window: differentiable steps (create_graph keeps the path back to the poster).
-    params = [p.detach().requires_grad_(True) for p in params]
+    flat = flat.detach().requires_grad_(True)
     for t in range(plan.start, plan.start + plan.window):
-        grads = torch.autograd.grad(inner_loss(params, t, patches, labels), params,
-                                    create_graph=True)
-        params, m, v = _adam(params, grads, m, v, t + 1, inner_lr)
+        (grad,) = torch.autograd.grad(inner_loss(flat, t, patches, labels), flat,
+                                      create_graph=True)
+        flat, m, v = _adam(flat, grad, m, v, t + 1, inner_lr)
     x = x_real[plan.real_index]
     if augment:
         x = flip_rotate(x, aug.manual_seed(plan.aug_seeds[-1]))
-    return F.cross_entropy(forward_with(net, dict(zip(names, params)), x), y_real[plan.real_index])
+    logits = forward_with(net, _unflatten(flat, names, shapes, sizes), x)
+    return F.cross_entropy(logits, y_real[plan.real_index])
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,14 +358,25 @@ class Distiller:
         else:
             self.geometry = P.make_geometry(K, shape, config.ipc, grid=config.grid,
                                             patches=config.patches)
+        if config.mode != "baseline" and self.geometry.ipc > 1.2 * config.ipc:
+            # The poster module never makes a poster smaller than one image: the budget asked for
+            # cannot hold one patch, and silently spending more pixels would misreport the IPC.
+            raise ValueError(
+                f"ipc={config.ipc:g} is too small for this poster: the smallest poster that holds "
+                f"one {h}×{w} patch has {self.geometry.pixels} pixels = "
+                f"{self.geometry.ipc:.3g} IPC; use --ipc {self.geometry.ipc:.2g} or more"
+                + (" (or a class grid with fewer rows, e.g. --set grid=[1,K])"
+                   if config.mode == "podd" else ""))
         rows, cols = self.geometry.grid
         if config.mode == "podd":
             from podd.ordering import resolve_class_order
 
             self.class_order = resolve_class_order(config.class_order, dataset.class_names,
                                                    rows, cols)
-        else:  # baseline: cell k holds class k (each patch is one class); per-class: unused
+        elif config.mode == "baseline":  # cell k holds class k: each patch is one class
             self.class_order = _identity_order(K, rows, cols)
+        else:  # per-class: poster k holds class k
+            self.class_order = torch.arange(K).view(1, K)
         self.label_mode = "per-class" if config.mode == "per-class" else config.labels
 
         self.source = PatchSource(config.mode, self.geometry, self.class_order, self.label_mode,
