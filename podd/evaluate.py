@@ -7,8 +7,10 @@ accuracy is recorded at a few step counts (300/600/1000/2000 by default) and rep
 mean ± std over the models.
 
 Speed: the ``M`` models are trained TOGETHER as one batched computation — their parameters are
-stacked on a leading axis and the ConvNet runs under :func:`torch.func.vmap` (which turns each
-convolution into one grouped convolution). The loss is the SUM of the per-model losses, so each
+stacked on a leading axis (as for ``torch.func.vmap``) and run as ONE network with ``M`` groups
+(:func:`grouped_forward`: grouped convolutions, one group_norm, one batched matmul head; this is
+what vmap turns the ConvNet into, minus its transposes and its unfused instance-norm affine, and
+was measured faster than vmap on the CPU). The loss is the SUM of the per-model losses, so each
 model's gradient is exactly its own, and because Adam is elementwise one ``torch.optim.Adam``
 over the stacked tensors is exactly ``M`` independent Adams.
 
@@ -40,7 +42,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 from .augment import horizontal_flip, rotate
 from .models import ConvNet, init_parameters
@@ -110,13 +112,20 @@ def _generator(seed: int, model: int, purpose: str) -> torch.Generator:
     return torch.Generator().manual_seed(stream_seed(seed, model, purpose))
 
 
+_STEP_BLOCK = 128    # schedules are drawn in fixed-size blocks, so that the first s steps of a
+_PASS_BLOCK = 16     # model's stream do not depend on how many steps the caller asked for
+
+
 def _batch_order(n: int, batch: int, num_steps: int, generator: torch.Generator) -> torch.Tensor:
     """(num_steps, batch) indices: passes = random permutations cut into n // batch full batches."""
     per_pass = n // batch
-    passes = -(-num_steps // per_pass)
-    # one vectorised argsort of uniforms = `passes` independent random permutations
-    perms = torch.rand(passes, n, generator=generator).argsort(dim=1)
-    return perms[:, : per_pass * batch].reshape(passes * per_pass, batch)[:num_steps]
+    passes_needed = -(-num_steps // per_pass)
+    blocks = []
+    for _ in range(-(-passes_needed // _PASS_BLOCK)):
+        # one vectorised argsort of uniforms = _PASS_BLOCK independent random permutations
+        blocks.append(torch.rand(_PASS_BLOCK, n, generator=generator).argsort(dim=1))
+    perms = torch.cat(blocks)
+    return perms[:, : per_pass * batch].reshape(-1, batch)[:num_steps]
 
 
 def _augment_schedule(batch: int, num_steps: int, generator: torch.Generator,
@@ -126,8 +135,11 @@ def _augment_schedule(batch: int, num_steps: int, generator: torch.Generator,
     The value is the rotation angle in degrees on rotation steps and the flip sign (−1 flip,
     +1 keep) on flip steps — the same distributions as :func:`podd.augment.flip_rotate`.
     """
-    rotate_op = torch.randint(2, (num_steps,), generator=generator) == 1
-    u = torch.rand(num_steps, batch, generator=generator, dtype=torch.float64)
+    ops, us = [], []
+    for _ in range(-(-num_steps // _STEP_BLOCK)):
+        ops.append(torch.randint(2, (_STEP_BLOCK,), generator=generator) == 1)
+        us.append(torch.rand(_STEP_BLOCK, batch, generator=generator, dtype=torch.float64))
+    rotate_op, u = torch.cat(ops)[:num_steps], torch.cat(us)[:num_steps]
     degrees = (u * 2 - 1) * MAX_DEGREES
     sign = torch.where(u < FLIP_PROBABILITY, -1.0, 1.0).to(torch.float64)
     value = torch.where(rotate_op[:, None], degrees, sign)
@@ -135,24 +147,60 @@ def _augment_schedule(batch: int, num_steps: int, generator: torch.Generator,
 
 
 def batched_flip_rotate(x: torch.Tensor, rotate_op: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """Augment a stack of per-model batches in one ``grid_sample``.
+    """Flip or rotate each image of ``x`` (n, c, h, w) in one ``affine_grid`` + ``grid_sample``.
 
-    ``x``: (M, B, c, h, w); ``rotate_op``: (M,) bool — did model m pick rotation this step;
-    ``value``: (M, B) — degrees where rotating, flip sign (±1) where flipping. Each image gets the
-    affine matrix [[s·cos, s·sin, 0], [−sin, cos, 0]] with s the flip sign (1 when rotating) and
-    the angle 0 when flipping, i.e. exactly a rotation or a horizontal flip (flip = diag(−1, 1)).
+    ``rotate_op`` (n,) bool: rotate this image (else flip-or-keep); ``value`` (n,): the angle in
+    degrees where rotating, the flip sign (−1 flip, +1 keep) elsewhere. Image i gets the matrix
+    [[s·cos, s·sin, 0], [−sin, cos, 0]] with s its flip sign (1 when rotating) and angle 0 when
+    not rotating: exactly a rotation as :func:`podd.augment.rotate` or a flip (diag(−1, 1)). So
+    models that picked different operations in the same step share one call, no Python loop.
     """
-    m, b = x.shape[:2]
-    rot = rotate_op.view(m, 1).expand(m, b)
-    theta = torch.where(rot, value, torch.zeros_like(value)) * (math.pi / 180.0)
-    sign = torch.where(rot, torch.ones_like(value), value)
+    theta = torch.where(rotate_op, value, torch.zeros_like(value)) * (math.pi / 180.0)
+    sign = torch.where(rotate_op, torch.ones_like(value), value)
     cos, sin, zero = torch.cos(theta), torch.sin(theta), torch.zeros_like(theta)
     affine = torch.stack([torch.stack([sign * cos, sign * sin, zero], -1),
-                          torch.stack([-sin, cos, zero], -1)], -2).reshape(m * b, 2, 3)
-    flat = x.reshape(m * b, *x.shape[2:])
-    grid = F.affine_grid(affine.to(x.dtype), list(flat.shape), align_corners=False)
-    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out.view_as(x)
+                          torch.stack([-sin, cos, zero], -1)], -2)
+    grid = F.affine_grid(affine.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def grouped_forward(net: ConvNet, params: dict[str, torch.Tensor], x: torch.Tensor,
+                    shared_input: bool = False) -> torch.Tensor:
+    """Run M stacked models at once as ONE network with M groups; returns logits (B, M, K).
+
+    ``params``: the net's parameters stacked on a leading model axis (M, ...). ``x``: (B, M·c, h, w)
+    — model m's batch in channels [m·c, (m+1)·c) — or, with ``shared_input``, (B, c, h, w) seen by
+    every model (test time: the first convolution is then a dense one with M·width filters).
+    The activations stay in this (B, M·C, H, W) layout throughout: a convolution becomes one grouped
+    convolution (groups = M), instance norm one group_norm with M·C groups, ReLU and pooling are
+    elementwise, and the head one batched matmul. No transposes between layers — measured faster
+    than ``vmap(functional_call)`` on the CPU (see benchmarks/README.md) and equal to it (tests).
+    """
+    num_models = params["classifier.weight"].shape[0]
+    h = x
+    first = True
+    for i, module in enumerate(net.features):
+        if isinstance(module, torch.nn.Conv2d):
+            w = params[f"features.{i}.weight"]
+            w = w.reshape(-1, *w.shape[2:])                          # (M·out, in, k, k)
+            bias = params.get(f"features.{i}.bias")
+            groups = 1 if (first and shared_input) else num_models
+            h = F.conv2d(h, w, None if bias is None else bias.reshape(-1), module.stride, module.padding,
+                         module.dilation, groups)
+            first = False
+        elif isinstance(module, torch.nn.GroupNorm):
+            h = F.group_norm(h, num_models * module.num_groups, params[f"features.{i}.weight"].reshape(-1),
+                             params[f"features.{i}.bias"].reshape(-1), module.eps)
+        elif isinstance(module, torch.nn.ReLU):
+            h = F.relu(h)
+        elif isinstance(module, torch.nn.AvgPool2d):
+            h = F.avg_pool2d(h, module.kernel_size, module.stride, module.padding, module.ceil_mode,
+                             module.count_include_pad, module.divisor_override)
+        else:
+            raise NotImplementedError(f"grouped_forward does not know {type(module).__name__}")
+    features = h.reshape(h.shape[0], num_models, -1)                 # per model: flatten(1) order
+    logits = torch.einsum("bmf,mkf->bmk", features, params["classifier.weight"])
+    return logits + params["classifier.bias"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,7 +295,7 @@ def _count_correct(forward: Callable, params, test_x, test_y, chunk: int, device
     for start in range(0, test_x.shape[0], chunk):
         x = test_x[start:start + chunk].to(device, dtype, non_blocking=True)
         y = test_y[start:start + chunk].to(device, non_blocking=True)
-        hits = (forward(params, x).argmax(-1) == y).sum(-1)
+        hits = (forward(params, x).argmax(-1) == y[:, None]).sum(0)      # logits (B, M, K)
         correct = hits if correct is None else correct + hits
     return correct
 
@@ -332,39 +380,44 @@ def _adam(params, lr: float) -> torch.optim.Adam:
 
 
 def _train_batched(net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y, steps, lr, chunk,
-                   device, dtype, progress) -> torch.Tensor:
+                   device, dtype, progress):
     num_models, n = len(inits), x_all.shape[0]
     params = {name: torch.stack([p[name] for p in inits]).requires_grad_() for name in inits[0]}
     optimizer = _adam(list(params.values()), lr)
-    order = torch.stack(orders).to(device) if orders else None             # (M, T, B)
-    rot_op = torch.stack(rot_ops).to(device) if rot_ops else None          # (M, T)
-    value = torch.stack(values).to(device) if values else None             # (M, T, B)
+    # Schedules laid out (step, image, model) so that one step's slice is already in the
+    # (B, M·c, h, w) layout of grouped_forward: no transposes in the loop.
+    order = torch.stack(orders, -1).to(device) if orders else None               # (T, B, M)
+    rot_op = torch.stack(rot_ops, -1).to(device) if rot_ops else None            # (T, M)
+    value = torch.stack(values, -1).to(device) if values else None               # (T, B, M)
+    if order is None:                                      # every step sees all N images
+        all_idx = torch.arange(n, device=device)[:, None].expand(n, num_models)
+    c, hw = x_all.shape[1], x_all.shape[2:]
+    soft = y_all.is_floating_point()
 
-    def model_loss(p, x, y):
-        return _loss(functional_call(net, p, (x,)), y)
-
-    batched_loss = vmap(model_loss)
-    batched_logits = vmap(lambda p, x: functional_call(net, p, (x,)), in_dims=(0, None))
     correct = torch.zeros(num_models, len(steps), dtype=torch.long, device=device)
     total, record = steps[-1], {s: j for j, s in enumerate(steps)}
     bar = _progress_bar(total, progress, f"evaluating {num_models} models (batched)")
     for t in range(total):
-        if order is not None:
-            idx = order[:, t]                                  # (M, B)
-            xb, yb = x_all[idx], y_all[idx]
-        else:                                                  # every step sees all N images
-            xb = x_all.expand(num_models, *x_all.shape)
-            yb = y_all.expand(num_models, *y_all.shape)
+        idx = order[t] if order is not None else all_idx                    # (B, M)
+        b = idx.shape[0]
+        xb, yb = x_all[idx], y_all[idx]                                      # (B, M, c, h, w), (B, M[, K])
         if rot_op is not None:
-            xb = batched_flip_rotate(xb, rot_op[:, t], value[:, t])
-        loss = batched_loss(params, xb, yb).sum()              # sum: each model gets its own gradient
+            flat = batched_flip_rotate(xb.reshape(b * num_models, c, *hw),
+                                       rot_op[t].expand(b, num_models).reshape(-1), value[t].reshape(-1))
+            xb = flat.view(b, num_models, c, *hw)
+        logits = grouped_forward(net, params, xb.reshape(b, num_models * c, *hw))   # (B, M, K)
+        # Σ_m mean_b loss: each model's gradient is exactly its own.
+        if soft:
+            loss = -(yb * F.log_softmax(logits, dim=-1)).sum() / b
+        else:
+            loss = F.cross_entropy(logits.reshape(b * num_models, -1), yb.reshape(-1), reduction="sum") / b
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if t + 1 in record:
             detached = {name: p.detach() for name, p in params.items()}
-            correct[:, record[t + 1]] = _count_correct(batched_logits, detached, test_x, test_y, chunk,
-                                                       device, dtype)
+            forward = lambda p, x: grouped_forward(net, p, x, shared_input=True)  # noqa: E731
+            correct[:, record[t + 1]] = _count_correct(forward, detached, test_x, test_y, chunk, device, dtype)
         bar.update(1)
     bar.close()
     final = {name: p.detach() for name, p in params.items()}
@@ -378,6 +431,7 @@ def _train_sequential(net, inits, orders, rot_ops, values, x_all, y_all, test_x,
     total, record = steps[-1], {s: j for j, s in enumerate(steps)}
     correct = torch.zeros(num_models, len(steps), dtype=torch.long, device=device)
     logits_of = lambda p, x: functional_call(net, p, (x,))  # noqa: E731
+    test_logits = lambda p, x: logits_of(p, x)[:, None]     # noqa: E731  (B, 1, K) for _count_correct
     bar = _progress_bar(total * num_models, progress, f"evaluating {num_models} models (sequential)")
     finals = []
     for m in range(num_models):
@@ -400,8 +454,8 @@ def _train_sequential(net, inits, orders, rot_ops, values, x_all, y_all, test_x,
             optimizer.step()
             if t + 1 in record:
                 detached = {name: p.detach() for name, p in params.items()}
-                correct[m, record[t + 1]] = _count_correct(logits_of, detached, test_x, test_y, chunk * num_models,
-                                                           device, dtype)
+                correct[m, record[t + 1]] = _count_correct(test_logits, detached, test_x, test_y,
+                                                           chunk * num_models, device, dtype)[0]
             bar.update(1)
         finals.append({name: p.detach() for name, p in params.items()})
     bar.close()
