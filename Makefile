@@ -24,6 +24,8 @@ demo: venv
 test: venv
 	PODD_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax tests notebooks
 
+# Re-execute every notebook with papermill (-p profile $(PROFILE)); they rewrite paper_figures/.
+# Under smoke the executed notebooks are also written back to notebooks/ (the committed state).
 figures: venv
 	PODD_PROFILE=$(PROFILE) $(BIN)/python -m podd.figures_build --profile $(PROFILE)
 

@@ -100,7 +100,7 @@ ax.set_xlabel("test accuracy (%)")
 ax.set_title(f"{nbs.pretty(dataset)} at 1 IPC\nmeasured on: "
              f"{nbs.measured_on(data, profile, dataset)}", fontsize=10)
 ax.invert_yaxis()
-ax.legend(loc="lower right")
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
 fig.tight_layout()
 figures.save_figure(fig, f"fig_table2_{nbs.slug(dataset)}", sidecar)
 plt.show()

@@ -109,3 +109,31 @@ def test_profile_resolution(monkeypatch):
     assert notebook_support.resolve_profile("smoke") == "smoke"
     with pytest.raises(ValueError, match="unknown profile"):
         notebook_support.resolve_profile("fast")
+
+
+def test_figures_build_strips_papermill_bookkeeping():
+    import nbformat
+
+    from podd.figures_build import strip_papermill
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 2", metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(x)", metadata={"tags": [], "papermill": {},
+                                                                "execution": {}})]
+    nb.metadata["papermill"] = {"parameters": {"x": 2}}
+    clean = strip_papermill(nb)
+    assert [c.source for c in clean.cells] == ["x = 1", "print(x)"]
+    assert clean.cells[1].metadata == {} and "papermill" not in clean.metadata
+    assert len(nb.cells) == 3                               # the input is left untouched
+
+
+def test_slug_and_index(tmp_path):
+    from podd.figures_build import write_index
+
+    assert notebook_support.slug("cifar10") == "cifar10"
+    assert notebook_support.slug("npz:/data/cifar10-train-subset.npz") == "npz_cifar10-train-subset"
+    figures.save_table(pd.DataFrame({"a": [1]}), "t", _sidecar(), directory=tmp_path,
+                       verbose=False)
+    index = write_index(tmp_path).read_text()
+    assert "| t | table | .csv .md .json | digits | full | smoke |" in index
