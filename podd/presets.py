@@ -78,7 +78,7 @@ def _quick(dataset: str) -> dict:
 def _smoke(values: dict) -> dict:
     """A few outer steps of a tiny network: seconds, for CI."""
     values = dict(values)
-    values.update(width=8, depth=1, real_batch=64, distill_batch=min(values["distill_batch"], 8),
+    values.update(width=8, depth=1, real_batch=64, distill_batch=min(values["distill_batch"] or 8, 8),
                   window=2, total_window=4, steps=4, eval_models=2, eval_steps=(20,),
                   eval_every=0, checkpoint_every=2)
     return values
@@ -88,15 +88,16 @@ def _generic() -> dict:
     """Unknown dataset: the paper's CIFAR-10 choices, with the grid and depth left to the data."""
     values = _paper("cifar10")
     values.update(grid=None, patches=None, depth=None, class_order="identity",
-                  steps=_PAPER_EPOCHS * 10)
+                  distill_batch=None, steps=_PAPER_EPOCHS * 10)
     return values
 
 
 def get_preset(dataset: str, profile: str = "paper", **overrides) -> DistillConfig:
     """The distillation settings for ``dataset`` in ``profile``, with ``overrides`` applied last.
 
-    ``overrides`` may set any :class:`~podd.distill.DistillConfig` field. In ``baseline`` mode
-    (one patch per class) the distilled batch defaults to all K patches unless overridden.
+    ``overrides`` may set any :class:`~podd.distill.DistillConfig` field. ``mode="baseline"``
+    is RaT-BPTT at 1 IPC: ipc 1, all K images in every inner step and fixed one-hot labels,
+    unless those are overridden too.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -113,14 +114,15 @@ def get_preset(dataset: str, profile: str = "paper", **overrides) -> DistillConf
     else:
         values = _generic()
         if profile == "quick":
-            values.update(real_batch=256, distill_batch=50, window=10, total_window=30, width=64,
+            values.update(real_batch=256, window=10, total_window=30, width=64,
                           steps=200, eval_models=4, eval_steps=(300,), eval_every=0,
                           checkpoint_every=50)
     if profile == "smoke":
         values = _smoke(values)
     values.update(dataset=dataset, profile=profile)
     mode = overrides.get("mode", values["mode"])
-    if mode == "baseline" and "distill_batch" not in overrides:
-        values["distill_batch"] = None  # all K patches (RaT-BPTT at 1 IPC uses them all)
+    if mode == "baseline":
+        # RaT-BPTT at 1 IPC: K images, each one-hot its class, all of them in every inner step.
+        values.update(distill_batch=None, labels="fixed", ipc=1.0)
     values.update(overrides)
     return DistillConfig(**values)
