@@ -33,6 +33,10 @@ DATASET_SHAPES: dict[str, tuple[int, tuple[int, int, int]]] = {
     "tinyimagenet": (200, (3, 64, 64)),
 }
 
+#: Largest image dimension (c·h·w) whose ZCA a smoke run fits; 3×32×32 = 3072 takes seconds,
+#: Tiny-ImageNet's 3×64×64 = 12288 takes minutes and gigabytes.
+SMOKE_ZCA_MAX_DIM = 4096
+
 PRETTY_NAMES = {"digits": "digits (scikit-learn 8×8)", "cifar10": "CIFAR-10",
                 "cifar100": "CIFAR-100", "cub200": "CUB200", "tinyimagenet": "Tiny-ImageNet"}
 
@@ -246,6 +250,13 @@ def run_config(ds, profile: str, *, mode: str = "podd", ipc: float | None = None
                 note_once("NOTE: class order = dataset order (PoCO needs CLIP text embeddings, "
                           "and the smoke profile runs offline; pass embeddings=PATH to use PoCO).")
     K, shape = ds.num_classes, ds.image_shape
+    if (resolve_profile(profile) == "smoke" and config.zca and "zca" not in overrides
+            and shape[0] * shape[1] * shape[2] > SMOKE_ZCA_MAX_DIM):
+        changes["zca"] = False
+        if verbose:
+            note_once(f"NOTE: ZCA whitening off under smoke for {shape[0]}×{shape[1]}×{shape[2]} "
+                      f"images (fitting a {shape[0] * shape[1] * shape[2]}-dimensional whitening "
+                      f"takes minutes on a CPU); quick and paper keep it.")
     if mode == "podd" and "patches" not in overrides and ipc is not None:
         preset = get_preset(ds.name, profile)
         if preset.patches is not None and abs(float(ipc) - float(preset.ipc)) > 1e-9:
