@@ -58,7 +58,8 @@ def compare_on_digits(profile: str = "quick", seeds=(0,), eval_models: int | Non
         x, y = random_real_subset(ds, 1, seed)
         result = train_and_test(pre(x), y, x_test, y_test, num_models=eval_models,
                                 steps=eval_steps, lr=base.inner_lr, batch_size=K,
-                                width=base.width, depth=base.depth, seed=seed, num_classes=K)
+                                width=base.width, depth=base.depth, augment=base.augment,
+                                seed=seed, num_classes=K)
         real_acc.append(result.accuracy[:, -1])
     rows.append(_row("random real", "real", 1.0, K * h * w, seeds, torch.cat(real_acc)))
 

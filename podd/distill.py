@@ -366,7 +366,7 @@ class Distiller:
                 f"one {h}×{w} patch has {self.geometry.pixels} pixels = "
                 f"{self.geometry.ipc:.3g} IPC; use --ipc {self.geometry.ipc:.2g} or more"
                 + (" (or a class grid with fewer rows, e.g. --set grid=[1,K])"
-                   if config.mode == "podd" else ""))
+                   if config.mode == "podd" and self.geometry.grid[0] > 1 else ""))
         rows, cols = self.geometry.grid
         if config.mode == "podd":
             from podd.ordering import resolve_class_order
