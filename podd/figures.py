@@ -147,7 +147,7 @@ def save_figure(fig: matplotlib.figure.Figure, name: str, sidecar: Mapping[str, 
 
 
 def _markdown_cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (not isinstance(value, (str, list, tuple, dict)) and pd.isna(value)):
         return "–"
     text = str(value)
     return text.replace("|", "\\|").replace("\n", " ")

@@ -107,8 +107,8 @@ def side_by_side(measured: pd.DataFrame, reported: pd.DataFrame, *, on=("method"
         table[column] = table[column].astype(float).round(1)
     extra = [c for c in left.columns if c not in on + [MEASURED, MEASURED_STD]]
     for column in extra:   # the outer join turns integer columns (patch counts) into floats
-        if pd.api.types.is_float_dtype(table[column]) and \
-                table[column].dropna().apply(float.is_integer).all():
+        if pd.api.types.is_integer_dtype(measured[column]) and \
+                pd.api.types.is_float_dtype(table[column]):
             table[column] = table[column].astype("Int64")
     table = table[on + extra + [MEASURED, MEASURED_STD, REPORTED, MEASURED_ON]]
     return table.reset_index(drop=True)
