@@ -43,6 +43,8 @@ ipcs = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
 n_val = None             # hold out this many training images as the test set (data without one)
+like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
+                         # use that dataset's settings and show its reported numbers
 
 # %%
 import matplotlib.pyplot as plt
@@ -67,13 +69,14 @@ data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 # %%
 outcomes = []
 for ipc in ipcs:
-    config = nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings, seed=seed)
+    config = nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings, like=like,
+                            seed=seed)
     outcome = nbs.distill_and_evaluate(config, data)
     outcomes.append(outcome)
     print(f"PoDD  IPC {ipc:.1f}: poster {outcome.row['poster H×W']}, {outcome.row['patches']} "
           f"patches -> {outcome.row['accuracy']:.1f} ± {outcome.row['std']:.1f} % "
           f"({outcome.wall_time_s:.1f} s)")
-baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, seed=seed)
+baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, like=like, seed=seed)
 baseline = nbs.distill_and_evaluate(baseline_config, data)
 outcomes.append(baseline)
 print(f"RaT-BPTT IPC 1.0 (baseline mode): {baseline.row['accuracy']:.1f} ± "
@@ -88,7 +91,7 @@ print(f"RaT-BPTT IPC 1.0 (baseline mode): {baseline.row['accuracy']:.1f} ± "
 
 # %%
 measured = pd.DataFrame([o.row for o in outcomes])
-paper_name = reported.paper_dataset(dataset)
+paper_name = reported.paper_dataset(like or dataset)
 paper_rows = reported.load_reported("table1", dataset=paper_name) if paper_name else \
     reported.load_reported("table1").iloc[0:0]
 table = reported.side_by_side(measured, paper_rows,

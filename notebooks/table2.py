@@ -30,8 +30,9 @@
 #
 # **Profiles.** `paper`: the authors' settings (GPU, hours). `quick`: scaled down (minutes on a
 # GPU). `smoke`: seconds on a synthetic stand-in — a pipeline check, not a result. For data
-# without a test split (e.g. `-p dataset npz:PATH -p n_val 1000`) a stratified validation split
-# of the training images stands in for the test set and the table says "subset".
+# without a test split (e.g. `-p dataset npz:PATH -p n_val 1000 -p like cifar10` for a file of
+# CIFAR-10 training images) a stratified validation split of the training images stands in for
+# the test set, the table says "subset", and `like` picks the settings and reported rows.
 
 # %% tags=["parameters"]
 import os
@@ -41,6 +42,8 @@ profile = os.environ.get("PODD_PROFILE", "paper")   # smoke | quick | paper
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
 n_val = None             # hold out this many training images as the test set (data without one)
+like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
+                         # use that dataset's settings and show its reported numbers
 
 # %%
 import matplotlib.pyplot as plt
@@ -59,8 +62,9 @@ data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 # ## Distil at 1 IPC: PoDD and the baseline, same pixel budget
 
 # %%
-podd_config = nbs.run_config(data, profile, mode="podd", ipc=1.0, embeddings=embeddings, seed=seed)
-baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, seed=seed)
+podd_config = nbs.run_config(data, profile, mode="podd", ipc=1.0, embeddings=embeddings,
+                             like=like, seed=seed)
+baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, like=like, seed=seed)
 outcomes = [nbs.distill_and_evaluate(podd_config, data),
             nbs.distill_and_evaluate(baseline_config, data),
             nbs.real_reference(data, podd_config, images_per_class=1, subset_seed=seed)]
@@ -76,7 +80,7 @@ for o in outcomes:
 
 # %%
 measured = pd.DataFrame([o.row for o in outcomes])
-paper_name = reported.paper_dataset(dataset)
+paper_name = reported.paper_dataset(like or dataset)
 paper_rows = reported.load_reported("table2", dataset=paper_name) if paper_name else \
     reported.load_reported("table2").iloc[0:0]
 table = reported.side_by_side(measured, paper_rows,

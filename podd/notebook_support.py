@@ -75,8 +75,9 @@ def load_for_profile(dataset: str, profile: str, *, root=None, seed: int = 0,
                      n_val: int | None = None, verbose: bool = True):
     """The dataset a notebook should use under ``profile``, with a printed note saying what it is.
 
-    smoke: digits (real, bundled with scikit-learn) when ``dataset == "digits"``, else a synthetic
-    stand-in with ``dataset``'s class count and image shape. quick / paper: the real dataset
+    smoke: digits (real, bundled with scikit-learn) when ``dataset == "digits"``; for the paper's
+    datasets a synthetic stand-in with their class count and image shape; local data
+    (``npz:PATH``, ``imagefolder:PATH``) is read as it is, never downloaded. quick / paper: the real dataset
     (downloaded and cached by :func:`podd.data.load_dataset`). ``n_val``: hold out a stratified
     validation split of the training set and use it as the test set (for data with no test split,
     e.g. ``npz:`` files); the result is labelled a subset.
@@ -84,10 +85,7 @@ def load_for_profile(dataset: str, profile: str, *, root=None, seed: int = 0,
     from podd import data
 
     profile = resolve_profile(profile)
-    if profile == "smoke" and dataset != "digits":
-        if dataset not in DATASET_SHAPES:
-            raise ValueError(f"profile smoke has no stand-in shape for {dataset!r}; use one of "
-                             f"{', '.join(DATASET_SHAPES)} or another profile")
+    if profile == "smoke" and dataset in DATASET_SHAPES and dataset != "digits":
         num_classes, shape = DATASET_SHAPES[dataset]
         n_train, n_test = _stand_in_sizes(num_classes)
         ds = data.stand_in(dataset, num_classes, shape, n_train, n_test, seed)
@@ -223,7 +221,8 @@ def _stride_of(geometry) -> tuple[int, int]:
 
 
 def run_config(ds, profile: str, *, mode: str = "podd", ipc: float | None = None,
-               embeddings: str | None = None, verbose: bool = True, **overrides):
+               embeddings: str | None = None, like: str | None = None, verbose: bool = True,
+               **overrides):
     """The distillation settings a notebook uses: the preset for ``ds.name`` and ``profile``
     (:func:`podd.presets.get_preset`) with ``mode``/``ipc``/``overrides`` applied, plus two
     adjustments that keep the paper's choices meaningful at other budgets and offline:
@@ -232,13 +231,17 @@ def run_config(ds, profile: str, *, mode: str = "podd", ipc: float | None = None
       *stride* (the paper's overlap), and the distilled batch is capped at the patch count;
     * PoCO needs CLIP: with ``embeddings`` (a file) PoCO runs on them; under ``smoke`` without
       one the class order falls back to the dataset order, and a note says so.
+
+    ``like``: take the preset of this dataset name instead of ``ds.name`` (e.g. ``"cifar10"`` for
+    an ``npz:`` file holding CIFAR-10 images); the run config still records ``ds.name``.
     """
     from podd import poster
     from podd.presets import get_preset
 
-    config = get_preset(ds.name, profile, mode=mode,
+    preset_name = like or ds.name
+    config = get_preset(preset_name, profile, mode=mode,
                         **({"ipc": ipc} if ipc is not None else {}), **overrides)
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"dataset": ds.name} if like else {}
     if config.device == "auto" and not torch.cuda.is_available():
         changes["device"] = "cpu"
     if mode == "podd" and "class_order" not in overrides and config.class_order == "poco":
@@ -258,7 +261,7 @@ def run_config(ds, profile: str, *, mode: str = "podd", ipc: float | None = None
                       f"images (fitting a {shape[0] * shape[1] * shape[2]}-dimensional whitening "
                       f"takes minutes on a CPU); quick and paper keep it.")
     if mode == "podd" and "patches" not in overrides and ipc is not None:
-        preset = get_preset(ds.name, profile)
+        preset = get_preset(preset_name, profile)
         if preset.patches is not None and abs(float(ipc) - float(preset.ipc)) > 1e-9:
             reference = poster.make_geometry(K, shape, preset.ipc, grid=preset.grid,
                                              patches=preset.patches)
