@@ -118,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-models", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: these tiny convolutions gain little "
+                             "from a second thread, and oversubscribed threads slow to a crawl "
+                             "on a busy machine)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     report = compare_on_digits(args.profile, seeds=(args.seed,), eval_models=args.eval_models,
                                out_dir=args.out, progress=not args.no_progress)
     print()
