@@ -27,8 +27,9 @@
 # **What you will do.** Distil scikit-learn's 8×8 digits (bundled, no download) into a poster,
 # look at it and at its patches, evaluate it the way the paper does (fresh networks trained only
 # on the patches, tested on held-out digits), compare with random real images, and save / reload
-# the poster. Under `smoke` everything takes seconds and the numbers are a pipeline check; the
-# `quick` profile (about a minute on a CPU) gives a real result.
+# the poster. Under `smoke` everything takes seconds and the numbers are a pipeline check (a few
+# steps of a tiny network: expect near-chance accuracy); the `quick` profile (a few minutes on a
+# CPU) gives a real result.
 
 # %% tags=["parameters"]
 import os

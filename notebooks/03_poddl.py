@@ -162,5 +162,6 @@ with torch.no_grad():   # after each optimiser step the tensor is clipped at 0, 
 
 # %% [markdown]
 # **Take-away.** PoDDL turns the class layout into labels without adding parameters: fixed labels
-# follow the majority, learned labels start from pixel shares and are trained. Distillation
-# (`podd.distill`) uses fixed labels for CIFAR-10 and learned ones elsewhere, as the paper does.
+# follow the majority, learned labels start from pixel shares and are trained. As in the paper,
+# the presets (`podd.presets`) use fixed labels for CIFAR-10 and learned labels for CIFAR-100,
+# CUB200 and Tiny-ImageNet.
