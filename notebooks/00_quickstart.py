@@ -28,7 +28,7 @@
 # look at it and at its patches, evaluate it the way the paper does (fresh networks trained only
 # on the patches, tested on held-out digits), compare with random real images, and save / reload
 # the poster. Under `smoke` everything takes seconds and the numbers are a pipeline check (a few
-# steps of a tiny network: expect near-chance accuracy); the `quick` profile (a few minutes on a
+# steps of a tiny network: expect near-chance accuracy); the `quick` profile (several minutes on a
 # CPU) gives a real result.
 
 # %% tags=["parameters"]
