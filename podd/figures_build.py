@@ -80,11 +80,18 @@ def run_notebook(name: str, profile: str, out_dir: Path, dataset: str | None = N
         staged.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     if update_notebook:
-        from podd.io import write_text
-
-        clean = strip_papermill(nbformat.read(executed, as_version=4))
-        write_text(NOTEBOOKS / f"{name}.ipynb", nbformat.writes(clean) + "\n")
+        update_committed(name, executed)
     return seconds
+
+
+def update_committed(name: str, executed: Path) -> None:
+    """Write an executed notebook back as ``notebooks/NAME.ipynb`` (papermill bookkeeping removed)."""
+    import nbformat
+
+    from podd.io import write_text
+
+    clean = strip_papermill(nbformat.read(executed, as_version=4))
+    write_text(NOTEBOOKS / f"{name}.ipynb", nbformat.writes(clean) + "\n")
 
 
 def write_index(directory: Path | None = None) -> Path:
@@ -139,11 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         update = args.profile == "smoke" and args.dataset is None
     out = args.out or ROOT / "runs" / "notebooks" / args.profile
     total = 0.0
-    for name in args.only or ORDER:
+    names = list(args.only or ORDER)
+    for name in names:
         print(f"[figures] {name} (profile {args.profile}) ...", flush=True)
-        seconds = run_notebook(name, args.profile, out, args.dataset, update, args.timeout)
+        # Notebooks are written back only after all have run: a tracked file changed mid-build
+        # would mark the git commit in the later sidecars as "-dirty".
+        seconds = run_notebook(name, args.profile, out, args.dataset, False, args.timeout)
         total += seconds
         print(f"[figures] {name}: {seconds:.1f} s", flush=True)
+    if update:
+        for name in names:
+            update_committed(name, out / f"{name}.ipynb")
     index = write_index()
     print(f"[figures] done in {total:.1f} s; executed copies in {out}; "
           f"figures and tables in {index.parent} (listed in {index.name})", flush=True)
