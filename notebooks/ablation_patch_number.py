@@ -96,6 +96,8 @@ if len(no_overlap):
                edgecolors=figures.COLORS["baseline"], linewidths=2,
                label=f"K = {data.num_classes} patches, no overlap (= RaT-BPTT)", zorder=5)
 ax.set_xscale("log")
+ax.set_xticks(results["patches"].tolist(), [str(n) for n in results["patches"]])
+ax.minorticks_off()
 ax.set_xlabel("number of patches cut from the poster (log scale)")
 ax.set_ylabel("test accuracy (%)")
 ax.set_title(f"{nbs.pretty(dataset)} at {ipc} IPC: accuracy vs number of patches (fig 6)\n"
