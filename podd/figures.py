@@ -33,6 +33,9 @@ from podd.provenance import provenance
 #: that running the notebooks never overwrites the committed ``paper_figures/``).
 FIGURES_DIR_ENV = "PODD_FIGURES_DIR"
 
+#: Set by ``podd.figures_build`` to the commit a whole build started from (see _check_sidecar).
+BUILD_COMMIT_ENV = "PODD_BUILD_COMMIT"
+
 #: Colours used for the same meaning in every figure.
 COLORS = {"podd": "#0072B2", "baseline": "#D55E00", "reported": "#555555", "real": "#009E73",
           "highlight": "#CC79A7"}
@@ -114,6 +117,10 @@ def _check_sidecar(sidecar: Mapping[str, Any]) -> dict[str, Any]:
     record = dict(sidecar)
     if "git_commit" not in record:   # a bare dict: add the environment facts
         record = provenance(**record)
+    if os.environ.get(BUILD_COMMIT_ENV):
+        # `make figures` records the commit the build started from: the figures it writes are
+        # tracked files, so the tree is "dirty" from the second figure on by construction.
+        record["git_commit"] = os.environ[BUILD_COMMIT_ENV]
     return record
 
 

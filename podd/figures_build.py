@@ -145,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     if update is None:
         update = args.profile == "smoke" and args.dataset is None
     out = args.out or ROOT / "runs" / "notebooks" / args.profile
+    import os
+
+    from podd.figures import BUILD_COMMIT_ENV
+    from podd.provenance import git_commit
+
+    # One commit for the whole build, taken before anything is written (kernels inherit it).
+    os.environ[BUILD_COMMIT_ENV] = git_commit()
+    print(f"[figures] building from commit {os.environ[BUILD_COMMIT_ENV]}", flush=True)
     total = 0.0
     names = list(args.only or ORDER)
     for name in names:

@@ -137,3 +137,10 @@ def test_slug_and_index(tmp_path):
                        verbose=False)
     index = write_index(tmp_path).read_text()
     assert "| t | table | .csv .md .json | digits | full | smoke |" in index
+
+
+def test_build_commit_overrides_the_sidecar_commit(tmp_path, monkeypatch):
+    monkeypatch.setenv(figures.BUILD_COMMIT_ENV, "abc123")
+    paths = figures.save_table(pd.DataFrame({"a": [1]}), "t", _sidecar(), directory=tmp_path,
+                               verbose=False)
+    assert json.loads(paths["json"].read_text())["git_commit"] == "abc123"
