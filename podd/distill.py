@@ -187,6 +187,9 @@ class PatchSource:
         self.num_classes = num_classes
         self.patch_hw = tuple(geometry.image_shape[1:])
         self.positions = geometry.positions().to(device)
+        # The flat pixel index of every patch is fixed by the geometry: build it once, not per
+        # extraction (measured ~40% of extraction time on CPU).
+        self._index = P.patch_index(self.positions, self.patch_hw, geometry.size[1])
         self._fixed: torch.Tensor | None = None
         self._weights: torch.Tensor | None = None
         if mode == "per-class":
@@ -206,7 +209,7 @@ class PatchSource:
 
         if self.mode == "per-class":
             return P.extract_per_class_patches(poster, self.positions, self.patch_hw)[0]
-        return P.extract_patches(poster, self.positions, self.patch_hw)
+        return P.extract_patches(poster, self.positions, self.patch_hw, index=self._index)
 
     def labels(self, label_params: torch.Tensor | None) -> torch.Tensor:
         if self._weights is None:
