@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from podd.demo import METHODS, compare_on_digits, format_table  # noqa: E402
+from podd.demo import METHODS, compare_on_digits, default_workers, format_table  # noqa: E402
 from podd.io import write_json, write_text  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
 
@@ -52,6 +52,10 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=None,
                         choices=[f"{mode}-{ipc:g}" for _, mode, ipc in METHODS],
                         help="distil only these (default: all); the random real row is always run")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="single-threaded processes running the distillations side by side "
+                             "(default: one per distillation, at most 2 per CPU core); "
+                             "--threads then applies only to --workers 1")
     parser.add_argument("--steps", type=int, default=None,
                         help="outer steps of every distillation (default: the profile's)")
     parser.add_argument("--out", default="benchmarks/results/quality_digits",
@@ -62,8 +66,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     methods = [m for m in METHODS if args.methods is None or f"{m[1]}-{m[2]:g}" in args.methods]
     overrides = {} if args.steps is None else {"steps": args.steps}
+    workers = args.workers or default_workers(len(methods) * len(args.seeds))
     report = compare_on_digits(args.profile, seeds=tuple(args.seeds), eval_models=args.eval_models,
-                               out_dir=None, progress=False, methods=methods, **overrides)
+                               out_dir=None, progress=False, methods=methods, workers=workers,
+                               **overrides)
     report["checks"] = checks(report)
     command = "python benchmarks/quality_digits.py " + " ".join(sys.argv[1:] if argv is None else argv)
     report["provenance"] = provenance(

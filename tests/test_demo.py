@@ -1,0 +1,46 @@
+"""make demo's comparison: the process-parallel run gives exactly the sequential run's numbers."""
+
+import pytest
+import torch
+
+from podd.demo import METHODS, compare_on_digits, default_workers, format_table
+
+
+@pytest.fixture
+def one_thread():
+    # Worker processes run one torch thread; the inline run must too for bit-equal results.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _compare(tmp_path, workers):
+    return compare_on_digits("smoke", seeds=(0, 1), eval_models=2, out_dir=tmp_path / f"w{workers}",
+                             progress=False, methods=METHODS[1:], workers=workers)
+
+
+def test_parallel_workers_reproduce_the_sequential_comparison(tmp_path, one_thread):
+    sequential, parallel = _compare(tmp_path, 1), _compare(tmp_path, 2)
+    assert [r["method"] for r in sequential["rows"]] == ["random real", "PoDD", "RaT-BPTT baseline"]
+    for a, b in zip(sequential["rows"], parallel["rows"]):
+        assert (a["method"], a["ipc"], a["pixels"]) == (b["method"], b["ipc"], b["pixels"])
+        assert len(a["accuracies"]) == 2 * 2  # 2 seeds x 2 evaluation models, pooled
+        assert a["accuracies"] == b["accuracies"]
+    # every distillation wrote its run directory and poster PNG
+    assert sorted(parallel["runs"]) == ["baseline-ipc1-seed0", "baseline-ipc1-seed1",
+                                        "podd-ipc1-seed0", "podd-ipc1-seed1"]
+    assert len(list((tmp_path / "w2").glob("*.png"))) == 4
+    assert "| random real | 1.00 |" in format_table(parallel)
+
+
+def test_workers_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="workers=0"):
+        compare_on_digits("smoke", seeds=(0,), out_dir=None, progress=False, workers=0)
+
+
+def test_default_workers_one_per_distillation_capped_by_cores(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert default_workers(3) == 3
+    assert default_workers(12) == 4
+    assert default_workers(0) == 1
