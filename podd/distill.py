@@ -59,6 +59,10 @@ class DistillConfig:
     patches in every inner step. ``label_lr=None`` uses ``outer_lr`` (as the authors do).
     ``eval_every=0`` evaluates only at the end; ``eval_models=0`` never. ``checkpoint_every=0``
     writes no intermediate checkpoints.
+
+    Memory savers (same gradients, see :func:`outer_loss_and_grads`): ``real_chunk`` forwards
+    the real batch that many images at a time; ``recompute_window`` keeps one inner step's graph
+    instead of the whole window's, recomputing each step during the backward.
     """
 
     dataset: str = "digits"
@@ -74,6 +78,8 @@ class DistillConfig:
     depth: int | None = None
     distill_batch: int | None = 96
     real_batch: int = 256
+    real_chunk: int | None = None
+    recompute_window: bool = False
     window: int = 10
     total_window: int = 30
     min_start: int = 0
@@ -131,6 +137,8 @@ class DistillConfig:
         need(self.distill_batch is None or self.distill_batch >= 1,
              f"distill_batch={self.distill_batch}: must be at least 1 (or None for all patches)")
         need(self.real_batch >= 1, f"real_batch={self.real_batch}: must be at least 1")
+        need(self.real_chunk is None or self.real_chunk >= 1,
+             f"real_chunk={self.real_chunk}: must be at least 1 (or None for the whole real batch)")
         need(self.steps >= 0, f"steps={self.steps}: must be >= 0")
         need(self.width >= 1, f"width={self.width}: must be at least 1")
         need(self.depth is None or self.depth >= 1, f"depth={self.depth}: must be at least 1")
@@ -259,8 +267,65 @@ def _adam(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t:
     return torch.addcdiv(p, m, denom, value=-lr / (1 - b1 ** t)), m, v
 
 
-def _unflatten(flat: torch.Tensor, names, shapes, sizes) -> dict[str, torch.Tensor]:
-    return {n: piece.view(shape) for n, piece, shape in zip(names, flat.split(sizes), shapes)}
+class _FlatNet:
+    """The inner network with all its parameters in ONE flat vector (per-layer tensors are views
+    of it), so an inner Adam step is a handful of tensor ops instead of a handful per layer."""
+
+    def __init__(self, net: torch.nn.Module, params: dict[str, torch.Tensor]):
+        self.net, self.names = net, list(params)
+        self.shapes = [p.shape for p in params.values()]
+        self.sizes = [p.numel() for p in params.values()]
+        self.initial = torch.cat([p.detach().reshape(-1) for p in params.values()])
+
+    def __call__(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        pieces = flat.split(self.sizes)
+        return forward_with(self.net, {n: piece.view(shape) for n, piece, shape
+                                       in zip(self.names, pieces, self.shapes)}, x)
+
+
+def _inner_loss(net: _FlatNet, plan: StepPlan, t: int, w: torch.Tensor, patches: torch.Tensor,
+                labels: torch.Tensor, augment: bool) -> torch.Tensor:
+    """Soft cross-entropy of inner step ``t``: its patches (from the plan), augmented with its
+    own seed, so recomputing a step reproduces it exactly."""
+    index = plan.batch_index[t]
+    x = patches[index]
+    if augment:
+        x = flip_rotate(x, torch.Generator().manual_seed(plan.aug_seeds[t]))
+    return soft_cross_entropy(net(w, x), labels[index])
+
+
+def _inner_step(net: _FlatNet, plan: StepPlan, t: int, w, m, v, patches, labels, inner_lr: float,
+                augment: bool, create_graph: bool):
+    """One inner Adam step. ``create_graph`` keeps the path back to the poster (the window);
+    without it the step is plain training (the truncated part, and the recompute forward)."""
+    if create_graph:
+        (grad,) = torch.autograd.grad(_inner_loss(net, plan, t, w, patches, labels, augment), w,
+                                      create_graph=True)
+        return _adam(w, grad, m, v, t + 1, inner_lr)
+    with torch.enable_grad():
+        leaf = w.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(
+            _inner_loss(net, plan, t, leaf, patches.detach(), labels.detach(), augment), leaf)
+    with torch.no_grad():
+        return _adam(w.detach(), grad, m, v, t + 1, inner_lr)
+
+
+def _truncated_steps(net: _FlatNet, plan: StepPlan, patches, labels, inner_lr: float,
+                     augment: bool):
+    """The ``plan.start`` steps before the window: plain training, no graph to the poster."""
+    w = net.initial
+    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    for t in range(plan.start):
+        w, m, v = _inner_step(net, plan, t, w, m, v, patches, labels, inner_lr, augment, False)
+    return w, m, v
+
+
+def _real_batch(plan: StepPlan, x_real: torch.Tensor, y_real: torch.Tensor, augment: bool):
+    """The outer loss's real images (augmented with the plan's last seed) and their labels."""
+    x = x_real[plan.real_index]
+    if augment:
+        x = flip_rotate(x, torch.Generator().manual_seed(plan.aug_seeds[-1]))
+    return x, y_real[plan.real_index]
 
 
 def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
@@ -270,46 +335,101 @@ def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
     """The RaT-BPTT outer loss of one step, differentiable in ``poster`` and ``label_params``.
 
     ``plan.start`` inner Adam steps run without a graph, then ``plan.window`` steps keep theirs;
-    the adapted net's cross-entropy on the (augmented) real batch is returned. The network's
-    parameters live in ONE flat vector (the per-layer tensors are views of it), so an inner
-    Adam step is a handful of tensor ops instead of a handful per layer.
+    the adapted net's cross-entropy on the (augmented) real batch is returned.
     """
-    names = list(plan.params)
-    shapes = [p.shape for p in plan.params.values()]
-    sizes = [p.numel() for p in plan.params.values()]
-    flat = torch.cat([p.detach().reshape(-1) for p in plan.params.values()])
-    m, v = torch.zeros_like(flat), torch.zeros_like(flat)
-    patches = source.patches(poster)
-    labels = source.labels(label_params)
-    aug = torch.Generator()
-
-    def inner_loss(w, t, imgs, tgts):
-        index = plan.batch_index[t]
-        x = imgs[index]
-        if augment:
-            x = flip_rotate(x, aug.manual_seed(plan.aug_seeds[t]))
-        logits = forward_with(net, _unflatten(w, names, shapes, sizes), x)
-        return soft_cross_entropy(logits, tgts[index])
-
-    # The truncated part: plain training, no graph back to the poster.
-    fixed_patches, fixed_labels = patches.detach(), labels.detach()
-    for t in range(plan.start):
-        with torch.enable_grad():
-            leaf = flat.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(inner_loss(leaf, t, fixed_patches, fixed_labels), leaf)
-        with torch.no_grad():
-            flat, m, v = _adam(flat, grad, m, v, t + 1, inner_lr)
-    # The window: differentiable steps (create_graph keeps the path back to the poster).
-    flat = flat.detach().requires_grad_(True)
+    flat_net = _FlatNet(net, plan.params)
+    patches, labels = source.patches(poster), source.labels(label_params)
+    w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment)
+    w = w.detach().requires_grad_(True)
     for t in range(plan.start, plan.start + plan.window):
-        (grad,) = torch.autograd.grad(inner_loss(flat, t, patches, labels), flat,
-                                      create_graph=True)
-        flat, m, v = _adam(flat, grad, m, v, t + 1, inner_lr)
-    x = x_real[plan.real_index]
-    if augment:
-        x = flip_rotate(x, aug.manual_seed(plan.aug_seeds[-1]))
-    logits = forward_with(net, _unflatten(flat, names, shapes, sizes), x)
-    return F.cross_entropy(logits, y_real[plan.real_index])
+        w, m, v = _inner_step(flat_net, plan, t, w, m, v, patches, labels, inner_lr, augment, True)
+    x, y = _real_batch(plan, x_real, y_real, augment)
+    return F.cross_entropy(flat_net(w, x), y)
+
+
+def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
+                         label_params: torch.Tensor | None, plan: StepPlan, source: PatchSource,
+                         x_real: torch.Tensor, y_real: torch.Tensor, inner_lr: float,
+                         augment: bool = True, real_chunk: int | None = None,
+                         recompute_window: bool = False):
+    """(outer loss, its gradients w.r.t. the poster [and the label parameters]) of one step.
+
+    The same numbers as ``autograd.grad(unrolled_outer_loss(...))`` (up to float summation
+    order), with two memory savers that the paper-size presets need:
+
+    * ``real_chunk``: the real batch goes through the adapted net ``real_chunk`` images at a
+      time; dL/dw of the adapted weights is accumulated over the chunks (the loss is a mean over
+      images) and then backpropagated through the window once. Peak memory holds one chunk's
+      activations instead of the whole real batch's.
+    * ``recompute_window``: the window's steps run forward WITHOUT a graph, keeping only each
+      step's (weights, Adam moments) — three flat vectors; the backward then walks the window
+      in reverse, recomputing one step's graph at a time and pulling the gradient through it
+      (reverse-mode with per-step recomputation). Peak memory holds one inner step's graph
+      instead of ``window`` of them, for about one extra forward+backward per window step.
+    """
+    leaves = [poster] + ([label_params] if label_params is not None else [])
+    if real_chunk is None and not recompute_window:
+        loss = unrolled_outer_loss(net, poster, label_params, plan, source, x_real, y_real,
+                                   inner_lr, augment)
+        return loss.detach(), torch.autograd.grad(loss, leaves)
+
+    flat_net = _FlatNet(net, plan.params)
+    patches, labels = source.patches(poster), source.labels(label_params)
+    w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment)
+    window = range(plan.start, plan.start + plan.window)
+    x, y = _real_batch(plan, x_real, y_real, augment)
+    if not recompute_window:
+        w = w.detach().requires_grad_(True)
+        for t in window:
+            w, m, v = _inner_step(flat_net, plan, t, w, m, v, patches, labels, inner_lr, augment,
+                                  True)
+        loss, grad_w = _real_loss_and_grad(flat_net, w, x, y, real_chunk)
+        return loss, torch.autograd.grad(w, leaves, grad_outputs=grad_w)
+
+    states = []
+    for t in window:
+        states.append((w, m, v))
+        w, m, v = _inner_step(flat_net, plan, t, w, m, v, patches, labels, inner_lr, augment,
+                              False)
+    loss, grad_w = _real_loss_and_grad(flat_net, w, x, y, real_chunk)
+    patch_leaf = patches.detach().requires_grad_(True)
+    label_leaf = labels.detach().requires_grad_(labels.requires_grad)
+    grad_patches, grad_labels = torch.zeros_like(patch_leaf), torch.zeros_like(label_leaf)
+    grad_m = grad_v = None  # the outer loss does not depend on the final Adam moments
+    for t, (w_t, m_t, v_t) in zip(reversed(window), reversed(states)):
+        w_t, m_t, v_t = (s.detach().requires_grad_(True) for s in (w_t, m_t, v_t))
+        w1, m1, v1 = _inner_step(flat_net, plan, t, w_t, m_t, v_t, patch_leaf, label_leaf,
+                                 inner_lr, augment, True)
+        outputs, upstream = [w1], [grad_w]
+        if grad_m is not None:
+            outputs, upstream = [w1, m1, v1], [grad_w, grad_m, grad_v]
+        inputs = [w_t, m_t, v_t, patch_leaf] + ([label_leaf] if label_leaf.requires_grad else [])
+        grads = torch.autograd.grad(outputs, inputs, upstream, allow_unused=True,
+                                    materialize_grads=True)
+        grad_w, grad_m, grad_v = grads[:3]
+        grad_patches += grads[3]
+        if label_leaf.requires_grad:
+            grad_labels += grads[4]
+    outputs, upstream = [patches], [grad_patches]
+    if labels.requires_grad:
+        outputs, upstream = [patches, labels], [grad_patches, grad_labels]
+    return loss, torch.autograd.grad(outputs, leaves, upstream, allow_unused=True,
+                                     materialize_grads=True)
+
+
+def _real_loss_and_grad(net: _FlatNet, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                        chunk: int | None):
+    """The outer loss (mean cross-entropy over the real batch) and dL/dw, accumulated over
+    chunks of ``chunk`` images so only one chunk's activations are alive at a time."""
+    leaf = w.detach().requires_grad_(True)
+    n = x.shape[0]
+    chunk = n if chunk is None else chunk
+    loss, grad = torch.zeros((), dtype=w.dtype, device=w.device), torch.zeros_like(leaf)
+    for xs, ys in zip(x.split(chunk), y.split(chunk)):
+        part = F.cross_entropy(net(leaf, xs), ys, reduction="sum") / n
+        grad += torch.autograd.grad(part, leaf)[0]
+        loss += part.detach()
+    return loss, grad
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,17 +591,25 @@ class Distiller:
 
     # -- one outer step ----------------------------------------------------------------------
     def outer_loss(self, plan: StepPlan) -> torch.Tensor:
+        """The outer loss of ``plan`` with its full graph (for inspection and tests)."""
         return unrolled_outer_loss(self.net, self.poster, self.label_params, plan, self.source,
                                    self.x_real, self.y_real, self.config.inner_lr,
                                    self.config.augment)
+
+    def outer_gradients(self, plan: StepPlan):
+        """(outer loss, gradients w.r.t. [poster, label parameters]) with the configured memory
+        savers."""
+        cfg = self.config
+        return outer_loss_and_grads(self.net, self.poster, self.label_params, plan, self.source,
+                                    self.x_real, self.y_real, cfg.inner_lr, cfg.augment,
+                                    real_chunk=cfg.real_chunk,
+                                    recompute_window=cfg.recompute_window)
 
     def step(self) -> torch.Tensor:
         """One outer step. Returns the outer loss (a detached device tensor: no host sync)."""
         cfg = self.config
         plan = self.plan()
-        loss = self.outer_loss(plan)
-        leaves = [self.poster] + ([self.label_params] if self.label_params is not None else [])
-        grads = torch.autograd.grad(loss, leaves)
+        loss, grads = self.outer_gradients(plan)
         norm = grads[0].norm()
         # Clip the poster gradient to clip_factor × EMA of its norm (the EMA includes this step;
         # the first step initialises it, so the first gradient passes unclipped).
@@ -499,8 +627,8 @@ class Distiller:
             with torch.no_grad():
                 self.label_params.clamp_(min=0)  # labels are probabilities up to normalisation
         self.step_count += 1
-        self._pending.append((self.step_count, torch.isfinite(loss.detach()) & torch.isfinite(norm)))
-        return loss.detach()
+        self._pending.append((self.step_count, torch.isfinite(loss) & torch.isfinite(norm)))
+        return loss
 
     def check_finite(self) -> None:
         """Raise NonFiniteLossError for the first step since the last check whose loss or poster
@@ -616,9 +744,22 @@ class DistillResult:
 
 
 def _oom_message(config: DistillConfig) -> str:
-    return (f"the GPU ran out of memory; lower the batch sizes: distill_batch={config.distill_batch}, "
-            f"real_batch={config.real_batch}, window={config.window} (e.g. "
-            f"get_preset(..., real_batch={max(1, config.real_batch // 2)}) or a smaller --profile)")
+    savers = {}  # the memory savers not yet in use: same gradient, less memory
+    if not config.recompute_window:
+        savers["recompute_window"] = True
+    current = config.real_chunk or config.real_batch
+    if current > 64:
+        savers["real_chunk"] = current // 4
+    first = ""
+    if savers:
+        cli = " ".join(f"--set {k}={str(v).lower()}" for k, v in savers.items())
+        python = ", ".join(f"{k}={v}" for k, v in savers.items())
+        first = (f"first try the memory savers, which keep the gradient the same: {cli} "
+                 f"(get_preset(..., {python})); ")
+    return (f"the GPU ran out of memory; {first}otherwise lower the batch sizes: "
+            f"distill_batch={config.distill_batch}, real_batch={config.real_batch}, "
+            f"window={config.window} (e.g. get_preset(..., real_batch="
+            f"{max(1, config.real_batch // 2)}) or a smaller --profile)")
 
 
 def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = None,

@@ -30,9 +30,11 @@ CHECKPOINT_VERSION = 1
 ARTIFACT, PNG, METRICS, FINAL, CHECKPOINT, CONFIG = (
     "poster.pt", "poster.png", "metrics.jsonl", "final.json", "checkpoint.pt", "config.json")
 
-# Settings a resumed run may change: they do not alter the poster's trajectory.
+# Settings a resumed run may change: they do not alter the poster's trajectory (the memory
+# savers change only the order of float summations, so a run that ran out of memory can resume
+# with them).
 RESUMABLE_CHANGES = ("steps", "device", "eval_every", "eval_models", "eval_steps",
-                     "checkpoint_every", "log_every", "data_root")
+                     "checkpoint_every", "log_every", "data_root", "real_chunk", "recompute_window")
 
 
 class RunDir:

@@ -161,13 +161,13 @@ def test_cuda_without_cuda_fails_clearly(digits):
 
 def test_nan_loss_stops_with_step_and_keeps_checkpoint(digits, tmp_path, monkeypatch):
     ds, pre = digits
-    real = Distiller.outer_loss
+    real = Distiller.outer_gradients
 
     def poisoned(self, plan):
-        loss = real(self, plan)
-        return loss * float("nan") if self.step_count == 2 else loss  # the 3rd step
+        loss, grads = real(self, plan)
+        return (loss * float("nan") if self.step_count == 2 else loss), grads  # the 3rd step
 
-    monkeypatch.setattr(Distiller, "outer_loss", poisoned)
+    monkeypatch.setattr(Distiller, "outer_gradients", poisoned)
     with pytest.raises(NonFiniteLossError, match="step 3") as info:
         distill(tiny(steps=6, checkpoint_every=2, log_every=1), ds, out_dir=tmp_path / "run",
                 progress=False, preprocessor=pre)
@@ -184,8 +184,13 @@ def test_out_of_memory_names_the_batch_sizes(digits, monkeypatch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(Distiller, "step", oom)
-    with pytest.raises(RuntimeError, match="distill_batch=8.*real_batch=64.*window=2"):
+    with pytest.raises(RuntimeError, match="distill_batch=8.*real_batch=64.*window=2") as info:
         distill(tiny(), ds, progress=False, preprocessor=pre)
+    assert "--set recompute_window=true" in str(info.value)  # the savers come first
+    assert "real_chunk" not in str(info.value)  # 64 real images: chunking would not help
+    with pytest.raises(RuntimeError) as info:
+        distill(tiny(real_batch=1000, recompute_window=True), ds, progress=False, preprocessor=pre)
+    assert "--set real_chunk=250" in str(info.value) and "recompute_window" not in str(info.value)
 
 
 @pytest.mark.parametrize("dataset", ["digits", "cifar10", "cifar100", "cub200", "tinyimagenet",
@@ -215,3 +220,25 @@ def test_unknown_override_fails_clearly():
         get_preset("digits", "smoke", real_batchh=3)
     with pytest.raises(ValueError, match="profile"):
         get_preset("digits", "huge")
+
+
+@pytest.mark.parametrize("labels", ["fixed", "learned"])
+def test_memory_savers_follow_the_same_trajectory(digits, labels):
+    """real_chunk + recompute_window change memory, not the run: after a few outer steps the
+    poster and labels match the plain run to float32 rounding."""
+    ds, pre = digits
+    plain = Distiller(tiny(labels=labels, seed=3), ds, pre)
+    saving = Distiller(tiny(labels=labels, seed=3, real_chunk=10, recompute_window=True), ds, pre)
+    for _ in range(3):
+        loss_plain, loss_saving = plain.step(), saving.step()
+        assert float(loss_saving) == pytest.approx(float(loss_plain), rel=1e-4)
+    torch.testing.assert_close(saving.poster, plain.poster, rtol=1e-4, atol=1e-5)
+    if labels == "learned":
+        torch.testing.assert_close(saving.label_params, plain.label_params, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(saving.poster, Distiller(tiny(labels=labels, seed=3), ds, pre).poster)
+
+
+def test_real_chunk_must_be_positive(digits):
+    ds, pre = digits
+    with pytest.raises(ValueError, match="real_chunk=0"):
+        Distiller(tiny(real_chunk=0), ds, pre)

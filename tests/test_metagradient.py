@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from podd.distill import PatchSource, StepPlan, unrolled_outer_loss
+from podd.distill import PatchSource, StepPlan, outer_loss_and_grads, unrolled_outer_loss
 from podd.labels import init_label_params
 from podd.models import ConvNet, init_parameters
 from podd.poster import make_geometry
@@ -108,3 +108,47 @@ def test_truncated_steps_do_not_reach_the_poster():
     loss = unrolled_outer_loss(net, p, None, plan, source, x_real, y_real, 0.05)
     (g,) = torch.autograd.grad(loss, [p])
     assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def _plan_setup(label_mode: str, start: int, window: int, seed: int = 1):
+    """A float64 step with a truncated part, a window and an odd real batch (12 images)."""
+    gen = torch.Generator().manual_seed(seed)
+    geometry = make_geometry(K, SHAPE, ipc=1.0, grid=(2, 2), patches=(3, 3))
+    order = torch.tensor([[2, 0], [3, 1]])
+    source = PatchSource("podd", geometry, order, label_mode, K, dtype=torch.float64)
+    net = ConvNet(1, K, 8, width=6, depth=2).double()
+    poster = torch.randn((1, *geometry.size), generator=gen, dtype=torch.float64)
+    labels = None
+    if label_mode == "learned":
+        labels = (init_label_params(order, K).double()
+                  + 0.3 * torch.rand((K, 2, 2), generator=gen, dtype=torch.float64))
+    x_real = torch.randn((12, *SHAPE), generator=gen, dtype=torch.float64)
+    y_real = torch.randint(0, K, (12,), generator=gen)
+    steps = start + window
+    plan = StepPlan(params=init_parameters(net, gen), start=start, window=window,
+                    batch_index=torch.rand(steps, source.num_patches, generator=gen).argsort(1)[:, :5],
+                    aug_seeds=[7 + t for t in range(steps + 1)], real_index=torch.arange(12))
+    return net, source, poster, labels, plan, x_real, y_real
+
+
+@pytest.mark.parametrize("real_chunk, recompute_window", [(5, False), (None, True), (4, True), (12, True)])
+@pytest.mark.parametrize("label_mode", ["learned", "fixed"])
+@pytest.mark.parametrize("start, window", [(0, 1), (2, 3)])
+def test_memory_savers_give_the_same_gradients(real_chunk, recompute_window, label_mode, start,
+                                               window):
+    """Chunking the real batch and recomputing the window change memory, not the gradient."""
+    net, source, poster, labels, plan, x_real, y_real = _plan_setup(label_mode, start, window)
+    leaves = [poster.clone().requires_grad_(True)]
+    if labels is not None:
+        leaves.append(labels.clone().requires_grad_(True))
+    args = (net, leaves[0], leaves[1] if labels is not None else None, plan, source, x_real,
+            y_real, 0.05)
+    reference_loss = unrolled_outer_loss(*args)
+    reference = torch.autograd.grad(reference_loss, leaves)
+    loss, grads = outer_loss_and_grads(*args, real_chunk=real_chunk,
+                                       recompute_window=recompute_window)
+    assert loss.item() == pytest.approx(reference_loss.item(), rel=1e-12)
+    assert len(grads) == len(reference)
+    for got, want in zip(grads, reference):
+        assert want.abs().sum() > 0
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
