@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_distill import matmul_throughput  # noqa: E402
 from podd.evaluate import grouped_forward, train_and_test  # noqa: E402
 from podd.io import write_json  # noqa: E402
 from podd.models import ConvNet, init_parameters  # noqa: E402
@@ -80,6 +82,35 @@ def time_training(cfg: dict, num_models: int, steps: int, warmup: int, repeats: 
     row["speedup_median"] = row["sequential"]["median_s"] / row["batched"]["median_s"]
     row["accuracy_batched"], row["accuracy_sequential"] = accuracy["batched"], accuracy["sequential"]
     return row
+
+
+def count_training_flops(cfg: dict, num_models: int, steps: int, test_images: int,
+                         device: torch.device) -> float:
+    """FLOPs (convolutions and matmuls, FlopCounterMode) of what time_training times: ``steps``
+    training steps of the M models plus one test pass; counted at 1 and 2 steps, extrapolated
+    linearly (every step has the same shapes)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, y, tx, ty = _data(cfg, test_images, device)
+    kw = dict(num_models=num_models, lr=1e-3, batch_size=cfg["batch"], width=cfg["width"],
+              depth=cfg["depth"], augment=True, seed=0, device=device, sequential=True)
+    counts = []
+    for n in (1, 2):
+        with FlopCounterMode(display=False) as counter:
+            train_and_test(x, y, tx, ty, steps=[n], **kw)
+        counts.append(counter.get_total_flops())
+    per_step = counts[1] - counts[0]
+    return float(counts[0] + per_step * (steps - 1))
+
+
+def roofline(flops: float, row: dict, matmul_flops_per_s: float) -> dict:
+    """How close the sequential path already is to the device's matmul throughput, and so the
+    most ANY layout of the same FLOPs could gain: time >= FLOPs / throughput."""
+    achieved = flops / row["sequential"]["min_s"]
+    return dict(flops=flops, sequential_flops_per_s=achieved,
+                batched_flops_per_s=flops / row["batched"]["min_s"],
+                sequential_fraction_of_matmul=achieved / matmul_flops_per_s,
+                max_speedup_at_matmul_throughput=matmul_flops_per_s / achieved)
 
 
 def time_one_step(cfg: dict, num_models: int, repeats: int, device: torch.device) -> dict:
@@ -167,6 +198,7 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     load_before = os.getloadavg()
     results = {}
+    throughput = {}
     for threads in args.threads:
         torch.set_num_threads(threads or default_threads)
         for config in args.config:
@@ -178,6 +210,12 @@ def main(argv=None) -> dict:
             row = {"config": cfg, "steps": steps, "threads": torch.get_num_threads()}
             row["train_and_test"] = time_training(cfg, args.num_models, steps, args.warmup, args.repeats,
                                                   args.test_images, device)
+            if threads not in throughput:
+                throughput[threads] = matmul_throughput(device)
+            row["matmul"] = throughput[threads]
+            row["roofline"] = roofline(count_training_flops(cfg, args.num_models, steps,
+                                                            args.test_images, device),
+                                       row["train_and_test"], throughput[threads]["flops_per_s"])
             if not args.no_step_bench:
                 row["forward_backward"] = time_one_step(cfg, args.num_models, max(args.repeats, 2), device)
             if args.profile:
@@ -192,6 +230,10 @@ def main(argv=None) -> dict:
             r = tt[path]
             speed = f"{tt['speedup_min']:.2f}x" if path == "batched" else ""
             print(f"{name:12s} {path:11s} {r['min_s']:8.2f} {r['median_s']:9.2f} {r['model_steps_per_s']:14.2f} {speed:>9s}")
+        rl = row["roofline"]
+        print(f"{'':12s} sequential runs at {100 * rl['sequential_fraction_of_matmul']:.0f}% of the "
+              f"measured matmul throughput ({row['matmul']['flops_per_s'] / 1e12:.3f} TFLOP/s): no "
+              f"layout of these FLOPs can be more than {rl['max_speedup_at_matmul_throughput']:.1f}x faster")
         if "forward_backward" in row:
             fb = row["forward_backward"]
             print(f"{'':12s} one fwd+bwd of {args.num_models} models (min s): " +
