@@ -50,7 +50,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
     from podd.distill import DistillConfig, distill
     from podd.presets import get_preset
-    from podd.runs import RunDir
+    from podd.runs import RESUMABLE_CHANGES, RunDir
 
     overrides = {}
     for item in args.set or []:
@@ -65,9 +65,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         if not args.out:
             raise ValueError("--resume needs --out RUN_DIR, the directory of the run to continue")
         saved = DistillConfig.from_dict(RunDir(args.out).load_checkpoint()["config"])
-        config = saved.replace(**{k: v for k, v in overrides.items()
-                                  if k in ("steps", "device", "eval_every", "eval_models",
-                                           "checkpoint_every", "log_every", "data_root")})
+        refused = sorted(set(overrides) - set(RESUMABLE_CHANGES))
+        if refused:
+            raise ValueError(f"--resume cannot change {', '.join(refused)}: that would change the "
+                             f"run's trajectory; a resumed run may change only "
+                             f"{', '.join(RESUMABLE_CHANGES)}")
+        config = saved.replace(**overrides)
         out = args.out
     else:
         if args.dataset is None or args.ipc is None:
@@ -186,7 +189,9 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                    help="continue the run in --out from its last checkpoint")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any DistillConfig setting, e.g. --set real_batch=128 "
-                        "--set labels=fixed (repeatable)")
+                        "--set labels=fixed (repeatable). Out of GPU memory? --set "
+                        "recompute_window=true --set real_chunk=250 keep the gradients and "
+                        "the batch sizes and need far less memory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_distill)
 

@@ -18,9 +18,15 @@ that :func:`unrolled_outer_loss` is a pure function of (poster, labels, plan): t
 its autograd meta-gradient against finite differences, and a checkpoint that stores the
 generator state resumes bit-identically.
 
+Memory: the window's graph and the real batch's activations dominate a paper-size step (tens of
+GB for CUB-200 and Tiny-ImageNet). :func:`outer_loss_and_grads` can recompute the window one
+inner step at a time during the backward and push the real batch through in chunks, with the
+same gradients (``recompute_window``, ``real_chunk``).
+
 Public entry points: :class:`DistillConfig`, :class:`Distiller` (one outer step per ``.step()``,
 for benchmarks and notebooks), :func:`distill` (a whole run with progress bar, evaluation, run
-directory, checkpoints and resume) and :func:`patches_and_labels` (what a student trains on).
+directory, checkpoints and resume), :func:`outer_loss_and_grads` (one step's loss and
+meta-gradients) and :func:`patches_and_labels` (what a student trains on).
 """
 
 from __future__ import annotations

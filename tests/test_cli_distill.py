@@ -49,6 +49,22 @@ def test_distill_resume_and_baseline(tmp_path, capsys):
     assert checkpoint["distiller"]["step"] == 3 and checkpoint["config"]["mode"] == "baseline"
 
 
+def test_resume_with_the_memory_savers(tmp_path, capsys):
+    """The advice of the out-of-memory message: resume the same run with the savers switched on."""
+    out = tmp_path / "run"
+    assert main(["distill", "--dataset", "digits", "--ipc", "1", "--out", str(out), *TINY]) == 0
+    assert main(["distill", "--out", str(out), "--resume", "--steps", "4", "--quiet",
+                 "--set", "recompute_window=true", "--set", "real_chunk=16"]) == 0
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert checkpoint["distiller"]["step"] == 4
+    assert checkpoint["config"]["recompute_window"] is True
+    assert checkpoint["config"]["real_chunk"] == 16
+    # what would change the poster's trajectory is refused, not silently ignored
+    assert main(["distill", "--out", str(out), "--resume", "--steps", "5", "--quiet",
+                 "--set", "window=3"]) == 2
+    assert "--resume cannot change window" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["distill", "--dataset", "digits", "--ipc", "0"], "--ipc"),
     (["distill", "--dataset", "digits", "--ipc", "0.5", "--set", "distill_batch=500"],
