@@ -108,6 +108,10 @@ def _run_jobs(jobs: list[_Job], shared: dict, workers: int, progress: bool) -> d
     # spawn, not fork: a forked child of a process that has already run torch's OpenMP pool
     # can deadlock.
     context = multiprocessing.get_context("spawn")
+    if progress:
+        print(f"running {len(jobs)} jobs ({sum(job.mode != 'real' for job in jobs)} "
+              f"distillations) in {min(workers, len(jobs))} single-threaded processes; each "
+              f"reports when it is done", flush=True)
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
                              initializer=torch.set_num_threads, initargs=(1,)) as pool:
         futures = {pool.submit(_run_job, job, shared, False): job for job in order}
