@@ -50,7 +50,7 @@ like = None              # for local data (npz:PATH): the paper dataset it holds
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from podd import figures, reported
+from podd import figures
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
@@ -90,12 +90,8 @@ print(f"RaT-BPTT IPC 1.0 (baseline mode): {baseline.row['accuracy']:.1f} ± "
 # (digits, your own data) the reported column is empty.
 
 # %%
-measured = pd.DataFrame([o.row for o in outcomes])
-paper_name = reported.paper_dataset(like or dataset)
-paper_rows = reported.load_reported("table1", dataset=paper_name) if paper_name else \
-    reported.load_reported("table1").iloc[0:0]
-table = reported.side_by_side(measured, paper_rows,
-                              measured_on=nbs.measured_on(data, profile, dataset))
+measured, paper_rows, table = nbs.measured_and_reported("table1", outcomes, data, profile,
+                                                        dataset, like=like)
 sidecar = nbs.runs_sidecar(data, profile, outcomes, requested=dataset)
 figures.save_table(table, f"table1_{nbs.slug(dataset)}", sidecar,
                    caption=f"Table 1 ({nbs.pretty(dataset)}): PoDD below one IPC vs RaT-BPTT "

@@ -79,12 +79,8 @@ for o in outcomes:
 # and random-real rows beside them. "measured on" says what our numbers were measured on.
 
 # %%
-measured = pd.DataFrame([o.row for o in outcomes])
-paper_name = reported.paper_dataset(like or dataset)
-paper_rows = reported.load_reported("table2", dataset=paper_name) if paper_name else \
-    reported.load_reported("table2").iloc[0:0]
-table = reported.side_by_side(measured, paper_rows,
-                              measured_on=nbs.measured_on(data, profile, dataset))
+_, _, table = nbs.measured_and_reported("table2", outcomes, data, profile, dataset,
+                                       like=like)
 sidecar = nbs.runs_sidecar(data, profile, outcomes, requested=dataset)
 figures.save_table(table, f"table2_{nbs.slug(dataset)}", sidecar,
                    caption=f"Table 2 ({nbs.pretty(dataset)}): one image per class. Measured: "

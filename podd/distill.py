@@ -346,11 +346,18 @@ def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
     flat_net = _FlatNet(net, plan.params)
     patches, labels = source.patches(poster), source.labels(label_params)
     w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment)
-    w = w.detach().requires_grad_(True)
-    for t in range(plan.start, plan.start + plan.window):
-        w, m, v = _inner_step(flat_net, plan, t, w, m, v, patches, labels, inner_lr, augment, True)
+    w = _differentiable_window(flat_net, plan, w, m, v, patches, labels, inner_lr, augment)
     x, y = _real_batch(plan, x_real, y_real, augment)
     return F.cross_entropy(flat_net(w, x), y)
+
+
+def _differentiable_window(net: _FlatNet, plan: StepPlan, w, m, v, patches, labels,
+                           inner_lr: float, augment: bool) -> torch.Tensor:
+    """The window's inner steps with their graphs kept; returns the adapted weights."""
+    w = w.detach().requires_grad_(True)
+    for t in range(plan.start, plan.start + plan.window):
+        w, m, v = _inner_step(net, plan, t, w, m, v, patches, labels, inner_lr, augment, True)
+    return w
 
 
 def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
@@ -385,10 +392,7 @@ def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
     window = range(plan.start, plan.start + plan.window)
     x, y = _real_batch(plan, x_real, y_real, augment)
     if not recompute_window:
-        w = w.detach().requires_grad_(True)
-        for t in window:
-            w, m, v = _inner_step(flat_net, plan, t, w, m, v, patches, labels, inner_lr, augment,
-                                  True)
+        w = _differentiable_window(flat_net, plan, w, m, v, patches, labels, inner_lr, augment)
         loss, grad_w = _real_loss_and_grad(flat_net, w, x, y, real_chunk)
         return loss, torch.autograd.grad(w, leaves, grad_outputs=grad_w)
 

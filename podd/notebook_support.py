@@ -358,6 +358,26 @@ def runs_sidecar(ds, profile: str, outcomes, *, requested: str | None = None, **
                         data=f"{len(ds.y_train)} train / {len(ds.y_test)} test images", **extra)
 
 
+def measured_and_reported(table_id: str, outcomes, ds, profile: str, requested: str,
+                          like: str | None = None):
+    """(measured rows, the paper's reported rows, both side by side) for one of the paper's tables.
+
+    ``like`` names the paper dataset to compare with when ``requested`` is not one (e.g. an
+    ``npz:`` copy of CIFAR-10); for data the paper does not use the reported rows are empty.
+    """
+    import pandas as pd
+
+    from podd import reported
+
+    measured = pd.DataFrame([o.row for o in outcomes])
+    paper_name = reported.paper_dataset(like or requested)
+    paper_rows = reported.load_reported(table_id, dataset=paper_name) if paper_name else \
+        reported.load_reported(table_id).iloc[0:0]
+    table = reported.side_by_side(measured, paper_rows,
+                                  measured_on=measured_on(ds, profile, requested))
+    return measured, paper_rows, table
+
+
 PAPER_DATASETS = ("cifar10", "cifar100", "cub200", "tinyimagenet")
 
 

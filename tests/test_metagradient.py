@@ -21,13 +21,14 @@ from podd.poster import make_geometry
 K, SHAPE = 4, (1, 8, 8)
 
 
-def _setup(label_mode: str, window: int, seed: int = 0):
+def _step(label_mode: str, window: int, start: int = 0, depth: int = 1, seed: int = 0):
+    """A float64 RaT-BPTT step on a tiny net: (net, source, poster, labels, plan, x_real, y_real)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     geometry = make_geometry(K, SHAPE, ipc=1.0, grid=(2, 2), patches=(3, 3))  # 9 overlapping
     order = torch.tensor([[2, 0], [3, 1]])
     source = PatchSource("podd", geometry, order, label_mode, K, dtype=torch.float64)
-    net = ConvNet(1, K, 8, width=6, depth=1).double()
+    net = ConvNet(1, K, 8, width=6, depth=depth).double()
     poster = torch.randn((1, *geometry.size), generator=gen, dtype=torch.float64)
     labels = None
     if label_mode == "learned":
@@ -36,10 +37,16 @@ def _setup(label_mode: str, window: int, seed: int = 0):
                   + 0.3 * torch.rand((K, 2, 2), generator=gen, dtype=torch.float64))
     x_real = torch.randn((12, *SHAPE), generator=gen, dtype=torch.float64)
     y_real = torch.randint(0, K, (12,), generator=gen)
-    batch_index = torch.rand(window, source.num_patches, generator=gen).argsort(1)[:, :5]
-    plan = StepPlan(params=init_parameters(net, gen), start=0, window=window,
-                    batch_index=batch_index, aug_seeds=[11 + t for t in range(window + 1)],
+    steps = start + window
+    batch_index = torch.rand(steps, source.num_patches, generator=gen).argsort(1)[:, :5]
+    plan = StepPlan(params=init_parameters(net, gen), start=start, window=window,
+                    batch_index=batch_index, aug_seeds=[11 + t for t in range(steps + 1)],
                     real_index=torch.arange(12))
+    return net, source, poster, labels, plan, x_real, y_real
+
+
+def _setup(label_mode: str, window: int, seed: int = 0):
+    net, source, poster, labels, plan, x_real, y_real = _step(label_mode, window, seed=seed)
     # a large inner lr makes the inner steps matter for the outer loss
     loss_fn = lambda p, l: unrolled_outer_loss(net, p, l, plan, source, x_real, y_real,  # noqa: E731
                                                inner_lr=0.05, augment=True)
@@ -110,34 +117,14 @@ def test_truncated_steps_do_not_reach_the_poster():
     assert torch.isfinite(g).all() and g.abs().sum() > 0
 
 
-def _plan_setup(label_mode: str, start: int, window: int, seed: int = 1):
-    """A float64 step with a truncated part, a window and an odd real batch (12 images)."""
-    gen = torch.Generator().manual_seed(seed)
-    geometry = make_geometry(K, SHAPE, ipc=1.0, grid=(2, 2), patches=(3, 3))
-    order = torch.tensor([[2, 0], [3, 1]])
-    source = PatchSource("podd", geometry, order, label_mode, K, dtype=torch.float64)
-    net = ConvNet(1, K, 8, width=6, depth=2).double()
-    poster = torch.randn((1, *geometry.size), generator=gen, dtype=torch.float64)
-    labels = None
-    if label_mode == "learned":
-        labels = (init_label_params(order, K).double()
-                  + 0.3 * torch.rand((K, 2, 2), generator=gen, dtype=torch.float64))
-    x_real = torch.randn((12, *SHAPE), generator=gen, dtype=torch.float64)
-    y_real = torch.randint(0, K, (12,), generator=gen)
-    steps = start + window
-    plan = StepPlan(params=init_parameters(net, gen), start=start, window=window,
-                    batch_index=torch.rand(steps, source.num_patches, generator=gen).argsort(1)[:, :5],
-                    aug_seeds=[7 + t for t in range(steps + 1)], real_index=torch.arange(12))
-    return net, source, poster, labels, plan, x_real, y_real
-
-
 @pytest.mark.parametrize("real_chunk, recompute_window", [(5, False), (None, True), (4, True), (12, True)])
 @pytest.mark.parametrize("label_mode", ["learned", "fixed"])
 @pytest.mark.parametrize("start, window", [(0, 1), (2, 3)])
 def test_memory_savers_give_the_same_gradients(real_chunk, recompute_window, label_mode, start,
                                                window):
     """Chunking the real batch and recomputing the window change memory, not the gradient."""
-    net, source, poster, labels, plan, x_real, y_real = _plan_setup(label_mode, start, window)
+    net, source, poster, labels, plan, x_real, y_real = _step(label_mode, window, start,
+                                                               depth=2, seed=1)
     leaves = [poster.clone().requires_grad_(True)]
     if labels is not None:
         leaves.append(labels.clone().requires_grad_(True))
