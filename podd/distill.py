@@ -43,10 +43,10 @@ import torch.nn.functional as F
 
 from podd.augment import flip_rotate
 from podd.models import ConvNet, default_depth, forward_with, init_parameters
+from podd.poster import INITS
 
 MODES = ("podd", "baseline", "per-class")
 LABEL_MODES = ("fixed", "learned")
-INITS = ("gaussian", "real")
 START_SCHEDULES = ("epoch", "step", "fixed")
 
 ADAM_BETAS = (0.9, 0.999)
@@ -78,7 +78,7 @@ class DistillConfig:
     patches: tuple[int, int] | None = None
     class_order: str = "identity"
     labels: str = "learned"
-    init: str = "gaussian"
+    init: str = "class_areas"
     zca: bool = False
     width: int = 128
     depth: int | None = None
@@ -123,7 +123,7 @@ class DistillConfig:
 
         need(self.mode in MODES, f"mode={self.mode!r}: choose one of {', '.join(MODES)}")
         need(self.labels in LABEL_MODES, f"labels={self.labels!r}: choose fixed or learned")
-        need(self.init in INITS, f"init={self.init!r}: choose gaussian or real")
+        need(self.init in INITS, f"init={self.init!r}: choose one of {', '.join(INITS)}")
         need(self.start_schedule in START_SCHEDULES,
              f"start_schedule={self.start_schedule!r}: choose epoch, step or fixed")
         need(isinstance(self.ipc, (int, float)) and math.isfinite(self.ipc) and self.ipc > 0,
@@ -534,13 +534,11 @@ class Distiller:
         self.net.requires_grad_(False)  # only its structure is used; parameters come from plans
 
         # Poster pixels (and label parameters): the learned leaves.
-        if config.mode == "per-class":
-            poster = torch.stack([P.init_poster(self.geometry, self.generator, "gaussian")
-                                  for _ in range(K)]) if config.init == "gaussian" else \
-                torch.stack([P.init_poster(self.geometry, self.generator, "real",
-                                           class_order=torch.full((1, 1), k, dtype=torch.long),
-                                           real_x=self.x_real.cpu(), real_y=dataset.y_train)
-                             for k in range(K)])
+        if config.mode == "per-class":  # poster k holds class k: its 1×1 class order is [[k]]
+            poster = torch.stack([P.init_poster(self.geometry, self.generator, config.init,
+                                                class_order=torch.full((1, 1), k, dtype=torch.long),
+                                                real_x=self.x_real.cpu(), real_y=dataset.y_train)
+                                  for k in range(K)])
         else:
             poster = P.init_poster(self.geometry, self.generator, config.init,
                                    class_order=self.class_order, real_x=self.x_real.cpu(),

@@ -45,6 +45,7 @@ __all__ = [
     "patch_index",
     "extract_patches",
     "overlap_count",
+    "INITS",
     "init_poster",
     "per_class_geometry",
     "extract_per_class_patches",
@@ -425,35 +426,101 @@ def overlap_count(geometry: PosterGeometry) -> torch.Tensor:
 # Initialisation
 # --------------------------------------------------------------------------------------------
 
-def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: str = "gaussian", *,
-                class_order: torch.Tensor | None = None, real_x: torch.Tensor | None = None,
-                real_y: torch.Tensor | None = None, noise: float = 0.2) -> torch.Tensor:
-    """A fresh ``(c, H, W)`` float32 poster, on the generator's device.
+#: Poster initialisations. ``class_areas`` is the authors' (the presets' default); ``gaussian``
+#: is the paper text's "standard Gaussian noise" at the same per-pixel scale; ``real`` starts
+#: from the class means of the real images.
+INITS = ("class_areas", "gaussian", "real")
+
+
+def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: str = "class_areas",
+                *, class_order: torch.Tensor | None = None, real_x: torch.Tensor | None = None,
+                real_y: torch.Tensor | None = None, noise: float | None = None) -> torch.Tensor:
+    """A fresh ``(c, H, W)`` float32 poster, on the generator's device. Same generator state,
+    same poster.
+
+    Every method builds one ``(c, h, w)`` *class area* per cell of the class grid, places the
+    areas on the poster at evenly spread corners (:func:`_blend_cell_areas`: averaged where they
+    overlap below 1 IPC, repeated periodically into the gaps above 1 IPC) — so each pixel starts
+    from the class that the class map gives it.
 
     Methods:
-        ``"gaussian"``: standard normal noise, the paper's initialisation (§4.1).
-        ``"real"``: the authors' alternative. Each class's mean real image (``real_x`` are
-            *preprocessed* float images ``(n, c, h, w)``, ``real_y`` their labels) is placed on
-            its class area: the grid cell ``(r, q)`` of ``class_order`` gets it at corner
-            ``(ys[r], xs[q])`` with ``ys, xs`` = :func:`axis_positions` of a ``rows × cols``
-            grid of images over the poster. Below 1 IPC these placements overlap and are blended
-            by averaging; above 1 IPC the gaps between them are filled by repeating each class
-            mean periodically over its class-map area (empty cells stay 0). Then Gaussian
-            noise with standard deviation ``noise × std(real_x)`` is added. Every class on the
-            poster must have real images. For one poster of the poster-per-class mode
-            (``geometry.num_classes == 1``) ``class_order`` is ``[[k]]``, the dataset class ``k``
-            that poster holds.
+        ``"class_areas"`` (the authors' code, and the presets' default): each class area is a
+            standard-normal class mean plus Gaussian noise (standard deviation ``noise``,
+            default 1), then projected to unit L2 norm over its ``c·h·w`` values, then blended.
+            That is about ``1/√(c·h·w)`` per pixel (0.018 for 3×32×32). The scale matters even
+            though the ConvNet's instance norm ignores it: Adam moves every pixel by about the
+            outer learning rate per step whatever the poster's scale, so at lr 1e-3 a poster of
+            RMS 0.018 changes ~5 % per step and a standard-normal one ~0.1 % — 56× slower.
+        ``"gaussian"``: the paper text's "standard Gaussian noise" (§4.1), i.i.d. per pixel,
+            scaled to the same per-pixel RMS ``1/√(c·h·w)`` as ``class_areas`` for the reason
+            above (``class_order`` is not used).
+        ``"real"``: each class area is the class's mean real image (``real_x`` are
+            *preprocessed* float images ``(n, c, h, w)``, ``real_y`` their labels), then Gaussian
+            noise with standard deviation ``noise × std(real_x)`` (default 0.2) is added to the
+            blended poster. Every class on the poster must have real images. Its scale is the
+            data's.
 
-    Same generator state, same poster.
+    ``class_order`` is the ``(rows, cols)`` grid of class indices (``-1`` = empty cell; empty
+    cells get noise only under ``class_areas`` and zeros under ``real``). For one poster of the
+    poster-per-class mode (``geometry.num_classes == 1``) it is ``[[k]]``, the dataset class
+    ``k`` that poster holds. ``class_areas`` without a ``class_order`` uses the identity order.
     """
     c, h, w = geometry.image_shape
     H, W = geometry.size
     device = generator.device
+    area_rms = 1.0 / math.sqrt(c * h * w)   # a unit-L2-norm class area, per pixel
     if method == "gaussian":
-        return torch.randn((c, H, W), generator=generator, device=device)
-    if method != "real":
-        raise ValueError(f"unknown poster initialisation {method!r}; use 'gaussian' or 'real'")
-    if class_order is None or real_x is None or real_y is None:
+        return area_rms * torch.randn((c, H, W), generator=generator, device=device)
+    if method not in INITS:
+        raise ValueError(f"unknown poster initialisation {method!r}; use one of {', '.join(INITS)}")
+    order = _cell_classes(geometry, class_order, device, required=(method == "real"))
+    if method == "class_areas":
+        return _class_area_init(geometry, order, generator, 1.0 if noise is None else noise)
+    return _real_mean_init(geometry, order, generator, real_x, real_y,
+                           0.2 if noise is None else noise)
+
+
+def _cell_classes(geometry: PosterGeometry, class_order, device, required: bool) -> torch.Tensor:
+    """The validated ``(rows, cols)`` class of every grid cell (``-1`` = empty), on ``device``."""
+    if class_order is None:
+        if required:
+            raise ValueError("init method 'real' needs class_order, real_x (preprocessed float "
+                             "images) and real_y (their labels)")
+        rows, cols = geometry.grid
+        order = torch.full((rows * cols,), -1, dtype=torch.long)
+        order[:geometry.num_classes] = torch.arange(geometry.num_classes)
+        return order.view(rows, cols).to(device)
+    if geometry.num_classes == 1:
+        # One poster of the poster-per-class mode: its 1×1 order names the dataset class it holds.
+        order = torch.as_tensor(class_order).long().reshape(1, 1).to(device)
+        if int(order) < 0:
+            raise ValueError(f"a per-class poster's class_order must name its class; got {int(order)}")
+        return order
+    from podd.labels import validate_class_order  # labels imports this module: import late
+
+    return validate_class_order(class_order, geometry.num_classes, geometry.grid).to(device)
+
+
+def _class_area_init(geometry: PosterGeometry, order: torch.Tensor, generator: torch.Generator,
+                     noise: float) -> torch.Tensor:
+    """The authors' init: (class mean + noise) per class area, unit L2 norm, blended."""
+    c, h, w = geometry.image_shape
+    device = generator.device
+    cells = order.reshape(-1)
+    num_means = max(int(cells.max()) + 1, 1)
+    means = torch.randn((num_means, c * h * w), generator=generator, device=device)
+    areas = noise * torch.randn((cells.numel(), c * h * w), generator=generator, device=device)
+    areas = areas + means[cells.clamp_min(0)] * (cells >= 0)[:, None]
+    areas = torch.nn.functional.normalize(areas, dim=1)             # unit norm per class area
+    return _blend_cell_areas(geometry, areas)
+
+
+def _real_mean_init(geometry: PosterGeometry, order: torch.Tensor, generator: torch.Generator,
+                    real_x, real_y, noise: float) -> torch.Tensor:
+    """Each class area is its class's mean real image; blended, then Gaussian noise added."""
+    c, h, w = geometry.image_shape
+    device = generator.device
+    if real_x is None or real_y is None:
         raise ValueError("init method 'real' needs class_order, real_x (preprocessed float "
                          "images) and real_y (their labels)")
     real_x = torch.as_tensor(real_x).to(device=device, dtype=torch.float32)
@@ -461,15 +528,6 @@ def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: st
     if tuple(real_x.shape[1:]) != (c, h, w) or real_x.shape[0] != real_y.shape[0]:
         raise ValueError(f"real_x must be (n, {c}, {h}, {w}) with one label per image in real_y; "
                          f"got {tuple(real_x.shape)} and {tuple(real_y.shape)}")
-    if geometry.num_classes == 1:
-        # One poster of the poster-per-class mode: its 1×1 order names the dataset class it holds.
-        order = torch.as_tensor(class_order).long().reshape(1, 1).to(device)
-        if int(order) < 0:
-            raise ValueError(f"a per-class poster's class_order must name its class; got {int(order)}")
-    else:
-        from podd.labels import validate_class_order  # labels imports this module: import late
-
-        order = validate_class_order(class_order, geometry.num_classes, geometry.grid).to(device)
     needed = order[order >= 0]
     num_means = max(int(needed.max()) + 1, int(real_y.max()) + 1)
     counts = torch.bincount(real_y, minlength=num_means)
@@ -480,8 +538,27 @@ def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: st
     # Class means for all classes in one scatter-add (no loop over classes).
     means = torch.zeros(num_means, c * h * w, device=device).index_add_(0, real_y, real_x.flatten(1))
     means = means / counts.clamp_min(1)[:, None]
+    cells = order.reshape(-1)
+    areas = means[cells.clamp_min(0)] * (cells >= 0)[:, None]
+    blended = _blend_cell_areas(geometry, areas)
+    scale = float(noise) * real_x.std().item()
+    return blended + scale * torch.randn(blended.shape, generator=generator, device=device)
 
+
+def _blend_cell_areas(geometry: PosterGeometry, areas: torch.Tensor) -> torch.Tensor:
+    """Lay one ``c·h·w`` area per grid cell (``areas``: ``(rows·cols, c·h·w)``, row-major) on the
+    poster and return it as ``(c, H, W)``.
+
+    Cell ``(r, q)`` is placed at corner ``(ys[r], xs[q])``, with ``ys, xs`` the
+    :func:`axis_positions` of a ``rows × cols`` grid of images over the poster. Below 1 IPC the
+    placements overlap and are averaged; above 1 IPC the gaps between them are filled by
+    repeating each cell's area periodically from its corner over the pixels of that cell in the
+    class map, so every pixel starts near its class.
+    """
+    c, h, w = geometry.image_shape
+    H, W = geometry.size
     rows, cols = geometry.grid
+    device = areas.device
     # A poster smaller than the grid of images along an axis cannot give each row/column of cells
     # its own start; repeat the last start (those cells then share it and are averaged).
     ys = axis_positions(H, h, min(rows, H - h + 1))
@@ -489,33 +566,23 @@ def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: st
     ys = torch.cat([ys, ys[-1:].repeat(rows - len(ys))])
     xs = torch.cat([xs, xs[-1:].repeat(cols - len(xs))])
     corners = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2).to(device)
-    cell_class = order.reshape(-1)
-    filled = cell_class >= 0
-    index = patch_index(corners[filled], (h, w), W).reshape(-1)        # (F·h·w,)
-    values = means[cell_class[filled]].view(-1, c, h * w)              # (F, c, h·w)
-    values = values.permute(1, 0, 2).reshape(c, -1)                    # (c, F·h·w)
+    index = patch_index(corners, (h, w), W).reshape(-1)                 # (cells·h·w,)
+    values = areas.view(-1, c, h * w).permute(1, 0, 2).reshape(c, -1)    # (c, cells·h·w)
     total = torch.zeros(c, H * W, device=device).index_add_(1, index, values)
-    cover = torch.zeros(H * W, device=device).index_add_(0, index, torch.ones(index.numel(), device=device))
+    cover = torch.zeros(H * W, device=device).index_add_(
+        0, index, torch.ones(index.numel(), device=device))
     blended = total / cover.clamp_min(1)
-    # Above 1 IPC the placed images leave gaps: fill them by repeating the class mean
-    # periodically from its cell's corner, so every pixel of a class area starts near its class.
     gaps = cover == 0
     if gaps.any():
-        from podd.labels import class_map
-
-        cmap = class_map(order, (H, W)).reshape(-1)                    # (H·W,)
         y = torch.arange(H, device=device)
         x = torch.arange(W, device=device)
-        local_y = (y - (y * rows // H * H + rows - 1) // rows) % h     # offset from cell corner
-        local_x = (x - (x * cols // W * W + cols - 1) // cols) % w
-        local = (local_y[:, None] * w + local_x[None, :]).reshape(-1)  # (H·W,)
-        cls = cmap[gaps]
-        fill = means.view(-1, c, h * w)[cls.clamp_min(0), :, local[gaps]]  # (G, c)
-        fill = fill * (cls >= 0)[:, None]
-        blended[:, gaps] = fill.T
-    blended = blended.view(c, H, W)
-    scale = float(noise) * real_x.std().item()
-    return blended + scale * torch.randn((c, H, W), generator=generator, device=device)
+        cell_y, cell_x = y * rows // H, x * cols // W                    # the class map's cells
+        local_y = (y - ys.to(device)[cell_y]) % h                        # offset from the corner
+        local_x = (x - xs.to(device)[cell_x]) % w
+        cell = (cell_y[:, None] * cols + cell_x[None, :]).reshape(-1)    # (H·W,)
+        local = (local_y[:, None] * w + local_x[None, :]).reshape(-1)    # (H·W,)
+        blended[:, gaps] = areas.view(-1, c, h * w)[cell[gaps], :, local[gaps]].T
+    return blended.view(c, H, W)
 
 
 # --------------------------------------------------------------------------------------------

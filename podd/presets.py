@@ -49,7 +49,7 @@ _PAPER = {
                          real_batch=500, window=100, total_window=300, inner_lr=5e-4,
                          outer_lr=5e-4, labels="learned", depth=3, **_MEMORY_SAVERS),
 }
-_SHARED_PAPER = dict(mode="podd", class_order="poco", init="gaussian", zca=True, width=128,
+_SHARED_PAPER = dict(mode="podd", class_order="poco", init="class_areas", zca=True, width=128,
                      min_start=0, start_schedule="epoch", clip_factor=2.0, clip_ema=0.9,
                      eval_models=8, eval_steps=(300, 600, 1000, 2000))
 
@@ -63,7 +63,7 @@ _SHARED_PAPER = dict(mode="podd", class_order="poco", init="gaussian", zca=True,
 # suits the ≤ 30-step inner loop but trains the 300-step evaluation networks poorly.
 _DIGITS = dict(ipc=1.0, grid=(2, 5), patches=(4, 10), distill_batch=40, real_batch=256, window=10,
                total_window=30, inner_lr=1e-2, outer_lr=1e-2, labels="learned", zca=False,
-               width=64, depth=2, class_order="identity", mode="podd", init="gaussian",
+               width=64, depth=2, class_order="identity", mode="podd", init="class_areas",
                min_start=0, start_schedule="epoch", clip_factor=2.0, clip_ema=0.9,
                steps=400, eval_models=4, eval_steps=(300,), eval_every=0, checkpoint_every=100)
 _DIGITS_QUICK = dict(width=32, steps=300, outer_lr=2e-2, labels="fixed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,9 @@ from torch.testing import assert_close
 
 from podd.poster import (
     PAPER_POSTERS, PosterArtifact, PosterGeometry, axis_positions, baseline_geometry,
-    default_class_grid, default_patch_counts, extract_patches, extract_per_class_patches,
-    init_poster, load_artifact, make_geometry, overlap_count, patch_index, patch_positions,
+    _blend_cell_areas, default_class_grid, default_patch_counts, extract_patches,
+    extract_per_class_patches, init_poster, load_artifact, make_geometry, overlap_count,
+    patch_index, patch_positions,
     per_class_geometry, plot_patch_grid, poster_image, poster_size, save_artifact,
     save_poster_png,
 )
@@ -167,13 +170,59 @@ def test_per_class_mode():
 
 # ---------------------------------------------------------------- initialisation
 
-def test_init_gaussian_seeded():
+def test_init_gaussian_seeded_at_the_class_area_scale():
+    # The paper text's standard Gaussian, at the per-pixel scale of a unit-norm class area.
     geometry = make_geometry(10, (3, 32, 32), 0.9)
-    a = init_poster(geometry, torch.Generator().manual_seed(3))
-    b = init_poster(geometry, torch.Generator().manual_seed(3))
+    a = init_poster(geometry, torch.Generator().manual_seed(3), "gaussian")
+    b = init_poster(geometry, torch.Generator().manual_seed(3), "gaussian")
     assert a.shape == (3, *geometry.size) and a.dtype == torch.float32
     assert torch.equal(a, b)
-    assert abs(a.mean().item()) < 0.05 and abs(a.std().item() - 1) < 0.05
+    rms = a.pow(2).mean().sqrt().item()
+    assert abs(rms * math.sqrt(3 * 32 * 32) - 1) < 0.05 and abs(a.mean().item()) < 0.002
+
+
+def test_init_class_areas_have_unit_norm_and_follow_the_class_order():
+    # At 1 IPC on an exact grid the class areas tile the poster: each has unit L2 norm.
+    K, shape = 10, (3, 8, 8)
+    geometry = make_geometry(K, shape, size=(16, 40), patches=(3, 9))   # 2×5 cells of 8×8
+    order = torch.tensor([[3, 1, 4, 0, 2], [9, 5, 8, 6, 7]])
+    poster = init_poster(geometry, torch.Generator().manual_seed(0), class_order=order)
+    assert poster.shape == (3, 16, 40) and poster.dtype == torch.float32
+    blocks = poster.view(3, 2, 8, 5, 8).permute(1, 3, 0, 2, 4).reshape(10, -1)
+    assert_close(blocks.norm(dim=1), torch.ones(10))
+    # Without noise a class area is its (normalised) class mean: permuting the order moves the
+    # areas with their classes, so class k's block is the same wherever k sits.
+    flipped = order.flip(1)
+    a = init_poster(geometry, torch.Generator().manual_seed(0), class_order=order, noise=0.0)
+    b = init_poster(geometry, torch.Generator().manual_seed(0), class_order=flipped, noise=0.0)
+    blocks_a = a.view(3, 2, 8, 5, 8).permute(1, 3, 0, 2, 4).reshape(10, -1)
+    blocks_b = b.view(3, 2, 8, 5, 8).permute(1, 3, 0, 2, 4).reshape(10, -1)
+    assert_close(blocks_a[order.reshape(-1).argsort()], blocks_b[flipped.reshape(-1).argsort()])
+    assert not torch.equal(a, b)
+    # Seeded; the default method is the authors' class areas.
+    again = init_poster(geometry, torch.Generator().manual_seed(0), class_order=order)
+    assert torch.equal(poster, again)
+
+
+def test_init_class_areas_blend_where_areas_overlap():
+    # The paper's CIFAR-10 poster (60×153 at 0.9 IPC): the ten 32×32 class areas overlap.
+    geometry = make_geometry(10, (3, 32, 32), size=(60, 153), patches=(6, 16))
+    poster = init_poster(geometry, torch.Generator().manual_seed(1))
+    # ys = 0, 28 and xs = 0, 30, 60, 91, 121: the top-left 28×30 pixels belong to area 0 alone,
+    # so they are exactly a part of a unit-norm vector; rows 28..31 are the average of two areas.
+    rms_alone = poster[:, :28, :30].pow(2).mean().sqrt().item()
+    assert abs(rms_alone * math.sqrt(3 * 32 * 32) - 1) < 0.1
+    overlap = poster[:, 28:32, :30]
+    assert overlap.pow(2).mean().sqrt().item() < 0.85 * rms_alone     # ≈ 1/√2 of it
+    # The whole poster is about 1/√(c·h·w) per pixel: 56× smaller than a standard normal.
+    assert 0.012 < poster.pow(2).mean().sqrt().item() < 0.02
+    # The blending itself: constant areas (value = cell index) average where they overlap.
+    cells = torch.arange(10.0)[:, None].expand(10, 3 * 32 * 32)
+    blended = _blend_cell_areas(geometry, cells)
+    assert_close(blended[:, 0, 0], torch.zeros(3))
+    assert_close(blended[:, 30, 0], torch.full((3,), (0 + 5) / 2))           # rows 28..31
+    assert_close(blended[:, 30, 30], torch.full((3,), (0 + 1 + 5 + 6) / 4))  # both axes
+    assert_close(blended[:, 59, 152], torch.full((3,), 9.0))
 
 
 def test_init_real_class_means():
