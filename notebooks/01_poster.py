@@ -93,7 +93,8 @@ _ = figures.save_table(budget, "poster_pixel_budget", sidecar,
 #
 # Now one poster for `dataset` at `ipc`. When the paper's own setting exists for it, we use the
 # authors' poster size and patch counts (CIFAR-10 at 0.9 IPC: a 60×153 poster cut into 6×16 = 96
-# patches); otherwise the size comes from the IPC and the patches overlap by half an image.
+# patches); otherwise the size comes from the IPC and the patches overlap as in the paper (a
+# stride of 3/16 of an image down and 1/4 across: 6×8 pixels on 32×32 images).
 # Patch corners are spread evenly: `round(linspace(0, H − h, ny))` by `round(linspace(0, W − w, nx))`.
 
 # %%

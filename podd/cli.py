@@ -45,11 +45,19 @@ def _default_out(config) -> str:
     return f"runs/{name}-{config.mode}-ipc{config.ipc:g}-seed{config.seed}"
 
 
-def _cmd_distill(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace):
+    """The run configuration ``podd distill`` would use for ``args``, without running anything.
+
+    A new run: :func:`podd.presets.resolve_config` for ``--dataset`` (any spelling of a built-in
+    name), ``--profile`` (else ``$PODD_PROFILE``, else ``paper``), ``--ipc``, ``--mode``,
+    ``--like``, ``--embeddings`` and the overrides (``--steps``, ``--device``, ``--seed``,
+    ``--set``). Local data (``npz:``, ``imagefolder:``) is read once here for its class count and
+    image shape. ``--resume``: the saved run's config, with only the harmless changes allowed.
+    """
     import os
 
-    from podd.distill import DistillConfig, distill
-    from podd.presets import get_preset
+    from podd.distill import DistillConfig
+    from podd.presets import resolve_config
     from podd.runs import RESUMABLE_CHANGES, RunDir
 
     overrides = {}
@@ -58,10 +66,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         if not sep:
             raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set real_batch=128")
         overrides[key.strip()] = _parse_value(value)
-    for name in ("steps", "device", "seed", "mode"):
+    for name in ("steps", "device", "seed"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.resume:
+        if args.mode is not None:
+            overrides["mode"] = args.mode
         if not args.out:
             raise ValueError("--resume needs --out RUN_DIR, the directory of the run to continue")
         saved = DistillConfig.from_dict(RunDir(args.out).load_checkpoint()["config"])
@@ -70,17 +80,29 @@ def _cmd_distill(args: argparse.Namespace) -> int:
             raise ValueError(f"--resume cannot change {', '.join(refused)}: that would change the "
                              f"run's trajectory; a resumed run may change only "
                              f"{', '.join(RESUMABLE_CHANGES)}")
-        config = saved.replace(**overrides)
-        out = args.out
-    else:
-        if args.dataset is None or args.ipc is None:
-            raise ValueError("podd distill needs --dataset NAME and --ipc R (or --resume --out DIR)")
-        if args.ipc <= 0:
-            raise ValueError(f"--ipc {args.ipc}: the images-per-class budget must be positive "
-                             f"(e.g. --ipc 0.5)")
-        profile = args.profile or os.environ.get("PODD_PROFILE") or "paper"
-        config = get_preset(args.dataset, profile, ipc=args.ipc, **overrides)
-        out = args.out or _default_out(config)
+        return saved.replace(**overrides)
+    if args.dataset is None or args.ipc is None:
+        raise ValueError("podd distill needs --dataset NAME and --ipc R (or --resume --out DIR)")
+    if args.ipc <= 0:
+        raise ValueError(f"--ipc {args.ipc}: the images-per-class budget must be positive "
+                         f"(e.g. --ipc 0.5)")
+    from podd.data import DATASET_SHAPES, canonical_name, load_dataset
+
+    profile = args.profile or os.environ.get("PODD_PROFILE") or "paper"
+    dataset = canonical_name(args.dataset)
+    shape = {}
+    if dataset not in DATASET_SHAPES:   # local data: its own class count and image shape
+        local = load_dataset(dataset, root=overrides.get("data_root"), download=False)
+        shape = dict(num_classes=local.num_classes, image_shape=tuple(local.image_shape))
+    return resolve_config(dataset, profile, like=args.like, mode=args.mode or "podd",
+                          ipc=args.ipc, embeddings=args.embeddings, **shape, **overrides)
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from podd.distill import distill
+
+    config = config_from_args(args)
+    out = args.out or _default_out(config)
     result = distill(config, out_dir=out, resume=args.resume, progress=not args.quiet)
     print(f"run directory: {result.out_dir}")
     if result.evaluation is not None:
@@ -167,11 +189,22 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
         "distill", help="distil a dataset into a poster (RaT-BPTT on a poster)",
         description="Distil a dataset into one poster with overlapping patches (PoDD), the "
                     "RaT-BPTT baseline (one image per class) or one poster per class. Settings "
-                    "come from the dataset's preset (--profile smoke|quick|paper); any of them "
-                    "can be changed with --set KEY=VALUE. The run directory gets poster.pt, "
+                    "come from the dataset's preset (--profile smoke|quick|paper, --like for "
+                    "local data), resolved exactly as the notebooks and the demo resolve them "
+                    "(podd.presets.resolve_config): at another IPC than the preset's the "
+                    "patches keep the paper's stride. Any setting can be changed with --set "
+                    "KEY=VALUE. The run directory gets poster.pt, "
                     "poster.png, metrics.jsonl, final.json and checkpoint.pt.")
     p.add_argument("--dataset", metavar="NAME", help="digits, cifar10, cifar100, cub200, "
-                   "tinyimagenet, imagefolder:PATH or npz:PATH")
+                   "tinyimagenet (case, '-' and '_' do not matter: CIFAR-10 is cifar10), "
+                   "imagefolder:PATH or npz:PATH")
+    p.add_argument("--like", metavar="DATASET", default=None,
+                   help="for local data: use the preset of this built-in dataset, e.g. --dataset "
+                        "npz:c10.npz --like cifar10 (the run still records --dataset)")
+    p.add_argument("--embeddings", metavar="PATH", default=None,
+                   help="class text embeddings (.pt/.npy, one row per class) for PoCO, the "
+                        "class order of the paper presets; without them quick/paper compute "
+                        "CLIP embeddings, smoke uses the dataset order")
     p.add_argument("--ipc", type=float, metavar="R", help="pixel budget in images per class "
                    "(e.g. 0.5; baseline mode needs 1)")
     p.add_argument("--mode", choices=("podd", "baseline", "per-class"), default=None,

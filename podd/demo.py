@@ -49,11 +49,10 @@ def compare_on_digits(profile: str = "quick", seeds=(0,), eval_models: int | Non
     the results do not depend on ``workers``.
     """
     from podd.data import load_dataset
-    from podd.presets import get_preset
 
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_dataset("digits")
-    base = get_preset("digits", profile, **overrides)
+    base = _base_config(ds, profile, overrides)
     eval_models = eval_models or base.eval_models
     eval_steps = tuple(eval_steps or base.eval_steps)
     out_dir = Path(out_dir) if out_dir is not None else None
@@ -128,18 +127,39 @@ def _announce(outcome: dict, job: _Job, progress: bool) -> dict:
     return outcome
 
 
+def _base_config(ds, profile: str, overrides: dict):
+    """The demo's shared settings (evaluation, preprocessing): the digits preset as resolved by
+    :func:`podd.presets.resolve_config` for this data."""
+    from podd.presets import resolve_config
+
+    return resolve_config("digits", profile, num_classes=ds.num_classes,
+                          image_shape=tuple(ds.image_shape), **overrides)
+
+
+def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: int,
+               eval_steps, overrides: dict | None = None):
+    """The config of one demo distillation: :func:`podd.presets.resolve_config` for digits,
+    the same as ``podd distill --dataset digits --ipc IPC --mode MODE --seed SEED`` with the
+    demo's evaluation settings."""
+    from podd.presets import resolve_config
+
+    return resolve_config("digits", profile, mode=mode, ipc=ipc, num_classes=ds.num_classes,
+                          image_shape=tuple(ds.image_shape),
+                          **{**(overrides or {}), "seed": seed, "eval_models": eval_models,
+                             "eval_steps": tuple(eval_steps)})
+
+
 def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     """Distil (unless the job is a real subset) and evaluate; returns the per-model accuracy."""
     from podd.data import make_preprocessor
     from podd.distill import distill
     from podd.evaluate import random_real_subset, train_and_test
-    from podd.presets import get_preset
     from podd.runs import write_png
 
     t0 = time.perf_counter()
     ds, profile, overrides = shared["ds"], shared["profile"], shared["overrides"]
     eval_models, eval_steps, out_dir = shared["eval_models"], shared["eval_steps"], shared["out_dir"]
-    base = get_preset("digits", profile, **overrides)
+    base = _base_config(ds, profile, overrides)
     pre = make_preprocessor(ds, zca=base.zca)
     (c, h, w), K = ds.image_shape, ds.num_classes
     if job.mode == "real":
@@ -150,9 +170,8 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
                                 seed=job.seed, num_classes=K)
         return {"accuracy": result.accuracy[:, -1], "ipc": 1.0, "pixels": K * h * w,
                 "name": None, "run_dir": None, "seconds": time.perf_counter() - t0}
-    config = get_preset("digits", profile, **{**overrides, "mode": job.mode, "ipc": job.ipc,
-                                               "seed": job.seed, "eval_models": eval_models,
-                                               "eval_steps": eval_steps})
+    config = job_config(ds, profile, job.mode, job.ipc, job.seed, eval_models, eval_steps,
+                        overrides)
     name = f"{job.mode}-ipc{job.ipc:g}-seed{job.seed}"
     run_dir = out_dir / name if out_dir is not None else None
     if run_dir is not None and run_dir.exists():

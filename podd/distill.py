@@ -49,6 +49,9 @@ MODES = ("podd", "baseline", "per-class")
 LABEL_MODES = ("fixed", "learned")
 START_SCHEDULES = ("epoch", "step", "fixed")
 
+# How far a given poster_size may lie from config.ipc (the authors' sizes are within 1 %).
+POSTER_SIZE_IPC_TOLERANCE = 0.05
+
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
@@ -58,10 +61,14 @@ ADAM_EPS = 1e-8
 # --------------------------------------------------------------------------------------------
 @dataclass
 class DistillConfig:
-    """Everything that defines a distillation run (presets.get_preset fills it per dataset).
+    """Everything that defines a distillation run (:func:`podd.presets.resolve_config` fills it
+    per dataset, profile and request).
 
     ``patches`` is (rows, cols) of patch positions on the poster; ``grid`` the class grid
-    (rows, cols); ``None`` means the poster module's default. ``distill_batch=None`` uses all
+    (rows, cols); ``None`` means the poster module's default. ``poster_size`` (H, W) fixes the
+    poster's pixels exactly (the authors' hand-typed sizes, :data:`podd.poster.PAPER_POSTERS`);
+    ``None`` computes them from ``ipc`` (:func:`podd.poster.poster_size`). Only ``podd`` mode
+    uses it, and it must agree with ``ipc`` to within 5 %. ``distill_batch=None`` uses all
     patches in every inner step. ``label_lr=None`` uses ``outer_lr`` (as the authors do).
     ``eval_every=0`` evaluates only at the end; ``eval_models=0`` never. ``checkpoint_every=0``
     writes no intermediate checkpoints.
@@ -76,6 +83,7 @@ class DistillConfig:
     ipc: float = 1.0
     grid: tuple[int, int] | None = None
     patches: tuple[int, int] | None = None
+    poster_size: tuple[int, int] | None = None
     class_order: str = "identity"
     labels: str = "learned"
     init: str = "class_areas"
@@ -110,7 +118,7 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists; keep them tuples so configs compare equal.
-        for name in ("grid", "patches", "eval_steps"):
+        for name in ("grid", "patches", "poster_size", "eval_steps"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, tuple(int(v) for v in value))
@@ -131,6 +139,9 @@ class DistillConfig:
         need(self.mode != "baseline" or abs(self.ipc - 1.0) < 1e-9,
              f"ipc={self.ipc}: baseline mode is RaT-BPTT at exactly 1 IPC (one non-overlapping "
              f"patch per class); use --ipc 1 or --mode podd")
+        need(self.poster_size is None or (len(self.poster_size) == 2 and min(self.poster_size) >= 1),
+             f"poster_size={self.poster_size}: give (H, W) with both at least 1 pixel, or None "
+             f"to compute it from ipc")
         need(self.window >= 1, f"window={self.window}: needs at least one differentiable step")
         need(self.total_window >= self.window,
              f"total_window={self.total_window} is smaller than window={self.window}")
@@ -490,7 +501,13 @@ class Distiller:
                                                  config.patches or _per_class_patches(config.ipc))
         else:
             self.geometry = P.make_geometry(K, shape, config.ipc, grid=config.grid,
-                                            patches=config.patches)
+                                            patches=config.patches, size=config.poster_size)
+            if config.poster_size is not None and \
+                    abs(self.geometry.ipc - config.ipc) > POSTER_SIZE_IPC_TOLERANCE * config.ipc:
+                raise ValueError(
+                    f"poster_size={tuple(config.poster_size)} holds {self.geometry.ipc:.3g} IPC "
+                    f"of {K} classes of {h}×{w} images, but ipc={config.ipc:g}; drop poster_size "
+                    f"(set it to null) to compute the poster from ipc, or make them agree")
         if config.mode != "baseline" and self.geometry.ipc > 1.2 * config.ipc:
             # The poster module never makes a poster smaller than one image: the budget asked for
             # cannot hold one patch, and silently spending more pixels would misreport the IPC.

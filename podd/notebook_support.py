@@ -20,22 +20,14 @@ from typing import Any
 
 import torch
 
+# DATASET_SHAPES: the paper's datasets (and digits), class count and image shape (c, h, w) — what
+# a smoke stand-in must imitate. SMOKE_ZCA_MAX_DIM and note_once: see podd.presets.resolve_config.
+from podd.data.sources import DATASET_SHAPES
+from podd.presets import SMOKE_ZCA_MAX_DIM, note_once  # noqa: F401  (re-exported)
+
 PROFILES = ("smoke", "quick", "paper")
 PROFILE_ENV = "PODD_PROFILE"
 
-#: The paper's datasets (and digits): class count and image shape (c, h, w) — what a smoke
-#: stand-in must imitate. CUB200 is resized to 32×32 as in the paper.
-DATASET_SHAPES: dict[str, tuple[int, tuple[int, int, int]]] = {
-    "digits": (10, (1, 8, 8)),
-    "cifar10": (10, (3, 32, 32)),
-    "cifar100": (100, (3, 32, 32)),
-    "cub200": (200, (3, 32, 32)),
-    "tinyimagenet": (200, (3, 64, 64)),
-}
-
-#: Largest image dimension (c·h·w) whose ZCA a smoke run fits; 3×32×32 = 3072 takes seconds,
-#: Tiny-ImageNet's 3×64×64 = 12288 takes minutes and gigabytes.
-SMOKE_ZCA_MAX_DIM = 4096
 
 PRETTY_NAMES = {"digits": "digits (scikit-learn 8×8)", "cifar10": "CIFAR-10",
                 "cifar100": "CIFAR-100", "cub200": "CUB200", "tinyimagenet": "Tiny-ImageNet"}
@@ -85,6 +77,7 @@ def load_for_profile(dataset: str, profile: str, *, root=None, seed: int = 0,
     from podd import data
 
     profile = resolve_profile(profile)
+    dataset = data.canonical_name(dataset)
     if profile == "smoke" and dataset in DATASET_SHAPES and dataset != "digits":
         num_classes, shape = DATASET_SHAPES[dataset]
         n_train, n_test = _stand_in_sizes(num_classes)
@@ -197,83 +190,29 @@ def preprocessor_for(ds, zca: bool):
     return _PREPROCESSORS[key][1]
 
 
-_NOTES_SHOWN: set[str] = set()
-
-
-def note_once(message: str) -> None:
-    """Print a note the first time it comes up in this session (loops stay readable)."""
-    if message not in _NOTES_SHOWN:
-        _NOTES_SHOWN.add(message)
-        print(message)
-
-
 def profile_default(profile: str, smoke, quick, paper):
     """Pick a per-profile default (e.g. how many random orderings an ablation runs)."""
     return {"smoke": smoke, "quick": quick, "paper": paper}[resolve_profile(profile)]
 
 
-def _stride_of(geometry) -> tuple[int, int]:
-    """The (y, x) pixel step between neighbouring patch corners of a geometry (≥ 1)."""
-    (H, W), (h, w), (ny, nx) = geometry.size, geometry.patch_hw, geometry.patches
-    sy = (H - h) / (ny - 1) if ny > 1 else h
-    sx = (W - w) / (nx - 1) if nx > 1 else w
-    return max(1, round(sy)), max(1, round(sx))
-
-
 def run_config(ds, profile: str, *, mode: str = "podd", ipc: float | None = None,
                embeddings: str | None = None, like: str | None = None, verbose: bool = True,
                **overrides):
-    """The distillation settings a notebook uses: the preset for ``ds.name`` and ``profile``
-    (:func:`podd.presets.get_preset`) with ``mode``/``ipc``/``overrides`` applied, plus two
-    adjustments that keep the paper's choices meaningful at other budgets and offline:
-
-    * at an IPC other than the preset's, the patch count is chosen to keep the preset's patch
-      *stride* (the paper's overlap), and the distilled batch is capped at the patch count;
-    * PoCO needs CLIP: with ``embeddings`` (a file) PoCO runs on them; under ``smoke`` without
-      one the class order falls back to the dataset order, and a note says so.
-
-    ``like``: take the preset of this dataset name instead of ``ds.name`` (e.g. ``"cifar10"`` for
-    an ``npz:`` file holding CIFAR-10 images); the run config still records ``ds.name``.
+    """The distillation settings a notebook uses: :func:`podd.presets.resolve_config` for
+    ``ds.name`` (its class count and image shape) under ``profile``, with ``mode``, ``ipc``,
+    ``like``, ``embeddings`` and ``overrides`` passed through — the same config ``podd distill``
+    and :mod:`podd.demo` build for the same request. The resolver keeps the paper's patch stride
+    at other budgets, caps the distilled batch at the patch count, and under ``smoke`` falls back
+    from PoCO to the dataset order without ``embeddings`` and switches ZCA off for large images
+    (printing a note for each). ``like``: take the preset of this dataset name instead of
+    ``ds.name`` (e.g. ``"cifar10"`` for an ``npz:`` file of CIFAR-10 images); the config still
+    records ``ds.name``. The device stays ``"auto"``: the engine picks CUDA when there is one.
     """
-    from podd import poster
-    from podd.presets import get_preset
+    from podd.presets import resolve_config
 
-    preset_name = like or ds.name
-    config = get_preset(preset_name, profile, mode=mode,
-                        **({"ipc": ipc} if ipc is not None else {}), **overrides)
-    changes: dict[str, Any] = {"dataset": ds.name} if like else {}
-    if config.device == "auto" and not torch.cuda.is_available():
-        changes["device"] = "cpu"
-    if mode == "podd" and "class_order" not in overrides and config.class_order == "poco":
-        if embeddings:
-            changes["class_order"] = str(embeddings)
-        elif resolve_profile(profile) == "smoke":
-            changes["class_order"] = "identity"
-            if verbose:
-                note_once("NOTE: class order = dataset order (PoCO needs CLIP text embeddings, "
-                          "and the smoke profile runs offline; pass embeddings=PATH to use PoCO).")
-    K, shape = ds.num_classes, ds.image_shape
-    if (resolve_profile(profile) == "smoke" and config.zca and "zca" not in overrides
-            and shape[0] * shape[1] * shape[2] > SMOKE_ZCA_MAX_DIM):
-        changes["zca"] = False
-        if verbose:
-            note_once(f"NOTE: ZCA whitening off under smoke for {shape[0]}×{shape[1]}×{shape[2]} "
-                      f"images (fitting a {shape[0] * shape[1] * shape[2]}-dimensional whitening "
-                      f"takes minutes on a CPU); quick and paper keep it.")
-    if mode == "podd" and "patches" not in overrides and ipc is not None:
-        preset = get_preset(preset_name, profile)
-        if preset.patches is not None and abs(float(ipc) - float(preset.ipc)) > 1e-9:
-            reference = poster.make_geometry(K, shape, preset.ipc, grid=preset.grid,
-                                             patches=preset.patches)
-            size = poster.poster_size(K, shape, ipc, preset.grid)
-            changes["patches"] = poster.patch_counts_from_stride(size, shape[1:],
-                                                                 _stride_of(reference))
-    if mode == "podd" and "distill_batch" not in overrides:
-        target = poster.make_geometry(K, shape, config.ipc, grid=config.grid,
-                                      patches=changes.get("patches", config.patches))
-        if config.distill_batch and config.distill_batch > target.num_patches:
-            changes["distill_batch"] = target.num_patches
-    return config.replace(**changes) if changes else config
+    return resolve_config(ds.name, resolve_profile(profile), like=like, mode=mode, ipc=ipc,
+                          num_classes=ds.num_classes, image_shape=tuple(ds.image_shape),
+                          embeddings=embeddings, verbose=verbose, **overrides)
 
 
 def patch_counts_for_strides(ds, ipc: float, stride_fractions, grid=None) -> list[tuple[int, int]]:
@@ -346,6 +285,7 @@ def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) 
 
 def runs_sidecar(ds, profile: str, outcomes, *, requested: str | None = None, **extra):
     """A provenance sidecar for results made of several runs: every run's config and seed."""
+    from podd.distill import resolve_device
     from podd.figures import make_sidecar
 
     outcomes = list(outcomes)
@@ -354,7 +294,7 @@ def runs_sidecar(ds, profile: str, outcomes, *, requested: str | None = None, **
                         hyperparameters={"runs": configs},
                         seeds=sorted({int(c["seed"]) for c in configs}),
                         wall_time_s=sum(o.wall_time_s for o in outcomes),
-                        device=configs[0]["device"] if configs else None,
+                        device=str(resolve_device(configs[0]["device"])) if configs else None,
                         data=f"{len(ds.y_train)} train / {len(ds.y_test)} test images", **extra)
 
 
@@ -408,8 +348,10 @@ def poster_budget_table(ipcs=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3), datasets=
 def class_names_for(dataset: str, profile: str, *, root=None) -> list[str]:
     """The dataset's class names without loading its images where podd knows them (CIFAR, digits);
     otherwise from the dataset (smoke: the stand-in's names, "class 0", ...)."""
+    from podd.data import canonical_name
     from podd.data.dataset import KNOWN_CLASS_NAMES
 
+    dataset = canonical_name(dataset)
     if dataset in KNOWN_CLASS_NAMES:
         return list(KNOWN_CLASS_NAMES[dataset])
     return list(load_for_profile(dataset, profile, root=root, verbose=False).class_names)

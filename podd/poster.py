@@ -36,8 +36,11 @@ __all__ = [
     "PosterGeometry",
     "default_class_grid",
     "poster_size",
+    "PAPER_STRIDE_FRACTION",
     "default_patch_counts",
     "patch_counts_from_stride",
+    "patch_counts_for_ipc",
+    "geometry_stride",
     "make_geometry",
     "baseline_geometry",
     "axis_positions",
@@ -67,6 +70,11 @@ PAPER_POSTERS: dict[str, dict[str, tuple[int, int]]] = {
     "cub200": {"grid": (10, 20), "size": (302, 610), "patches": (30, 60)},
     "tinyimagenet": {"grid": (10, 20), "size": (608, 1211), "patches": (20, 40)},
 }
+
+# The pixel step between neighbouring patch corners of the authors' CIFAR-10 poster (60×153 with
+# 6×16 patches of 32×32: 5.6 px down, 8.07 px across, rounded to 6 and 8), as fractions of the
+# image side. Data without a paper preset gets patches at this stride, i.e. the paper's overlap.
+PAPER_STRIDE_FRACTION: tuple[float, float] = (6 / 32, 8 / 32)
 
 _ARTIFACT_FORMAT = "podd.poster"
 _ARTIFACT_VERSION = 1
@@ -237,13 +245,15 @@ def poster_size(num_classes: int, image_shape: Sequence[int], ipc: float,
 def default_patch_counts(size: tuple[int, int], patch_hw: tuple[int, int]) -> tuple[int, int]:
     """Patch counts used when neither ``patches`` nor ``stride`` is given.
 
-    The rule: a stride of half an image per axis (``h // 2``, ``w // 2``), so that neighbouring
-    patches overlap by about half, i.e. ``floor((H − h) / (h // 2)) + 1`` patches along y and
-    likewise along x. (The paper's settings overlap more, e.g. CIFAR-10 at 0.9 IPC uses a stride
-    of about 8 pixels on 32-pixel images; pass ``patches`` to reproduce them.)
+    The rule: the paper's overlap. The stride is :data:`PAPER_STRIDE_FRACTION` of the image side
+    (``round(3h/16)`` down, ``round(w/4)`` across, at least 1 pixel: 6×8 pixels on 32×32 images,
+    the stride of the authors' CIFAR-10 poster), i.e. ``floor((H − h) / sy) + 1`` patches along
+    y and ``floor((W − w) / sx) + 1`` along x. A 10-class 32×32 poster at 0.5 IPC (45×113) gets
+    3×11 patches; the paper's own settings pass their ``patches`` explicitly.
     """
     h, w = patch_hw
-    return patch_counts_from_stride(size, patch_hw, (max(1, h // 2), max(1, w // 2)))
+    fy, fx = PAPER_STRIDE_FRACTION
+    return patch_counts_from_stride(size, patch_hw, (max(1, round(h * fy)), max(1, round(w * fx))))
 
 
 def patch_counts_from_stride(size: tuple[int, int], patch_hw: tuple[int, int],
@@ -261,6 +271,31 @@ def patch_counts_from_stride(size: tuple[int, int], patch_hw: tuple[int, int],
     if H < h or W < w:
         raise ValueError(f"poster size {H}×{W} is smaller than one image {h}×{w}")
     return (H - h) // sy + 1, (W - w) // sx + 1
+
+
+def patch_counts_for_ipc(num_classes: int, image_shape: Sequence[int], ipc: float,
+                         grid: tuple[int, int] | None = None, stride=None) -> tuple[int, int]:
+    """Patch counts of the poster for ``ipc`` when the patches keep a fixed pixel ``stride``.
+
+    The paper keeps the stride (the patches' overlap) fixed and lets the patch count follow the
+    poster's size; this is that rule: :func:`patch_counts_from_stride` on the poster of
+    :func:`poster_size`. ``stride``: an int or ``(sy, sx)`` in pixels (e.g. the stride of a
+    preset's geometry, :func:`geometry_stride`); ``None`` uses :func:`default_patch_counts`.
+    """
+    image_shape = tuple(int(v) for v in image_shape)
+    size = poster_size(num_classes, image_shape, ipc, grid)
+    if stride is None:
+        return default_patch_counts(size, image_shape[1:])
+    return patch_counts_from_stride(size, image_shape[1:], stride)
+
+
+def geometry_stride(geometry: PosterGeometry) -> tuple[int, int]:
+    """The ``(sy, sx)`` pixel step between neighbouring patch corners of ``geometry``, rounded
+    (at least 1; one image side along an axis with a single patch)."""
+    (H, W), (h, w), (ny, nx) = geometry.size, geometry.patch_hw, geometry.patches
+    sy = (H - h) / (ny - 1) if ny > 1 else h
+    sx = (W - w) / (nx - 1) if nx > 1 else w
+    return max(1, round(sy)), max(1, round(sx))
 
 
 def make_geometry(num_classes: int, image_shape: Sequence[int], ipc: float = 1.0,

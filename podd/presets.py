@@ -7,10 +7,15 @@
   the same algorithm for the other datasets (smaller batches, shorter windows, fewer steps).
 * ``smoke``  — seconds, for CI and the notebooks' smoke runs: a tiny network and a few steps.
 
-A profile changes sizes and step counts, never the algorithm. Every value can be overridden:
-``get_preset("cifar10", "quick", steps=50, seed=3)``. Names outside the table (``npz:…``,
-``imagefolder:…``) get a generic preset whose shape-dependent values (class grid, depth) stay
-``None`` and are derived from the dataset when the run starts.
+A profile changes sizes and step counts, never the algorithm. :func:`resolve_config` is the one
+way from a request to a run's settings — ``podd distill``, :mod:`podd.demo` and the notebooks all
+call it, so the same request gives the same config: ``resolve_config("CIFAR-10", "quick",
+ipc=0.5, steps=50, seed=3)``. It holds the rules that keep the paper's choices meaningful at other
+budgets and offline (see its docstring); :func:`get_preset` is the same function under its older
+name. Names outside the table (``npz:…``, ``imagefolder:…``) get a generic preset (the paper's
+CIFAR-10 choices) whose shape-dependent values (class grid, patches, depth) come from the data's
+class count and image shape, or from the engine when the run starts; ``like="cifar10"`` gives
+such data a built-in dataset's preset instead.
 """
 
 from __future__ import annotations
@@ -18,9 +23,17 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from podd.distill import DistillConfig
+from podd import poster as P
+from podd.data.sources import DATASET_SHAPES, canonical_name
+from podd.distill import DistillConfig, _per_class_patches
+from podd.models import default_depth
+from podd.poster import PAPER_POSTERS
 
 PROFILES = ("smoke", "quick", "paper")
+
+#: Largest image dimension (c·h·w) whose ZCA a smoke run fits; 3×32×32 = 3072 takes seconds,
+#: Tiny-ImageNet's 3×64×64 = 12288 takes minutes and gigabytes.
+SMOKE_ZCA_MAX_DIM = 4096
 
 # Training-set sizes, to turn "10 000 epochs over the real training set" into outer steps.
 _TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "cub200": 5_994, "tinyimagenet": 100_000,
@@ -70,7 +83,8 @@ _DIGITS_QUICK = dict(width=32, steps=300, outer_lr=2e-2, labels="fixed")
 
 
 def _paper(dataset: str) -> dict:
-    values = {**_SHARED_PAPER, **_PAPER[dataset]}
+    # The authors' poster sizes, typed by hand in their commands (podd.poster.PAPER_POSTERS).
+    values = {**_SHARED_PAPER, **_PAPER[dataset], "poster_size": PAPER_POSTERS[dataset]["size"]}
     steps_per_epoch = math.ceil(_TRAIN_SIZES[dataset] / values["real_batch"])
     values.update(steps=_PAPER_EPOCHS * steps_per_epoch, eval_every=1000, checkpoint_every=500)
     return values
@@ -98,24 +112,13 @@ def _smoke(values: dict) -> dict:
 def _generic() -> dict:
     """Unknown dataset: the paper's CIFAR-10 choices, with the grid and depth left to the data."""
     values = _paper("cifar10")
-    values.update(grid=None, patches=None, depth=None, class_order="identity",
+    values.update(grid=None, patches=None, poster_size=None, depth=None, class_order="identity",
                   distill_batch=None, steps=_PAPER_EPOCHS * 10)
     return values
 
 
-def get_preset(dataset: str, profile: str = "paper", **overrides) -> DistillConfig:
-    """The distillation settings for ``dataset`` in ``profile``, with ``overrides`` applied last.
-
-    ``overrides`` may set any :class:`~podd.distill.DistillConfig` field. ``mode="baseline"``
-    is RaT-BPTT at 1 IPC: ipc 1, all K images in every inner step and fixed one-hot labels,
-    unless those are overridden too.
-    """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    known = {f.name for f in dataclasses.fields(DistillConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; valid names are {sorted(known)}")
+def _table(dataset: str, profile: str) -> dict:
+    """The preset table's values for a canonical dataset name (generic for local data)."""
     if dataset == "digits":
         values = dict(_DIGITS)
         if profile == "quick":
@@ -130,10 +133,169 @@ def get_preset(dataset: str, profile: str = "paper", **overrides) -> DistillConf
                           checkpoint_every=50)
     if profile == "smoke":
         values = _smoke(values)
-    values.update(dataset=dataset, profile=profile)
-    mode = overrides.get("mode", values["mode"])
+    values.setdefault("poster_size", None)
+    return values
+
+
+_PAIRS = ("grid", "patches", "poster_size", "eval_steps")   # tuples in a DistillConfig
+_NOTES_SHOWN: set[str] = set()
+
+
+def note_once(message: str) -> None:
+    """Print a note the first time it comes up in this session (loops stay readable)."""
+    if message not in _NOTES_SHOWN:
+        _NOTES_SHOWN.add(message)
+        print(message)
+
+
+def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = None,
+                   mode: str = "podd", ipc: float | None = None, num_classes: int | None = None,
+                   image_shape=None, embeddings: str | None = None, verbose: bool = True,
+                   **overrides) -> DistillConfig:
+    """THE settings of a run: what ``podd distill``, :mod:`podd.demo` and the notebooks all use.
+
+    ``dataset``: any spelling :func:`podd.data.canonical_name` accepts (``CIFAR-10`` is
+    ``cifar10``), or local data ``npz:PATH`` / ``imagefolder:PATH``; the config records the
+    canonical name. ``like``: take the preset of this built-in dataset for local data (e.g.
+    ``like="cifar10"`` for an ``npz:`` file of CIFAR-10 images). ``num_classes`` and
+    ``image_shape`` (c, h, w): the data's, when known; built-in datasets have them in
+    :data:`podd.data.DATASET_SHAPES`, local data must pass them (else its grid, patches and depth
+    stay ``None`` and the engine derives them with the same rules when the data is loaded).
+    ``overrides``: any :class:`~podd.distill.DistillConfig` field, applied last and never
+    adjusted by the rules below.
+
+    Rules, in order (each only for settings not in ``overrides``):
+
+    1. the profile's preset table (:data:`PROFILES`); ``mode="baseline"`` is RaT-BPTT at 1 IPC:
+       ipc 1, all K images in every inner step, fixed one-hot labels;
+    2. the poster: at the preset's own IPC (and data shape and grid) the paper presets keep the
+       authors' poster size and patch counts (CIFAR-10: 60×153, 6×16). At another IPC the size
+       comes from the IPC and the patch counts keep the preset's *stride* (the paper keeps the
+       overlap fixed; :func:`podd.poster.patch_counts_for_ipc`): CIFAR-10 at 0.5 IPC is 45×113
+       with 3×11 patches. Digits (not in the paper) keeps its 4×10 patches at every IPC, as far
+       as the poster has room for them. Data without a preset gets the class grid and depth of
+       its shape and patches at the paper's stride relative to the image side
+       (:func:`podd.poster.default_patch_counts`);
+    3. ``distill_batch`` is capped at the number of patches;
+    4. PoCO needs CLIP text embeddings: ``embeddings`` (a ``.pt``/``.npy`` file) makes PoCO use
+       them; under ``smoke`` without one the class order falls back to the dataset order (with a
+       printed note), since smoke runs offline;
+    5. under ``smoke``, ZCA is off for images larger than :data:`SMOKE_ZCA_MAX_DIM` values
+       (fitting it takes minutes on a CPU; quick and paper keep it).
+
+    The device stays as the preset (or ``overrides``) says, normally ``"auto"``: the engine
+    resolves it. ``verbose``: print the notes of rules 4 and 5 (once per session).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    known = {f.name for f in dataclasses.fields(DistillConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; valid names are {sorted(known)}")
+    dataset = canonical_name(dataset)
+    preset_name = dataset
+    if like is not None:
+        preset_name = canonical_name(like)
+        if preset_name not in DATASET_SHAPES:
+            raise ValueError(f"like={like!r}: name a built-in dataset whose preset to use "
+                             f"({', '.join(DATASET_SHAPES)}), not local data")
+
+    overrides = {k: (tuple(v) if k in _PAIRS and v is not None else v) for k, v in overrides.items()}
+    values = _table(preset_name, profile)
+    preset = dict(values)
+    values.update(dataset=dataset, profile=profile, mode=mode)
     if mode == "baseline":
         # RaT-BPTT at 1 IPC: K images, each one-hot its class, all of them in every inner step.
         values.update(distill_batch=None, labels="fixed", ipc=1.0)
+    if ipc is not None:
+        values["ipc"] = float(ipc)
     values.update(overrides)
+
+    def free(name: str) -> bool:
+        return name not in overrides
+
+    # The data's class count and image shape: given, else known for built-in names.
+    preset_K, preset_shape = DATASET_SHAPES.get(preset_name, (None, None))
+    known_K, known_shape = DATASET_SHAPES.get(dataset, (preset_K, preset_shape))
+    K = int(num_classes) if num_classes is not None else known_K
+    shape = tuple(int(v) for v in image_shape) if image_shape is not None else known_shape
+    same_data = shape is not None and (K, shape) == (preset_K, preset_shape)
+    if K is not None and free("grid") and (values["grid"] is None or K != preset_K):
+        values["grid"] = P.default_class_grid(K)
+    if shape is not None and free("depth") and values["depth"] is None:
+        values["depth"] = default_depth(shape[1])
+
+    if mode != "podd":
+        if free("poster_size"):
+            values["poster_size"] = None      # only a shared poster has one
+        if mode == "per-class" and free("patches"):
+            values["patches"] = None          # the engine's per-class default (2×2 per class)
+    elif shape is not None and K is not None:
+        at_preset = (same_data and abs(values["ipc"] - preset["ipc"]) < 1e-9
+                     and values["grid"] == preset["grid"])
+        if free("poster_size") and not at_preset:
+            values["poster_size"] = None
+        if free("patches") and not (at_preset and values["poster_size"] == preset["poster_size"]):
+            values["patches"] = _patch_counts(preset_name, preset, same_data, K, shape, values)
+    _cap_distill_batch(values, overrides, K, shape)
+
+    if mode == "podd" and free("class_order") and values["class_order"] == "poco":
+        if embeddings:
+            values["class_order"] = str(embeddings)
+        elif profile == "smoke":
+            values["class_order"] = "identity"
+            if verbose:
+                note_once("NOTE: class order = dataset order (PoCO needs CLIP text embeddings, "
+                          "and the smoke profile runs offline; pass embeddings=PATH to use PoCO).")
+    if profile == "smoke" and values["zca"] and free("zca") and shape is not None \
+            and math.prod(shape) > SMOKE_ZCA_MAX_DIM:
+        values["zca"] = False
+        if verbose:
+            c, h, w = shape
+            note_once(f"NOTE: ZCA whitening off under smoke for {c}×{h}×{w} images (fitting a "
+                      f"{c * h * w}-dimensional whitening takes minutes on a CPU); quick and "
+                      f"paper keep it.")
     return DistillConfig(**values)
+
+
+def _patch_counts(preset_name: str, preset: dict, same_data: bool, K: int, shape, values: dict
+                  ) -> tuple[int, int]:
+    """Rule 2 away from the preset's own poster: the patch counts of the poster ``values`` asks for."""
+    size = values["poster_size"] or P.poster_size(K, shape, values["ipc"], values["grid"])
+    h, w = shape[1:]
+    if not same_data or preset["patches"] is None:
+        return P.default_patch_counts(size, (h, w))
+    if preset_name not in PAPER_POSTERS:
+        # digits: the demo's 4×10 patches at every IPC, at most one per distinct position.
+        return min(preset["patches"][0], size[0] - h + 1), min(preset["patches"][1], size[1] - w + 1)
+    reference = P.make_geometry(K, shape, preset["ipc"], grid=preset["grid"],
+                                patches=preset["patches"], size=preset["poster_size"])
+    return P.patch_counts_from_stride(size, (h, w), P.geometry_stride(reference))
+
+
+def _cap_distill_batch(values: dict, overrides: dict, K, shape) -> None:
+    """Rule 3: no more patches per inner step than the poster has."""
+    if "distill_batch" in overrides or not values["distill_batch"] or K is None or shape is None:
+        return
+    try:
+        if values["mode"] == "podd":
+            n = P.make_geometry(K, shape, values["ipc"], grid=values["grid"],
+                                patches=values["patches"], size=values["poster_size"]).num_patches
+        elif values["mode"] == "per-class":
+            patches = values["patches"] or _per_class_patches(values["ipc"])
+            n = K * P.per_class_geometry(K, shape, values["ipc"], patches).num_patches
+        else:
+            return
+    except ValueError:
+        return      # an impossible poster: the engine says why, with the run's own words
+    values["distill_batch"] = min(values["distill_batch"], n)
+
+
+def get_preset(dataset: str, profile: str = "paper", **overrides) -> DistillConfig:
+    """The distillation settings for ``dataset`` in ``profile``, with ``overrides`` applied last:
+    :func:`resolve_config` under its older name (``mode=``, ``ipc=``, ``like=`` … pass through).
+
+    ``mode="baseline"`` is RaT-BPTT at 1 IPC: ipc 1, all K images in every inner step and fixed
+    one-hot labels, unless those are overridden too.
+    """
+    return resolve_config(dataset, profile, **overrides)

@@ -91,9 +91,12 @@ def test_stride_and_default_counts():
     assert g.patches == ((60 - 32) // 8 + 1, (153 - 32) // 8 + 1)
     g = make_geometry(10, (3, 32, 32), size=(60, 153), stride=(4, 16))
     assert g.patches == (8, 8)
-    # Default: a stride of half an image.
-    assert default_patch_counts((64, 160), (32, 32)) == (3, 9)
-    assert make_geometry(10, (3, 32, 32)).patches == (3, 9)
+    # Default: the paper's overlap, a stride of 6×8 pixels on 32×32 images (3/16 and 1/4 of a
+    # side, the authors' CIFAR-10 poster), at least one pixel.
+    assert default_patch_counts((64, 160), (32, 32)) == ((64 - 32) // 6 + 1, (160 - 32) // 8 + 1)
+    assert make_geometry(10, (3, 32, 32)).patches == (6, 17)
+    assert default_patch_counts((16, 40), (8, 8)) == ((16 - 8) // 2 + 1, (40 - 8) // 2 + 1)
+    assert default_patch_counts((3, 3), (2, 2)) == (2, 2)
 
 
 def test_geometry_roundtrip_and_properties():

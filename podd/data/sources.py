@@ -30,6 +30,17 @@ from podd.io import atomic_path, torch_save
 
 DATASET_NAMES = ("digits", "cifar10", "cifar100", "cub200", "tinyimagenet")
 PATH_SCHEMES = ("imagefolder", "npz")
+#: Class count and image shape (c, h, w) of each built-in dataset, known without loading it
+#: (CUB200 is resized to 32×32 as in the paper).
+DATASET_SHAPES: dict[str, tuple[int, tuple[int, int, int]]] = {
+    "digits": (10, (1, 8, 8)),
+    "cifar10": (10, (3, 32, 32)),
+    "cifar100": (100, (3, 32, 32)),
+    "cub200": (200, (3, 32, 32)),
+    "tinyimagenet": (200, (3, 64, 64)),
+}
+# Other spellings of the built-in names, after case and separators are dropped.
+_ALIASES = {"cub2002011": "cub200", "tinyimagenet200": "tinyimagenet"}
 
 # Official archives (URL and md5 of the file as published by its authors).
 CUB_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
@@ -60,24 +71,42 @@ def valid_names_text() -> str:
 # entry point
 # --------------------------------------------------------------------------------------------
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = True) -> Dataset:
-    """Load a dataset as uint8 NCHW tensors with int64 labels and class names.
+def canonical_name(name: str) -> str:
+    """The one spelling of a dataset name that podd uses everywhere (data, presets, run names).
 
-    ``name``: one of ``digits``, ``cifar10``, ``cifar100``, ``cub200``, ``tinyimagenet``,
-    ``imagefolder:PATH`` or ``npz:PATH``. Files are looked for (and downloaded to, when
-    ``download`` is true) under ``data_root(root)``; decoded tensors are cached under
-    ``data_root(root)/cache`` so that the second load does not decode images again.
+    Built-in names ignore case, ``-``, ``_`` and spaces: ``CIFAR10``, ``cifar-10`` and
+    ``CIFAR_10`` are ``cifar10``; ``Digits`` is ``digits``; ``CUB-200`` and ``CUB_200_2011`` are
+    ``cub200``; ``Tiny-ImageNet`` and ``tiny-imagenet-200`` are ``tinyimagenet``. Local data keeps
+    its path exactly as given (``npz:PATH``, ``imagefolder:PATH``; only the scheme is lower-cased).
+    Anything else is a ValueError listing the valid names.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"dataset name must be a non-empty string, got {name!r}; valid: {valid_names_text()}")
     scheme, sep, path = name.strip().partition(":")
-    if sep and scheme.lower() in PATH_SCHEMES:
+    if sep and scheme.strip().lower() in PATH_SCHEMES:
+        scheme = scheme.strip().lower()
         if not path:
             raise ValueError(f"dataset {name!r}: give a path after '{scheme}:', e.g. {scheme}:/data/my_images")
-        return _load_path_dataset(scheme.lower(), Path(path).expanduser(), name.strip(), data_root(root))
-    key = name.strip().lower().replace("-", "").replace("_", "")
+        return f"{scheme}:{path}"
+    key = "".join(ch for ch in name.lower() if ch not in "-_ \t")
+    key = _ALIASES.get(key, key)
     if key not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; valid names: {valid_names_text()}")
+    return key
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+    """Load a dataset as uint8 NCHW tensors with int64 labels and class names.
+
+    ``name``: one of ``digits``, ``cifar10``, ``cifar100``, ``cub200``, ``tinyimagenet`` (any
+    spelling :func:`canonical_name` accepts), ``imagefolder:PATH`` or ``npz:PATH``. Files are looked for (and downloaded to, when
+    ``download`` is true) under ``data_root(root)``; decoded tensors are cached under
+    ``data_root(root)/cache`` so that the second load does not decode images again.
+    """
+    key = canonical_name(name)
+    scheme, sep, path = key.partition(":")
+    if sep:
+        return _load_path_dataset(scheme, Path(path).expanduser(), key, data_root(root))
     if key == "digits":
         return _load_digits()   # bundled with scikit-learn: nothing to download or cache
     root_dir = data_root(root)
