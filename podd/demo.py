@@ -34,7 +34,24 @@ def compare_on_digits(profile: str = "quick", seeds=(0,), eval_models: int | Non
                       eval_steps=None, out_dir: str | Path | None = "runs/demo",
                       progress: bool = True, dataset=None, methods=METHODS, workers: int = 1,
                       **overrides) -> dict[str, Any]:
-    """Distil digits with each of METHODS for each seed, evaluate, and return rows + settings.
+    """The demo's comparison: :func:`compare_methods` on scikit-learn's digits."""
+    from podd.data import load_dataset
+
+    ds = dataset if dataset is not None else load_dataset("digits")
+    return compare_methods(ds, "digits", DATA_LABEL, profile, seeds=seeds,
+                           eval_models=eval_models, eval_steps=eval_steps, out_dir=out_dir,
+                           progress=progress, methods=methods, workers=workers, **overrides)
+
+
+def compare_methods(ds, preset: str, data_label: str, profile: str = "quick", seeds=(0,),
+                    eval_models: int | None = None, eval_steps=None,
+                    out_dir: str | Path | None = None, progress: bool = True, methods=METHODS,
+                    workers: int = 1, **overrides) -> dict[str, Any]:
+    """Distil ``ds`` with each of ``methods`` for each seed, evaluate, and return rows + settings.
+
+    ``preset`` names the dataset whose settings the runs take (:func:`podd.presets.resolve_config`
+    with ``like=preset``: e.g. ``"cifar10"`` for an ``npz:`` file of CIFAR-10 images);
+    ``data_label`` says in words what the data is (a subset? a stand-in?) for the table.
 
     Each row: method, mode, ipc (effective, from the poster's pixels), pixels, seeds, per-model
     accuracies (all seeds pooled), mean and std. The random-real row evaluates one random
@@ -48,18 +65,15 @@ def compare_on_digits(profile: str = "quick", seeds=(0,), eval_models: int | Non
     distillations use every core fully. Each job is seeded and single-threaded either way, so
     the results do not depend on ``workers``.
     """
-    from podd.data import load_dataset
-
     t0 = time.perf_counter()
-    ds = dataset if dataset is not None else load_dataset("digits")
-    base = _base_config(ds, profile, overrides)
+    base = _base_config(ds, preset, profile, overrides)
     eval_models = eval_models or base.eval_models
     eval_steps = tuple(eval_steps or base.eval_steps)
     out_dir = Path(out_dir) if out_dir is not None else None
     jobs = [_Job("random real", "real", 1.0, seed) for seed in seeds]
     jobs += [_Job(method, mode, ipc, seed) for method, mode, ipc in methods for seed in seeds]
-    shared = dict(ds=ds, profile=profile, overrides=overrides, eval_models=eval_models,
-                  eval_steps=eval_steps, out_dir=out_dir)
+    shared = dict(ds=ds, preset=preset, profile=profile, overrides=overrides,
+                  eval_models=eval_models, eval_steps=eval_steps, out_dir=out_dir)
     outcomes = _run_jobs(jobs, shared, workers, progress)
 
     rows, runs = [], {}
@@ -69,7 +83,7 @@ def compare_on_digits(profile: str = "quick", seeds=(0,), eval_models: int | Non
         rows.append(_row(method, mode, done[-1]["ipc"], done[-1]["pixels"], seeds, accuracy))
         runs.update({o["name"]: o["run_dir"] for o in done if o["name"] is not None})
 
-    return {"dataset": DATA_LABEL, "data_source": getattr(ds, "source", "full"),
+    return {"dataset": data_label, "data_source": getattr(ds, "source", "full"),
             "profile": profile, "seeds": list(seeds), "eval_models_per_seed": eval_models,
             "eval_steps": eval_steps[-1], "settings": base.to_dict(), "overrides": overrides,
             "rows": rows, "runs": runs, "workers": workers,
@@ -127,24 +141,24 @@ def _announce(outcome: dict, job: _Job, progress: bool) -> dict:
     return outcome
 
 
-def _base_config(ds, profile: str, overrides: dict):
-    """The demo's shared settings (evaluation, preprocessing): the digits preset as resolved by
-    :func:`podd.presets.resolve_config` for this data."""
+def _base_config(ds, preset: str, profile: str, overrides: dict):
+    """The comparison's shared settings (evaluation, preprocessing): ``preset``'s settings as
+    :func:`podd.presets.resolve_config` resolves them for this data."""
     from podd.presets import resolve_config
 
-    return resolve_config("digits", profile, num_classes=ds.num_classes,
+    return resolve_config(ds.name, profile, like=preset, num_classes=ds.num_classes,
                           image_shape=tuple(ds.image_shape), **overrides)
 
 
 def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: int,
-               eval_steps, overrides: dict | None = None):
-    """The config of one demo distillation: :func:`podd.presets.resolve_config` for digits,
-    the same as ``podd distill --dataset digits --ipc IPC --mode MODE --seed SEED`` with the
-    demo's evaluation settings."""
+               eval_steps, overrides: dict | None = None, preset: str = "digits"):
+    """The config of one distillation of the comparison: :func:`podd.presets.resolve_config`,
+    the same as ``podd distill --dataset DS --like PRESET --ipc IPC --mode MODE --seed SEED``
+    with the comparison's evaluation settings."""
     from podd.presets import resolve_config
 
-    return resolve_config("digits", profile, mode=mode, ipc=ipc, num_classes=ds.num_classes,
-                          image_shape=tuple(ds.image_shape),
+    return resolve_config(ds.name, profile, like=preset, mode=mode, ipc=ipc,
+                          num_classes=ds.num_classes, image_shape=tuple(ds.image_shape),
                           **{**(overrides or {}), "seed": seed, "eval_models": eval_models,
                              "eval_steps": tuple(eval_steps)})
 
@@ -159,7 +173,7 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     ds, profile, overrides = shared["ds"], shared["profile"], shared["overrides"]
     eval_models, eval_steps, out_dir = shared["eval_models"], shared["eval_steps"], shared["out_dir"]
-    base = _base_config(ds, profile, overrides)
+    base = _base_config(ds, shared["preset"], profile, overrides)
     pre = make_preprocessor(ds, zca=base.zca)
     (c, h, w), K = ds.image_shape, ds.num_classes
     if job.mode == "real":
@@ -171,7 +185,7 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
         return {"accuracy": result.accuracy[:, -1], "ipc": 1.0, "pixels": K * h * w,
                 "name": None, "run_dir": None, "seconds": time.perf_counter() - t0}
     config = job_config(ds, profile, job.mode, job.ipc, job.seed, eval_models, eval_steps,
-                        overrides)
+                        overrides, preset=shared["preset"])
     name = f"{job.mode}-ipc{job.ipc:g}-seed{job.seed}"
     run_dir = out_dir / name if out_dir is not None else None
     if run_dir is not None and run_dir.exists():

@@ -330,3 +330,22 @@ def plot_score_vs_accuracy(ax, scores: Iterable[float], accuracies: Iterable[flo
     ax.set_xlabel("ordering score = 1 / Σ neighbour distances (higher = more similar neighbours)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(loc="best")
+
+
+def plot_loss_curves(ax, curves: Mapping[str, Sequence[Sequence[float]]]) -> None:
+    """Outer loss against outer step for several runs named ``MODE-ipcR-seedS``: one colour per
+    method (mode and IPC), one line per seed — does the poster learn within its steps?"""
+    import seaborn as sns
+
+    groups: dict[str, list] = {}
+    for name, points in sorted(curves.items()):
+        groups.setdefault(name.rsplit("-seed", 1)[0], []).append(np.asarray(points, dtype=float))
+    palette = sns.color_palette("colorblind", max(len(groups), 1))
+    for color, (method, runs) in zip(palette, groups.items()):
+        for i, run in enumerate(runs):
+            if len(run):
+                ax.plot(run[:, 0], run[:, 1], color=color, alpha=0.8, linewidth=1.2,
+                        label=method if i == 0 else None)
+    ax.set_xlabel("outer step")
+    ax.set_ylabel("outer loss (cross-entropy on real images)")
+    ax.legend(loc="best")

@@ -144,3 +144,18 @@ def test_build_commit_overrides_the_sidecar_commit(tmp_path, monkeypatch):
     paths = figures.save_table(pd.DataFrame({"a": [1]}), "t", _sidecar(), directory=tmp_path,
                                verbose=False)
     assert json.loads(paths["json"].read_text())["git_commit"] == "abc123"
+
+
+def test_plot_loss_curves_one_colour_per_method_one_line_per_seed():
+    curves = {"podd-ipc1-seed0": [[10, 2.3], [20, 2.1]], "podd-ipc1-seed1": [[10, 2.2], [20, 2.0]],
+              "baseline-ipc1-seed0": [[10, 2.3], [20, 2.2]]}
+    fig, ax = plt.subplots()
+    figures.plot_loss_curves(ax, curves)
+    lines = ax.get_lines()
+    assert len(lines) == 3
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["baseline-ipc1",
+                                                                         "podd-ipc1"]
+    colours = {line.get_label(): line.get_color() for line in lines}
+    podd_lines = [line for line in lines if list(line.get_ydata()) in ([2.3, 2.1], [2.2, 2.0])]
+    assert podd_lines[0].get_color() == podd_lines[1].get_color() != colours["baseline-ipc1"]
+    plt.close(fig)
