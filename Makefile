@@ -26,8 +26,11 @@ test: venv
 
 # Re-execute every notebook with papermill (-p profile $(PROFILE)); they rewrite paper_figures/.
 # Under smoke the executed notebooks are also written back to notebooks/ (the committed state).
+# On local data: make figures PROFILE=quick DATASET=npz:PATH LIKE=cifar10 N_VAL=1000 ONLY="table1 table2"
 figures: venv
-	PODD_PROFILE=$(PROFILE) $(BIN)/python -m podd.figures_build --profile $(PROFILE)
+	PODD_PROFILE=$(PROFILE) $(BIN)/python -m podd.figures_build --profile $(PROFILE) \
+		$(if $(DATASET),--dataset $(DATASET)) $(if $(LIKE),--like $(LIKE)) \
+		$(if $(N_VAL),--n-val $(N_VAL)) $(if $(ONLY),--only $(ONLY))
 
 lab: venv
 	$(BIN)/jupyter lab notebooks/

@@ -42,6 +42,8 @@ steps = None             # outer steps per distillation (default: the preset's)
 seed = 0
 embeddings = None        # optional class-embeddings file (offline use of real CLIP embeddings)
 n_val = None             # hold out this many training images as the test set (data without one)
+like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
+                         # use that dataset's settings
 
 # %%
 import matplotlib.pyplot as plt
@@ -51,6 +53,7 @@ from podd import figures, ordering
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
+name = like or dataset   # what outputs are named and titled after (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 160)
 num_orderings = num_orderings or nbs.profile_default(profile, smoke=4, quick=8, paper=10)
@@ -69,7 +72,7 @@ distances = ordering.distance_matrix(vectors)
 
 # %%
 base = nbs.run_config(data, profile, mode="podd", ipc=ipc, seed=seed, class_order="identity",
-                      **({"steps": steps} if steps else {}))
+                      like=like, **({"steps": steps} if steps else {}))
 rows, cols = base.grid
 orders = {f"random:{seed + i}": ordering.resolve_class_order(f"random:{seed + i}",
                                                             data.class_names, rows, cols)
@@ -102,9 +105,9 @@ print(f"Pearson correlation of score and accuracy over {len(random_rows)} random
 sidecar = nbs.runs_sidecar(data, profile, outcomes, requested=dataset,
                            embeddings=embedding_source,
                            pearson_r=None if pd.isna(pearson_r) else round(float(pearson_r), 4))
-figures.save_table(results.round(4), f"ablation_class_order_{nbs.slug(dataset)}", sidecar,
-                   caption=f"Class-order ablation ({nbs.pretty(dataset)}): ordering score vs "
-                           f"accuracy. Measured on: {nbs.measured_on(data, profile, dataset)}. "
+figures.save_table(results.round(4), f"ablation_class_order_{nbs.slug(name)}", sidecar,
+                   caption=f"Class-order ablation ({nbs.pretty(name)}): ordering score vs "
+                           f"accuracy. Measured on: {nbs.measured_on(data, profile, name)}. "
                            f"Embeddings: {embedding_source}.")
 results
 
@@ -115,12 +118,12 @@ figures.plot_score_vs_accuracy(ax, random_rows["score"], random_rows["accuracy"]
                                random_rows["std"],
                                r=None if pd.isna(pearson_r) else float(pearson_r),
                                highlight=(poco_row["score"], poco_row["accuracy"], "PoCO order"))
-ax.set_title(f"{nbs.pretty(dataset)}: class order score vs accuracy\nmeasured on: "
-             f"{nbs.measured_on(data, profile, dataset)}; "
+ax.set_title(f"{nbs.pretty(name)}: class order score vs accuracy\nmeasured on: "
+             f"{nbs.measured_on(data, profile, name)}; "
              f"{'synthetic embeddings' if embedding_source.startswith('SYNTHETIC') else 'CLIP'}",
              fontsize=10)
 fig.tight_layout()
-figures.save_figure(fig, f"fig_ablation_class_order_{nbs.slug(dataset)}", sidecar)
+figures.save_figure(fig, f"fig_ablation_class_order_{nbs.slug(name)}", sidecar)
 plt.show()
 
 # %% [markdown]

@@ -41,6 +41,8 @@ steps = None             # outer steps per distillation (default: the preset's)
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
 n_val = None             # hold out this many training images as the test set (data without one)
+like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
+                         # use that dataset's settings
 
 # %%
 import matplotlib.pyplot as plt
@@ -50,6 +52,7 @@ from podd import figures
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
+name = like or dataset   # what outputs are named and titled after (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 160)
 stride_fractions = stride_fractions or nbs.profile_default(
@@ -68,7 +71,7 @@ print(f"profile: {profile}, dataset: {dataset}, IPC {ipc}; patch grids (ny, nx):
 # %%
 outcomes = []
 for counts in patch_counts:
-    config = nbs.run_config(data, profile, mode="podd", ipc=ipc, patches=counts,
+    config = nbs.run_config(data, profile, like=like, mode="podd", ipc=ipc, patches=counts,
                             embeddings=embeddings, seed=seed, **({"steps": steps} if steps else {}))
     outcome = nbs.distill_and_evaluate(config, data, **{"patches (ny×nx)": f"{counts[0]}×{counts[1]}"})
     outcomes.append(outcome)
@@ -81,9 +84,9 @@ results = pd.DataFrame([o.row for o in outcomes])[
 results["overlap"] = ["none (= RaT-BPTT baseline)" if n == data.num_classes else "overlapping"
                       for n in results["patches"]]
 sidecar = nbs.runs_sidecar(data, profile, outcomes, requested=dataset)
-figures.save_table(results.round(3), f"ablation_patch_number_{nbs.slug(dataset)}", sidecar,
-                   caption=f"Patch-number ablation ({nbs.pretty(dataset)}, IPC {ipc}). Measured "
-                           f"on: {nbs.measured_on(data, profile, dataset)}.")
+figures.save_table(results.round(3), f"ablation_patch_number_{nbs.slug(name)}", sidecar,
+                   caption=f"Patch-number ablation ({nbs.pretty(name)}, IPC {ipc}). Measured "
+                           f"on: {nbs.measured_on(data, profile, name)}.")
 results
 
 # %%
@@ -100,11 +103,11 @@ ax.set_xticks(results["patches"].tolist(), [str(n) for n in results["patches"]])
 ax.minorticks_off()
 ax.set_xlabel("number of patches cut from the poster (log scale)")
 ax.set_ylabel("test accuracy (%)")
-ax.set_title(f"{nbs.pretty(dataset)} at {ipc} IPC: accuracy vs number of patches (fig 6)\n"
-             f"measured on: {nbs.measured_on(data, profile, dataset)}", fontsize=10)
+ax.set_title(f"{nbs.pretty(name)} at {ipc} IPC: accuracy vs number of patches (fig 6)\n"
+             f"measured on: {nbs.measured_on(data, profile, name)}", fontsize=10)
 ax.legend(loc="best")
 fig.tight_layout()
-figures.save_figure(fig, f"fig6_patch_number_{nbs.slug(dataset)}", sidecar)
+figures.save_figure(fig, f"fig6_patch_number_{nbs.slug(name)}", sidecar)
 plt.show()
 
 # %% [markdown]

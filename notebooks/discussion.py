@@ -42,6 +42,8 @@ per_class_patches = (3, 3)   # patches cut from each class poster
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
 n_val = None             # hold out this many training images as the test set (data without one)
+like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
+                         # use that dataset's settings
 
 # %%
 import matplotlib.pyplot as plt
@@ -51,6 +53,7 @@ from podd import figures, poster
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
+name = like or dataset   # what outputs are named and titled after (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 160)
 print(f"profile: {profile}, dataset: {dataset}, seed {seed}")
@@ -64,7 +67,8 @@ data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 # defined on whole images) and averages the overlaps.
 
 # %%
-config = nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings, seed=seed)
+config = nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings, seed=seed,
+                        like=like)
 shared = nbs.distill_and_evaluate(config, data)
 artifact = shared.artifact
 preprocess = nbs.preprocessor_for(data, config.zca)
@@ -80,11 +84,11 @@ figures.show_image(axes[0], image, "distilled poster")
 figures.show_image(axes[1], image, "… with each class's area named")
 figures.annotate_class_areas(axes[1], artifact.class_order, artifact.geometry.size,
                              artifact.class_names)
-fig.suptitle(f"{nbs.pretty(dataset)} poster (fig 8) — measured on: "
-             f"{nbs.measured_on(data, profile, dataset)}", fontsize=10)
+fig.suptitle(f"{nbs.pretty(name)} poster (fig 8) — measured on: "
+             f"{nbs.measured_on(data, profile, name)}", fontsize=10)
 fig.tight_layout()
 sidecar = nbs.runs_sidecar(data, profile, [shared], requested=dataset)
-figures.save_figure(fig, f"fig8_poster_semantics_{nbs.slug(dataset)}", sidecar)
+figures.save_figure(fig, f"fig8_poster_semantics_{nbs.slug(name)}", sidecar)
 plt.show()
 
 # %% [markdown]
@@ -95,7 +99,7 @@ plt.show()
 # a class, so the posters can only share pixels between views of the same class.
 
 # %%
-per_class_config = nbs.run_config(data, profile, mode="per-class", ipc=per_class_ipc,
+per_class_config = nbs.run_config(data, profile, like=like, mode="per-class", ipc=per_class_ipc,
                                   patches=tuple(per_class_patches), seed=seed)
 per_class = nbs.distill_and_evaluate(per_class_config, data)
 posters = per_class.artifact.poster                       # (K, c, H, W)
@@ -110,8 +114,8 @@ shown = min(len(images), 20)
 fig = figures.patch_gallery(images[:shown], per_class.artifact.class_names[:shown],
                             ncols=min(shown, 5), size=2.2,
                             suptitle=f"per-class posters (fig 9), {per_class_ipc:g} IPC each — "
-                                     f"measured on: {nbs.measured_on(data, profile, dataset)}")
-figures.save_figure(fig, f"fig9_per_class_posters_{nbs.slug(dataset)}",
+                                     f"measured on: {nbs.measured_on(data, profile, name)}")
+figures.save_figure(fig, f"fig9_per_class_posters_{nbs.slug(name)}",
                     nbs.runs_sidecar(data, profile, [per_class], requested=dataset))
 plt.show()
 

@@ -12,6 +12,8 @@ Each notebook in ``notebooks/`` is a Jupytext pair: the ``.py`` percent file is 
    without papermill's injected-parameters cell and bookkeeping, so the pair stays in sync.
 
 Usage: ``python -m podd.figures_build --profile smoke [--only table1 table2] [--dataset cifar10]``.
+On local data: ``--dataset npz:PATH --like cifar10 --n-val 1000`` (the notebooks then name their
+outputs after ``like`` and label every number a subset).
 """
 
 from __future__ import annotations
@@ -58,8 +60,10 @@ def strip_papermill(nb):
 
 
 def run_notebook(name: str, profile: str, out_dir: Path, dataset: str | None = None,
-                 update_notebook: bool = False, timeout_s: int | None = None) -> float:
-    """Execute one notebook with papermill; return its wall time in seconds."""
+                 update_notebook: bool = False, timeout_s: int | None = None,
+                 extra: dict | None = None) -> float:
+    """Execute one notebook with papermill; return its wall time in seconds. ``extra``: more
+    papermill parameters (e.g. ``like``, ``n_val``)."""
     import nbformat
     import papermill
 
@@ -70,6 +74,7 @@ def run_notebook(name: str, profile: str, out_dir: Path, dataset: str | None = N
     parameters = {"profile": profile}
     if dataset:
         parameters["dataset"] = dataset
+    parameters.update(extra or {})
     executed = out_dir / f"{name}.ipynb"
     start = time.perf_counter()
     try:
@@ -134,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these notebooks (default: all, in reading order)")
     parser.add_argument("--dataset", default=None,
                         help="pass -p dataset NAME to every notebook (default: each notebook's own)")
+    parser.add_argument("--like", default=None,
+                        help="with --dataset npz:PATH: the paper dataset the file holds (-p like)")
+    parser.add_argument("--n-val", type=int, default=None,
+                        help="hold out this many training images as the test set (-p n_val)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the executed copies (default: runs/notebooks/PROFILE)")
     parser.add_argument("--update-notebooks", action=argparse.BooleanOptionalAction, default=None,
@@ -155,11 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[figures] building from commit {os.environ[BUILD_COMMIT_ENV]}", flush=True)
     total = 0.0
     names = list(args.only or ORDER)
+    extra = {k: v for k, v in (("like", args.like), ("n_val", args.n_val)) if v is not None}
     for name in names:
         print(f"[figures] {name} (profile {args.profile}) ...", flush=True)
         # Notebooks are written back only after all have run: a tracked file changed mid-build
         # would mark the git commit in the later sidecars as "-dirty".
-        seconds = run_notebook(name, args.profile, out, args.dataset, False, args.timeout)
+        seconds = run_notebook(name, args.profile, out, args.dataset, False, args.timeout,
+                               extra)
         total += seconds
         print(f"[figures] {name}: {seconds:.1f} s", flush=True)
     if update:
