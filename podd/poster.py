@@ -473,8 +473,8 @@ def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: st
     """A fresh ``(c, H, W)`` float32 poster, on the generator's device. Same generator state,
     same poster.
 
-    Every method builds one ``(c, h, w)`` *class area* per cell of the class grid, places the
-    areas on the poster at evenly spread corners (:func:`_blend_cell_areas`: averaged where they
+    ``class_areas`` and ``real`` build one ``(c, h, w)`` *class area* per cell of the class grid
+    and place the areas on the poster at evenly spread corners (:func:`_blend_cell_areas`: averaged where they
     overlap below 1 IPC, repeated periodically into the gaps above 1 IPC) — so each pixel starts
     from the class that the class map gives it.
 
