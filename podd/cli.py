@@ -135,6 +135,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from podd.provenance import provenance
 
     artifact, config, dataset, preprocessor = _load_run_parts(args.run_dir)
+    if len(dataset.y_test) == 0:
+        raise ValueError(f"{config.dataset} has no test images (a train-only npz), so there is "
+                         f"nothing to evaluate on; add x_test and y_test to the file")
     device = resolve_device(args.device)
     images, labels = patches_and_labels(artifact)
     steps = tuple(args.steps) if args.steps else config.eval_steps

@@ -535,8 +535,8 @@ class Distiller:
         if self.distill_batch > self.source.num_patches:
             raise ValueError(
                 f"distill_batch={self.distill_batch} is larger than the poster's "
-                f"{self.source.num_patches} patches; lower --distill-batch (distill_batch) to at "
-                f"most {self.source.num_patches} or use more patches")
+                f"{self.source.num_patches} patches; lower it with --set distill_batch=N, N at "
+                f"most {self.source.num_patches}, or use more patches (--set patches=[ROWS,COLS])")
 
         # Real data, preprocessed once and kept on the device.
         self.x_real = preprocessor(dataset.x_train).to(self.device)
@@ -673,12 +673,21 @@ class Distiller:
             return self.source.patches(self.poster).detach(), self.source.labels(
                 self.label_params).detach()
 
+    @property
+    def can_evaluate(self) -> bool:
+        """False for data without a test split (a train-only npz): nothing to test on."""
+        return len(self.y_test) > 0
+
     def evaluate(self, num_models: int | None = None, steps=None, seed: int | None = None,
                  progress: bool = False):
         """Train fresh ConvNets on the current patches (the §5.1 protocol) and test them."""
         from podd.evaluate import train_and_test
 
         cfg = self.config
+        if not self.can_evaluate:
+            raise ValueError(f"{cfg.dataset} has no test images (a train-only npz), so there is "
+                             f"nothing to evaluate on; add x_test and y_test to the file, or "
+                             f"hold out a split with podd.data.train_val_split")
         images, labels = self.patches_and_labels()
         return train_and_test(images, labels, self.x_test, self.y_test,
                               num_models=num_models or cfg.eval_models,
@@ -846,7 +855,8 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
                 record = {"step": step, "loss": loss, "epoch": distiller.epoch,
                           "steps_per_s": (step - s_log) / max(now - t_log, 1e-9)}
                 t_log, s_log = now, step
-            if cfg.eval_every and cfg.eval_models and step % cfg.eval_every == 0 and step < cfg.steps:
+            if cfg.eval_every and cfg.eval_models and distiller.can_evaluate and \
+                    step % cfg.eval_every == 0 and step < cfg.steps:
                 result = distiller.evaluate()
                 last_acc = result.mean()
                 record = (record or {"step": step}) | {"eval_accuracy": last_acc,
@@ -884,7 +894,12 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
             bar.close()
 
     evaluation = None
-    if cfg.eval_models:
+    if cfg.eval_models and not distiller.can_evaluate:
+        from podd.notes import note_once
+
+        note_once(f"{cfg.dataset} has no test images (a train-only npz): the poster is saved "
+                  f"without a test evaluation; add x_test and y_test to evaluate it")
+    elif cfg.eval_models:
         try:
             evaluation = distiller.evaluate()
         except torch.cuda.OutOfMemoryError as error:

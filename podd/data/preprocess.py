@@ -41,7 +41,7 @@ _PREPROCESSOR_FORMAT = 1
 
 def _normalise_images(x_uint8: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """x/255, minus each image's mean, divided by each image's L2 norm → (N, D)."""
-    x = x_uint8.reshape(len(x_uint8), -1).to(dtype) / 255.0
+    x = x_uint8.flatten(1).to(dtype) / 255.0     # flatten, not reshape(N, -1): N may be 0
     x = x - x.mean(dim=1, keepdim=True)
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)   # a constant image stays all-zero
 

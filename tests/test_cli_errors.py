@@ -1,0 +1,166 @@
+"""Bad input through the real entry points (issue 12): one test per class of mistake a new user
+makes. Each checks the message, that no traceback is printed, and that nothing half-written is
+left behind (no run directory for a refused run, no ``.tmp`` files anywhere)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from podd.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--profile", "smoke", "--steps", "2", "--device", "cpu", "--quiet",
+        "--set", "eval_models=1", "--set", "eval_steps=[5]"]
+
+
+@pytest.fixture(autouse=True)
+def data_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("PODD_DATA", str(tmp_path / "data"))
+
+
+def cli(argv, capsys):
+    """(exit code, stdout, stderr) of ``podd ARGV``; never a traceback."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out, err
+    return code, out, err
+
+
+def tmp_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.name.endswith(".tmp"))
+
+
+def assert_refused(code, err, *fragments, out_dir: Path | None = None):
+    assert code == 2, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    if out_dir is not None:
+        assert not out_dir.exists(), f"a refused run left {sorted(out_dir.rglob('*'))}"
+
+
+def write_npz(path: Path, y_train, y_test=None, shape=(1, 8, 8), **extra) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = dict(x_train=rng.integers(0, 256, (len(y_train), *shape), dtype=np.uint8),
+                  y_train=np.asarray(y_train, dtype=np.int64))
+    if y_test is not None:
+        arrays.update(x_test=rng.integers(0, 256, (len(y_test), *shape), dtype=np.uint8),
+                      y_test=np.asarray(y_test, dtype=np.int64))
+    np.savez(path, **arrays, **extra)
+    return path
+
+
+def write_image_folder(root: Path, classes=("cat", "dog"), per_class=3) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+def distill(dataset, out: Path, *extra):
+    return ["distill", "--dataset", dataset, "--ipc", "1", "--out", out, *TINY, *extra]
+
+
+# ------------------------------------------------------------------------------------------
+# npz labels: renumbered with a note, or refused
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("y_train, y_test, mapping", [
+    ([1, 2, 3] * 6, [1, 2, 3], "1→0, 2→1, 3→2"),                 # 1-based
+    ([0, 10, 20, 30] * 5, [0, 10], "0→0, 10→1, 20→2, 30→3"),     # sparse
+])
+def test_npz_labels_that_are_not_0_to_k_are_renumbered_with_a_note(tmp_path, capsys, y_train,
+                                                                      y_test, mapping):
+    data = write_npz(tmp_path / "d.npz", y_train, y_test)
+    out = tmp_path / "run"
+    code, printed, err = cli(distill(f"npz:{data}", out), capsys)
+    assert code == 0, err
+    assert "NOTE:" in printed and "renumbered" in printed and mapping in printed
+    artifact = torch.load(out / "poster.pt", weights_only=True)
+    assert artifact["class_names"] == [f"class {v}" for v in sorted(set(y_train))]
+    assert artifact["geometry"]["num_classes"] == len(set(y_train))   # no empty classes
+    # `podd data` says the same
+    code, printed, _ = cli(["data", f"npz:{data}"], capsys)
+    assert code == 0 and f"classes: {len(set(y_train))}" in printed
+
+
+@pytest.mark.parametrize("y_train, y_test, names, fragments", [
+    ([0] * 12, [0] * 3, None, ["only one class", "100 %"]),
+    ([0, 1] * 6, [0, 1, 2], None, ["'y_test' has label(s) 2", "never occur in 'y_train'"]),
+    ([0, 1] * 6, [0, 1], ["a", "b", "c"], ["3 classes but 1 of them have no training images",
+                                           "2 ('c')"]),
+    ([0, 1, 5] * 4, [0], ["a", "b"], ["label 5, out of range for 2 class_names"]),
+])
+def test_npz_labels_that_would_make_empty_or_fake_classes_are_refused(tmp_path, capsys, y_train,
+                                                                       y_test, names, fragments):
+    extra = {} if names is None else {"class_names": np.array(names)}
+    data = write_npz(tmp_path / "d.npz", y_train, y_test, **extra)
+    out = tmp_path / "run"
+    code, _, err = cli(distill(f"npz:{data}", out), capsys)
+    assert_refused(code, err, *fragments, out_dir=out)
+    assert not tmp_files(tmp_path)
+
+
+def test_train_only_npz_distils_without_a_test_evaluation(tmp_path, capsys):
+    data = write_npz(tmp_path / "train.npz", [0, 1, 2] * 6)      # no x_test / y_test
+    out = tmp_path / "run"
+    code, printed, err = cli(distill(f"npz:{data}", out), capsys)
+    assert code == 0, err
+    assert "no test images" in printed
+    assert (out / "poster.pt").is_file()
+    assert json.loads((out / "final.json").read_text())["result"]["evaluation"] is None
+    code, _, err = cli(["evaluate", out, "--quiet"], capsys)
+    assert_refused(code, err, "no test images")
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_npz_is_a_message(tmp_path, capsys, damage):
+    data = write_npz(tmp_path / "d.npz", [0, 1] * 6, [0, 1])
+    raw = bytearray(data.read_bytes())
+    if damage == "flip":     # bytes flipped inside the stored x_train array: the zip CRC fails
+        start = raw.find(b"x_train.npy") + 200
+        raw[start:start + 16] = bytes(b ^ 0xFF for b in raw[start:start + 16])
+    else:
+        raw = raw[:len(raw) // 2]
+    data.write_bytes(bytes(raw))
+    code, _, err = cli(distill(f"npz:{data}", tmp_path / "run"), capsys)
+    assert_refused(code, err, str(data), out_dir=tmp_path / "run")
+    assert "damaged" in err or "cannot be read as .npz" in err
+
+
+# ------------------------------------------------------------------------------------------
+# imagefolder: a stray or cut-off file
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", ["not_an_image", "truncated"])
+def test_unreadable_file_in_an_image_folder_is_named(tmp_path, capsys, bad):
+    folder = write_image_folder(tmp_path / "imgs")
+    target = folder / "train" / "dog" / "broken.png"
+    if bad == "not_an_image":
+        target.write_text("this is a text file with a .png name")
+    else:
+        good = (folder / "train" / "dog" / "0.png").read_bytes()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(target)
+        target.write_bytes(good[:len(good) // 2])
+    out = tmp_path / "run"
+    code, _, err = cli(distill(f"imagefolder:{folder}", out), capsys)
+    assert_refused(code, err, str(target), "not a readable image", out_dir=out)
+    assert not tmp_files(tmp_path)
+
+
+def test_one_class_image_folder_is_refused(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "imgs", classes=("cat",))
+    code, _, err = cli(["data", f"imagefolder:{folder}"], capsys)
+    assert_refused(code, err, "only one class")
