@@ -11,6 +11,8 @@ RUN_DIR/
   checkpoint.pt     poster, label parameters, outer optimizer, gradient EMA, generator state,
                     epoch permutation and window start, step, history (written atomically)
 ```
+poster.pt and checkpoint.pt carry a SHA-256 of their contents: a damaged copy is refused on load
+(as are NaN/inf posters), never evaluated or resumed.
 Every file is written through podd.io (temporary file + rename), so a crash never leaves a
 half-written checkpoint: the previous one stays.
 """
@@ -23,10 +25,11 @@ from typing import Any
 
 import torch
 
-from podd.io import torch_save, write_json, write_text
+from podd.io import torch_save, verify_checksum, with_checksum, write_json, write_text
 
 CHECKPOINT_FORMAT = "podd-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2      # 2: a SHA-256 of the contents is stored in the file
+READABLE_CHECKPOINT_VERSIONS = (1, 2)
 ARTIFACT, PNG, METRICS, FINAL, CHECKPOINT, CONFIG = (
     "poster.pt", "poster.png", "metrics.jsonl", "final.json", "checkpoint.pt", "config.json")
 
@@ -77,9 +80,14 @@ class RunDir:
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a podd checkpoint (no '{CHECKPOINT_FORMAT}' "
                              f"marker); point --out at a directory written by podd distill")
-        if checkpoint.get("version") != CHECKPOINT_VERSION:
+        if checkpoint.get("version") not in READABLE_CHECKPOINT_VERSIONS:
             raise ValueError(f"{path} has checkpoint version {checkpoint.get('version')}, this "
-                             f"podd reads version {CHECKPOINT_VERSION}")
+                             f"podd reads versions {', '.join(map(str, READABLE_CHECKPOINT_VERSIONS))}")
+        verify_checksum(checkpoint, path, "restore it from a copy, or delete it to restart the run")
+        poster = checkpoint.get("distiller", {}).get("poster")
+        if isinstance(poster, torch.Tensor) and not bool(torch.isfinite(poster).all()):
+            raise ValueError(f"{path}: the poster in this checkpoint holds NaN/inf values; restore "
+                             f"the checkpoint from a copy, or delete it to restart the run")
         self._checkpoint_step = int(checkpoint["distiller"]["step"])
         return checkpoint
 
@@ -87,10 +95,10 @@ class RunDir:
         return self._checkpoint_step
 
     def save_checkpoint(self, state: dict, config, history: list[dict], wall_time_s: float) -> None:
-        torch_save(self.file(CHECKPOINT), {
+        torch_save(self.file(CHECKPOINT), with_checksum({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "config": config.to_dict(), "distiller": state, "history": list(history),
-            "wall_time_s": wall_time_s})
+            "wall_time_s": wall_time_s}))
         self._checkpoint_step = int(state["step"])
 
     # -- metrics -------------------------------------------------------------------------------

@@ -164,3 +164,67 @@ def test_one_class_image_folder_is_refused(tmp_path, capsys):
     folder = write_image_folder(tmp_path / "imgs", classes=("cat",))
     code, _, err = cli(["data", f"imagefolder:{folder}"], capsys)
     assert_refused(code, err, "only one class")
+
+
+# ------------------------------------------------------------------------------------------
+# damaged posters and checkpoints
+# ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One tiny digits run, copied by the tests that damage it."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, to)
+    return to
+
+
+def flip_tensor_bytes(path: Path, tensor: torch.Tensor) -> None:
+    """Overwrite the first value of ``tensor`` inside the saved file with a NaN, as a damaged
+    copy would: the pickle and the zip directory stay intact, so the file still loads."""
+    raw = bytearray(path.read_bytes())
+    data = tensor.contiguous().numpy().tobytes()
+    at = raw.find(data[:64])
+    assert at > 0
+    raw[at:at + 4] = np.array([np.nan], dtype=np.float32).tobytes()
+    path.write_bytes(bytes(raw))
+
+
+def test_poster_with_flipped_bytes_is_refused(finished_run, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path / "run")
+    poster = torch.load(run / "poster.pt", weights_only=True)["poster"]
+    flip_tensor_bytes(run / "poster.pt", poster)
+    assert torch.isnan(torch.load(run / "poster.pt", weights_only=True)["poster"]).any()  # loads!
+    (run / "poster.png").unlink()
+    for command in (["show", run], ["evaluate", run, "--quiet"]):
+        code, _, err = cli(command, capsys)
+        assert_refused(code, err, "poster.pt is damaged", "checksum")
+    assert not (run / "poster.png").exists() and not (run / "eval.json").exists()
+
+
+def test_poster_with_nan_pixels_is_refused_even_with_a_valid_checksum(finished_run, tmp_path,
+                                                                        capsys):
+    from podd.poster import load_artifact, save_artifact
+
+    run = copy_run(finished_run, tmp_path / "run")
+    artifact = load_artifact(run / "poster.pt")
+    artifact.poster[0, 0, 0] = float("nan")
+    save_artifact(run / "poster.pt", artifact)
+    code, _, err = cli(["show", run], capsys)
+    assert_refused(code, err, "NaN/inf")
+
+
+def test_checkpoint_with_flipped_bytes_is_refused_on_resume(finished_run, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path / "run")
+    before = (run / "metrics.jsonl").read_text()
+    state = torch.load(run / "checkpoint.pt", weights_only=False)["distiller"]
+    flip_tensor_bytes(run / "checkpoint.pt", state["poster"])
+    code, _, err = cli(["distill", "--resume", "--out", run, "--steps", "4", "--quiet"], capsys)
+    assert_refused(code, err, "checkpoint.pt is damaged", "restore it from a copy")
+    assert (run / "metrics.jsonl").read_text() == before
+    assert not tmp_files(run)

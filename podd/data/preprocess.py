@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from podd.data.dataset import Dataset, data_root
-from podd.io import torch_save
+from podd.io import torch_save, verify_checksum, with_checksum
 
 ZCA_REG = 0.1
 _FIT_BLOCK = 4096       # images per block when accumulating XᵀX (bounds memory, not a hot path)
@@ -219,13 +219,15 @@ def make_preprocessor(ds: Dataset, zca: bool, root: str | os.PathLike | None = N
     path = zca_cache_path(ds, reg, root) if cache else None
     if path is not None and path.is_file():
         try:
-            return Preprocessor.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception:   # unreadable cache: fit again and overwrite it
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if verify_checksum(state, path, ""):    # a damaged cache is fitted again
+                return Preprocessor.from_state_dict(state)
+        except Exception:   # unreadable or damaged cache: fit again and overwrite it
             pass
     pre = fit_zca(ds.x_train, reg=reg, device=device)
     if path is not None:
         try:
-            torch_save(path, pre.state_dict())
+            torch_save(path, with_checksum(pre.state_dict()))
         except OSError as error:
             import warnings
             warnings.warn(f"could not write the ZCA cache {path}: {error}", stacklevel=2)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from podd.data.dataset import Dataset, data_root
-from podd.io import atomic_path, torch_save
+from podd.io import atomic_path, torch_save, verify_checksum, with_checksum
 from podd.notes import note_once
 
 DATASET_NAMES = ("digits", "cifar10", "cifar100", "cub200", "tinyimagenet")
@@ -128,18 +128,19 @@ def _cached(path: Path, key: str, build: Callable[[], Dataset], name: str | None
     if path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("format") == CACHE_FORMAT and blob.get("key") == key:
+            if blob.get("format") == CACHE_FORMAT and blob.get("key") == key and \
+                    verify_checksum(blob, path, ""):    # a damaged cache is rebuilt
                 return Dataset(name or blob["name"], blob["x_train"], blob["y_train"], blob["x_test"],
                                blob["y_test"], list(blob["class_names"]), blob["source"],
                                notes=list(blob.get("notes") or []))
-        except Exception:   # unreadable or foreign file: rebuild it rather than fail
+        except Exception:   # unreadable, damaged or foreign file: rebuild it rather than fail
             pass
     ds = build()
     try:
-        torch_save(path, {"format": CACHE_FORMAT, "key": key, "name": ds.name, "x_train": ds.x_train,
-                          "y_train": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test,
-                          "class_names": list(ds.class_names), "source": ds.source,
-                          "notes": list(ds.notes)})
+        torch_save(path, with_checksum({
+            "format": CACHE_FORMAT, "key": key, "name": ds.name, "x_train": ds.x_train,
+            "y_train": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test,
+            "class_names": list(ds.class_names), "source": ds.source, "notes": list(ds.notes)}))
     except OSError as error:    # a read-only data folder still lets the user load the data
         import warnings
         warnings.warn(f"could not write the dataset cache {path}: {error}", stacklevel=3)
