@@ -100,7 +100,10 @@ def config_from_args(args: argparse.Namespace):
 
 def _cmd_distill(args: argparse.Namespace) -> int:
     from podd.distill import distill
+    from podd.runs import RunDir
 
+    if args.out and not args.resume:
+        RunDir(args.out).check_target()     # before any data is loaded
     config = config_from_args(args)
     out = args.out or _default_out(config)
     result = distill(config, out_dir=out, resume=args.resume, progress=not args.quiet)
@@ -267,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        # Errors a user can cause carry a message that says what to do: show it, not a traceback.
+    except (ValueError, OSError, RuntimeError) as error:
+        # Errors a user can cause carry a message that says what to do: show it, not a traceback
+        # (OSError: podd.io.WriteError — no space, read-only, no permission — and missing files).
         print(f"podd {args.command}: error: {error}", file=sys.stderr)
         return 2
 

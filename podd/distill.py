@@ -802,17 +802,36 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
 
     With ``out_dir`` a run directory is written (see podd.runs); ``resume=True`` continues the
     run found there from its last checkpoint — on CPU bit-identically to an uninterrupted run.
+    The directory is locked while the run writes into it (a second run there is refused).
     A NaN/inf loss stops the run with the step number; the last good checkpoint stays.
     """
     from podd import runs
 
-    run = runs.RunDir(out_dir) if out_dir is not None else None
+    if out_dir is None:
+        if resume:
+            raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
+        return _distill(config, dataset, None, False, progress, preprocessor)
+    run = runs.RunDir(out_dir)
+    config.validate()               # impossible settings: refused before the directory is made
+    if resume:
+        if not run.path.is_dir():
+            run.load_checkpoint()   # says that there is nothing to resume
+    else:
+        run.check_target()
+        run.check_new()
+    with run.locked():
+        return _distill(config, dataset, run, resume, progress, preprocessor)
+
+
+def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, preprocessor
+             ) -> DistillResult:
+    """:func:`distill` in a run directory already held (``run``), or without one."""
+    from podd import runs
+
     history: list[dict] = []
     wall_before = 0.0
     state = None
     if resume:
-        if run is None:
-            raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
         checkpoint = run.load_checkpoint()
         config = runs.resume_config(checkpoint["config"], config)
         state, history = checkpoint["distiller"], checkpoint["history"]

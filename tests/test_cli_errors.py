@@ -228,3 +228,95 @@ def test_checkpoint_with_flipped_bytes_is_refused_on_resume(finished_run, tmp_pa
     assert_refused(code, err, "checkpoint.pt is damaged", "restore it from a copy")
     assert (run / "metrics.jsonl").read_text() == before
     assert not tmp_files(run)
+
+
+# ------------------------------------------------------------------------------------------
+# the run directory: a file, under a file, read-only, full, busy, left-over .tmp files
+# ------------------------------------------------------------------------------------------
+def test_out_that_is_a_file_or_under_a_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("not a directory")
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "f",
+                        *TINY], capsys)
+    assert_refused(code, err, "is a file, not a directory")
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out",
+                        tmp_path / "f" / "run", *TINY], capsys)
+    assert_refused(code, err, f"because {tmp_path / 'f'} is a file")
+    assert (tmp_path / "f").read_text() == "not a directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_out_in_a_read_only_directory(tmp_path, capsys):
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out",
+                            parent / "run", *TINY], capsys)
+    finally:
+        parent.chmod(0o755)
+    assert_refused(code, err, "permission denied", out_dir=parent / "run")
+
+
+def test_out_on_a_read_only_file_system(tmp_path, capsys, monkeypatch):
+    """What the kernel answers on a read-only mount (simulated: mounting needs privileges)."""
+    import errno
+
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if str(self).startswith(str(tmp_path / "mnt")):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out",
+                        tmp_path / "mnt" / "run", *TINY], capsys)
+    assert_refused(code, err, "read-only file system", out_dir=tmp_path / "mnt")
+
+
+def test_full_disk_says_no_space_left(tmp_path, capsys, monkeypatch):
+    """torch.save on a full disk raises "enforce fail at inline_container.cc" (simulated: the
+    same exception, and no free bytes)."""
+    import podd.io
+
+    def full(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK\x03\x04 partial")     # what a full disk leaves half-written
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 4160 vs 4054")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(podd.io, "free_bytes", lambda folder: 0)
+    out = tmp_path / "run"
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, *TINY],
+                       capsys)
+    assert_refused(code, err, f"no space left on {out}", "checkpoint.pt")
+    assert "inline_container" not in err
+    assert not (out / "checkpoint.pt").exists() and not tmp_files(tmp_path)
+
+
+def test_two_runs_in_one_directory(tmp_path, capsys):
+    """A second `podd distill` with the --out of a live run is refused, not interleaved."""
+    from filelock import FileLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with FileLock(str(out / ".podd.lock"), timeout=0):     # what the live run holds
+        code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, *TINY],
+                           capsys)
+        assert_refused(code, err, "in use by another podd process", "choose another --out")
+        assert sorted(p.name for p in out.iterdir()) == [".podd.lock"]
+        code, _, err = cli(["distill", "--resume", "--out", out, "--quiet"], capsys)
+        assert code == 2
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, *TINY],
+                       capsys)
+    assert code == 0, err
+    assert not (out / ".podd.lock").exists()
+
+
+def test_orphan_tmp_files_are_removed_on_the_next_start(finished_run, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path / "run")
+    orphan = run / ".checkpoint.pt.abc123.tmp"        # a SIGKILL during torch.save leaves this
+    orphan.write_bytes(b"PK\x03\x04 half")
+    code, printed, err = cli(["distill", "--resume", "--out", run, "--steps", "3", "--quiet"],
+                             capsys)
+    assert code == 0, err
+    assert not tmp_files(run) and "unfinished temporary file" in printed

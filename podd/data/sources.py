@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from podd.data.dataset import Dataset, data_root
-from podd.io import atomic_path, torch_save, verify_checksum, with_checksum
+from podd.io import atomic_path, remove_orphan_tmp, torch_save, verify_checksum, with_checksum
 from podd.notes import note_once
 
 DATASET_NAMES = ("digits", "cifar10", "cifar100", "cub200", "tinyimagenet")
@@ -56,6 +56,7 @@ TINY_FOLDER = "tiny-imagenet-200"
 
 DIGITS_TEST_SIZE = 360                  # 1437 train / 360 test, stratified
 DIGITS_SPLIT_SEED = 0
+ORPHAN_TMP_AGE_S = 3600                # see _cached
 CACHE_FORMAT = 1                        # bump when the cache layout changes: old files are rebuilt
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -136,6 +137,9 @@ def _cached(path: Path, key: str, build: Callable[[], Dataset], name: str | None
         except Exception:   # unreadable, damaged or foreign file: rebuild it rather than fail
             pass
     ds = build()
+    # Temporary files of a process killed while writing a cache (an hour old: another process
+    # may be writing its own right now).
+    remove_orphan_tmp(path.parent, older_than_s=ORPHAN_TMP_AGE_S)
     try:
         torch_save(path, with_checksum({
             "format": CACHE_FORMAT, "key": key, "name": ds.name, "x_train": ds.x_train,
