@@ -320,3 +320,92 @@ def test_orphan_tmp_files_are_removed_on_the_next_start(finished_run, tmp_path, 
                              capsys)
     assert code == 0, err
     assert not tmp_files(run) and "unfinished temporary file" in printed
+
+
+# ------------------------------------------------------------------------------------------
+# settings: the type of every field, ranges, the poster — all before any data or step
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("setting, message", [
+    ("augment=maybe", "augment='maybe': must be true or false"),
+    ("steps=abc", "steps='abc': must be a whole number"),
+    ("real_batch=1.5", "real_batch=1.5: must be a whole number"),
+    ("eval_steps=300", "eval_steps=300: must be a list of whole numbers (e.g. eval_steps=[300"),
+    ("eval_steps=[0]", "eval_steps=[0]: must be increasing"),
+    ("eval_models=abc", "eval_models='abc': must be a whole number"),
+    ("eval_models=-1", "eval_models=-1: must be 0 (never) or a positive number"),
+    ("checkpoint_every=-5", "checkpoint_every=-5: must be 0"),
+    ("eval_every=-1", "eval_every=-1: must be 0"),
+    ("grid=[-2,-5]", "grid=[-2, -5]: both counts (rows, cols) must be at least 1"),
+    ("grid=5", "grid=5: must be a list of 2 whole numbers or null (e.g. grid=[2, 5])"),
+    ("inner_lr=fast", "inner_lr='fast': must be a finite number"),
+    ("ipc=0.3", "--set ipc=0.3: ipc has its own option, use --ipc R"),
+    ("mode=baseline", "use --mode MODE"),
+])
+def test_every_setting_is_type_checked_before_anything_runs(tmp_path, capsys, setting, message,
+                                                            monkeypatch):
+    import podd.data
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was loaded before the settings were checked")
+
+    monkeypatch.setattr(podd.data, "load_dataset", no_data)
+    out = tmp_path / "run"
+    argv = ["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, "--profile", "smoke",
+            "--quiet", "--set", setting]
+    code, _, err = cli(argv, capsys)
+    assert_refused(code, err, message, out_dir=out)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--ipc", "1e9"], "asks for a 505964×1264911-pixel poster"),
+    (["--ipc", "0.01"], "use --ipc 0.1 or more"),
+    (["--ipc", "0.5", "--set", "patches=[10,10]"], "use --set patches=[2,2]"),
+    (["--ipc", "0.5", "--set", "poster_size=[5,5]"], "poster_size of at least [8,8]"),
+    (["--ipc", "0.5", "--set", "grid=[10,1]"], "use --ipc 0.71 or more"),
+    (["--ipc", "0.5", "--mode", "per-class"], "1 IPC per class"),
+    (["--ipc", "0.5", "--set", "distill_batch=500"], "--set distill_batch=N, N at most 40"),
+])
+def test_impossible_posters_name_the_ipc_and_what_to_use(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    code, _, err = cli(["distill", "--dataset", "digits", "--out", out, *TINY, *extra], capsys)
+    assert_refused(code, err, message, out_dir=out)
+    assert "--distill-batch" not in err
+
+
+def test_ipc_beyond_the_training_set_is_refused_before_allocating(tmp_path, capsys):
+    """Under the allocation cap but more pixels than the data: refused with the poster size."""
+    out = tmp_path / "run"
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "500", "--out", out, *TINY],
+                       capsys)
+    assert_refused(code, err, "more pixels than the whole training set (1437 images",
+                   out_dir=out)
+
+
+@pytest.mark.parametrize("ipc", ["1", "2"])
+def test_per_class_mode_runs_on_digits_without_extra_settings(tmp_path, capsys, ipc):
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", ipc, "--mode", "per-class",
+                        "--out", tmp_path / "run", *TINY], capsys)
+    assert code == 0, err
+
+
+def test_resume_refuses_options_it_would_ignore(finished_run, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path / "run")
+    before = (run / "checkpoint.pt").read_bytes()
+    for extra, names in [(["--dataset", "cifar10"], "dataset"), (["--ipc", "0.9"], "ipc"),
+                         (["--profile", "paper"], "profile"),
+                         (["--set", "window=3", "--ipc", "2"], "window, ipc")]:
+        code, _, err = cli(["distill", "--resume", "--out", run, "--quiet", *extra], capsys)
+        assert_refused(code, err, f"--resume cannot change {names}", "another --out")
+    assert (run / "checkpoint.pt").read_bytes() == before
+    # repeating the run's own values is fine
+    code, _, err = cli(["distill", "--resume", "--out", run, "--quiet", "--dataset", "Digits",
+                        "--ipc", "0.5", "--profile", "smoke", "--steps", "3"], capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("extra, message", [(["--models", "0"], "--models 0"),
+                                            (["--steps", "300", "100"], "--steps 300 100")])
+def test_evaluate_options_are_checked_first(finished_run, capsys, extra, message):
+    code, _, err = cli(["evaluate", finished_run, "--quiet", *extra], capsys)
+    assert_refused(code, err, message)
+    assert not (finished_run / "eval.json").exists()
