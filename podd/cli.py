@@ -154,10 +154,29 @@ def _resumed_config(args: argparse.Namespace, saved, overrides: dict):
     return saved.replace(**{n: v for n, (_, v) in asked.items() if n in RESUMABLE_CHANGES})
 
 
+def _set_threads(threads: int | None) -> None:
+    """--threads N: torch's CPU threads (default: torch's own choice, one per core)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads {threads}: use at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, metavar="N", default=None,
+                   help="CPU threads for torch (default: one per core). On a machine busy with "
+                        "other work, --threads 1 can be many times faster than several "
+                        "threads competing for the same cores")
+
+
 def _cmd_distill(args: argparse.Namespace) -> int:
     from podd.distill import distill
     from podd.runs import RunDir
 
+    _set_threads(args.threads)
     if args.out and not args.resume:
         RunDir(args.out).check_target()     # before any data is loaded
     config = config_from_args(args)
@@ -193,6 +212,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from podd.io import write_json
     from podd.provenance import provenance
 
+    _set_threads(args.threads)
     if args.models < 1:
         raise ValueError(f"--models {args.models}: train at least one model")
     if args.steps and (min(args.steps) < 1 or list(args.steps) != sorted(set(args.steps))):
@@ -277,8 +297,9 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("podd", "baseline", "per-class"), default=None,
                    help="podd (shared poster, default), baseline (RaT-BPTT at 1 IPC), per-class")
     p.add_argument("--profile", choices=("smoke", "quick", "paper"), default=None,
-                   help="preset size: smoke (seconds), quick (minutes), paper (the authors' "
-                        "settings; default, or $PODD_PROFILE)")
+                   help="preset size: smoke (seconds), quick (minutes on a CPU), paper (the "
+                        "authors' settings, sized for a GPU: days on a CPU; the default, unless "
+                        "$PODD_PROFILE says otherwise)")
     p.add_argument("--steps", type=int, default=None, help="outer steps (overrides the preset)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="run directory (default runs/DATASET-MODE-ipcR-seedS)")
@@ -293,6 +314,7 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                         "recompute_window=true --set real_chunk=250 keep the gradients and "
                         "the batch sizes and need far less memory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads_option(p)
     p.set_defaults(handler=_cmd_distill)
 
     p = commands.add_parser(
@@ -307,6 +329,7 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation models")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads_option(p)
     p.set_defaults(handler=_cmd_evaluate)
 
     p = commands.add_parser(
@@ -331,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except KeyboardInterrupt as interrupt:
+        # Ctrl-C: where things stand (podd.distill.RunInterrupted says how to resume), exit 130.
+        print(f"\npodd {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
+        return 130
     except (ValueError, OSError, RuntimeError) as error:
         # Errors a user can cause carry a message that says what to do: show it, not a traceback
         # (OSError: podd.io.WriteError — no space, read-only, no permission — and missing files).

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 import types
 import typing
@@ -1026,6 +1027,97 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
         distiller.load_state_dict(state)
         if run is not None:
             run.rewrite_metrics(history)
+    try:
+        return _train(distiller, run, history, wall_before, progress)
+    except KeyboardInterrupt:
+        raise RunInterrupted(_interrupted_message(distiller, run)) from None
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says where the last checkpoint is and how to resume."""
+
+
+def _interrupted_message(distiller: "Distiller", run) -> str:
+    import shlex
+
+    cfg = distiller.config
+    where = f"interrupted at step {distiller.step_count} of {cfg.steps}"
+    if run is None:
+        return where
+    kept = run.checkpoint_step()
+    if kept is None:
+        return (f"{where}, before the first checkpoint (checkpoint_every={cfg.checkpoint_every}); "
+                f"there is nothing to resume in {run.path}: run the same command again to start "
+                f"over")
+    from podd.runs import CHECKPOINT
+
+    return (f"{where}; the last checkpoint (step {kept}) is {run.file(CHECKPOINT)}. Continue "
+            f"the run with:\n  podd distill --resume --out {shlex.quote(str(run.path))}")
+
+
+#: The time estimate: measured over the steps after the first (warm-up) one, printed once after
+#: ETA_FIRST_STEPS of them (or ETA_FIRST_S seconds), and only when the rest takes ETA_MIN_S or
+#: more; on a CPU, beyond ETA_LONG_ON_CPU_S, with a hint (profile quick, a GPU, --threads).
+ETA_FIRST_STEPS, ETA_FIRST_S, ETA_MIN_S, ETA_LONG_ON_CPU_S = 3, 10.0, 60.0, 3600.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+class _TimeEstimate:
+    """Says, once, how long the remaining steps will take (see :data:`ETA_FIRST_STEPS`)."""
+
+    def __init__(self, config: DistillConfig, device: torch.device):
+        self.config, self.device = config, device
+        self.start: tuple[float, int] | None = None
+        self.done = False
+
+    def after_step(self, step: int) -> None:
+        if self.done:
+            return
+        now = time.perf_counter()
+        if self.start is None:          # the first step pays for warm-up: measure from its end
+            self.start = (now, step)
+            return
+        t_start, s_start = self.start
+        measured = step - s_start
+        if measured < ETA_FIRST_STEPS and now - t_start < ETA_FIRST_S:
+            return
+        self.done = True
+        cfg = self.config
+        per_step = (now - t_start) / measured
+        remaining = per_step * (cfg.steps - step)
+        if remaining < ETA_MIN_S:
+            return
+        lines = [f"estimated time: {_duration(remaining)} for the remaining {cfg.steps - step} "
+                 f"steps ({per_step:.3g} s per step on {self.device.type}, evaluations not "
+                 f"counted)"]
+        if self.device.type == "cpu" and remaining > ETA_LONG_ON_CPU_S:
+            hint = (f"hint: profile {cfg.profile!r} with {cfg.steps} steps is sized for a GPU; "
+                    f"--profile quick finishes in minutes on a CPU (or run on a GPU: --device "
+                    f"cuda)")
+            if torch.get_num_threads() > 1:
+                hint += (f"; on a busy machine --threads 1 can be much faster than "
+                         f"{torch.get_num_threads()} threads")
+            lines.append(hint)
+        from tqdm import tqdm
+
+        for line in lines:
+            tqdm.write(line, file=sys.stderr)
+
+
+def _train(distiller: "Distiller", run, history: list[dict], wall_before: float,
+           progress: bool) -> DistillResult:
+    """The outer steps, evaluation and final files of :func:`distill` (after its setup)."""
     cfg = distiller.config
 
     bar = None
@@ -1042,10 +1134,12 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
     def elapsed() -> float:
         return wall_before + time.perf_counter() - t0
 
+    estimate = _TimeEstimate(cfg, distiller.device)
     try:
         while distiller.step_count < cfg.steps:
             losses.append(distiller.step())
             step = distiller.step_count
+            estimate.after_step(step)
             record = None
             if step % cfg.log_every == 0 or step == cfg.steps:
                 distiller.check_finite()

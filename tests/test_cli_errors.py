@@ -409,3 +409,60 @@ def test_evaluate_options_are_checked_first(finished_run, capsys, extra, message
     code, _, err = cli(["evaluate", finished_run, "--quiet", *extra], capsys)
     assert_refused(code, err, message)
     assert not (finished_run / "eval.json").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# Ctrl-C, long runs, threads
+# ------------------------------------------------------------------------------------------
+def _podd(*argv, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen([sys.executable, "-m", "podd.cli", *map(str, argv)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    process = _podd("distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, "--profile",
+                    "smoke", "--steps", "100000", "--device", "cpu", "--quiet", "--threads", "1",
+                    "--set", "checkpoint_every=2", "--set", "eval_models=0")
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoint.pt").exists() and process.poll() is None:
+            assert time.time() < deadline, "no checkpoint within two minutes"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert "interrupted at step" in stderr and "the last checkpoint (step" in stderr
+    assert f"podd distill --resume --out {out}" in stderr
+    assert not tmp_files(out) and not (out / ".podd.lock").exists()
+    step = torch.load(out / "checkpoint.pt", weights_only=False)["distiller"]["step"]
+    code, _, err = cli(["distill", "--resume", "--out", out, "--steps", step + 2, "--quiet"],
+                       capsys)
+    assert code == 0, err
+
+
+def test_long_runs_say_how_long_and_what_to_do_on_a_cpu(tmp_path, capsys, monkeypatch):
+    import podd.distill
+
+    # the thresholds, not the clock: a few steps of smoke count as "long"
+    monkeypatch.setattr(podd.distill, "ETA_MIN_S", 0.0)
+    monkeypatch.setattr(podd.distill, "ETA_LONG_ON_CPU_S", 0.0)
+    threads = torch.get_num_threads()
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "r",
+                        "--profile", "smoke", "--steps", "6", "--device", "cpu", "--quiet",
+                        "--set", "eval_models=0", "--threads", "1"], capsys)
+    assert code == 0, err
+    assert "estimated time:" in err and "for the remaining 2 steps" in err
+    assert "--profile quick" in err and "GPU" in err
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(threads)
+
+
+def test_threads_must_be_positive(tmp_path, capsys):
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "r",
+                        *TINY, "--threads", "0"], capsys)
+    assert_refused(code, err, "--threads 0", out_dir=tmp_path / "r")
