@@ -144,3 +144,16 @@ def test_build_commit_overrides_the_sidecar_commit(tmp_path, monkeypatch):
     paths = figures.save_table(pd.DataFrame({"a": [1]}), "t", _sidecar(), directory=tmp_path,
                                verbose=False)
     assert json.loads(paths["json"].read_text())["git_commit"] == "abc123"
+
+
+def test_figures_go_to_runs_figures_unless_make_figures_asks_for_paper_figures(monkeypatch):
+    """Notebooks run by hand or with papermill never rewrite the committed paper_figures/."""
+    from pathlib import Path
+
+    root = Path(figures.__file__).resolve().parent.parent
+    monkeypatch.delenv(figures.FIGURES_DIR_ENV, raising=False)
+    assert figures.figures_dir() == root / "runs" / "figures"
+    assert "/runs/" in (root / ".gitignore").read_text().split()
+    makefile = (root / "Makefile").read_text()
+    recipe = makefile.split("\nfigures:")[1].split("\n\n")[0]
+    assert "PODD_FIGURES_DIR=$(CURDIR)/paper_figures" in recipe
