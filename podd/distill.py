@@ -88,7 +88,7 @@ class DistillConfig:
     grid: tuple[int, int] | None = None
     patches: tuple[int, int] | None = None
     poster_size: tuple[int, int] | None = None
-    class_order: str = "identity"
+    class_order: str | list[list[int]] = "identity"   # a spec, or an explicit (rows, cols) grid
     labels: str = "learned"
     init: str = "class_areas"
     zca: bool = False
@@ -123,6 +123,11 @@ class DistillConfig:
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists; keep them tuples so configs compare equal.
         # Anything else (a number, strings) is left for validate() to name.
+        for f in dataclasses.fields(self):      # numpy scalars (np.int64 steps …) → Python's
+            value = getattr(self, f.name)
+            if type(value).__module__ == "numpy" and hasattr(value, "item") and \
+                    getattr(value, "ndim", None) == 0:
+                setattr(self, f.name, value.item())
         for name in ("grid", "patches", "poster_size", "eval_steps"):
             value = getattr(self, name)
             if isinstance(value, (list, tuple)) and all(_is_int(v) for v in value):
@@ -218,7 +223,11 @@ class DistillConfig:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A whole number: int or numpy integer, not bool."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and \
+        type(value).__name__ != "bool_"
 
 
 # Examples for the fields whose default (None) is no example.
@@ -256,6 +265,11 @@ def _type_problem(value: Any, annotation: Any) -> str | None:
         return None if ok else "a finite number"
     if annotation is str:
         return None if isinstance(value, str) else "a string"
+    if origin is list:      # list[X]: a list (or tuple) of X
+        if not isinstance(value, (list, tuple)):
+            return "a list"
+        problems = [_type_problem(item, args[0]) for item in value]
+        return None if all(p is None for p in problems) else f"a list of ({_kind(args[0])})"
     if origin is tuple:
         items_ok = isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)
         if len(args) == 2 and args[1] is Ellipsis:
@@ -263,6 +277,14 @@ def _type_problem(value: Any, annotation: Any) -> str | None:
         return None if items_ok and len(value) == len(args) else \
             f"a list of {len(args)} whole numbers"
     return None     # a type this function does not know: not checked
+
+
+def _kind(annotation: Any) -> str:
+    """``annotation`` in words, for nested lists."""
+    if typing.get_origin(annotation) is list:
+        return f"lists of {_kind(typing.get_args(annotation)[0])}"
+    return {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(
+        annotation, str(annotation))
 
 
 def resolve_device(device: str) -> torch.device:
