@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -31,9 +32,8 @@ def _add_data_command(commands: argparse._SubParsersAction) -> None:
 # distill / evaluate / show (the engine)
 # --------------------------------------------------------------------------------------------
 def _parse_value(text: str):
-    """--set values: JSON when it parses (numbers, lists, true/null), else the plain string."""
-    import json
-
+    """--set values: JSON when it parses (numbers, lists, true/null), else the plain string
+    (DistillConfig.validate then says when that is not the field's type)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -45,6 +45,11 @@ def _default_out(config) -> str:
     return f"runs/{name}-{config.mode}-ipc{config.ipc:g}-seed{config.seed}"
 
 
+# Settings with their own option: `--set ipc=…` would be given twice (or silently lose).
+_OWN_OPTIONS = {"dataset": "--dataset NAME", "ipc": "--ipc R", "mode": "--mode MODE",
+                "profile": "--profile NAME"}
+
+
 def config_from_args(args: argparse.Namespace):
     """The run configuration ``podd distill`` would use for ``args``, without running anything.
 
@@ -52,40 +57,46 @@ def config_from_args(args: argparse.Namespace):
     name), ``--profile`` (else ``$PODD_PROFILE``, else ``paper``), ``--ipc``, ``--mode``,
     ``--like``, ``--embeddings`` and the overrides (``--steps``, ``--device``, ``--seed``,
     ``--set``). Local data (``npz:``, ``imagefolder:``) is read once here for its class count and
-    image shape. ``--resume``: the saved run's config, with only the harmless changes allowed.
+    image shape. ``--resume``: the saved run's config, with only the harmless changes allowed;
+    any option that would change the run (``--dataset``, ``--ipc``, ``--profile``, ``--set
+    window=…``) is refused unless it repeats the run's own value.
+
+    Every setting is validated here, the poster's geometry included, so that a mistake is
+    reported before any data is loaded or any step is run.
     """
     import os
 
-    from podd.distill import DistillConfig
+    from podd.distill import DistillConfig, plan_geometry
     from podd.presets import resolve_config
-    from podd.runs import RESUMABLE_CHANGES, RunDir
+    from podd.runs import RunDir
 
     overrides = {}
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set real_batch=128")
-        overrides[key.strip()] = _parse_value(value)
+        key = key.strip()
+        if key in _OWN_OPTIONS and not args.resume:
+            raise ValueError(f"--set {item}: {key} has its own option, use {_OWN_OPTIONS[key]}")
+        overrides[key] = _parse_value(value)
     for name in ("steps", "device", "seed"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
+        flag = getattr(args, name)
+        if flag is None:
+            continue
+        if name in overrides and overrides[name] != flag:
+            raise ValueError(f"--{name} {flag} and --set {name}={overrides[name]} disagree; give "
+                             f"it once")
+        overrides[name] = flag
     if args.resume:
-        if args.mode is not None:
-            overrides["mode"] = args.mode
         if not args.out:
             raise ValueError("--resume needs --out RUN_DIR, the directory of the run to continue")
         saved = DistillConfig.from_dict(RunDir(args.out).load_checkpoint()["config"])
-        refused = sorted(set(overrides) - set(RESUMABLE_CHANGES))
-        if refused:
-            raise ValueError(f"--resume cannot change {', '.join(refused)}: that would change the "
-                             f"run's trajectory; a resumed run may change only "
-                             f"{', '.join(RESUMABLE_CHANGES)}")
-        return saved.replace(**overrides)
+        return _resumed_config(args, saved, overrides).validate()
     if args.dataset is None or args.ipc is None:
         raise ValueError("podd distill needs --dataset NAME and --ipc R (or --resume --out DIR)")
-    if args.ipc <= 0:
-        raise ValueError(f"--ipc {args.ipc}: the images-per-class budget must be positive "
-                         f"(e.g. --ipc 0.5)")
+    if not args.ipc > 0 or args.ipc == float("inf"):
+        raise ValueError(f"--ipc {args.ipc}: the images-per-class budget must be a positive "
+                         f"number (e.g. --ipc 0.5)")
     from podd.data import DATASET_SHAPES, canonical_name, load_dataset
 
     profile = args.profile or os.environ.get("PODD_PROFILE") or "paper"
@@ -94,13 +105,80 @@ def config_from_args(args: argparse.Namespace):
     if dataset not in DATASET_SHAPES:   # local data: its own class count and image shape
         local = load_dataset(dataset, root=overrides.get("data_root"), download=False)
         shape = dict(num_classes=local.num_classes, image_shape=tuple(local.image_shape))
-    return resolve_config(dataset, profile, like=args.like, mode=args.mode or "podd",
-                          ipc=args.ipc, embeddings=args.embeddings, **shape, **overrides)
+    config = resolve_config(dataset, profile, like=args.like, mode=args.mode or "podd",
+                            ipc=args.ipc, embeddings=args.embeddings, **shape, **overrides)
+    config.validate()
+    K, image_shape = (shape["num_classes"], shape["image_shape"]) if shape else \
+        DATASET_SHAPES[dataset]
+    plan_geometry(config, K, image_shape)      # an impossible poster: said now, not at step 1
+    return config
+
+
+def _resumed_config(args: argparse.Namespace, saved, overrides: dict):
+    """The saved config with the resumable changes; any other option must repeat the run's own
+    value (a different --dataset, --ipc, --profile, --mode or --set is refused, never ignored)."""
+    from podd.data import canonical_name
+    from podd.runs import RESUMABLE_CHANGES
+
+    asked = {name: (f"--set {name}={json.dumps(value)}", value) for name, value in overrides.items()}
+    for name in ("steps", "device", "seed"):
+        if getattr(args, name) is not None:
+            asked[name] = (f"--{name} {getattr(args, name)}", getattr(args, name))
+    if args.dataset is not None:
+        asked["dataset"] = (f"--dataset {args.dataset}", canonical_name(args.dataset))
+    if args.ipc is not None:
+        asked["ipc"] = (f"--ipc {args.ipc:g}", float(args.ipc))
+    for name in ("profile", "mode"):
+        if getattr(args, name) is not None:
+            asked[name] = (f"--{name} {getattr(args, name)}", getattr(args, name))
+    unknown = sorted(set(asked) - {f for f in saved.to_dict()})
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; valid names are {sorted(saved.to_dict())}")
+    for name, (_, value) in asked.items():
+        saved.check_value(name, value)
+    different = [name for name, (_, value) in asked.items() if name not in RESUMABLE_CHANGES
+                 and getattr(saved.replace(**{name: value}), name) != getattr(saved, name)]
+    different += [name for name in ("like", "embeddings") if getattr(args, name) is not None]
+    if different:
+        def shown(name):
+            return asked[name][0] if name in asked else f"--{name} {getattr(args, name)}"
+
+        run_has = ", ".join(f"{n}={json.dumps(getattr(saved, n))}" for n in different
+                            if hasattr(saved, n))
+        raise ValueError(
+            f"--resume cannot change {', '.join(different)}: the run in {args.out} continues with "
+            f"its own settings ({run_has or 'as it was started'}), and {', '.join(map(shown, different))} "
+            f"would change its trajectory. Drop {'it' if len(different) == 1 else 'them'} to "
+            f"continue the run, or start a new run with them in another --out; a resumed run may "
+            f"change only {', '.join(RESUMABLE_CHANGES)}")
+    return saved.replace(**{n: v for n, (_, v) in asked.items() if n in RESUMABLE_CHANGES})
+
+
+def _set_threads(threads: int | None) -> None:
+    """--threads N: torch's CPU threads (default: torch's own choice, one per core)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads {threads}: use at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, metavar="N", default=None,
+                   help="CPU threads for torch (default: one per core). On a machine busy with "
+                        "other work, --threads 1 can be many times faster than several "
+                        "threads competing for the same cores")
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
     from podd.distill import distill
+    from podd.runs import RunDir
 
+    _set_threads(args.threads)
+    if args.out and not args.resume:
+        RunDir(args.out).check_target()     # before any data is loaded
     config = config_from_args(args)
     out = args.out or _default_out(config)
     result = distill(config, out_dir=out, resume=args.resume, progress=not args.quiet)
@@ -134,7 +212,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from podd.io import write_json
     from podd.provenance import provenance
 
+    _set_threads(args.threads)
+    if args.models < 1:
+        raise ValueError(f"--models {args.models}: train at least one model")
+    if args.steps and (min(args.steps) < 1 or list(args.steps) != sorted(set(args.steps))):
+        raise ValueError(f"--steps {' '.join(map(str, args.steps))}: give increasing step counts "
+                         f"of at least 1, e.g. --steps 300 1000")
     artifact, config, dataset, preprocessor = _load_run_parts(args.run_dir)
+    if len(dataset.y_test) == 0:
+        raise ValueError(f"{config.dataset} has no test images (a train-only npz), so there is "
+                         f"nothing to evaluate on; add x_test and y_test to the file")
     device = resolve_device(args.device)
     images, labels = patches_and_labels(artifact)
     steps = tuple(args.steps) if args.steps else config.eval_steps
@@ -210,8 +297,9 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("podd", "baseline", "per-class"), default=None,
                    help="podd (shared poster, default), baseline (RaT-BPTT at 1 IPC), per-class")
     p.add_argument("--profile", choices=("smoke", "quick", "paper"), default=None,
-                   help="preset size: smoke (seconds), quick (minutes), paper (the authors' "
-                        "settings; default, or $PODD_PROFILE)")
+                   help="preset size: smoke (seconds), quick (minutes on a CPU), paper (the "
+                        "authors' settings, sized for a GPU: days on a CPU; the default, unless "
+                        "$PODD_PROFILE says otherwise)")
     p.add_argument("--steps", type=int, default=None, help="outer steps (overrides the preset)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="run directory (default runs/DATASET-MODE-ipcR-seedS)")
@@ -226,6 +314,7 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                         "recompute_window=true --set real_chunk=250 keep the gradients and "
                         "the batch sizes and need far less memory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads_option(p)
     p.set_defaults(handler=_cmd_distill)
 
     p = commands.add_parser(
@@ -240,6 +329,7 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation models")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads_option(p)
     p.set_defaults(handler=_cmd_evaluate)
 
     p = commands.add_parser(
@@ -264,8 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        # Errors a user can cause carry a message that says what to do: show it, not a traceback.
+    except KeyboardInterrupt as interrupt:
+        # Ctrl-C: where things stand (podd.distill.RunInterrupted says how to resume), exit 130.
+        print(f"\npodd {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as error:
+        # Errors a user can cause carry a message that says what to do: show it, not a traceback
+        # (OSError: podd.io.WriteError — no space, read-only, no permission — and missing files).
         print(f"podd {args.command}: error: {error}", file=sys.stderr)
         return 2
 

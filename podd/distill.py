@@ -32,8 +32,12 @@ meta-gradients) and :func:`patches_and_labels` (what a student trains on).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import sys
 import time
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +88,7 @@ class DistillConfig:
     grid: tuple[int, int] | None = None
     patches: tuple[int, int] | None = None
     poster_size: tuple[int, int] | None = None
-    class_order: str = "identity"
+    class_order: str | list[list[int]] = "identity"   # a spec, or an explicit (rows, cols) grid
     labels: str = "learned"
     init: str = "class_areas"
     zca: bool = False
@@ -118,16 +122,41 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists; keep them tuples so configs compare equal.
+        # Anything else (a number, strings) is left for validate() to name.
+        for f in dataclasses.fields(self):      # numpy scalars (np.int64 steps …) → Python's
+            value = getattr(self, f.name)
+            if type(value).__module__ == "numpy" and hasattr(value, "item") and \
+                    getattr(value, "ndim", None) == 0:
+                setattr(self, f.name, value.item())
         for name in ("grid", "patches", "poster_size", "eval_steps"):
             value = getattr(self, name)
-            if value is not None:
+            if isinstance(value, (list, tuple)) and all(_is_int(v) for v in value):
                 setattr(self, name, tuple(int(v) for v in value))
 
+    @classmethod
+    def check_value(cls, name: str, value: Any) -> None:
+        """Raise ValueError when ``value`` is not of the type the field ``name`` declares (a
+        bool for ``augment``, a whole number for ``steps``, a list of whole numbers for
+        ``eval_steps`` …), saying what it must be with an example. Driven by the dataclass's
+        annotations, so every field is checked, including ones added later."""
+        hints = _field_types()
+        if name not in hints:
+            raise ValueError(f"unknown setting {name!r}; valid names are {sorted(hints)}")
+        expected = _type_problem(value, hints[name])
+        if expected is not None:
+            example = _EXAMPLES.get(name, _field_defaults().get(name))
+            example = "" if example is None else f" (e.g. {name}={json.dumps(example)})"
+            raise ValueError(f"{name}={value!r}: must be {expected}{example}")
+
     def validate(self) -> "DistillConfig":
-        """Raise ValueError naming the first impossible setting."""
+        """Raise ValueError naming the first impossible setting: first the type of every field
+        (:meth:`check_value`), then the ranges and the combinations."""
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ValueError(message)
+
+        for f in dataclasses.fields(self):
+            self.check_value(f.name, getattr(self, f.name))
 
         need(self.mode in MODES, f"mode={self.mode!r}: choose one of {', '.join(MODES)}")
         need(self.labels in LABEL_MODES, f"labels={self.labels!r}: choose fixed or learned")
@@ -167,6 +196,18 @@ class DistillConfig:
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device={self.device!r}: choose auto, cpu or cuda")
         need(self.log_every >= 1, f"log_every={self.log_every}: must be at least 1")
+        for name in ("eval_every", "checkpoint_every", "eval_models"):
+            need(getattr(self, name) >= 0,
+                 f"{name}={getattr(self, name)}: must be 0 (never) or a positive number")
+        for name in ("grid", "patches"):
+            value = getattr(self, name)
+            need(value is None or min(value) >= 1,
+                 f"{name}={list(value) if value else value}: both counts (rows, cols) must be at "
+                 f"least 1, or null for podd's default")
+        need(min(self.eval_steps) >= 1 and list(self.eval_steps) == sorted(set(self.eval_steps)),
+             f"eval_steps={list(self.eval_steps)}: must be increasing training-step counts of at "
+             f"least 1, e.g. eval_steps=[300, 1000]")
+        need(self.seed >= 0, f"seed={self.seed}: must be 0 or a positive whole number")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +220,71 @@ class DistillConfig:
 
     def replace(self, **changes) -> "DistillConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _is_int(value: Any) -> bool:
+    """A whole number: int or numpy integer, not bool."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and \
+        type(value).__name__ != "bool_"
+
+
+# Examples for the fields whose default (None) is no example.
+_EXAMPLES = {"grid": [2, 5], "patches": [6, 16], "poster_size": [60, 153], "depth": 3,
+             "real_chunk": 250, "fixed_start": 0, "label_lr": 0.001, "data_root": "/data"}
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(DistillConfig)
+
+
+def _field_defaults() -> dict[str, Any]:
+    return {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
+            for f in dataclasses.fields(DistillConfig) if f.default is not dataclasses.MISSING}
+
+
+def _type_problem(value: Any, annotation: Any) -> str | None:
+    """None when ``value`` fits ``annotation`` (the types DistillConfig uses: bool, int, float,
+    str, tuple[int, int], tuple[int, ...] and X | None), else what it must be, in words."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if value is None and len(options) < len(args):
+            return None
+        problems = [_type_problem(value, a) for a in options]
+        if any(p is None for p in problems):
+            return None
+        return " or ".join(problems) + (" or null" if len(options) < len(args) else "")
+    if annotation is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if annotation is int:
+        return None if _is_int(value) else "a whole number"
+    if annotation is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "a finite number"
+    if annotation is str:
+        return None if isinstance(value, str) else "a string"
+    if origin is list:      # list[X]: a list (or tuple) of X
+        if not isinstance(value, (list, tuple)):
+            return "a list"
+        problems = [_type_problem(item, args[0]) for item in value]
+        return None if all(p is None for p in problems) else f"a list of ({_kind(args[0])})"
+    if origin is tuple:
+        items_ok = isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return None if items_ok and len(value) >= 1 else "a list of whole numbers"
+        return None if items_ok and len(value) == len(args) else \
+            f"a list of {len(args)} whole numbers"
+    return None     # a type this function does not know: not checked
+
+
+def _kind(annotation: Any) -> str:
+    """``annotation`` in words, for nested lists."""
+    if typing.get_origin(annotation) is list:
+        return f"lists of {_kind(typing.get_args(annotation)[0])}"
+    return {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(
+        annotation, str(annotation))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -494,29 +600,8 @@ class Distiller:
         self.generator = torch.Generator().manual_seed(config.seed)
 
         # Geometry and class order: the poster layout (§4.1, §4.2).
-        if config.mode == "baseline":
-            self.geometry = P.baseline_geometry(K, shape, grid=config.grid)
-        elif config.mode == "per-class":
-            self.geometry = P.per_class_geometry(K, shape, config.ipc,
-                                                 config.patches or _per_class_patches(config.ipc))
-        else:
-            self.geometry = P.make_geometry(K, shape, config.ipc, grid=config.grid,
-                                            patches=config.patches, size=config.poster_size)
-            if config.poster_size is not None and \
-                    abs(self.geometry.ipc - config.ipc) > POSTER_SIZE_IPC_TOLERANCE * config.ipc:
-                raise ValueError(
-                    f"poster_size={tuple(config.poster_size)} holds {self.geometry.ipc:.3g} IPC "
-                    f"of {K} classes of {h}×{w} images, but ipc={config.ipc:g}; drop poster_size "
-                    f"(set it to null) to compute the poster from ipc, or make them agree")
-        if config.mode != "baseline" and self.geometry.ipc > 1.2 * config.ipc:
-            # The poster module never makes a poster smaller than one image: the budget asked for
-            # cannot hold one patch, and silently spending more pixels would misreport the IPC.
-            raise ValueError(
-                f"ipc={config.ipc:g} is too small for this poster: the smallest poster that holds "
-                f"one {h}×{w} patch has {self.geometry.pixels} pixels = "
-                f"{self.geometry.ipc:.3g} IPC; use --ipc {self.geometry.ipc:.2g} or more"
-                + (" (or a class grid with fewer rows, e.g. --set grid=[1,K])"
-                   if config.mode == "podd" and self.geometry.grid[0] > 1 else ""))
+        self.geometry = plan_geometry(config, K, shape)
+        check_budget(config, self.geometry, K, shape, n_train=len(dataset.y_train))
         rows, cols = self.geometry.grid
         if config.mode == "podd":
             from podd.ordering import resolve_class_order
@@ -535,8 +620,8 @@ class Distiller:
         if self.distill_batch > self.source.num_patches:
             raise ValueError(
                 f"distill_batch={self.distill_batch} is larger than the poster's "
-                f"{self.source.num_patches} patches; lower --distill-batch (distill_batch) to at "
-                f"most {self.source.num_patches} or use more patches")
+                f"{self.source.num_patches} patches; lower it with --set distill_batch=N, N at "
+                f"most {self.source.num_patches}, or use more patches (--set patches=[ROWS,COLS])")
 
         # Real data, preprocessed once and kept on the device.
         self.x_real = preprocessor(dataset.x_train).to(self.device)
@@ -673,12 +758,21 @@ class Distiller:
             return self.source.patches(self.poster).detach(), self.source.labels(
                 self.label_params).detach()
 
+    @property
+    def can_evaluate(self) -> bool:
+        """False for data without a test split (a train-only npz): nothing to test on."""
+        return len(self.y_test) > 0
+
     def evaluate(self, num_models: int | None = None, steps=None, seed: int | None = None,
                  progress: bool = False):
         """Train fresh ConvNets on the current patches (the §5.1 protocol) and test them."""
         from podd.evaluate import train_and_test
 
         cfg = self.config
+        if not self.can_evaluate:
+            raise ValueError(f"{cfg.dataset} has no test images (a train-only npz), so there is "
+                             f"nothing to evaluate on; add x_test and y_test to the file, or "
+                             f"hold out a split with podd.data.train_val_split")
         images, labels = self.patches_and_labels()
         return train_and_test(images, labels, self.x_test, self.y_test,
                               num_models=num_models or cfg.eval_models,
@@ -732,9 +826,127 @@ def _identity_order(num_classes: int, rows: int, cols: int) -> torch.Tensor:
     return order.view(rows, cols)
 
 
-def _per_class_patches(ipc: float) -> tuple[int, int]:
-    """Default patches of one class poster: 2×2 overlapping patches (fig. 9's per-class setup)."""
-    return (2, 2)
+def _per_class_patches(ipc: float, image_shape=None) -> tuple[int, int]:
+    """Default patches of one class poster: 2×2 overlapping patches (fig. 9's per-class setup),
+    fewer along a side that has room for fewer (a poster of one image's side holds one)."""
+    if image_shape is None:
+        return (2, 2)
+    from podd import poster as P
+
+    H, W = P.per_class_geometry(1, image_shape, ipc, patches=(1, 1)).size
+    _, h, w = image_shape
+    return min(2, H - h + 1), min(2, W - w + 1)
+
+
+#: The largest poster (with its patches, float32) podd agrees to allocate; a budget beyond it is
+#: a typo (``--ipc 1e9``), refused with the poster's size before anything is allocated.
+MAX_POSTER_BYTES = 16 * 2 ** 30
+
+
+def plan_geometry(config: DistillConfig, num_classes: int, image_shape) -> Any:
+    """The poster geometry ``config`` asks for on data of ``num_classes`` classes of
+    ``image_shape`` (c, h, w) — arithmetic only, nothing allocated — or a ValueError that names
+    the IPC, the poster and what to change. :class:`Distiller` builds its poster from it, and
+    ``podd distill`` calls it before loading any data."""
+    from podd import poster as P
+
+    K, shape = int(num_classes), tuple(int(v) for v in image_shape)
+    c, h, w = shape
+    config.validate()
+    where = (f"ipc={config.ipc:g} ({config.mode} mode, {K} classes of {h}×{w} images"
+             + (f", grid {list(config.grid)}" if config.grid else "")
+             + (f", patches {list(config.patches)}" if config.patches else "")
+             + (f", poster_size {list(config.poster_size)}" if config.poster_size else "") + ")")
+    try:
+        if config.mode == "baseline":
+            geometry = P.baseline_geometry(K, shape, grid=config.grid)
+        elif config.mode == "per-class":
+            geometry = P.per_class_geometry(K, shape, config.ipc,
+                                            config.patches or _per_class_patches(config.ipc, shape))
+        else:
+            geometry = P.make_geometry(K, shape, config.ipc, grid=config.grid,
+                                       patches=config.patches, size=config.poster_size)
+    except ValueError as error:
+        raise ValueError(f"impossible poster for {where}: {error}. "
+                         f"{_geometry_advice(config, K, shape)}") from None
+    if config.mode == "podd" and config.poster_size is not None and \
+            abs(geometry.ipc - config.ipc) > POSTER_SIZE_IPC_TOLERANCE * config.ipc:
+        raise ValueError(
+            f"poster_size={list(config.poster_size)} holds {geometry.ipc:.3g} IPC of {K} classes "
+            f"of {h}×{w} images, but ipc={config.ipc:g}; drop poster_size (set it to null) to "
+            f"compute the poster from ipc, or make them agree")
+    if config.mode != "baseline" and geometry.ipc > 1.2 * config.ipc:
+        # The poster module never makes a poster smaller than one image: the budget asked for
+        # cannot hold one patch, and silently spending more pixels would misreport the IPC.
+        raise ValueError(
+            f"ipc={config.ipc:g} is too small for this poster: the smallest poster that holds "
+            f"one {h}×{w} patch has {geometry.pixels} pixels = {geometry.ipc:.3g} IPC"
+            + (" per class (per-class mode: one poster per class)" if config.mode == "per-class"
+               else "")
+            + f"; use --ipc {geometry.ipc:.2g} or more"
+            + (f" (or a class grid with fewer rows, e.g. --set grid=[1,{K}])"
+               if config.mode == "podd" and geometry.grid[0] > 1 else ""))
+    copies = K if config.mode == "per-class" else 1
+    if config.distill_batch is not None and config.distill_batch > geometry.num_patches * copies:
+        raise ValueError(
+            f"distill_batch={config.distill_batch} is larger than the poster's "
+            f"{geometry.num_patches * copies} patches at {where}; lower it with --set "
+            f"distill_batch=N, N at most {geometry.num_patches * copies}, or use more patches "
+            f"(--set patches=[ROWS,COLS])")
+    H, W = geometry.size
+    nbytes = 4 * c * copies * (H * W + geometry.num_patches * h * w)
+    if nbytes > MAX_POSTER_BYTES:
+        raise ValueError(
+            f"ipc={config.ipc:g} asks for a {H}×{W}-pixel poster"
+            + (f" per class ({K} posters)" if copies > 1 else "")
+            + f" with {geometry.num_patches * copies} patches: {nbytes / 2 ** 30:.3g} GiB before "
+            f"any training, more than podd allocates ({MAX_POSTER_BYTES // 2 ** 30} GiB). The "
+            f"paper distils into ipc < 1 (e.g. --ipc 0.9); use an IPC of at most a few tens")
+    return geometry
+
+
+def _geometry_advice(config: DistillConfig, K: int, shape) -> str:
+    """What to change when the poster module refuses a geometry."""
+    from podd import poster as P
+
+    c, h, w = shape
+    if config.grid is not None and (min(config.grid) < 1 or config.grid[0] * config.grid[1] < K):
+        return (f"Use --set grid=[ROWS,COLS] with ROWS·COLS ≥ {K}, or --set grid=null for "
+                f"{list(P.default_class_grid(K))}")
+    try:
+        if config.mode == "per-class":
+            size = P.per_class_geometry(1, shape, config.ipc, patches=(1, 1)).size
+        elif config.mode == "podd":
+            size = tuple(config.poster_size) if config.poster_size else \
+                P.poster_size(K, shape, config.ipc, config.grid)
+        else:
+            return ""
+    except ValueError:
+        return "Use a larger --ipc or --set grid=null"
+    if size[0] < h or size[1] < w:
+        return (f"Use --set poster_size=null to compute the poster from the IPC, or a poster_size "
+                f"of at least [{h},{w}]" if config.poster_size else "Use a larger --ipc")
+    most = (size[0] - h + 1, size[1] - w + 1)
+    return (f"At this IPC the poster is {size[0]}×{size[1]} pixels, which holds at most "
+            f"{most[0]}×{most[1]} distinct {h}×{w} patch positions: use --set "
+            f"patches=[{min(most[0], 2)},{min(most[1], 2)}] (rows, cols, each at most "
+            f"{most[0]} and {most[1]}), or --set patches=null to let podd choose, or a larger --ipc")
+
+
+def check_budget(config: DistillConfig, geometry, num_classes: int, image_shape,
+                 n_train: int) -> None:
+    """Refuse a poster with more pixels than the whole training set (a typo such as --ipc 1e9
+    that :data:`MAX_POSTER_BYTES` lets through on a small dataset)."""
+    c, h, w = image_shape
+    copies = num_classes if config.mode == "per-class" else 1
+    pixels = geometry.pixels * copies
+    if n_train and pixels > n_train * h * w:
+        per_class = n_train / num_classes
+        raise ValueError(
+            f"ipc={config.ipc:g} asks for a {geometry.size[0]}×{geometry.size[1]}-pixel poster"
+            + (f" per class" if copies > 1 else "") + f": more pixels than the whole training "
+            f"set ({n_train} images, {per_class:.4g} per class). Distillation makes the data "
+            f"smaller: use --ipc below {per_class:.4g} (the paper uses 0.9 or less)")
 
 
 def _preprocessing_state(preprocessor, config: DistillConfig) -> dict[str, Any]:
@@ -783,8 +995,9 @@ def _oom_message(config: DistillConfig) -> str:
                  f"(get_preset(..., {python})); ")
     return (f"the GPU ran out of memory; {first}otherwise lower the batch sizes: "
             f"distill_batch={config.distill_batch}, real_batch={config.real_batch}, "
-            f"window={config.window} (e.g. get_preset(..., real_batch="
-            f"{max(1, config.real_batch // 2)}) or a smaller --profile)")
+            f"window={config.window} (e.g. --set real_batch={max(1, config.real_batch // 2)}, "
+            f"in Python get_preset(..., real_batch={max(1, config.real_batch // 2)}), or a "
+            f"smaller --profile)")
 
 
 def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = None,
@@ -793,17 +1006,36 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
 
     With ``out_dir`` a run directory is written (see podd.runs); ``resume=True`` continues the
     run found there from its last checkpoint — on CPU bit-identically to an uninterrupted run.
+    The directory is locked while the run writes into it (a second run there is refused).
     A NaN/inf loss stops the run with the step number; the last good checkpoint stays.
     """
     from podd import runs
 
-    run = runs.RunDir(out_dir) if out_dir is not None else None
+    if out_dir is None:
+        if resume:
+            raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
+        return _distill(config, dataset, None, False, progress, preprocessor)
+    run = runs.RunDir(out_dir)
+    config.validate()               # impossible settings: refused before the directory is made
+    if resume:
+        if not run.path.is_dir():
+            run.load_checkpoint()   # says that there is nothing to resume
+    else:
+        run.check_target()
+        run.check_new()
+    with run.locked():
+        return _distill(config, dataset, run, resume, progress, preprocessor)
+
+
+def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, preprocessor
+             ) -> DistillResult:
+    """:func:`distill` in a run directory already held (``run``), or without one."""
+    from podd import runs
+
     history: list[dict] = []
     wall_before = 0.0
     state = None
     if resume:
-        if run is None:
-            raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
         checkpoint = run.load_checkpoint()
         config = runs.resume_config(checkpoint["config"], config)
         state, history = checkpoint["distiller"], checkpoint["history"]
@@ -817,6 +1049,97 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
         distiller.load_state_dict(state)
         if run is not None:
             run.rewrite_metrics(history)
+    try:
+        return _train(distiller, run, history, wall_before, progress)
+    except KeyboardInterrupt:
+        raise RunInterrupted(_interrupted_message(distiller, run)) from None
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says where the last checkpoint is and how to resume."""
+
+
+def _interrupted_message(distiller: "Distiller", run) -> str:
+    import shlex
+
+    cfg = distiller.config
+    where = f"interrupted at step {distiller.step_count} of {cfg.steps}"
+    if run is None:
+        return where
+    kept = run.checkpoint_step()
+    if kept is None:
+        return (f"{where}, before the first checkpoint (checkpoint_every={cfg.checkpoint_every}); "
+                f"there is nothing to resume in {run.path}: run the same command again to start "
+                f"over")
+    from podd.runs import CHECKPOINT
+
+    return (f"{where}; the last checkpoint (step {kept}) is {run.file(CHECKPOINT)}. Continue "
+            f"the run with:\n  podd distill --resume --out {shlex.quote(str(run.path))}")
+
+
+#: The time estimate: measured over the steps after the first (warm-up) one, printed once after
+#: ETA_FIRST_STEPS of them (or ETA_FIRST_S seconds), and only when the rest takes ETA_MIN_S or
+#: more; on a CPU, beyond ETA_LONG_ON_CPU_S, with a hint (profile quick, a GPU, --threads).
+ETA_FIRST_STEPS, ETA_FIRST_S, ETA_MIN_S, ETA_LONG_ON_CPU_S = 3, 10.0, 60.0, 3600.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+class _TimeEstimate:
+    """Says, once, how long the remaining steps will take (see :data:`ETA_FIRST_STEPS`)."""
+
+    def __init__(self, config: DistillConfig, device: torch.device):
+        self.config, self.device = config, device
+        self.start: tuple[float, int] | None = None
+        self.done = False
+
+    def after_step(self, step: int) -> None:
+        if self.done:
+            return
+        now = time.perf_counter()
+        if self.start is None:          # the first step pays for warm-up: measure from its end
+            self.start = (now, step)
+            return
+        t_start, s_start = self.start
+        measured = step - s_start
+        if measured < ETA_FIRST_STEPS and now - t_start < ETA_FIRST_S:
+            return
+        self.done = True
+        cfg = self.config
+        per_step = (now - t_start) / measured
+        remaining = per_step * (cfg.steps - step)
+        if remaining < ETA_MIN_S:
+            return
+        lines = [f"estimated time: {_duration(remaining)} for the remaining {cfg.steps - step} "
+                 f"steps ({per_step:.3g} s per step on {self.device.type}, evaluations not "
+                 f"counted)"]
+        if self.device.type == "cpu" and remaining > ETA_LONG_ON_CPU_S:
+            hint = (f"hint: profile {cfg.profile!r} with {cfg.steps} steps is sized for a GPU; "
+                    f"--profile quick finishes in minutes on a CPU (or run on a GPU: --device "
+                    f"cuda)")
+            if torch.get_num_threads() > 1:
+                hint += (f"; on a busy machine --threads 1 can be much faster than "
+                         f"{torch.get_num_threads()} threads")
+            lines.append(hint)
+        from tqdm import tqdm
+
+        for line in lines:
+            tqdm.write(line, file=sys.stderr)
+
+
+def _train(distiller: "Distiller", run, history: list[dict], wall_before: float,
+           progress: bool) -> DistillResult:
+    """The outer steps, evaluation and final files of :func:`distill` (after its setup)."""
     cfg = distiller.config
 
     bar = None
@@ -833,10 +1156,12 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
     def elapsed() -> float:
         return wall_before + time.perf_counter() - t0
 
+    estimate = _TimeEstimate(cfg, distiller.device)
     try:
         while distiller.step_count < cfg.steps:
             losses.append(distiller.step())
             step = distiller.step_count
+            estimate.after_step(step)
             record = None
             if step % cfg.log_every == 0 or step == cfg.steps:
                 distiller.check_finite()
@@ -846,7 +1171,8 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
                 record = {"step": step, "loss": loss, "epoch": distiller.epoch,
                           "steps_per_s": (step - s_log) / max(now - t_log, 1e-9)}
                 t_log, s_log = now, step
-            if cfg.eval_every and cfg.eval_models and step % cfg.eval_every == 0 and step < cfg.steps:
+            if cfg.eval_every and cfg.eval_models and distiller.can_evaluate and \
+                    step % cfg.eval_every == 0 and step < cfg.steps:
                 result = distiller.evaluate()
                 last_acc = result.mean()
                 record = (record or {"step": step}) | {"eval_accuracy": last_acc,
@@ -884,7 +1210,12 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
             bar.close()
 
     evaluation = None
-    if cfg.eval_models:
+    if cfg.eval_models and not distiller.can_evaluate:
+        from podd.notes import note_once
+
+        note_once(f"{cfg.dataset} has no test images (a train-only npz): the poster is saved "
+                  f"without a test evaluation; add x_test and y_test to evaluate it")
+    elif cfg.eval_models:
         try:
             evaluation = distiller.evaluate()
         except torch.cuda.OutOfMemoryError as error:

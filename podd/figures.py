@@ -29,9 +29,12 @@ import pandas as pd
 from podd import io as podd_io
 from podd.provenance import provenance
 
-#: Environment variable that redirects every saved figure and table (tests and nbval use it so
-#: that running the notebooks never overwrites the committed ``paper_figures/``).
+#: Environment variable that says where every saved figure and table goes. ``make figures`` sets
+#: it to the committed ``paper_figures/``; without it, figures go to ``runs/figures/`` (ignored by
+#: git), so that running a notebook by hand or with papermill never rewrites the committed files.
 FIGURES_DIR_ENV = "PODD_FIGURES_DIR"
+#: The default folder (relative to the source checkout, else to the working directory).
+DEFAULT_FIGURES_DIR = Path("runs") / "figures"
 
 #: Set by ``podd.figures_build`` to the commit a whole build started from (see _check_sidecar).
 BUILD_COMMIT_ENV = "PODD_BUILD_COMMIT"
@@ -63,10 +66,12 @@ def use_style() -> None:
 
 
 def figures_dir(directory: str | os.PathLike | None = None) -> Path:
-    """Where figures and tables go: ``directory`` > ``$PODD_FIGURES_DIR`` > ``paper_figures/``.
+    """Where figures and tables go: ``directory`` > ``$PODD_FIGURES_DIR`` > ``runs/figures/``.
 
-    ``paper_figures/`` is the folder at the root of the source checkout this module lives in
-    (found through ``pyproject.toml``); outside a checkout, ``./paper_figures``.
+    ``runs/figures/`` is under the root of the source checkout this module lives in (found
+    through ``pyproject.toml``; git ignores ``runs/``); outside a checkout, ``./runs/figures``.
+    The committed ``paper_figures/`` is written only when asked for: ``make figures`` sets
+    ``PODD_FIGURES_DIR`` to it.
     """
     if directory is not None:
         return Path(directory)
@@ -74,8 +79,8 @@ def figures_dir(directory: str | os.PathLike | None = None) -> Path:
         return Path(os.environ[FIGURES_DIR_ENV])
     root = Path(__file__).resolve().parent.parent
     if (root / "pyproject.toml").is_file():
-        return root / "paper_figures"
-    return Path.cwd() / "paper_figures"
+        return root / DEFAULT_FIGURES_DIR
+    return Path.cwd() / DEFAULT_FIGURES_DIR
 
 
 def _check_name(name: str) -> str:

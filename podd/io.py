@@ -2,15 +2,22 @@
 
 A crash or Ctrl-C while writing must never leave a half-written cache, checkpoint or
 figure behind, so everything goes to a temporary file in the same folder and is then
-renamed over the target (rename is atomic on POSIX file systems).
+renamed over the target (rename is atomic on POSIX file systems). A process killed mid-write
+(SIGKILL) leaves its temporary ``.NAME.*.tmp`` file; :func:`remove_orphan_tmp` clears them on
+the next start. A write that fails for lack of space or permission is reported as a
+:class:`WriteError` that says so (torch's own message is "enforce fail at inline_container.cc").
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,16 +31,106 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     On any exception the temporary file is removed and ``target`` is left untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:
+        raise write_error(target, error) from error
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as error:
+        free = free_bytes(target.parent)    # before the temporary file gives its space back
         tmp_path.unlink(missing_ok=True)
+        if isinstance(error, (OSError, RuntimeError)) and not isinstance(error, WriteError):
+            translated = write_error(target, error, free)
+            if translated is not error:
+                raise translated from error
         raise
+
+
+class WriteError(OSError):
+    """A file could not be written: no space left, a read-only disk, no permission."""
+
+
+#: Below this many free bytes, a failed write is put down to a full disk.
+LOW_SPACE_BYTES = 64 * 2 ** 20
+# What torch.save says when the disk fills up under it (no errno reaches Python).
+_TORCH_WRITE_FAILURES = ("inline_container", "file write failed", "unexpected pos")
+
+
+def free_bytes(folder: str | os.PathLike) -> int | None:
+    """Bytes free to this user on the disk holding ``folder`` (None when unknown)."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def write_error(target: str | os.PathLike, error: BaseException, free: int | None = None):
+    """``error`` (raised while writing ``target``) as a :class:`WriteError` that says what is
+    wrong and what to do, or ``error`` itself when it is none of the known causes."""
+    target = Path(target)
+    folder = target.parent
+    code = getattr(error, "errno", None)
+    torch_failure = isinstance(error, RuntimeError) and any(
+        marker in str(error) for marker in _TORCH_WRITE_FAILURES)
+    if free is None and (torch_failure or code in (errno.ENOSPC, errno.EDQUOT)):
+        free = free_bytes(folder)
+    if code in (errno.ENOSPC, errno.EDQUOT) or (
+            torch_failure and free is not None and free < LOW_SPACE_BYTES):
+        return WriteError(f"no space left on {folder} ({_size(free)} free) while writing "
+                          f"{target.name}; free some space there or use another directory (the "
+                          f"previous {target.name}, if any, is unchanged)")
+    if code == errno.EROFS:
+        return WriteError(f"cannot write {target}: {folder} is on a read-only file system; use a "
+                          f"writable directory")
+    if code in (errno.EACCES, errno.EPERM):
+        return WriteError(f"cannot write {target}: permission denied in {folder}; use a "
+                          f"directory you can write to")
+    if code in (errno.ENOTDIR, errno.EEXIST) and isinstance(error, OSError):
+        return WriteError(f"cannot write {target}: a part of the path {folder} is a file, not a "
+                          f"directory")
+    if torch_failure:
+        return WriteError(f"could not write {target} ({error}); check the disk holding {folder}")
+    return error
+
+
+def remove_orphan_tmp(folder: str | os.PathLike, older_than_s: float | None = None) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files that a killed process left in ``folder`` (not
+    recursive). ``older_than_s``: only those not modified for that long — for folders that
+    another live process may be writing into (the data cache); ``None`` when the caller holds
+    the folder's lock. Returns the removed paths."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for path in folder.glob(".*.tmp"):
+        try:
+            if not path.is_file() or (older_than_s is not None and
+                                      now - path.stat().st_mtime < older_than_s):
+                continue
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 def write_bytes(target: str | os.PathLike, data: bytes) -> Path:
@@ -54,3 +151,61 @@ def torch_save(target: str | os.PathLike, obj: Any) -> Path:
     with atomic_path(target) as tmp:
         torch.save(obj, tmp)
     return Path(target)
+
+
+# --------------------------------------------------------------------------------------------
+# checksums: a flipped byte in a saved tensor must not load as a different poster
+# --------------------------------------------------------------------------------------------
+CHECKSUM_KEY = "sha256"
+
+
+class ChecksumMismatchError(ValueError):
+    """A file's contents differ from the checksum stored in it (a damaged copy)."""
+
+
+def content_digest(obj: Any) -> str:
+    """SHA-256 of a nested structure of tensors, numbers, strings, None, lists and dicts (the
+    contents, not the pickle bytes: it is the same before saving and after loading)."""
+    h = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            if t.numel():
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            h.update(f"D{len(value)}".encode())
+            for key in sorted(value, key=lambda k: (type(k).__name__, str(k))):
+                feed(key)
+                feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            h.update(f"L{len(value)}".encode())
+            for item in value:
+                feed(item)
+        else:
+            h.update(f"V{type(value).__name__}:{value!r};".encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
+def with_checksum(payload: dict) -> dict:
+    """``payload`` plus its :func:`content_digest` under :data:`CHECKSUM_KEY`."""
+    body = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}
+    return {**body, CHECKSUM_KEY: content_digest(body)}
+
+
+def verify_checksum(payload: dict, path: str | os.PathLike, advice: str) -> bool:
+    """Raise ChecksumMismatchError when ``payload`` carries a checksum that its contents do not
+    match; return whether it carried one (files written before checksums have none)."""
+    stored = payload.get(CHECKSUM_KEY)
+    if stored is None:
+        return False
+    actual = content_digest({k: v for k, v in payload.items() if k != CHECKSUM_KEY})
+    if actual != stored:
+        raise ChecksumMismatchError(
+            f"{path} is damaged: its contents do not match the checksum stored in it (sha256 "
+            f"{actual[:12]}…, stored {str(stored)[:12]}…), e.g. flipped or cut-off bytes from a "
+            f"bad copy or disk; {advice}")
+    return True

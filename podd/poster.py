@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from podd.io import atomic_path, torch_save
+from podd.io import atomic_path, torch_save, verify_checksum, with_checksum
 
 __all__ = [
     "PAPER_POSTERS",
@@ -77,7 +77,7 @@ PAPER_POSTERS: dict[str, dict[str, tuple[int, int]]] = {
 PAPER_STRIDE_FRACTION: tuple[float, float] = (6 / 32, 8 / 32)
 
 _ARTIFACT_FORMAT = "podd.poster"
-_ARTIFACT_VERSION = 1
+_ARTIFACT_VERSION = 2        # 2: a SHA-256 of the contents is stored in the file
 
 
 def _round_half_up(x: float) -> int:
@@ -711,7 +711,8 @@ def save_artifact(path: str | os.PathLike, artifact: PosterArtifact) -> Path:
     """Write ``artifact`` to ``path`` atomically (``torch.save`` of plain tensors and dicts).
 
     The file carries a format marker and version so :func:`load_artifact` can refuse foreign
-    files with a clear message. Tensors are detached and moved to the CPU; ``preprocessing`` and
+    files with a clear message, and a SHA-256 of its contents so that it can refuse a damaged
+    copy (a flipped byte inside a tensor still unpickles). Tensors are detached and moved to the CPU; ``preprocessing`` and
     ``config`` are reduced to plain data (numpy arrays → tensors, paths and other objects →
     strings) so the file loads with ``torch.load(..., weights_only=True)``, which never runs code.
     """
@@ -731,7 +732,7 @@ def save_artifact(path: str | os.PathLike, artifact: PosterArtifact) -> Path:
         "preprocessing": _plain(dict(artifact.preprocessing or {})),
         "config": _plain(dict(artifact.config or {})),
     }
-    return torch_save(path, payload)
+    return torch_save(path, with_checksum(payload))
 
 
 def load_artifact(path: str | os.PathLike) -> PosterArtifact:
@@ -739,7 +740,8 @@ def load_artifact(path: str | os.PathLike) -> PosterArtifact:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a podd poster artifact, or was written by a newer version.
+        ValueError: the file is not a podd poster artifact, was written by a newer version, is
+            damaged (its contents differ from the checksum stored in it) or holds NaN/inf pixels.
     """
     path = Path(path)
     if not path.is_file():
@@ -757,6 +759,16 @@ def load_artifact(path: str | os.PathLike) -> PosterArtifact:
     if not isinstance(version, int) or version > _ARTIFACT_VERSION:
         raise ValueError(f"{path} has poster artifact version {version!r}; this podd reads up to "
                          f"version {_ARTIFACT_VERSION}: upgrade podd")
+    verify_checksum(payload, path, "copy it again from where it came from, or distil it again")
+    for key in ("poster", "labels"):
+        value = payload.get(key)
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+                not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{path}: the {key} holds {bad} NaN/inf values of {value.numel()}; "
+                             f"it cannot be shown or evaluated. Use an earlier copy, or distil it "
+                             f"again (a NaN loss would have stopped the run, so the file was damaged "
+                             f"after it was written)")
     return PosterArtifact(
         poster=payload["poster"],
         geometry=PosterGeometry.from_dict(payload["geometry"]),

@@ -201,6 +201,8 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; valid names are {sorted(known)}")
+    for name, value in overrides.items():     # before the rules below compute with them
+        DistillConfig.check_value(name, value)
     dataset = canonical_name(dataset)
     preset_name = dataset
     if like is not None:
@@ -276,7 +278,9 @@ def _patch_counts(preset_name: str, preset: dict, same_data: bool, K: int, shape
         return P.default_patch_counts(size, (h, w))
     if preset_name not in PAPER_POSTERS:
         # digits: the demo's 4×10 patches at every IPC, at most one per distinct position.
-        return min(preset["patches"][0], size[0] - h + 1), min(preset["patches"][1], size[1] - w + 1)
+        # (at least 1: a poster smaller than one image is the engine's to refuse, with its size)
+        return (max(1, min(preset["patches"][0], size[0] - h + 1)),
+                max(1, min(preset["patches"][1], size[1] - w + 1)))
     reference = P.make_geometry(K, shape, preset["ipc"], grid=preset["grid"],
                                 patches=preset["patches"], size=preset["poster_size"])
     return P.patch_counts_from_stride(size, (h, w), P.geometry_stride(reference))
@@ -291,7 +295,7 @@ def _cap_distill_batch(values: dict, overrides: dict, K, shape) -> None:
             n = P.make_geometry(K, shape, values["ipc"], grid=values["grid"],
                                 patches=values["patches"], size=values["poster_size"]).num_patches
         elif values["mode"] == "per-class":
-            patches = values["patches"] or _per_class_patches(values["ipc"])
+            patches = values["patches"] or _per_class_patches(values["ipc"], shape)
             n = K * P.per_class_geometry(K, shape, values["ipc"], patches).num_patches
         else:
             return

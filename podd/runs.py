@@ -11,24 +11,37 @@ RUN_DIR/
   checkpoint.pt     poster, label parameters, outer optimizer, gradient EMA, generator state,
                     epoch permutation and window start, step, history (written atomically)
 ```
+poster.pt and checkpoint.pt carry a SHA-256 of their contents: a damaged copy is refused on load
+(as are NaN/inf posters), never evaluated or resumed.
 Every file is written through podd.io (temporary file + rename), so a crash never leaves a
-half-written checkpoint: the previous one stays.
+half-written checkpoint: the previous one stays. While a run writes into RUN_DIR it holds the
+lock ``RUN_DIR/.podd.lock`` (:meth:`RunDir.locked`): a second ``podd distill`` with the same
+``--out`` is refused instead of interleaving its metrics and overwriting the first one's files,
+and the ``.tmp`` files of a process killed mid-write are removed when the next one takes the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
-from podd.io import torch_save, write_json, write_text
+from podd.io import (WriteError, remove_orphan_tmp, torch_save, verify_checksum, with_checksum,
+                     write_error, write_json, write_text)
 
 CHECKPOINT_FORMAT = "podd-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2      # 2: a SHA-256 of the contents is stored in the file
+READABLE_CHECKPOINT_VERSIONS = (1, 2)
 ARTIFACT, PNG, METRICS, FINAL, CHECKPOINT, CONFIG = (
     "poster.pt", "poster.png", "metrics.jsonl", "final.json", "checkpoint.pt", "config.json")
+LOCK = ".podd.lock"
+
+
+class RunDirBusyError(ValueError):
+    """Another process holds the run directory's lock."""
 
 # Settings a resumed run may change: they do not alter the poster's trajectory (the memory
 # savers change only the order of float summations, so a run that ran out of memory can resume
@@ -44,6 +57,84 @@ class RunDir:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    # -- the directory itself ----------------------------------------------------------------
+    def check_target(self) -> None:
+        """Refuse, before any work, an --out that cannot become a writable run directory: a
+        file, a path under a file, or a place this user cannot write to."""
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"--out {path} is a file, not a directory; give a directory for the "
+                             f"run (a new or an existing one)")
+        ancestor = path.absolute()
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ValueError(f"--out {path}: cannot make a directory there because {ancestor} is "
+                             f"a file; choose another --out")
+
+    def _make(self) -> list[Path]:
+        """Create the directory (and missing parents); return those that were created."""
+        self.check_target()
+        missing, folder = [], self.path
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir(exist_ok=True)
+            except OSError as error:
+                raise _run_dir_error(self.path, error) from error
+        return missing
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator["RunDir"]:
+        """Hold the run directory (created if needed) for the duration of the block.
+
+        Another process holding it is a :class:`RunDirBusyError`. Orphan ``.tmp`` files of a
+        killed writer are removed once the lock is held. If the block fails before the run
+        wrote anything, the directories created here are removed again, so a refused run leaves
+        nothing behind."""
+        from filelock import FileLock, Timeout
+
+        created = self._make()
+        lock_path = self.file(LOCK)
+        lock = FileLock(str(lock_path), timeout=0)
+        try:
+            try:
+                lock.acquire()
+            except Timeout:
+                raise RunDirBusyError(
+                    f"{self.path} is in use by another podd process (it holds {lock_path}): two "
+                    f"runs in one directory would interleave their metrics and overwrite each "
+                    f"other's files; wait for that run to finish (or stop it), or choose another "
+                    f"--out") from None
+            except OSError as error:
+                raise _run_dir_error(self.path, error) from error
+        except BaseException:
+            self._remove_if_empty(created)
+            raise
+        try:
+            removed = remove_orphan_tmp(self.path)
+            if removed:
+                from podd.notes import note_once
+
+                note_once(f"removed {len(removed)} unfinished temporary file(s) that an "
+                          f"interrupted write left in {self.path} "
+                          f"({', '.join(p.name for p in removed[:3])})")
+            yield self
+        finally:
+            lock.release()
+            lock_path.unlink(missing_ok=True)
+            self._remove_if_empty(created)
+
+    def _remove_if_empty(self, created: list[Path]) -> None:
+        """Remove the directories this process created, if nothing was written into them."""
+        for folder in created:      # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                return
 
     # -- beginning and resuming ------------------------------------------------------------
     def check_new(self) -> None:
@@ -77,9 +168,14 @@ class RunDir:
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a podd checkpoint (no '{CHECKPOINT_FORMAT}' "
                              f"marker); point --out at a directory written by podd distill")
-        if checkpoint.get("version") != CHECKPOINT_VERSION:
+        if checkpoint.get("version") not in READABLE_CHECKPOINT_VERSIONS:
             raise ValueError(f"{path} has checkpoint version {checkpoint.get('version')}, this "
-                             f"podd reads version {CHECKPOINT_VERSION}")
+                             f"podd reads versions {', '.join(map(str, READABLE_CHECKPOINT_VERSIONS))}")
+        verify_checksum(checkpoint, path, "restore it from a copy, or delete it to restart the run")
+        poster = checkpoint.get("distiller", {}).get("poster")
+        if isinstance(poster, torch.Tensor) and not bool(torch.isfinite(poster).all()):
+            raise ValueError(f"{path}: the poster in this checkpoint holds NaN/inf values; restore "
+                             f"the checkpoint from a copy, or delete it to restart the run")
         self._checkpoint_step = int(checkpoint["distiller"]["step"])
         return checkpoint
 
@@ -87,16 +183,19 @@ class RunDir:
         return self._checkpoint_step
 
     def save_checkpoint(self, state: dict, config, history: list[dict], wall_time_s: float) -> None:
-        torch_save(self.file(CHECKPOINT), {
+        torch_save(self.file(CHECKPOINT), with_checksum({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "config": config.to_dict(), "distiller": state, "history": list(history),
-            "wall_time_s": wall_time_s})
+            "wall_time_s": wall_time_s}))
         self._checkpoint_step = int(state["step"])
 
     # -- metrics -------------------------------------------------------------------------------
     def append_metrics(self, record: dict) -> None:
-        with open(self.file(METRICS), "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
+        try:
+            with open(self.file(METRICS), "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+        except OSError as error:
+            raise write_error(self.file(METRICS), error) from error
 
     def rewrite_metrics(self, history: list[dict]) -> None:
         """On resume: the metrics up to the checkpoint (later lines belonged to the lost part)."""
@@ -119,6 +218,21 @@ class RunDir:
                                                   wall_time_s, data_source=getattr(
                                                       distiller.dataset, "source", "full"),
                                                   device=distiller.device))
+
+
+def _run_dir_error(path: Path, error: OSError) -> Exception:
+    """An OSError met while creating or locking the run directory, as a message about --out."""
+    import errno
+
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return WriteError(f"--out {path}: permission denied (the run directory cannot be created "
+                          f"or written there); choose a directory you can write to")
+    if error.errno == errno.EROFS:
+        return WriteError(f"--out {path} is on a read-only file system; choose a writable --out")
+    translated = write_error(path / LOCK, error)
+    if isinstance(translated, WriteError):
+        return WriteError(f"--out {path}: {translated}")
+    return translated
 
 
 def write_png(path: str | Path, poster: torch.Tensor, preprocessor, patch_hw=None) -> Path:

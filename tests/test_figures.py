@@ -159,3 +159,16 @@ def test_plot_loss_curves_one_colour_per_method_one_line_per_seed():
     podd_lines = [line for line in lines if list(line.get_ydata()) in ([2.3, 2.1], [2.2, 2.0])]
     assert podd_lines[0].get_color() == podd_lines[1].get_color() != colours["baseline-ipc1"]
     plt.close(fig)
+
+
+def test_figures_go_to_runs_figures_unless_make_figures_asks_for_paper_figures(monkeypatch):
+    """Notebooks run by hand or with papermill never rewrite the committed paper_figures/."""
+    from pathlib import Path
+
+    root = Path(figures.__file__).resolve().parent.parent
+    monkeypatch.delenv(figures.FIGURES_DIR_ENV, raising=False)
+    assert figures.figures_dir() == root / "runs" / "figures"
+    assert "/runs/" in (root / ".gitignore").read_text().split()
+    makefile = (root / "Makefile").read_text()
+    recipe = makefile.split("\nfigures:")[1].split("\n\n")[0]
+    assert "PODD_FIGURES_DIR=$(CURDIR)/paper_figures" in recipe

@@ -42,6 +42,9 @@ class Dataset:
     y_test: torch.Tensor
     class_names: list[str] = field(default_factory=list)
     source: str = "full"
+    #: What the reader changed and the user should know (e.g. labels renumbered); printed once
+    #: per session by :func:`podd.data.load_dataset` on every load, cached or not.
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Catch a malformed dataset where it is made, not deep inside a training loop.

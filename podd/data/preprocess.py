@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from podd.data.dataset import Dataset, data_root
-from podd.io import torch_save
+from podd.io import torch_save, verify_checksum, with_checksum
 
 ZCA_REG = 0.1
 _FIT_BLOCK = 4096       # images per block when accumulating XᵀX (bounds memory, not a hot path)
@@ -41,7 +41,7 @@ _PREPROCESSOR_FORMAT = 1
 
 def _normalise_images(x_uint8: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """x/255, minus each image's mean, divided by each image's L2 norm → (N, D)."""
-    x = x_uint8.reshape(len(x_uint8), -1).to(dtype) / 255.0
+    x = x_uint8.flatten(1).to(dtype) / 255.0     # flatten, not reshape(N, -1): N may be 0
     x = x - x.mean(dim=1, keepdim=True)
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)   # a constant image stays all-zero
 
@@ -219,13 +219,15 @@ def make_preprocessor(ds: Dataset, zca: bool, root: str | os.PathLike | None = N
     path = zca_cache_path(ds, reg, root) if cache else None
     if path is not None and path.is_file():
         try:
-            return Preprocessor.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception:   # unreadable cache: fit again and overwrite it
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if verify_checksum(state, path, ""):    # a damaged cache is fitted again
+                return Preprocessor.from_state_dict(state)
+        except Exception:   # unreadable or damaged cache: fit again and overwrite it
             pass
     pre = fit_zca(ds.x_train, reg=reg, device=device)
     if path is not None:
         try:
-            torch_save(path, pre.state_dict())
+            torch_save(path, with_checksum(pre.state_dict()))
         except OSError as error:
             import warnings
             warnings.warn(f"could not write the ZCA cache {path}: {error}", stacklevel=2)

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from podd.data.dataset import Dataset, data_root
-from podd.io import atomic_path, torch_save
+from podd.io import atomic_path, remove_orphan_tmp, torch_save, verify_checksum, with_checksum
+from podd.notes import note_once
 
 DATASET_NAMES = ("digits", "cifar10", "cifar100", "cub200", "tinyimagenet")
 PATH_SCHEMES = ("imagefolder", "npz")
@@ -55,6 +56,7 @@ TINY_FOLDER = "tiny-imagenet-200"
 
 DIGITS_TEST_SIZE = 360                  # 1437 train / 360 test, stratified
 DIGITS_SPLIT_SEED = 0
+ORPHAN_TMP_AGE_S = 3600                # see _cached
 CACHE_FORMAT = 1                        # bump when the cache layout changes: old files are rebuilt
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -127,16 +129,22 @@ def _cached(path: Path, key: str, build: Callable[[], Dataset], name: str | None
     if path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("format") == CACHE_FORMAT and blob.get("key") == key:
+            if blob.get("format") == CACHE_FORMAT and blob.get("key") == key and \
+                    verify_checksum(blob, path, ""):    # a damaged cache is rebuilt
                 return Dataset(name or blob["name"], blob["x_train"], blob["y_train"], blob["x_test"],
-                               blob["y_test"], list(blob["class_names"]), blob["source"])
-        except Exception:   # unreadable or foreign file: rebuild it rather than fail
+                               blob["y_test"], list(blob["class_names"]), blob["source"],
+                               notes=list(blob.get("notes") or []))
+        except Exception:   # unreadable, damaged or foreign file: rebuild it rather than fail
             pass
     ds = build()
+    # Temporary files of a process killed while writing a cache (an hour old: another process
+    # may be writing its own right now).
+    remove_orphan_tmp(path.parent, older_than_s=ORPHAN_TMP_AGE_S)
     try:
-        torch_save(path, {"format": CACHE_FORMAT, "key": key, "name": ds.name, "x_train": ds.x_train,
-                          "y_train": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test,
-                          "class_names": list(ds.class_names), "source": ds.source})
+        torch_save(path, with_checksum({
+            "format": CACHE_FORMAT, "key": key, "name": ds.name, "x_train": ds.x_train,
+            "y_train": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test,
+            "class_names": list(ds.class_names), "source": ds.source, "notes": list(ds.notes)}))
     except OSError as error:    # a read-only data folder still lets the user load the data
         import warnings
         warnings.warn(f"could not write the dataset cache {path}: {error}", stacklevel=3)
@@ -241,15 +249,36 @@ def _download(url: str, dest: Path, md5: str, title: str) -> None:
 # image decoding
 # --------------------------------------------------------------------------------------------
 
+class UnreadableImageError(ValueError):
+    """An image file that PIL cannot decode (not an image, truncated, corrupted)."""
+
+    def __init__(self, path: Path, error: BaseException):
+        super().__init__(f"{path} is not a readable image ({type(error).__name__}: {error}); "
+                         f"remove or replace it (a cut-off download or a stray file)")
+
+
+def _open_image(path: Path):
+    """PIL's Image.open, with its failures (not an image, truncated) as UnreadableImageError."""
+    from PIL import Image
+
+    try:
+        return Image.open(path)
+    except (OSError, SyntaxError, ValueError) as error:   # UnidentifiedImageError is an OSError
+        raise UnreadableImageError(path, error) from error
+
+
 def _decode(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray:
     """One image file → uint8 (H, W, C). ``size`` (W, H) resizes with antialiased bilinear."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert(mode)
-        if size is not None and img.size != size:
-            img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
-        array = np.asarray(img, dtype=np.uint8)
+    with _open_image(path) as img:
+        try:
+            img = img.convert(mode)     # decodes: a truncated file fails here
+            if size is not None and img.size != size:
+                img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
+            array = np.asarray(img, dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError) as error:
+            raise UnreadableImageError(path, error) from error
     return array[:, :, None] if array.ndim == 2 else array
 
 
@@ -261,9 +290,12 @@ def _decode_all(paths: Sequence[Path], desc: str, size: tuple[int, int] | None =
     if not paths:
         raise FileNotFoundError(f"{desc}: no images found")
     workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        arrays = list(tqdm(pool.map(lambda p: _decode(p, size, mode), paths), total=len(paths),
-                           desc=f"decoding {desc}", unit="img", disable=None, leave=False))
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            arrays = list(tqdm(pool.map(lambda p: _decode(p, size, mode), paths), total=len(paths),
+                               desc=f"decoding {desc}", unit="img", disable=None, leave=False))
+    except UnreadableImageError as error:
+        raise ValueError(f"{desc}: {error}") from None
     first = arrays[0].shape
     odd = next((i for i, a in enumerate(arrays) if a.shape != first), None)
     if odd is not None:
@@ -417,6 +449,13 @@ def _safe_stem(path: Path) -> str:
 
 
 def _load_path_dataset(scheme: str, path: Path, name: str, root: Path) -> Dataset:
+    dataset = _read_path_dataset(scheme, path, name, root)
+    for note in dataset.notes:      # cached or not: what the reader changed is said every session
+        note_once(note)
+    return dataset
+
+
+def _read_path_dataset(scheme: str, path: Path, name: str, root: Path) -> Dataset:
     if scheme == "npz":
         if not path.is_file():
             raise FileNotFoundError(f"npz dataset not found: {path} is not a file. Expected a .npz with keys "
@@ -458,18 +497,32 @@ def read_image_folder(path: Path, name: str, files: dict[str, list[Path]] | None
         raise ValueError(f"image folder dataset {path}: test classes {unknown} have no training images in "
                          f"{path / 'train'}")
     every = files["train"] + files["test"]
+    _require_two_classes(f"image folder dataset {path}", classes,
+                         f"one sub-folder of {path / 'train'} per class")
+
     def mode_of(p: Path) -> str:
-        with Image.open(p) as img:     # reads the header only
+        with _open_image(p) as img:     # reads the header only
             return img.mode
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        modes = set(pool.map(mode_of, every))
+    try:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            modes = set(pool.map(mode_of, every))
+    except UnreadableImageError as error:
+        raise ValueError(f"image folder dataset {path}: {error}") from None
     mode = "L" if modes <= {"L", "1"} else "RGB"
     index = {c: i for i, c in enumerate(classes)}
-    x = _decode_all(every, f"image folder {path}", mode=mode)
+    x = _decode_all(every, f"image folder dataset {path}", mode=mode)
     y = torch.tensor([index[p.parent.name] for p in every], dtype=torch.int64)
     n = len(files["train"])
     return Dataset(name, x[:n], y[:n], x[n:], y[n:], classes)
+
+
+def _require_two_classes(where: str, class_names: Sequence[str], how: str) -> None:
+    """A one-class dataset is refused: any poster "reaches 100 %" on a one-class test set."""
+    if len(class_names) < 2:
+        raise ValueError(f"{where}: only one class ({', '.join(map(repr, class_names))}); "
+                         f"distillation needs at least two (with one class every test image is "
+                         f"trivially right, so the accuracy would read 100 %); add {how}")
 
 
 def read_npz(path: Path, name: str) -> Dataset:
@@ -496,15 +549,24 @@ def read_npz(path: Path, name: str) -> Dataset:
             raise ValueError(f"{where}: missing key {', '.join(repr(k) for k in missing)} (found keys "
                              f"{sorted(archive.files)}); expected x_train, y_train, x_test, y_test (the test pair may "
                              f"be left out together) and optional class_names")
-        try:
-            arrays = {k: archive[k] for k in needed}
-            if train_only:
-                arrays["x_test"] = arrays["x_train"][:0]
-                arrays["y_test"] = arrays["y_train"][:0]
-            names = archive["class_names"] if "class_names" in archive.files else None
-        except ValueError as error:   # object arrays need pickle, which is refused for safety
-            raise ValueError(f"{where}: an array is stored as Python objects ({error}); save plain "
-                             f"numeric arrays, and class_names as a string array") from error
+        arrays = {}
+        for k in needed + (("class_names",) if "class_names" in archive.files else ()):
+            try:
+                arrays[k] = archive[k]
+            except ValueError as error:   # object arrays need pickle, which is refused for safety
+                if "pickle" not in str(error):
+                    raise ValueError(f"{where}: key {k!r} could not be read ({error}); the file "
+                                     f"is damaged: write it again") from error
+                raise ValueError(f"{where}: an array is stored as Python objects ({error}); save "
+                                 f"plain numeric arrays, and class_names as a string array") from error
+            except Exception as error:  # noqa: BLE001 - BadZipFile, zlib.error, EOFError, OSError
+                raise ValueError(f"{where}: key {k!r} could not be read ({type(error).__name__}: "
+                                 f"{error}); the file is damaged (cut off, or corrupted in a copy): "
+                                 f"write it again") from error
+        if train_only:
+            arrays["x_test"] = arrays["x_train"][:0]
+            arrays["y_test"] = arrays["y_train"][:0]
+        names = arrays.get("class_names")
     xs = {}
     for split in ("train", "test"):
         k = f"x_{split}"
@@ -540,7 +602,44 @@ def read_npz(path: Path, name: str) -> Dataset:
         if len(y) and y.min() < 0:
             raise ValueError(f"{where}: key {k!r} has negative labels (min {y.min()}); labels must be 0..K-1")
         ys[split] = y.astype(np.int64)
-    top = max((int(y.max()) for y in ys.values() if len(y)), default=-1)
+    if not len(ys["train"]):
+        raise ValueError(f"{where}: key 'y_train' is empty; a dataset needs training images")
+    notes: list[str] = []
+    class_names, ys = _npz_classes(where, names, ys, notes)
+    return Dataset(name, torch.from_numpy(np.ascontiguousarray(xs["train"])), torch.from_numpy(ys["train"]),
+                   torch.from_numpy(np.ascontiguousarray(xs["test"])), torch.from_numpy(ys["test"]), class_names,
+                   notes=notes)
+
+
+def _label_list(labels, limit: int = 8) -> str:
+    labels = [int(v) for v in labels]
+    shown = ", ".join(map(str, labels[:limit]))
+    return shown + (f", … ({len(labels)} labels)" if len(labels) > limit else "")
+
+
+def _train_labels_covering_test(where: str, ys: dict[str, np.ndarray]) -> np.ndarray:
+    """The distinct training labels; a label found only in ``y_test`` is refused."""
+    train = np.unique(ys["train"])
+    only_test = np.setdiff1d(np.unique(ys["test"]), train)
+    if len(only_test):
+        count = int(np.isin(ys["test"], only_test).sum())
+        raise ValueError(f"{where}: key 'y_test' has label(s) {_label_list(only_test)} that never occur "
+                         f"in 'y_train' ({count} test images): a class without training images cannot "
+                         f"be distilled; drop those test images or add training images of that class")
+    return train
+
+
+def _npz_classes(where: str, names, ys: dict[str, np.ndarray], notes: list[str]):
+    """The class names and (possibly renumbered) labels of an npz file, per case:
+
+    * a label only in ``y_test``: refused (a class without training images cannot be distilled);
+    * with ``class_names``: labels must be 0..K-1 and every class needs training images, else
+      refused (an empty class would still get a poster area);
+    * without ``class_names``: labels that are not exactly 0..K-1 (1-based, sparse such as
+      {0, 10, 20, 30}, or with a gap) are renumbered 0..K-1 in sorted order, with a note; the
+      class names keep the file's labels ("class 10");
+    * fewer than two classes: refused.
+    """
     if names is not None:
         if names.ndim != 1 or names.dtype.kind not in "US":
             raise ValueError(f"{where}: key 'class_names' must be a 1-D string array, got dtype {names.dtype} "
@@ -550,7 +649,26 @@ def read_npz(path: Path, name: str) -> Dataset:
             if len(y) and y.max() >= len(class_names):
                 raise ValueError(f"{where}: key 'y_{split}' has label {int(y.max())}, out of range for "
                                  f"{len(class_names)} class_names (labels must be 0..{len(class_names) - 1})")
+        train = _train_labels_covering_test(where, ys)
+        empty = [k for k in range(len(class_names)) if k not in set(train.tolist())]
+        if empty:
+            listed = ", ".join(f"{k} ({class_names[k]!r})" for k in empty[:8])
+            raise ValueError(f"{where}: class_names lists {len(class_names)} classes but {len(empty)} of "
+                             f"them have no training images: {listed}{', …' if len(empty) > 8 else ''}; "
+                             f"each would get an empty poster area. Remove them from class_names and "
+                             f"renumber the labels 0..K-1, or add their images")
     else:
-        class_names = [f"class {i}" for i in range(top + 1)]
-    return Dataset(name, torch.from_numpy(np.ascontiguousarray(xs["train"])), torch.from_numpy(ys["train"]),
-                   torch.from_numpy(np.ascontiguousarray(xs["test"])), torch.from_numpy(ys["test"]), class_names)
+        train = _train_labels_covering_test(where, ys)
+        class_names = [f"class {int(v)}" for v in train]   # the file's own labels
+        if not np.array_equal(train, np.arange(len(train))):
+            kind = ("1-based" if np.array_equal(train, np.arange(1, len(train) + 1)) else
+                    "not consecutive")
+            mapping = ", ".join(f"{int(v)}→{k}" for k, v in enumerate(train[:8]))
+            notes.append(f"{where.replace('npz dataset ', 'npz:')}: labels {_label_list(train)} are "
+                         f"{kind}; renumbered 0..{len(train) - 1} in sorted order ({mapping}"
+                         f"{', …' if len(train) > 8 else ''}); the class names keep the file's "
+                         f"labels ({class_names[-1]!r} is class {len(train) - 1}). Store "
+                         f"class_names in the file to name the classes.")
+            ys = {split: np.searchsorted(train, y).astype(np.int64) for split, y in ys.items()}
+    _require_two_classes(where, class_names, "images of at least two classes to the file")
+    return class_names, ys
