@@ -36,9 +36,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from podd.demo import compare_methods, default_workers, format_table  # noqa: E402
-from podd.io import write_json, write_text  # noqa: E402
+from podd.demo import compare_methods, default_workers  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
+from quality_report import write_report  # noqa: E402
 
 METHODS = (("RaT-BPTT baseline", "baseline", 1.0), ("PoDD", "podd", 1.0), ("PoDD", "podd", 0.5),
            ("PoDD", "podd", 0.3))
@@ -156,20 +156,12 @@ def main(argv=None) -> int:
         command=command, wall_time_s=round(time.perf_counter() - t0, 1),
         threads_per_worker=1, workers=workers, cpu_cores=os.cpu_count())
     out = Path(args.out)
-    write_json(out.with_suffix(".json"), report)
-    table = format_table(report)
     verdict = "\n".join(f"- {name}: {text}" for name, text in report["checks"].items())
-    write_text(out.with_suffix(".md"), f"{table}\n\n{verdict}\n\nClass order: "
-                                       f"{args.class_order}. Command: `{command}`, commit "
-                                       f"`{report['provenance']['git_commit']}`, device "
-                                       f"{report['provenance']['device']}, "
-                                       f"{report['provenance']['wall_time_s']} s wall on "
-                                       f"{os.cpu_count()} CPU cores ({workers} single-threaded "
-                                       f"workers).\n")
+    paths = write_report(report, out, verdict,
+                         note=f"Class order: {args.class_order}. {os.cpu_count()} CPU cores, "
+                              f"{workers} single-threaded workers. ")
     plot = write_loss_plot(report, out.with_name(out.name + "_loss.png"))
-    print(table)
-    print(verdict)
-    print(f"written: {out.with_suffix('.json')}, {out.with_suffix('.md')}, {plot}")
+    print(f"written: {', '.join(str(p) for p in (*paths, plot))}")
     return 0
 
 

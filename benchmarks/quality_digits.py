@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from podd.demo import METHODS, compare_on_digits, default_workers, format_table  # noqa: E402
-from podd.io import write_json, write_text  # noqa: E402
+from podd.demo import METHODS, compare_on_digits, default_workers  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
+from quality_report import write_report  # noqa: E402
 
 
 def checks(report: dict) -> dict[str, bool]:
@@ -77,17 +77,9 @@ def main(argv=None) -> int:
         hyperparameters=report["settings"], seeds={"distill": args.seeds, "real_subset": args.seeds,
                                                    "eval": args.seeds},
         command=command, wall_time_s=round(time.perf_counter() - t0, 1))
-    out = Path(args.out)
-    write_json(out.with_suffix(".json"), report)
-    table = format_table(report)
     verdict = "\n".join(f"- {name}: {'yes' if ok else 'NO'}" for name, ok in report["checks"].items())
-    write_text(out.with_suffix(".md"), f"{table}\n\n{verdict}\n\nCommand: `{command}`, commit "
-                                       f"`{report['provenance']['git_commit']}`, device "
-                                       f"{report['provenance']['device']}, "
-                                       f"{report['provenance']['wall_time_s']} s.\n")
-    print(table)
-    print(verdict)
-    print(f"written: {out.with_suffix('.json')}, {out.with_suffix('.md')}")
+    paths = write_report(report, Path(args.out), verdict)
+    print(f"written: {', '.join(str(p) for p in paths)}")
     return 0
 
 
