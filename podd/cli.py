@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -176,12 +177,22 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from podd.distill import distill
     from podd.runs import RunDir
 
+    from podd import parallel as par
+
     _set_threads(args.threads)
-    if args.out and not args.resume:
+    main_rank = os.environ.get("RANK", "0") == "0"      # torchrun: rank 0 alone checks and prints
+    if args.out and not args.resume and main_rank:
         RunDir(args.out).check_target()     # before any data is loaded
     config = config_from_args(args)
-    out = args.out or _default_out(config)
-    result = distill(config, out_dir=out, resume=args.resume, progress=not args.quiet)
+    parallel = par.from_env(args.distributed, config.device)
+    try:
+        out = args.out or _default_out(config)
+        result = distill(config, out_dir=out, resume=args.resume,
+                         progress=not args.quiet and parallel.is_main, parallel=parallel)
+    finally:
+        par.shutdown()
+    if not parallel.is_main:
+        return 0
     print(f"run directory: {result.out_dir}")
     if result.evaluation is not None:
         print(f"test accuracy ({result.evaluation.num_models} models, "
@@ -314,6 +325,12 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                         "recompute_window=true --set real_chunk=250 keep the gradients and "
                         "the batch sizes and need far less memory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", choices=("tasks", "real-batch"), default=None,
+                   help="under torchrun (torchrun --nproc-per-node N -m podd.cli distill ...): "
+                        "'tasks' = each process trains its own inner network on its own window "
+                        "and the meta-gradients are averaged (N tasks per outer step); "
+                        "'real-batch' = one process's trajectory, only the outer loss's real "
+                        "batch is split (N must divide real_batch)")
     _add_threads_option(p)
     p.set_defaults(handler=_cmd_distill)
 
