@@ -93,3 +93,19 @@ def test_a_job_in_another_process_loads_the_data_itself_and_gives_the_same_run(
                     extra={"local_setup": ["export OMP_NUM_THREADS=1"]})
     assert job.row == in_process[0].row
     assert torch.equal(job.artifact.poster, in_process[0].artifact.poster)
+
+
+def test_podd_distill_as_a_job(tmp_path, capsys, one_thread):
+    from podd.cli import main
+
+    common = ["distill", "--dataset", "digits", "--ipc", "1", "--profile", "smoke", "--steps",
+              "2", "--device", "cpu", "--quiet", "--set", f"data_root={tmp_path}",
+              "--set", "width=8", "--set", "eval_models=1", "--set", "eval_steps=[3]",
+              "--jobs-folder", str(tmp_path / "jobs" / "%j")]
+    assert main(common + ["--out", str(tmp_path / "run"), "--executor", "debug"]) == 0
+    out = capsys.readouterr().out
+    assert "submitted job" in out and "test accuracy (1 models, 3 steps)" in out
+    assert (tmp_path / "run" / "metrics.jsonl").exists()
+    assert main(common + ["--out", str(tmp_path / "other"), "--executor", "debug",
+                          "--distributed", "tasks"]) == 2
+    assert "torchrun" in capsys.readouterr().err
