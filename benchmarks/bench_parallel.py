@@ -36,15 +36,16 @@ CONFIGS = {
 }
 
 
-def _config(name: str):
+def _config(name: str, half_batch: bool = False):
     from podd.presets import get_preset
 
-    return get_preset("digits", "quick", verbose=False, device="cpu", eval_models=0,
-                      start_schedule="fixed", **CONFIGS[name])
+    config = get_preset("digits", "quick", verbose=False, device="cpu", eval_models=0,
+                        start_schedule="fixed", **CONFIGS[name])
+    return config.replace(real_batch=config.real_batch // 2) if half_batch else config
 
 
 def _rank(rank: int, world_size: int, variant: str, config_name: str, threads: int,
-          warmup: int, steps: int, store: str, out: str) -> None:
+          warmup: int, steps: int, store: str, out: str, half_batch: bool) -> None:
     import torch.distributed as dist
 
     from podd.data import load_dataset, make_preprocessor
@@ -55,7 +56,7 @@ def _rank(rank: int, world_size: int, variant: str, config_name: str, threads: i
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
                             world_size=world_size)
     ds = load_dataset("digits", root=os.path.dirname(store), download=False)
-    d = Distiller(_config(config_name), ds, make_preprocessor(ds, zca=False),
+    d = Distiller(_config(config_name, half_batch), ds, make_preprocessor(ds, zca=False),
                   Parallel(variant, rank, world_size))
     for _ in range(warmup):
         d.step()
@@ -72,11 +73,11 @@ def _rank(rank: int, world_size: int, variant: str, config_name: str, threads: i
 
 
 def measure(world_size: int, variant: str, config_name: str, threads: int, warmup: int,
-            steps: int) -> float:
+            steps: int, half_batch: bool = False) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         store, out = os.path.join(tmp, "store"), os.path.join(tmp, "seconds")
         mp.spawn(_rank, args=(world_size, variant, config_name, threads, warmup, steps, store,
-                              out), nprocs=world_size, join=True)
+                              out, half_batch), nprocs=world_size, join=True)
         return float(Path(out).read_text())
 
 
@@ -89,21 +90,26 @@ def main() -> None:
     args = parser.parse_args()
 
     cores = os.cpu_count() or 1
-    # (world size, variant, threads per process): one process with 1 thread and with all the
-    # cores, then N processes of one thread each, for both variants.
-    settings = [(1, "tasks", 1), (1, "tasks", cores), (2, "tasks", 1), (2, "real-batch", 1)]
+    # (world size, variant, threads per process, half batch): one process with 1 thread and
+    # with all the cores, then N processes of one thread each, for both variants; last, one
+    # process on HALF the real batch: a rank's work under real-batch at N=2, i.e. its best case
+    # when each rank has a core (or device) to itself.
+    settings = [(1, "tasks", 1, False), (1, "tasks", cores, False), (2, "tasks", 1, False),
+                (2, "real-batch", 1, False), (1, "tasks", 1, True)]
     load_before = os.getloadavg()
     rows = []
     for config_name in args.configs:
         cfg = _config(config_name)
-        for world_size, variant, threads in settings:
-            seconds = measure(world_size, variant, config_name, threads, args.warmup, args.steps)
+        for world_size, variant, threads, half in settings:
+            seconds = measure(world_size, variant, config_name, threads, args.warmup, args.steps,
+                              half)
             tasks = world_size if variant == "tasks" else 1
             row = {"config": config_name, "world_size": world_size,
-                   "variant": "single" if world_size == 1 else variant,
+                   "variant": ("single, half real batch" if half else "single")
+                   if world_size == 1 else variant,
                    "threads_per_process": threads, "s_per_step": round(seconds, 4),
                    "tasks_per_step": tasks, "tasks_per_s": round(tasks / seconds, 3),
-                   "real_batch": cfg.real_batch, "window": cfg.window,
+                   "real_batch": cfg.real_batch // 2 if half else cfg.real_batch, "window": cfg.window,
                    "start": cfg.total_window - cfg.window, "distill_batch": cfg.distill_batch,
                    "width": cfg.width}
             rows.append(row)
