@@ -82,6 +82,15 @@ def test_world_size_one_is_the_identity():
     assert from_env(None).world_size == 1
 
 
+def test_world_size_one_runs_are_bit_identical_to_plain_runs(tmp_path):
+    ds, pre = _data(tmp_path)
+    plain = distill(tiny(), ds, progress=False, preprocessor=pre).artifact.poster
+    for variant in ("tasks", "real-batch"):
+        one = distill(tiny(), ds, progress=False, preprocessor=pre,
+                      parallel=Parallel(variant, 0, 1)).artifact.poster
+        assert torch.equal(one, plain)
+
+
 def test_tasks_allreduce_is_the_mean_of_single_process_gradients(two_ranks):
     tmp_path = two_ranks
     reduced = [torch.load(tmp_path / f"grads{r}.pt") for r in range(2)]
