@@ -44,6 +44,8 @@ embeddings = None        # optional class-embeddings file (offline use of real C
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings
+executor = "local"       # local (this kernel) | slurm (one job per run, via submitit; settings
+                         # from PODD_SLURM_PARTITION, _TIME_MIN, _GPUS ...) | submitit-local
 
 # %%
 import matplotlib.pyplot as plt
@@ -85,12 +87,12 @@ for name, order in orders.items():
 # ## Distil each order
 
 # %%
-outcomes = []
+sweep = nbs.Sweep(data, executor)          # executor = "slurm": one cluster job per order
 for name, order in orders.items():
     config = base.replace(class_order=order.tolist())   # an explicit (rows, cols) class grid
-    outcome = nbs.distill_and_evaluate(config, data, ordering=name,
-                                       score=ordering.ordering_score(order, distances))
-    outcomes.append(outcome)
+    sweep.distill(config, ordering=name, score=ordering.ordering_score(order, distances))
+outcomes = sweep.gather()
+for name, outcome in zip(orders, outcomes):
     print(f"{name:>10}: {outcome.row['accuracy']:.1f} ± {outcome.row['std']:.1f} %  "
           f"({outcome.wall_time_s:.1f} s)")
 

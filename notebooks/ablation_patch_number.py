@@ -43,6 +43,8 @@ embeddings = None        # optional class-embeddings file for PoCO (offline use)
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings
+executor = "local"       # local (this kernel) | slurm (one job per run, via submitit; settings
+                         # from PODD_SLURM_PARTITION, _TIME_MIN, _GPUS ...) | submitit-local
 
 # %%
 import matplotlib.pyplot as plt
@@ -69,12 +71,13 @@ print(f"profile: {profile}, dataset: {dataset}, IPC {ipc}; patch grids (ny, nx):
 # The distilled batch is capped at the number of patches.
 
 # %%
-outcomes = []
+sweep = nbs.Sweep(data, executor)          # executor = "slurm": one cluster job per count
 for counts in patch_counts:
     config = nbs.run_config(data, profile, like=like, mode="podd", ipc=ipc, patches=counts,
                             embeddings=embeddings, seed=seed, **({"steps": steps} if steps else {}))
-    outcome = nbs.distill_and_evaluate(config, data, **{"patches (ny×nx)": f"{counts[0]}×{counts[1]}"})
-    outcomes.append(outcome)
+    sweep.distill(config, **{"patches (ny×nx)": f"{counts[0]}×{counts[1]}"})
+outcomes = sweep.gather()
+for counts, outcome in zip(patch_counts, outcomes):
     print(f"{counts[0] * counts[1]:>5} patches ({counts[0]}×{counts[1]}): "
           f"{outcome.row['accuracy']:.1f} ± {outcome.row['std']:.1f} %  ({outcome.wall_time_s:.1f} s)")
 

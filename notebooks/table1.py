@@ -45,6 +45,8 @@ embeddings = None        # optional class-embeddings file for PoCO (offline use)
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings and show its reported numbers
+executor = "local"       # local (this kernel) | slurm (one job per run, via submitit; settings
+                         # from PODD_SLURM_PARTITION, _TIME_MIN, _GPUS ...) | submitit-local
 
 # %%
 import matplotlib.pyplot as plt
@@ -65,21 +67,22 @@ data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 #
 # One poster per IPC. The settings come from `podd.presets` for this dataset and profile; at
 # budgets other than the preset's, the number of patches is chosen to keep the paper's patch
-# stride (so the overlap stays the same while the poster shrinks).
+# stride (so the overlap stays the same while the poster shrinks). The runs are independent:
+# with `executor = "slurm"` each is a cluster job, submitted here and gathered in order.
 
 # %%
-outcomes = []
+sweep = nbs.Sweep(data, executor)
 for ipc in ipcs:
-    config = nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings, like=like,
-                            seed=seed)
-    outcome = nbs.distill_and_evaluate(config, data)
-    outcomes.append(outcome)
+    sweep.distill(nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings,
+                                 like=like, seed=seed))
+baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, like=like, seed=seed)
+sweep.distill(baseline_config)
+outcomes = sweep.gather()
+baseline = outcomes[-1]
+for ipc, outcome in zip(ipcs, outcomes):
     print(f"PoDD  IPC {ipc:.1f}: poster {outcome.row['poster H×W']}, {outcome.row['patches']} "
           f"patches -> {outcome.row['accuracy']:.1f} ± {outcome.row['std']:.1f} % "
           f"({outcome.wall_time_s:.1f} s)")
-baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, like=like, seed=seed)
-baseline = nbs.distill_and_evaluate(baseline_config, data)
-outcomes.append(baseline)
 print(f"RaT-BPTT IPC 1.0 (baseline mode): {baseline.row['accuracy']:.1f} ± "
       f"{baseline.row['std']:.1f} % ({baseline.wall_time_s:.1f} s)")
 

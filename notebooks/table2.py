@@ -44,6 +44,8 @@ embeddings = None        # optional class-embeddings file for PoCO (offline use)
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings and show its reported numbers
+executor = "local"       # local (this kernel) | slurm (one job per run, via submitit; settings
+                         # from PODD_SLURM_PARTITION, _TIME_MIN, _GPUS ...) | submitit-local
 
 # %%
 import matplotlib.pyplot as plt
@@ -66,9 +68,11 @@ data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 podd_config = nbs.run_config(data, profile, mode="podd", ipc=1.0, embeddings=embeddings,
                              like=like, seed=seed)
 baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, like=like, seed=seed)
-outcomes = [nbs.distill_and_evaluate(podd_config, data),
-            nbs.distill_and_evaluate(baseline_config, data),
-            nbs.real_reference(data, podd_config, images_per_class=1, subset_seed=seed)]
+sweep = nbs.Sweep(data, executor)          # executor = "slurm": one cluster job per run
+sweep.distill(podd_config)
+sweep.distill(baseline_config)
+sweep.reference(podd_config, images_per_class=1, subset_seed=seed)
+outcomes = sweep.gather()
 for o in outcomes:
     print(f"{o.row['method']:<38} {o.row['patches']:>5} training images -> "
           f"{o.row['accuracy']:.1f} ± {o.row['std']:.1f} %  ({o.wall_time_s:.1f} s)")

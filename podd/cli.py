@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -176,17 +177,70 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from podd.distill import distill
     from podd.runs import RunDir
 
+    from podd import parallel as par
+
     _set_threads(args.threads)
-    if args.out and not args.resume:
+    main_rank = os.environ.get("RANK", "0") == "0"      # torchrun: rank 0 alone checks and prints
+    if args.out and not args.resume and main_rank:
         RunDir(args.out).check_target()     # before any data is loaded
     config = config_from_args(args)
-    out = args.out or _default_out(config)
-    result = distill(config, out_dir=out, resume=args.resume, progress=not args.quiet)
+    if args.executor != "local":
+        return _submit_distill(args, config)
+    parallel = par.from_env(args.distributed, config.device)
+    try:
+        out = args.out or _default_out(config)
+        result = distill(config, out_dir=out, resume=args.resume,
+                         progress=not args.quiet and parallel.is_main, parallel=parallel)
+    finally:
+        par.shutdown()
+    if not parallel.is_main:
+        return 0
     print(f"run directory: {result.out_dir}")
     if result.evaluation is not None:
         print(f"test accuracy ({result.evaluation.num_models} models, "
               f"{result.evaluation.steps[-1]} steps): {result.evaluation.mean():.1f} ± "
               f"{result.evaluation.std():.1f} %")
+    return 0
+
+
+def _distill_job(config, out: str, resume: bool, threads: int | None) -> dict:
+    """``podd distill`` as a job (``--executor``): the run, and a short summary back."""
+    from podd.distill import distill
+
+    _set_threads(threads)
+    result = distill(config, out_dir=out, resume=resume, progress=False)
+    summary = {"out_dir": str(result.out_dir), "wall_time_s": result.wall_time_s}
+    if result.evaluation is not None:
+        summary.update(accuracy=result.evaluation.mean(), std=result.evaluation.std(),
+                       models=result.evaluation.num_models, steps=result.evaluation.steps[-1])
+    return summary
+
+
+def _submit_distill(args: argparse.Namespace, config) -> int:
+    """--executor slurm (or submitit-local / debug): the run as one submitit job."""
+    from podd.executors import make_executor
+
+    if args.distributed:
+        raise ValueError("--distributed is for processes started by torchrun; a job submitted "
+                         "with --executor runs one process (inside an sbatch script, call "
+                         "torchrun yourself: see README, Running at scale)")
+    options = {name: getattr(args, name) for name in
+               ("partition", "time_min", "gpus", "cpus", "mem_gb", "account", "qos")}
+    executor = make_executor(args.executor, folder=args.jobs_folder, **options)
+    out = os.path.abspath(args.out or _default_out(config))
+    job = executor.submit(_distill_job, config, out, args.resume, args.threads)
+    job_id = getattr(job, "job_id", "?")
+    print(f"submitted job {job_id} ({args.executor}); run directory: {out}")
+    if hasattr(job, "paths"):
+        print(f"job logs: {job.paths.stdout}")
+    if not (args.wait or args.executor == "debug"):   # debug runs only when waited for
+        print(f"follow it with: podd show {out}  (or squeue -j {job_id})")
+        return 0
+    summary = job.result()
+    print(f"run directory: {summary['out_dir']}")
+    if "accuracy" in summary:
+        print(f"test accuracy ({summary['models']} models, {summary['steps']} steps): "
+              f"{summary['accuracy']:.1f} ± {summary['std']:.1f} %")
     return 0
 
 
@@ -314,6 +368,31 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                         "recompute_window=true --set real_chunk=250 keep the gradients and "
                         "the batch sizes and need far less memory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", choices=("tasks", "real-batch"), default=None,
+                   help="under torchrun (torchrun --nproc-per-node N -m podd.cli distill ...): "
+                        "'tasks' = each process trains its own inner network on its own window "
+                        "and the meta-gradients are averaged (N tasks per outer step); "
+                        "'real-batch' = one process's trajectory, only the outer loss's real "
+                        "batch is split (N must divide real_batch)")
+    jobs = p.add_argument_group(
+        "as a job", "submit the run instead of running it here (submitit); unset settings "
+                    "come from PODD_SLURM_PARTITION, PODD_SLURM_TIME_MIN, PODD_SLURM_GPUS, "
+                    "PODD_SLURM_CPUS, PODD_SLURM_MEM_GB, PODD_SLURM_ACCOUNT, PODD_SLURM_QOS")
+    jobs.add_argument("--executor", choices=("local", "slurm", "submitit-local", "debug"),
+                      default="local", help="local (default): run here; slurm: one Slurm job; "
+                      "submitit-local: a local subprocess through submitit (a dry run of the "
+                      "slurm path); debug: submitit's in-process debug executor")
+    jobs.add_argument("--wait", action="store_true", help="wait for the job and print its result")
+    jobs.add_argument("--partition", default=None, help="Slurm partition")
+    jobs.add_argument("--time-min", type=int, default=None, help="job time limit in minutes")
+    jobs.add_argument("--gpus", type=int, default=None, help="GPUs of the job")
+    jobs.add_argument("--cpus", type=int, default=None, help="CPU cores of the job")
+    jobs.add_argument("--mem-gb", type=float, default=None, help="memory of the job in GB")
+    jobs.add_argument("--account", default=None, help="Slurm account")
+    jobs.add_argument("--qos", default=None, help="Slurm QOS")
+    jobs.add_argument("--jobs-folder", default=None, metavar="DIR",
+                      help="submitit's logs and pickles (default $PODD_SLURM_FOLDER, else "
+                           "runs/slurm/%%j)")
     _add_threads_option(p)
     p.set_defaults(handler=_cmd_distill)
 

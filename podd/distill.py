@@ -364,7 +364,9 @@ class StepPlan:
 
     ``batch_index`` (start + window, distill_batch): patch indices of each inner step, each row
     drawn without replacement; ``aug_seeds``: one seed per inner step plus one for the real
-    batch; ``real_index``: the real images of the outer loss.
+    batch; ``real_index``: the real images of the outer loss. ``real_part`` (start, stop, n):
+    the share of the (augmented) real batch this process computes when the batch is split across
+    processes (:mod:`podd.parallel`, ``real-batch``); None: all of it.
     """
 
     params: dict[str, torch.Tensor]
@@ -373,6 +375,7 @@ class StepPlan:
     batch_index: torch.Tensor
     aug_seeds: list[int]
     real_index: torch.Tensor
+    real_part: tuple[int, int, int] | None = None
 
 
 def _adam(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: int,
@@ -444,11 +447,16 @@ def _truncated_steps(net: _FlatNet, plan: StepPlan, patches, labels, inner_lr: f
 
 
 def _real_batch(plan: StepPlan, x_real: torch.Tensor, y_real: torch.Tensor, augment: bool):
-    """The outer loss's real images (augmented with the plan's last seed) and their labels."""
-    x = x_real[plan.real_index]
+    """The outer loss's real images (augmented with the plan's last seed) and their labels;
+    this process's share of them when the plan has a ``real_part`` (augmented as a whole batch
+    first, so every image gets the augmentation it gets in one process)."""
+    x, y = x_real[plan.real_index], y_real[plan.real_index]
     if augment:
         x = flip_rotate(x, torch.Generator().manual_seed(plan.aug_seeds[-1]))
-    return x, y_real[plan.real_index]
+    if plan.real_part is not None:
+        start, stop, _ = plan.real_part
+        x, y = x[start:stop], y[start:stop]
+    return x, y
 
 
 def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
@@ -576,14 +584,19 @@ class Distiller:
     outer RaT-BPTT step. Deterministic on CPU for a given config (seed) and dataset.
 
     ``dataset``: a podd.data.Dataset (loaded from ``config.dataset`` when None);
-    ``preprocessor``: podd.data.Preprocessor (made with ``config.zca`` when None).
+    ``preprocessor``: podd.data.Preprocessor (made with ``config.zca`` when None);
+    ``parallel``: a :class:`podd.parallel.Parallel` when this process is one of several
+    (torchrun); None: one process.
     """
 
-    def __init__(self, config: DistillConfig, dataset=None, preprocessor=None):
+    def __init__(self, config: DistillConfig, dataset=None, preprocessor=None, parallel=None):
         from podd import labels as L
         from podd import poster as P
+        from podd.parallel import SINGLE
 
         self.config = config = config.validate()
+        self.parallel = parallel or SINGLE
+        self.parallel.check(config)
         self.device = resolve_device(config.device)
         if dataset is None:
             from podd.data import load_dataset
@@ -718,8 +731,8 @@ class Distiller:
     def step(self) -> torch.Tensor:
         """One outer step. Returns the outer loss (a detached device tensor: no host sync)."""
         cfg = self.config
-        plan = self.plan()
-        loss, grads = self.outer_gradients(plan)
+        plan = self.parallel.plan(self.plan)          # identity in one process
+        loss, grads = self.parallel.reduce(*self.outer_gradients(plan), plan)
         norm = grads[0].norm()
         # Clip the poster gradient to clip_factor × EMA of its norm (the EMA includes this step;
         # the first step initialises it, so the first gradient passes unclipped).
@@ -1001,20 +1014,30 @@ def _oom_message(config: DistillConfig) -> str:
 
 
 def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = None,
-            resume: bool = False, progress: bool = True, preprocessor=None) -> DistillResult:
+            resume: bool = False, progress: bool = True, preprocessor=None,
+            parallel=None) -> DistillResult:
     """Run ``config.steps`` outer steps, evaluating, logging and checkpointing as configured.
 
     With ``out_dir`` a run directory is written (see podd.runs); ``resume=True`` continues the
     run found there from its last checkpoint — on CPU bit-identically to an uninterrupted run.
     The directory is locked while the run writes into it (a second run there is refused).
     A NaN/inf loss stops the run with the step number; the last good checkpoint stays.
+
+    ``parallel`` (:func:`podd.parallel.from_env`): this process is one rank of several. Only
+    rank 0 touches the run directory, shows progress and evaluates; the others receive the
+    checkpoint to resume from rank 0 and return a result without evaluation.
     """
     from podd import runs
+    from podd.parallel import SINGLE
 
+    parallel = parallel or SINGLE
     if out_dir is None:
         if resume:
             raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
-        return _distill(config, dataset, None, False, progress, preprocessor)
+        return _distill(config, dataset, None, False, progress and parallel.is_main,
+                        preprocessor, parallel)
+    if not parallel.is_main:
+        return _distill(config, dataset, None, resume, False, preprocessor, parallel)
     run = runs.RunDir(out_dir)
     config.validate()               # impossible settings: refused before the directory is made
     if resume:
@@ -1024,27 +1047,34 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
         run.check_target()
         run.check_new()
     with run.locked():
-        return _distill(config, dataset, run, resume, progress, preprocessor)
+        return _distill(config, dataset, run, resume, progress, preprocessor, parallel)
 
 
-def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, preprocessor
-             ) -> DistillResult:
-    """:func:`distill` in a run directory already held (``run``), or without one."""
+def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, preprocessor,
+             parallel) -> DistillResult:
+    """:func:`distill` in a run directory already held (``run``), or without one (also every
+    rank but 0 of a distributed run, ``run=None``, which gets a resumed run's state from rank 0).
+    """
     from podd import runs
 
     history: list[dict] = []
     wall_before = 0.0
     state = None
     if resume:
-        checkpoint = run.load_checkpoint()
-        config = runs.resume_config(checkpoint["config"], config)
-        state, history = checkpoint["distiller"], checkpoint["history"]
-        wall_before = float(checkpoint.get("wall_time_s", 0.0))
+        if run is not None:
+            checkpoint = run.load_checkpoint()
+            config = runs.resume_config(checkpoint["config"], config)
+            state, history = checkpoint["distiller"], checkpoint["history"]
+            wall_before = float(checkpoint.get("wall_time_s", 0.0))
+        config, state, history, wall_before = parallel.from_main(
+            (config, state, history, wall_before))
     elif run is not None:
         run.check_new()
-    distiller = Distiller(config, dataset, preprocessor)  # bad settings fail before any file
+    distiller = Distiller(config, dataset, preprocessor, parallel)  # fails before any file
     if run is not None and not resume:
         run.begin(distiller.config)
+    if run is not None and parallel.world_size > 1:
+        _record_parallel(run, parallel, distiller.step_count if state is None else state["step"])
     if state is not None:
         distiller.load_state_dict(state)
         if run is not None:
@@ -1053,6 +1083,15 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
         return _train(distiller, run, history, wall_before, progress)
     except KeyboardInterrupt:
         raise RunInterrupted(_interrupted_message(distiller, run)) from None
+
+
+def _record_parallel(run, parallel, step: int) -> None:
+    """Append (from which step, variant, world size) to the run's ``distributed.json``: the
+    ``tasks`` variant's trajectory depends on the world size."""
+    path = run.file("distributed.json")
+    segments = json.loads(path.read_text()) if path.exists() else []
+    segments.append({"from_step": int(step), **parallel.describe()})
+    path.write_text(json.dumps(segments, indent=1) + "\n")
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -1156,7 +1195,9 @@ def _train(distiller: "Distiller", run, history: list[dict], wall_before: float,
     def elapsed() -> float:
         return wall_before + time.perf_counter() - t0
 
+    main = distiller.parallel.is_main      # rank 0 alone reports and evaluates
     estimate = _TimeEstimate(cfg, distiller.device)
+    estimate.done = not main
     try:
         while distiller.step_count < cfg.steps:
             losses.append(distiller.step())
@@ -1171,7 +1212,7 @@ def _train(distiller: "Distiller", run, history: list[dict], wall_before: float,
                 record = {"step": step, "loss": loss, "epoch": distiller.epoch,
                           "steps_per_s": (step - s_log) / max(now - t_log, 1e-9)}
                 t_log, s_log = now, step
-            if cfg.eval_every and cfg.eval_models and distiller.can_evaluate and \
+            if main and cfg.eval_every and cfg.eval_models and distiller.can_evaluate and \
                     step % cfg.eval_every == 0 and step < cfg.steps:
                 result = distiller.evaluate()
                 last_acc = result.mean()
@@ -1210,7 +1251,9 @@ def _train(distiller: "Distiller", run, history: list[dict], wall_before: float,
             bar.close()
 
     evaluation = None
-    if cfg.eval_models and not distiller.can_evaluate:
+    if not main:
+        pass
+    elif cfg.eval_models and not distiller.can_evaluate:
         from podd.notes import note_once
 
         note_once(f"{cfg.dataset} has no test images (a train-only npz): the poster is saved "

@@ -88,7 +88,32 @@ def load_for_profile(dataset: str, profile: str, *, root=None, seed: int = 0,
         ds = data.train_val_split(ds, n_val=n_val, seed=seed)
     if verbose:
         print(data_note(ds, dataset, profile))
+    _DATA_REQUESTS[id(ds)] = (ds, DataRequest(dataset, profile, None if root is None else
+                                              str(root), seed, n_val))
     return ds
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """How :func:`load_for_profile` made a dataset: what a job on another machine sends instead
+    of the images (a Slurm job loads them itself, from the same cache or download)."""
+
+    dataset: str
+    profile: str
+    root: str | None
+    seed: int
+    n_val: int | None
+
+    def load(self):
+        """The dataset, loaded once per process."""
+        if self not in _LOADED:
+            _LOADED[self] = load_for_profile(self.dataset, self.profile, root=self.root,
+                                             seed=self.seed, n_val=self.n_val, verbose=False)
+        return _LOADED[self]
+
+
+_DATA_REQUESTS: dict[int, tuple[Any, DataRequest]] = {}   # id(ds) -> (ds kept alive, request)
+_LOADED: dict[DataRequest, Any] = {}
 
 
 def data_note(ds, requested: str, profile: str) -> str:
@@ -355,3 +380,64 @@ def class_names_for(dataset: str, profile: str, *, root=None) -> list[str]:
     if dataset in KNOWN_CLASS_NAMES:
         return list(KNOWN_CLASS_NAMES[dataset])
     return list(load_for_profile(dataset, profile, root=root, verbose=False).class_names)
+
+
+# --------------------------------------------------------------------------------------------
+# sweeps: a notebook's runs as jobs (podd.executors)
+# --------------------------------------------------------------------------------------------
+def _distill_job(config, data, row_extra: dict) -> RunOutcome:
+    ds = data.load() if isinstance(data, DataRequest) else data
+    return distill_and_evaluate(config, ds, **row_extra)
+
+
+def _reference_job(config, data, images_per_class: int, subset_seed: int) -> RunOutcome:
+    ds = data.load() if isinstance(data, DataRequest) else data
+    return real_reference(ds, config, images_per_class, subset_seed)
+
+
+class Sweep:
+    """A notebook's runs, submitted to an executor and gathered in the order submitted.
+
+    ``executor``: ``"local"`` (default: each run in this kernel when submitted, as before),
+    ``"slurm"`` (one job per run via submitit), ``"debug"``/``"submitit-local"`` (submitit
+    without a cluster), or an object from :func:`podd.executors.make_executor`;
+    ``executor_options``: its settings (``workers``, ``partition``, ``time_min``, ``gpus`` …; see
+    :mod:`podd.executors`). A job elsewhere receives the :class:`DataRequest` of ``data`` (when
+    :func:`load_for_profile` made it) and loads the data itself; the runs are deterministic, so
+    the results are the same as in this kernel::
+
+        sweep = Sweep(data, executor)
+        for ipc in ipcs:
+            sweep.distill(run_config(data, profile, ipc=ipc))
+        outcomes = sweep.gather()
+    """
+
+    def __init__(self, data, executor: Any = "local", **executor_options):
+        from podd.executors import make_executor
+
+        self.executor = make_executor(executor, **executor_options) \
+            if isinstance(executor, str) else executor
+        self.data = data
+        inline = getattr(self.executor, "in_process", False)
+        known = _DATA_REQUESTS.get(id(data))
+        self._payload = data if inline or known is None or known[0] is not data else known[1]
+        self.futures: list[Any] = []
+
+    def distill(self, config, **row_extra):
+        """Submit :func:`distill_and_evaluate` of ``config`` (``row_extra`` goes into its row)."""
+        future = self.executor.submit(_distill_job, config, self._payload, row_extra)
+        self.futures.append(future)
+        return future
+
+    def reference(self, config, images_per_class: int = 1, subset_seed: int = 0):
+        """Submit :func:`real_reference` (random real images, evaluated like the posters)."""
+        future = self.executor.submit(_reference_job, config, self._payload, images_per_class,
+                                      subset_seed)
+        self.futures.append(future)
+        return future
+
+    def gather(self) -> list[RunOutcome]:
+        """Every submitted run's :class:`RunOutcome`, in submission order (waits for them)."""
+        from podd.executors import gather
+
+        return gather(self.futures)
