@@ -55,7 +55,7 @@ from podd import figures, ordering
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
-name = like or dataset   # what outputs are named and titled after (an npz of CIFAR-10 → cifar10)
+paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 160)
 num_orderings = num_orderings or nbs.profile_default(profile, smoke=4, quick=8, paper=10)
@@ -107,9 +107,9 @@ print(f"Pearson correlation of score and accuracy over {len(random_rows)} random
 sidecar = nbs.runs_sidecar(data, profile, outcomes, requested=dataset,
                            embeddings=embedding_source,
                            pearson_r=None if pd.isna(pearson_r) else round(float(pearson_r), 4))
-figures.save_table(results.round(4), f"ablation_class_order_{nbs.slug(name)}", sidecar,
-                   caption=f"Class-order ablation ({nbs.pretty(name)}): ordering score vs "
-                           f"accuracy. Measured on: {nbs.measured_on(data, profile, name)}. "
+figures.save_table(results.round(4), f"ablation_class_order_{nbs.slug(paper_name)}", sidecar,
+                   caption=f"Class-order ablation ({nbs.pretty(paper_name)}): ordering score vs "
+                           f"accuracy. Measured on: {nbs.measured_on(data, profile, paper_name)}. "
                            f"Embeddings: {embedding_source}.")
 results
 
@@ -120,12 +120,12 @@ figures.plot_score_vs_accuracy(ax, random_rows["score"], random_rows["accuracy"]
                                random_rows["std"],
                                r=None if pd.isna(pearson_r) else float(pearson_r),
                                highlight=(poco_row["score"], poco_row["accuracy"], "PoCO order"))
-ax.set_title(f"{nbs.pretty(name)}: class order score vs accuracy\nmeasured on: "
-             f"{nbs.measured_on(data, profile, name)}; "
+ax.set_title(f"{nbs.pretty(paper_name)}: class order score vs accuracy\nmeasured on: "
+             f"{nbs.measured_on(data, profile, paper_name)}; "
              f"{'synthetic embeddings' if embedding_source.startswith('SYNTHETIC') else 'CLIP'}",
              fontsize=10)
 fig.tight_layout()
-figures.save_figure(fig, f"fig_ablation_class_order_{nbs.slug(name)}", sidecar)
+figures.save_figure(fig, f"fig_ablation_class_order_{nbs.slug(paper_name)}", sidecar)
 plt.show()
 
 # %% [markdown]

@@ -54,7 +54,7 @@ from podd import figures
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
-name = like or dataset   # what outputs are named and titled after (an npz of CIFAR-10 → cifar10)
+paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 160)
 stride_fractions = stride_fractions or nbs.profile_default(
@@ -87,9 +87,9 @@ results = pd.DataFrame([o.row for o in outcomes])[
 results["overlap"] = ["none (= RaT-BPTT baseline)" if n == data.num_classes else "overlapping"
                       for n in results["patches"]]
 sidecar = nbs.runs_sidecar(data, profile, outcomes, requested=dataset)
-figures.save_table(results.round(3), f"ablation_patch_number_{nbs.slug(name)}", sidecar,
-                   caption=f"Patch-number ablation ({nbs.pretty(name)}, IPC {ipc}). Measured "
-                           f"on: {nbs.measured_on(data, profile, name)}.")
+figures.save_table(results.round(3), f"ablation_patch_number_{nbs.slug(paper_name)}", sidecar,
+                   caption=f"Patch-number ablation ({nbs.pretty(paper_name)}, IPC {ipc}). Measured "
+                           f"on: {nbs.measured_on(data, profile, paper_name)}.")
 results
 
 # %%
@@ -106,11 +106,11 @@ ax.set_xticks(results["patches"].tolist(), [str(n) for n in results["patches"]])
 ax.minorticks_off()
 ax.set_xlabel("number of patches cut from the poster (log scale)")
 ax.set_ylabel("test accuracy (%)")
-ax.set_title(f"{nbs.pretty(name)} at {ipc} IPC: accuracy vs number of patches (fig 6)\n"
-             f"measured on: {nbs.measured_on(data, profile, name)}", fontsize=10)
+ax.set_title(f"{nbs.pretty(paper_name)} at {ipc} IPC: accuracy vs number of patches (fig 6)\n"
+             f"measured on: {nbs.measured_on(data, profile, paper_name)}", fontsize=10)
 ax.legend(loc="best")
 fig.tight_layout()
-figures.save_figure(fig, f"fig6_patch_number_{nbs.slug(name)}", sidecar)
+figures.save_figure(fig, f"fig6_patch_number_{nbs.slug(paper_name)}", sidecar)
 plt.show()
 
 # %% [markdown]

@@ -53,7 +53,7 @@ from podd import figures, poster
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
-name = like or dataset   # what outputs are named and titled after (an npz of CIFAR-10 → cifar10)
+paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 160)
 print(f"profile: {profile}, dataset: {dataset}, seed {seed}")
@@ -84,11 +84,11 @@ figures.show_image(axes[0], image, "distilled poster")
 figures.show_image(axes[1], image, "… with each class's area named")
 figures.annotate_class_areas(axes[1], artifact.class_order, artifact.geometry.size,
                              artifact.class_names)
-fig.suptitle(f"{nbs.pretty(name)} poster (fig 8) — measured on: "
-             f"{nbs.measured_on(data, profile, name)}", fontsize=10)
+fig.suptitle(f"{nbs.pretty(paper_name)} poster (fig 8) — measured on: "
+             f"{nbs.measured_on(data, profile, paper_name)}", fontsize=10)
 fig.tight_layout()
 sidecar = nbs.runs_sidecar(data, profile, [shared], requested=dataset)
-figures.save_figure(fig, f"fig8_poster_semantics_{nbs.slug(name)}", sidecar)
+figures.save_figure(fig, f"fig8_poster_semantics_{nbs.slug(paper_name)}", sidecar)
 plt.show()
 
 # %% [markdown]
@@ -114,8 +114,8 @@ shown = min(len(images), 20)
 fig = figures.patch_gallery(images[:shown], per_class.artifact.class_names[:shown],
                             ncols=min(shown, 5), size=2.2,
                             suptitle=f"per-class posters (fig 9), {per_class_ipc:g} IPC each — "
-                                     f"measured on: {nbs.measured_on(data, profile, name)}")
-figures.save_figure(fig, f"fig9_per_class_posters_{nbs.slug(name)}",
+                                     f"measured on: {nbs.measured_on(data, profile, paper_name)}")
+figures.save_figure(fig, f"fig9_per_class_posters_{nbs.slug(paper_name)}",
                     nbs.runs_sidecar(data, profile, [per_class], requested=dataset))
 plt.show()
 

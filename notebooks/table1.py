@@ -56,7 +56,7 @@ from podd import figures
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
-name = like or dataset   # what outputs are named and titled after (an npz of CIFAR-10 → cifar10)
+paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 160)
 print(f"profile: {profile}, dataset: {dataset}, IPCs {ipcs}, seed {seed}")
@@ -97,9 +97,9 @@ print(f"RaT-BPTT IPC 1.0 (baseline mode): {baseline.row['accuracy']:.1f} ± "
 measured, paper_rows, table = nbs.measured_and_reported("table1", outcomes, data, profile,
                                                         dataset, like=like)
 sidecar = nbs.runs_sidecar(data, profile, outcomes, requested=dataset)
-figures.save_table(table, f"table1_{nbs.slug(name)}", sidecar,
-                   caption=f"Table 1 ({nbs.pretty(name)}): PoDD below one IPC vs RaT-BPTT "
-                           f"at 1 IPC. Measured: {nbs.measured_on(data, profile, name)}. "
+figures.save_table(table, f"table1_{nbs.slug(paper_name)}", sidecar,
+                   caption=f"Table 1 ({nbs.pretty(paper_name)}): PoDD below one IPC vs RaT-BPTT "
+                           f"at 1 IPC. Measured: {nbs.measured_on(data, profile, paper_name)}. "
                            f"Reported: the paper (missing cells were lost in extraction).")
 table
 
@@ -120,12 +120,12 @@ for method, marker in [("PoDD", "s"), ("RaT-BPTT", "D")]:
                    edgecolors=figures.COLORS["reported"], label=f"{method} (reported by the paper)")
 ax.set_xlabel("pixel budget (images per class)")
 ax.set_ylabel("test accuracy (%)")
-ax.set_title(f"{nbs.pretty(name)}: accuracy vs IPC\nmeasured on: "
-             f"{nbs.measured_on(data, profile, name)}", fontsize=10)
+ax.set_title(f"{nbs.pretty(paper_name)}: accuracy vs IPC\nmeasured on: "
+             f"{nbs.measured_on(data, profile, paper_name)}", fontsize=10)
 ax.invert_xaxis()
 ax.legend(loc="best")
 fig.tight_layout()
-figures.save_figure(fig, f"fig_table1_accuracy_vs_ipc_{nbs.slug(name)}", sidecar)
+figures.save_figure(fig, f"fig_table1_accuracy_vs_ipc_{nbs.slug(paper_name)}", sidecar)
 plt.show()
 
 # %% [markdown]

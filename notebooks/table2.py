@@ -55,7 +55,7 @@ from podd import figures, reported
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
-name = like or dataset   # what outputs are named and titled after (an npz of CIFAR-10 → cifar10)
+paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 160)
 print(f"profile: {profile}, dataset: {dataset}, seed {seed}")
@@ -87,9 +87,9 @@ for o in outcomes:
 _, _, table = nbs.measured_and_reported("table2", outcomes, data, profile, dataset,
                                        like=like)
 sidecar = nbs.runs_sidecar(data, profile, outcomes, requested=dataset)
-figures.save_table(table, f"table2_{nbs.slug(name)}", sidecar,
-                   caption=f"Table 2 ({nbs.pretty(name)}): one image per class. Measured: "
-                           f"{nbs.measured_on(data, profile, name)}. Reported: the paper's "
+figures.save_table(table, f"table2_{nbs.slug(paper_name)}", sidecar,
+                   caption=f"Table 2 ({nbs.pretty(paper_name)}): one image per class. Measured: "
+                           f"{nbs.measured_on(data, profile, paper_name)}. Reported: the paper's "
                            f"Table 2 (other methods as reported by their authors).")
 table
 
@@ -102,12 +102,12 @@ ours = table.dropna(subset=[reported.MEASURED]).set_index("method")
 ax.errorbar(ours[reported.MEASURED], ours.index, xerr=ours[reported.MEASURED_STD], fmt="o",
             color=figures.COLORS["podd"], capsize=3, label="measured (this run)")
 ax.set_xlabel("test accuracy (%)")
-ax.set_title(f"{nbs.pretty(name)} at 1 IPC\nmeasured on: "
-             f"{nbs.measured_on(data, profile, name)}", fontsize=10)
+ax.set_title(f"{nbs.pretty(paper_name)} at 1 IPC\nmeasured on: "
+             f"{nbs.measured_on(data, profile, paper_name)}", fontsize=10)
 ax.invert_yaxis()
 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
 fig.tight_layout()
-figures.save_figure(fig, f"fig_table2_{nbs.slug(name)}", sidecar)
+figures.save_figure(fig, f"fig_table2_{nbs.slug(paper_name)}", sidecar)
 plt.show()
 
 # %% [markdown]
