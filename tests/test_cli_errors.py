@@ -461,7 +461,7 @@ def test_long_runs_say_how_long_and_what_to_do_on_a_cpu(tmp_path, capsys, monkey
     assert "--profile quick" not in err and "fewer --steps" in err and "GPU" in err
     assert torch.get_num_threads() == 1
     code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "p",
-                        "--profile", "paper", "--steps", "4", "--device", "cpu", "--quiet",
+                        "--profile", "paper", "--steps", "8", "--device", "cpu", "--quiet",
                         "--set", "eval_models=0", "--threads", "1"], capsys)
     assert code == 0, err
     assert "--profile quick" in err and "GPU" in err
