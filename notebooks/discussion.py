@@ -41,6 +41,7 @@ per_class_ipc = 4.0      # pixels of each class poster, in images (fig 9)
 per_class_patches = (3, 3)   # patches cut from each class poster
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
+class_order = "poco"     # "identity" (dataset order) runs PoDD without CLIP weights, e.g. offline
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings
@@ -68,6 +69,7 @@ data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 
 # %%
 config = nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings, seed=seed,
+                        **nbs.class_order_override(class_order),
                         like=like)
 shared = nbs.distill_and_evaluate(config, data)
 artifact = shared.artifact

@@ -41,6 +41,7 @@ dataset = "cifar10"      # cifar10 | cifar100 | cub200 | tinyimagenet | digits |
 profile = os.environ.get("PODD_PROFILE", "paper")   # smoke | quick | paper
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
+class_order = "poco"     # "identity" (dataset order) runs PoDD without CLIP weights, e.g. offline
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings and show its reported numbers
@@ -66,6 +67,7 @@ data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 
 # %%
 podd_config = nbs.run_config(data, profile, mode="podd", ipc=1.0, embeddings=embeddings,
+                             **nbs.class_order_override(class_order),
                              like=like, seed=seed)
 baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, like=like, seed=seed)
 sweep = nbs.Sweep(data, executor)          # executor = "slurm": one cluster job per run

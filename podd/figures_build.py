@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --dataset npz:PATH: the paper dataset the file holds (-p like)")
     parser.add_argument("--n-val", type=int, default=None,
                         help="hold out this many training images as the test set (-p n_val)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="another papermill parameter for every notebook (-p KEY VALUE), "
+                             "e.g. --param class_order=identity")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the executed copies (default: runs/notebooks/PROFILE)")
     parser.add_argument("--update-notebooks", action=argparse.BooleanOptionalAction, default=None,
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     total = 0.0
     names = list(args.only or ORDER)
     extra = {k: v for k, v in (("like", args.like), ("n_val", args.n_val)) if v is not None}
+    extra.update(item.split("=", 1) for item in args.param)
     for name in names:
         print(f"[figures] {name} (profile {args.profile}) ...", flush=True)
         # Notebooks are written back only after all have run: a tracked file changed mid-build

@@ -240,6 +240,12 @@ def run_config(ds, profile: str, *, mode: str = "podd", ipc: float | None = None
                           embeddings=embeddings, verbose=verbose, **overrides)
 
 
+def class_order_override(class_order: str | None) -> dict[str, Any]:
+    """``{"class_order": …}`` for :func:`run_config` unless it is the preset's PoCO (``"poco"`` or
+    None): PoCO then keeps its smoke fallback and its ``embeddings`` file."""
+    return {} if class_order in (None, "poco") else {"class_order": class_order}
+
+
 def patch_counts_for_strides(ds, ipc: float, stride_fractions, grid=None) -> list[tuple[int, int]]:
     """Patch counts ``(ny, nx)`` for a poster of ``ipc`` at strides of ``fraction × image side``.
 
