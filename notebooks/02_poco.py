@@ -50,9 +50,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from podd import figures, ordering
+from podd import figures, layout, ordering
 from podd import notebook_support as nbs
-from podd.poster import default_class_grid
+from podd.layout import default_class_grid
 
 profile = nbs.resolve_profile(profile)
 figures.use_style()
@@ -109,7 +109,7 @@ toy_distances = ordering.distance_matrix(toy_embeddings)
 print("distances (1 − cosine):")
 print(pd.DataFrame(toy_distances.numpy(), index=toy_names, columns=toy_names).round(2))
 
-identity = ordering.identity_order(6, 2, 3)
+identity = layout.identity_order(6, 2, 3)
 placed = ordering.poco(toy_distances, 2, 3)
 for title, order in [("dataset order", identity), ("PoCO", placed)]:
     grid = [[toy_names[k] for k in row] for row in order.tolist()]
@@ -150,7 +150,7 @@ scores = pd.DataFrame([
         ordering.poco(distances, rows, cols, ordering.zigzag(rows, cols, alternate=False)),
         distances)},
     {"ordering": "dataset order", "score": ordering.ordering_score(
-        ordering.identity_order(len(class_names), rows, cols), distances)},
+        layout.identity_order(len(class_names), rows, cols), distances)},
     {"ordering": f"random (best of {num_random})", "score": random_scores.max()},
     {"ordering": f"random (mean of {num_random})", "score": random_scores.mean()},
 ])

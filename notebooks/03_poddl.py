@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from podd import figures, labels, ordering, poster
+from podd import figures, labels, layout, poster
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
@@ -66,8 +66,8 @@ class_names = nbs.class_names_for(dataset, profile)
 h, w = image_shape[1:]
 geometry = poster.make_geometry(num_classes, image_shape, ipc=1.0, stride=(h // 4, w // 2))
 rows, cols = geometry.grid
-class_order = ordering.identity_order(num_classes, rows, cols)
-cmap = labels.class_map(class_order, geometry.size)
+class_order = layout.identity_order(num_classes, rows, cols)
+cmap = layout.class_map(class_order, geometry.size)
 print(geometry)
 print(f"class map: {tuple(cmap.shape)} pixels, each of the {rows}×{cols} cells "
       f"{geometry.size[0] // rows}×{geometry.size[1] // cols} pixels")

@@ -2,8 +2,8 @@
 
 The class order matrix ``(rows, cols)`` (from :mod:`podd.ordering`; ``-1`` marks an empty cell)
 says which class owns which part of the poster. Upsampled with nearest-neighbour interpolation to
-the poster's ``H × W`` it becomes the *class map*: pixel ``(y, x)`` belongs to cell
-``(⌊y·rows/H⌋, ⌊x·cols/W⌋)``.
+the poster's ``H × W`` it becomes the *class map* (:mod:`podd.layout`): pixel ``(y, x)`` belongs
+to cell ``(⌊y·rows/H⌋, ⌊x·cols/W⌋)``.
 
 Every patch window covers parts of a few cells. Those overlap areas are fixed by the geometry, so
 they are computed once as a ``(N, rows·cols)`` weight matrix (:func:`patch_cell_weights`), and
@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import torch
 
+from podd.layout import pixel_cells, validate_class_order
 from podd.poster import PosterGeometry, axis_positions
 
 __all__ = [
-    "validate_class_order",
-    "class_map",
     "axis_cell_overlap",
     "patch_cell_weights",
     "fixed_labels",
@@ -35,61 +34,13 @@ __all__ = [
 ]
 
 
-def validate_class_order(class_order, num_classes: int, grid=None) -> torch.Tensor:
-    """Check a class order matrix and return it as a ``(rows, cols)`` long tensor.
-
-    It must contain every class ``0..K−1`` exactly once and ``-1`` in all other cells, so that
-    every class owns a label cell (a class with no cell could never be predicted by a label).
-    ``grid``, when given, is the expected ``(rows, cols)``.
-    """
-    order = torch.as_tensor(class_order)
-    if order.dtype.is_floating_point or order.dtype == torch.bool:
-        raise ValueError(f"class_order must hold integer class indices; got dtype {order.dtype}")
-    order = order.long()
-    if order.ndim != 2:
-        raise ValueError(f"class_order must be a (rows, cols) matrix; got shape {tuple(order.shape)}")
-    if grid is not None and tuple(order.shape) != tuple(int(g) for g in grid):
-        raise ValueError(f"class_order has shape {tuple(order.shape)} but the poster's class grid "
-                         f"is {tuple(grid)}")
-    K = int(num_classes)
-    flat = order.flatten().cpu()
-    bad = flat[(flat < -1) | (flat >= K)]
-    if bad.numel():
-        raise ValueError(f"class_order holds {bad.unique().tolist()}, outside 0..{K - 1} "
-                         f"(use -1 for empty cells)")
-    counts = torch.bincount(flat[flat >= 0], minlength=K)
-    missing = torch.nonzero(counts == 0).flatten().tolist()
-    repeated = torch.nonzero(counts > 1).flatten().tolist()
-    if missing or repeated:
-        raise ValueError(f"class_order must contain each of the {K} classes exactly once; "
-                         f"missing {missing}, repeated {repeated}")
-    return order
-
-
-def class_map(class_order: torch.Tensor, size) -> torch.Tensor:
-    """Nearest-neighbour upsampling of the class order to the poster: ``(H, W)`` long.
-
-    Pixel ``(y, x)`` gets the class of cell ``(⌊y·rows/H⌋, ⌊x·cols/W⌋)``; ``-1`` stays ``-1``.
-    """
-    order = torch.as_tensor(class_order).long()
-    if order.ndim != 2:
-        raise ValueError(f"class_order must be a (rows, cols) matrix; got shape {tuple(order.shape)}")
-    H, W = (int(s) for s in size)
-    rows, cols = order.shape
-    if H < rows or W < cols:
-        raise ValueError(f"poster size {H}×{W} is smaller than the {rows}×{cols} class grid")
-    iy = torch.arange(H, device=order.device) * rows // H
-    ix = torch.arange(W, device=order.device) * cols // W
-    return order[iy[:, None], ix[None, :]]
-
-
 def axis_cell_overlap(length: int, cells: int, starts: torch.Tensor, patch: int) -> torch.Tensor:
     """Along one axis: how many pixels of each window ``[start, start+patch)`` fall in each cell.
 
     Pixel ``t`` of a side of ``length`` belongs to cell ``⌊t·cells/length⌋``. Returns
     ``(len(starts), cells)`` float, from prefix sums of the per-pixel cell one-hot (no loop).
     """
-    cell_of = torch.arange(length) * cells // length                        # (length,)
+    cell_of = pixel_cells(length, cells)                                    # (length,)
     onehot = torch.nn.functional.one_hot(cell_of, cells).float()            # (length, cells)
     prefix = torch.cat([torch.zeros(1, cells), onehot.cumsum(0)])           # (length+1, cells)
     starts = torch.as_tensor(starts, dtype=torch.long).cpu()

@@ -45,6 +45,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from podd.layout import check_fits, check_grid, identity_order, validate_class_order
+
 __all__ = [
     "WeightsUnavailableError",
     "text_embeddings",
@@ -52,7 +54,6 @@ __all__ = [
     "distance_matrix",
     "zigzag",
     "poco",
-    "identity_order",
     "ordering_score",
     "ordering_scores",
     "random_orderings",
@@ -461,7 +462,7 @@ def zigzag(rows: int, cols: int, alternate: bool = True) -> torch.LongTensor:
         0 1 4 5 8
         2 3 6 7 9
     """
-    rows, cols = _check_grid(rows, cols)
+    rows, cols = check_grid(rows, cols)
     r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
     r, c = r.reshape(-1), c.reshape(-1)
     diag = r + c
@@ -469,12 +470,6 @@ def zigzag(rows: int, cols: int, alternate: bool = True) -> torch.LongTensor:
     within = torch.where((diag % 2 == 0) & alternate, rows - 1 - r, r)
     order = torch.argsort(diag * rows + within)
     return torch.stack([r[order], c[order]], dim=1)
-
-
-def _check_grid(rows, cols) -> tuple[int, int]:
-    if int(rows) != rows or int(cols) != cols or rows < 1 or cols < 1:
-        raise ValueError(f"class grid must be positive integers, got rows={rows!r}, cols={cols!r}.")
-    return int(rows), int(cols)
 
 
 def _check_distances(distances) -> torch.Tensor:
@@ -490,14 +485,6 @@ def _check_distances(distances) -> torch.Tensor:
             f"distances must be symmetric; max |D - D.T| = {asym:.3g}. Use distance_matrix(embeddings)."
         )
     return dist
-
-
-def _check_fits(num_classes: int, rows: int, cols: int) -> None:
-    if rows * cols < num_classes:
-        raise ValueError(
-            f"class grid {rows}x{cols} has {rows * cols} cells, too few for {num_classes} classes; "
-            "choose rows*cols >= K (e.g. podd.poster.default_class_grid(K))."
-        )
 
 
 def _neighbour_table(rows: int, cols: int) -> torch.LongTensor:
@@ -533,9 +520,9 @@ def poco(distances, rows: int, cols: int, traversal=None) -> torch.LongTensor:
         LongTensor (rows, cols) of class indices, −1 in empty cells.
     """
     dist = _check_distances(distances)
-    rows, cols = _check_grid(rows, cols)
+    rows, cols = check_grid(rows, cols)
     k = dist.shape[0]
-    _check_fits(k, rows, cols)
+    check_fits(k, rows, cols)
     cells = zigzag(rows, cols) if traversal is None else _check_traversal(traversal, rows, cols)
     flat_cells = cells[:, 0] * cols + cells[:, 1]
     neighbours = _neighbour_table(rows, cols)
@@ -567,18 +554,6 @@ def _check_traversal(traversal, rows: int, cols: int) -> torch.LongTensor:
     if torch.unique(cells[:, 0] * cols + cells[:, 1]).numel() != rows * cols:
         raise ValueError("traversal must visit every cell of the grid exactly once.")
     return cells
-
-
-def identity_order(num_classes: int, rows: int, cols: int) -> torch.LongTensor:
-    """Classes in dataset order, row-major: cell (r, c) gets class r·cols + c; −1 past K.
-
-    This is the order a plain poster would use without PoCO (the ablation's baseline).
-    """
-    rows, cols = _check_grid(rows, cols)
-    _check_fits(num_classes, rows, cols)
-    order = torch.arange(rows * cols)
-    order[num_classes:] = -1
-    return order.reshape(rows, cols)
 
 
 def ordering_score(order, distances) -> float:
@@ -625,27 +600,17 @@ def random_orderings(num_classes: int, rows: int, cols: int, count: int, seed) -
     """``count`` random class orders, (count, rows, cols), reproducible from ``seed``.
 
     Each is a uniformly random permutation of the K classes laid out row-major; as in
-    :func:`identity_order` the cells past K (if rows·cols > K) are −1. ``seed`` is an int or a
+    :func:`podd.layout.identity_order` the cells past K (if rows·cols > K) are −1. ``seed`` is an int or a
     ``torch.Generator``; all permutations are drawn in one call (argsort of uniform noise).
     """
-    rows, cols = _check_grid(rows, cols)
-    _check_fits(num_classes, rows, cols)
+    rows, cols = check_grid(rows, cols)
+    check_fits(num_classes, rows, cols)
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}.")
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     perms = torch.rand(count, num_classes, generator=gen).argsort(dim=1)
     pad = torch.full((count, rows * cols - num_classes), -1, dtype=torch.long)
     return torch.cat([perms, pad], dim=1).reshape(count, rows, cols)
-
-
-def _check_order(order, num_classes: int, rows: int, cols: int) -> torch.LongTensor:
-    order = torch.as_tensor(order, dtype=torch.long)
-    if order.shape != (rows, cols):
-        raise ValueError(f"class order has shape {tuple(order.shape)}, expected ({rows}, {cols}).")
-    placed = order[order >= 0]
-    if (order < -1).any() or not torch.equal(placed.sort().values, torch.arange(num_classes)):
-        raise ValueError(f"class order must contain each class 0..{num_classes - 1} exactly once and -1 elsewhere.")
-    return order
 
 
 def resolve_class_order(
@@ -656,7 +621,7 @@ def resolve_class_order(
     Specs:
         ``"poco"``: PoCO on CLIP text embeddings of ``class_names`` (``clip_kwargs`` go to
             :func:`text_embeddings`, e.g. ``pretrained=...``, ``template=...``, ``cache_dir=...``).
-        ``"identity"``: dataset order, row-major (:func:`identity_order`).
+        ``"identity"``: dataset order, row-major (:func:`podd.layout.identity_order`).
         ``"random:SEED"``: one seeded random order (:func:`random_orderings`).
         a path to an embeddings file (``.pt``/``.pth``/``.npy``, one row per class): PoCO on those,
             with no network or CLIP needed.
@@ -665,10 +630,10 @@ def resolve_class_order(
     ``alternate`` picks the zigzag (True, the paper) or the authors' one-direction walk (False).
     """
     k = len(class_names)
-    rows, cols = _check_grid(rows, cols)
-    _check_fits(k, rows, cols)
+    rows, cols = check_grid(rows, cols)
+    check_fits(k, rows, cols)
     if isinstance(spec, (torch.Tensor, np.ndarray, list, tuple)):
-        return _check_order(spec, k, rows, cols)
+        return validate_class_order(torch.as_tensor(spec, dtype=torch.long), k, (rows, cols))
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str):
@@ -722,7 +687,7 @@ def plot_traversal(ax, rows: int, cols: int, alternate: bool = True, traversal=N
     Each cell shows its step number; arrows join consecutive cells. ``traversal`` overrides the
     default :func:`zigzag` ``(rows, cols, alternate)``. Returns ``ax``.
     """
-    rows, cols = _check_grid(rows, cols)
+    rows, cols = check_grid(rows, cols)
     cells = zigzag(rows, cols, alternate) if traversal is None else _check_traversal(traversal, rows, cols)
     _setup_grid_axes(ax, rows, cols)
     ys, xs = cells[:, 0].tolist(), cells[:, 1].tolist()

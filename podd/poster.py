@@ -8,7 +8,7 @@ class (IPC).
 
 Conventions used throughout (all sizes are ``(height, width)`` pairs, rows before columns):
 
-* **class grid** ``(rows, cols)``: where the classes live on the poster (see :mod:`podd.labels`).
+* **class grid** ``(rows, cols)``: where the classes live on the poster (see :mod:`podd.layout`).
 * **size** ``(H, W)``: the poster in pixels. Its budget is ``IPC = H·W / (K·h·w)``.
 * **patches** ``(ny, nx)``: patch counts along y and x; patch ``n = iy·nx + ix`` (row-major).
 * **positions**: ``(N, 2)`` long tensor of top-left ``(y, x)`` corners,
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from podd.io import atomic_path, torch_save, verify_checksum, with_checksum
+from podd.layout import default_class_grid, identity_order, pixel_cells, validate_class_order
 
 __all__ = [
     "PAPER_POSTERS",
     "PosterGeometry",
-    "default_class_grid",
     "poster_size",
     "PAPER_STRIDE_FRACTION",
     "default_patch_counts",
@@ -194,27 +194,6 @@ def _validate_geometry(num_classes, image_shape, grid, size, patches) -> None:
                              f"positions")
 
 
-def default_class_grid(num_classes: int) -> tuple[int, int]:
-    """The class grid ``(rows, cols)`` for ``K`` classes.
-
-    The rule: the most square exact factorisation ``rows × cols = K`` with ``rows ≤ cols``
-    (``rows`` = the largest divisor of K not above √K), kept if it is at most 3 times wider than
-    tall. Otherwise (K prime or nearly so, e.g. 7 → 1×7) the near-square grid
-    ``rows = ⌊√K⌋, cols = ⌈K / rows⌉`` with a few empty cells (7 → 2×4).
-    This gives the paper's grids: 2×5 for 10 classes (CIFAR-10, digits), 10×10 for 100
-    (CIFAR-100), 10×20 for 200 (CUB200, Tiny-ImageNet).
-    """
-    K = int(num_classes)
-    if K < 1:
-        raise ValueError(f"num_classes must be at least 1; got {num_classes}")
-    rows = max(r for r in range(1, math.isqrt(K) + 1) if K % r == 0)
-    cols = K // rows
-    if cols <= 3 * rows:
-        return rows, cols
-    rows = math.isqrt(K)
-    return rows, -(-K // rows)
-
-
 def poster_size(num_classes: int, image_shape: Sequence[int], ipc: float,
                 grid: tuple[int, int] | None = None) -> tuple[int, int]:
     """Poster ``(H, W)`` for a budget of ``ipc`` images per class.
@@ -307,7 +286,7 @@ def make_geometry(num_classes: int, image_shape: Sequence[int], ipc: float = 1.0
         num_classes: ``K``.
         image_shape: ``(c, h, w)`` of one image / patch.
         ipc: pixel budget in images per class (> 0); ignored when ``size`` is given.
-        grid: class grid ``(rows, cols)``; default :func:`default_class_grid`.
+        grid: class grid ``(rows, cols)``; default :func:`podd.layout.default_class_grid`.
         patches: patch counts ``(ny, nx)`` (or one int for both). Give at most one of
             ``patches`` and ``stride``; with neither, :func:`default_patch_counts`.
         stride: pixels between neighbouring corners (int or ``(sy, sx)``); see
@@ -521,18 +500,13 @@ def _cell_classes(geometry: PosterGeometry, class_order, device, required: bool)
         if required:
             raise ValueError("init method 'real' needs class_order, real_x (preprocessed float "
                              "images) and real_y (their labels)")
-        rows, cols = geometry.grid
-        order = torch.full((rows * cols,), -1, dtype=torch.long)
-        order[:geometry.num_classes] = torch.arange(geometry.num_classes)
-        return order.view(rows, cols).to(device)
+        return identity_order(geometry.num_classes, *geometry.grid).to(device)
     if geometry.num_classes == 1:
         # One poster of the poster-per-class mode: its 1×1 order names the dataset class it holds.
         order = torch.as_tensor(class_order).long().reshape(1, 1).to(device)
         if int(order) < 0:
             raise ValueError(f"a per-class poster's class_order must name its class; got {int(order)}")
         return order
-    from podd.labels import validate_class_order  # labels imports this module: import late
-
     return validate_class_order(class_order, geometry.num_classes, geometry.grid).to(device)
 
 
@@ -611,7 +585,7 @@ def _blend_cell_areas(geometry: PosterGeometry, areas: torch.Tensor) -> torch.Te
     if gaps.any():
         y = torch.arange(H, device=device)
         x = torch.arange(W, device=device)
-        cell_y, cell_x = y * rows // H, x * cols // W                    # the class map's cells
+        cell_y, cell_x = pixel_cells(H, rows, device), pixel_cells(W, cols, device)
         local_y = (y - ys.to(device)[cell_y]) % h                        # offset from the corner
         local_x = (x - xs.to(device)[cell_x]) % w
         cell = (cell_y[:, None] * cols + cell_x[None, :]).reshape(-1)    # (H·W,)

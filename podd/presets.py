@@ -26,6 +26,7 @@ import math
 from podd import poster as P
 from podd.data.sources import DATASET_SHAPES, canonical_name
 from podd.distill import DistillConfig, _per_class_patches
+from podd.layout import default_class_grid
 from podd.models import default_depth
 from podd.poster import PAPER_POSTERS
 
@@ -232,7 +233,7 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
     shape = tuple(int(v) for v in image_shape) if image_shape is not None else known_shape
     same_data = shape is not None and (K, shape) == (preset_K, preset_shape)
     if K is not None and free("grid") and (values["grid"] is None or K != preset_K):
-        values["grid"] = P.default_class_grid(K)
+        values["grid"] = default_class_grid(K)
     if shape is not None and free("depth") and values["depth"] is None:
         values["depth"] = default_depth(shape[1])
 

@@ -6,10 +6,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from podd.labels import (
-    class_map, fixed_labels, init_label_params, learned_labels, patch_cell_weights,
-    validate_class_order,
-)
+from podd.labels import fixed_labels, init_label_params, learned_labels, patch_cell_weights
+from podd.layout import class_map, validate_class_order
 from podd.poster import PAPER_POSTERS, baseline_geometry, make_geometry
 
 

@@ -12,10 +12,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from podd import ordering  # noqa: E402
+from podd.layout import identity_order  # noqa: E402
 from podd.ordering import (  # noqa: E402
     WeightsUnavailableError,
     distance_matrix,
-    identity_order,
     load_embeddings,
     ordering_score,
     ordering_scores,
@@ -227,12 +227,6 @@ def test_ordering_scores_batch_matches_single():
 def test_ordering_score_rejects_foreign_class():
     with pytest.raises(ValueError, match="outside"):
         ordering_score([[0, 5]], torch.zeros(2, 2))
-
-
-def test_identity_order():
-    assert identity_order(10, 3, 4).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, -1, -1]]
-    with pytest.raises(ValueError, match="too few for 10 classes"):
-        identity_order(10, 3, 3)
 
 
 def test_random_orderings_seeded_permutations():

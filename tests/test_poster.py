@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from podd.layout import default_class_grid
 from podd.poster import (
     PAPER_POSTERS, PosterArtifact, PosterGeometry, axis_positions, baseline_geometry,
-    _blend_cell_areas, default_class_grid, default_patch_counts, extract_patches,
+    _blend_cell_areas, default_patch_counts, extract_patches,
     extract_per_class_patches, init_poster, load_artifact, make_geometry, overlap_count,
     patch_index, patch_positions,
     per_class_geometry, plot_patch_grid, poster_image, poster_size, save_artifact,
@@ -27,18 +28,6 @@ def manual_patches(poster, positions, h, w):
 
 
 # ---------------------------------------------------------------- geometry
-
-def test_default_class_grids():
-    assert default_class_grid(10) == (2, 5)
-    assert default_class_grid(100) == (10, 10)
-    assert default_class_grid(200) == (10, 20)
-    assert default_class_grid(12) == (3, 4)
-    assert default_class_grid(1) == (1, 1)
-    assert default_class_grid(7) == (2, 4)          # prime: near-square with one empty cell
-    for k in range(1, 300):
-        rows, cols = default_class_grid(k)
-        assert rows <= cols and rows * cols >= k
-
 
 def test_cifar10_positions_match_reference():
     geometry = make_geometry(10, (3, 32, 32), size=(60, 153), patches=(6, 16))
