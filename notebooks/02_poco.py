@@ -33,7 +33,7 @@
 # CLIP's weights must be downloaded once. Under the `smoke` profile nothing is downloaded: the
 # tiling in part 3 then uses **synthetic** embeddings and says so — it checks the code path, it
 # does not show CLIP's semantics. Pass `embeddings=PATH` (a `.pt`/`.npy` file, one row per
-# class, e.g. a cache file written by `podd.ordering.text_embeddings` elsewhere) to use real ones
+# class, e.g. a cache file written by `podd.clip_text.text_embeddings` elsewhere) to use real ones
 # offline.
 
 # %% tags=["parameters"]
@@ -76,9 +76,9 @@ for rows, cols in [(2, 5), (4, 4)]:
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-ordering.plot_traversal(axes[0], 4, 5, alternate=True)
+figures.plot_traversal(axes[0], 4, 5, alternate=True)
 axes[0].set_title("zigzag (the paper, fig 4)")
-ordering.plot_traversal(axes[1], 4, 5, alternate=False)
+figures.plot_traversal(axes[1], 4, 5, alternate=False)
 axes[1].set_title("one-direction anti-diagonals (authors' code)")
 fig.tight_layout()
 figures.save_figure(fig, "fig4_zigzag_traversal",
@@ -167,7 +167,7 @@ print(scores.drop(columns="embeddings").round(5).to_string(index=False))
 # %%
 size = max(6.0, cols * 1.1)
 fig, ax = plt.subplots(figsize=(size, size * rows / cols + 0.8))
-ordering.plot_class_tiling(ax, poco_order, class_names, distances=distances)
+figures.plot_class_tiling(ax, poco_order, class_names, distances=distances)
 synthetic = embedding_source.startswith("SYNTHETIC")
 ax.set_title(f"PoCO class tiling, {nbs.pretty(dataset)} ({rows}×{cols})"
              + ("\nSYNTHETIC embeddings (smoke profile): NOT CLIP — layout is not semantic"

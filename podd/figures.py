@@ -7,9 +7,8 @@ or a stand-in, profile, hyper-parameters, seeds, commit, device, library version
 because a number without provenance is not a result (DESIGN.md). All files are written atomically
 through :mod:`podd.io`, so an interrupted notebook never leaves half a figure behind.
 
-Plotting helpers here are the figure-specific ones the paper needs beyond those that live beside
-their concept (``podd.poster.plot_patch_grid``, ``podd.ordering.plot_traversal`` and
-``plot_class_tiling``): accuracy curves, the class-order scatter, label matrices, poster panels.
+Every plot lives here: accuracy curves, the class-order scatter, label matrices, poster panels,
+and the figures of the methods themselves (PoCO's traversal and class tiling, figs 4 and 7).
 """
 
 from __future__ import annotations
@@ -25,8 +24,11 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
 from podd import io as podd_io
+from podd.layout import check_grid
+from podd.ordering import check_distances, check_traversal, mean_neighbour_distance, zigzag
 from podd.provenance import provenance
 
 #: Environment variable that says where every saved figure and table goes. ``make figures`` sets
@@ -354,3 +356,147 @@ def plot_loss_curves(ax, curves: Mapping[str, Sequence[Sequence[float]]]) -> Non
     ax.set_xlabel("outer step")
     ax.set_ylabel("outer loss (cross-entropy on real images)")
     ax.legend(loc="best")
+
+
+# --------------------------------------------------------------------------- PoCO (§4.2)
+
+def _setup_grid_axes(ax, rows: int, cols: int) -> None:
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)  # row 0 at the top, like the poster
+    ax.set_aspect("equal")
+    ax.set_xticks(range(cols))
+    ax.set_yticks(range(rows))
+    ax.set_xticks([x - 0.5 for x in range(cols + 1)], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(rows + 1)], minor=True)
+    ax.grid(which="minor", color="0.6", linewidth=0.8)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+
+
+def plot_traversal(ax, rows: int, cols: int, alternate: bool = True, traversal=None, numbers: bool = True):
+    """Draw the visiting order of the class grid (paper fig. 4) on a matplotlib Axes.
+
+    Each cell shows its step number; arrows join consecutive cells. ``traversal`` overrides the
+    default :func:`zigzag` ``(rows, cols, alternate)``. Returns ``ax``.
+    """
+    rows, cols = check_grid(rows, cols)
+    cells = zigzag(rows, cols, alternate) if traversal is None else check_traversal(traversal, rows, cols)
+    _setup_grid_axes(ax, rows, cols)
+    ys, xs = cells[:, 0].tolist(), cells[:, 1].tolist()
+    for i in range(len(xs) - 1):
+        ax.annotate(
+            "",
+            xy=(xs[i + 1], ys[i + 1]),
+            xytext=(xs[i], ys[i]),
+            arrowprops=dict(arrowstyle="-|>", color="tab:blue", lw=1.5, shrinkA=9, shrinkB=9),
+        )
+    ax.scatter(xs[:1], ys[:1], s=120, color="tab:green", zorder=3, label="start")
+    if numbers:
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            ax.text(x, y, str(i), ha="center", va="center", fontsize=9, zorder=4,
+                    bbox=dict(boxstyle="circle,pad=0.2", fc="white", ec="none", alpha=0.8))
+    ax.set_title(f"{'zigzag' if alternate else 'anti-diagonal'} traversal, {rows}x{cols}")
+    return ax
+
+
+def plot_class_tiling(
+    ax,
+    order,
+    class_names: Sequence[str],
+    clusters=None,
+    distances=None,
+    cmap=None,
+    fontsize: float | None = None,
+):
+    """Write each class name in its grid cell (paper fig. 7) on a matplotlib Axes.
+
+    Args:
+        order: (rows, cols) class indices, −1 for empty cells (shown grey).
+        class_names: the K names (underscores shown as spaces; long names wrap).
+        clusters: optional (K,) integer cluster id per class: cells are coloured by cluster.
+        distances: optional (K, K) matrix: cells are coloured by the mean distance to their
+            placed 4-neighbours (pale yellow = close neighbours, orange/red = far), unless
+            ``clusters`` is given.
+        cmap: matplotlib colormap name (default ``"tab20"`` for clusters, ``"YlOrRd"`` for distances).
+        fontsize: text size in points; default fits the longest word into a cell.
+
+    Returns ``ax``.
+    """
+    order = torch.as_tensor(order, dtype=torch.long)
+    if order.dim() != 2:
+        raise ValueError(f"order must be a (rows, cols) matrix, got shape {tuple(order.shape)}.")
+    rows, cols = order.shape
+    k = len(class_names)
+    if order.numel() and int(order.max()) >= k:
+        raise ValueError(f"order holds class index {int(order.max())} but only {k} class names were given.")
+
+    colours = np.ones((rows, cols, 4))
+    colours[order.numpy() < 0] = (0.85, 0.85, 0.85, 1.0)
+    if clusters is not None:
+        clusters = np.asarray(clusters)
+        if clusters.shape != (k,):
+            raise ValueError(f"clusters must have one entry per class ({k}), got shape {clusters.shape}.")
+        cm = plt.get_cmap(cmap or "tab20")
+        for r in range(rows):
+            for c in range(cols):
+                if order[r, c] >= 0:
+                    # blended with white so black names stay readable on dark colours
+                    colours[r, c] = 0.6 * np.asarray(cm(int(clusters[order[r, c]]) % cm.N)) + 0.4
+    elif distances is not None:
+        dist = check_distances(distances)
+        fit = mean_neighbour_distance(order, dist)
+        valid = order >= 0
+        lo, hi = float(fit[valid].min()), float(fit[valid].max())
+        cm = plt.get_cmap(cmap or "YlOrRd")
+        norm = (fit - lo) / max(hi - lo, 1e-12)
+        for r in range(rows):
+            for c in range(cols):
+                if valid[r, c]:
+                    colours[r, c] = cm(float(norm[r, c]) * 0.7)  # avoid the darkest end: text stays readable
+    ax.imshow(colours, interpolation="nearest")
+    _setup_grid_axes(ax, rows, cols)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+
+    labels = {}
+    for r in range(rows):
+        for c in range(cols):
+            idx = int(order[r, c])
+            labels[(r, c)] = "" if idx < 0 else str(class_names[idx]).replace("_", " ").replace(" ", "\n")
+    if fontsize is None:
+        fontsize = _fitting_fontsize(ax, [t for t in labels.values() if t], rows, cols)
+    for (r, c), text in labels.items():
+        if text:
+            ax.text(c, r, text, ha="center", va="center", fontsize=fontsize, linespacing=0.9)
+    return ax
+
+
+def _fitting_fontsize(ax, texts: list[str], rows: int, cols: int) -> float:
+    """Largest font size (4-14 pt) at which every text fits in a grid cell of ``ax``.
+
+    Measured with the figure's renderer where it has one (Agg, the notebook default); otherwise
+    estimated at about 0.5 em per character.
+    """
+    fig = ax.figure
+    bbox = ax.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
+    cell_w, cell_h = 72.0 * bbox.width / cols, 72.0 * bbox.height / rows  # points
+    if not texts:
+        return 10.0
+    lines = max(t.count("\n") + 1 for t in texts)
+    words = {w for t in texts for w in t.split("\n")}
+    try:
+        renderer = fig.canvas.get_renderer()
+        probe = ax.text(0, 0, "", fontsize=10)
+        width = 0.0
+        for w in words:  # at 10 pt, in points
+            probe.set_text(w)
+            width = max(width, probe.get_window_extent(renderer).width * 72.0 / fig.dpi)
+        probe.remove()
+    except Exception:  # noqa: BLE001 - a backend without a renderer: estimate instead
+        width = 10 * 0.5 * max(len(w) for w in words)
+    by_width = 10.0 * 0.88 * cell_w / max(width, 1e-6)
+    by_height = 0.85 * cell_h / (1.1 * lines)
+    return float(np.clip(min(by_width, by_height), 4.0, 14.0))

@@ -9,8 +9,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from podd import figures, notebook_support, reported  # noqa: E402
+from podd.ordering import poco  # noqa: E402
 
 
 def _sidecar(**extra):
@@ -172,3 +174,27 @@ def test_figures_go_to_runs_figures_unless_make_figures_asks_for_paper_figures(m
     makefile = (root / "Makefile").read_text()
     recipe = makefile.split("\nfigures:")[1].split("\n\n")[0]
     assert "PODD_FIGURES_DIR=$(CURDIR)/paper_figures" in recipe
+
+
+# ---------------------------------------------------------------- PoCO figures (figs 4 and 7)
+
+
+def test_plot_traversal_and_class_tiling():
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    figures.plot_traversal(axes[0], 2, 5)
+    assert [t.get_text() for t in axes[0].texts if t.get_text()] == [str(i) for i in range(10)]
+    figures.plot_traversal(axes[1], 3, 3, alternate=False)
+    cluster = torch.arange(10) % 2           # two interleaved clusters of classes
+    d = torch.where(cluster[:, None] == cluster[None, :], 0.1, 1.0).fill_diagonal_(0.0)
+    order = poco(d, 2, 5)
+    names = [f"class_{i}" for i in range(10)]
+    figures.plot_class_tiling(axes[2], order, names, clusters=cluster)
+    shown = {t.get_text() for t in axes[2].texts}
+    assert shown == {f"class\n{i}" for i in range(10)}
+    assert all(t.get_fontsize() >= 4 for t in axes[2].texts)
+    fig2, ax = plt.subplots()
+    padded = poco(d[:7, :7], 3, 3)
+    figures.plot_class_tiling(ax, padded, names[:7], distances=d[:7, :7])
+    assert len(ax.texts) == 7
+    plt.close(fig)
+    plt.close(fig2)
