@@ -44,8 +44,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from podd import figures, poster
+from podd import artifacts, figures
 from podd import notebook_support as nbs
+from podd.display import poster_image
 from podd.distill import patches_and_labels
 
 profile = nbs.resolve_profile(profile)
@@ -82,9 +83,9 @@ print(f"distilled in {run.wall_time_s:.1f} s: poster {artifact.geometry.size}, "
 
 # %%
 preprocess = nbs.preprocessor_for(data, config.zca)
-image = poster.poster_image(artifact.poster, preprocess, patch_hw=artifact.geometry.patch_hw)
+image = poster_image(artifact.poster, preprocess, patch_hw=artifact.geometry.patch_hw)
 fig, ax = plt.subplots(figsize=(8, 3.6))
-poster.plot_patch_grid(ax, image, artifact.geometry, highlight=[0])
+figures.plot_patch_grid(ax, image, artifact.geometry, highlight=[0])
 figures.annotate_class_areas(ax, artifact.class_order, artifact.geometry.size,
                              artifact.class_names, fontsize=7)
 figures.save_figure(fig, f"quickstart_poster_{nbs.slug(dataset)}",
@@ -123,8 +124,8 @@ for outcome in (run, real):
 
 # %%
 with tempfile.TemporaryDirectory() as folder:
-    path = poster.save_artifact(Path(folder) / "poster.pt", artifact)
-    again = poster.load_artifact(path)
+    path = artifacts.save_artifact(Path(folder) / "poster.pt", artifact)
+    again = artifacts.load_artifact(path)
     print(f"reloaded: mode {again.mode}, labels {again.label_mode}, geometry {again.geometry}")
 
 # %% [markdown]

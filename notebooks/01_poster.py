@@ -48,6 +48,7 @@ import torch
 from podd import figures, poster
 from podd import notebook_support as nbs
 from podd.data import make_preprocessor
+from podd.display import poster_image
 
 profile = nbs.resolve_profile(profile)
 figures.use_style()
@@ -119,7 +120,7 @@ print("patch columns start at x =", sorted(set(positions[:, 1].tolist())))
 generator = torch.Generator().manual_seed(seed)
 noise_poster = poster.init_poster(geometry, generator, method="gaussian")
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
-poster.plot_patch_grid(axes[0], poster.poster_image(noise_poster), geometry, highlight=[0, 1])
+figures.plot_patch_grid(axes[0], poster_image(noise_poster), geometry, highlight=[0, 1])
 axes[0].set_title(f"{nbs.pretty(dataset)} poster, Gaussian init: {geometry.num_patches} patches "
                   f"(two highlighted)", fontsize=10)
 coverage = axes[1].imshow(poster.overlap_count(geometry).numpy(), cmap="magma",
@@ -157,7 +158,7 @@ print(f"poster {tuple(mean_poster.shape)} -> patches {tuple(patches.shape)}")
 
 # %%
 fig, ax = plt.subplots(figsize=(10, 3.4))
-poster.plot_patch_grid(ax, poster.poster_image(mean_poster, preprocess), geometry,
+figures.plot_patch_grid(ax, poster_image(mean_poster, preprocess), geometry,
                        highlight=[0, geometry.patches[1] // 2])
 figures.annotate_class_areas(ax, class_order, geometry.size, data.class_names)
 ax.set_title("class-mean initialisation (identity class order), with the patch grid", fontsize=10)

@@ -796,7 +796,7 @@ class Distiller:
                               progress=progress)
 
     def artifact(self):
-        from podd.poster import PosterArtifact
+        from podd.artifacts import PosterArtifact
 
         return PosterArtifact(
             poster=self.poster.detach().cpu().clone(), geometry=self.geometry,

@@ -22,13 +22,16 @@ from typing import Any, Iterable, Mapping, Sequence
 import matplotlib
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
 import numpy as np
 import pandas as pd
 import torch
 
 from podd import io as podd_io
+from podd.display import poster_image
 from podd.layout import check_grid
 from podd.ordering import check_distances, check_traversal, mean_neighbour_distance, zigzag
+from podd.poster import PosterGeometry
 from podd.provenance import provenance
 
 #: Environment variable that says where every saved figure and table goes. ``make figures`` sets
@@ -500,3 +503,46 @@ def _fitting_fontsize(ax, texts: list[str], rows: int, cols: int) -> float:
     by_width = 10.0 * 0.88 * cell_w / max(width, 1e-6)
     by_height = 0.85 * cell_h / (1.1 * lines)
     return float(np.clip(min(by_width, by_height), 4.0, 14.0))
+
+
+# --------------------------------------------------------------------------- the poster (§4.1)
+
+def plot_patch_grid(ax, image, geometry: PosterGeometry, highlight=None, *,
+                    color: str = "white", highlight_color: str = "red", alpha: float = 0.35):
+    """Draw the poster with its patch windows on a matplotlib axis (the paper's fig 3).
+
+    Args:
+        ax: a matplotlib ``Axes``.
+        image: ``(H, W, c)`` uint8 array (from :func:`podd.display.poster_image`) or a ``(c, H, W)`` tensor
+            (min-max scaled for display).
+        geometry: the poster's geometry.
+        highlight: patch indices (ints, row-major) to draw boldly; ``None`` for none.
+    Returns:
+        ``ax``.
+    """
+    if isinstance(image, torch.Tensor):
+        image = poster_image(image)
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+    h, w = geometry.patch_hw
+    positions = geometry.positions().tolist()
+    for y, x in positions:
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=color,
+                               linewidth=0.6, alpha=alpha))
+    for n in ([] if highlight is None else highlight):
+        n = int(n)
+        if not 0 <= n < len(positions):
+            raise ValueError(f"highlight patch {n} is out of range 0..{len(positions) - 1}")
+        y, x = positions[n]
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=highlight_color,
+                               linewidth=2.0))
+    H, W = geometry.size
+    ax.set_xlim(-0.5, W - 0.5)
+    ax.set_ylim(H - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"{geometry.num_patches} patches of {h}×{w} on a {H}×{W} poster "
+                 f"(IPC {geometry.ipc:.2f})")
+    return ax

@@ -16,24 +16,25 @@ Conventions used throughout (all sizes are ``(height, width)`` pairs, rows befor
 
 The authors' code lists patches x-major; this package lists them row-major (reading order). Only
 the order of the list differs, never the set of patches.
+
+Where the classes sit is :mod:`podd.layout`; saving a poster is :mod:`podd.artifacts`, showing
+one :mod:`podd.display` and :func:`podd.figures.plot_patch_grid`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from podd.io import atomic_path, torch_save, verify_checksum, with_checksum
 from podd.layout import default_class_grid, identity_order, pixel_cells, validate_class_order
 
 __all__ = [
     "PAPER_POSTERS",
+    "as_pair",
     "PosterGeometry",
     "poster_size",
     "PAPER_STRIDE_FRACTION",
@@ -52,12 +53,6 @@ __all__ = [
     "init_poster",
     "per_class_geometry",
     "extract_per_class_patches",
-    "PosterArtifact",
-    "save_artifact",
-    "load_artifact",
-    "poster_image",
-    "save_poster_png",
-    "plot_patch_grid",
 ]
 
 # The authors' published commands at IPC ≈ 0.9 (REFERENCE.md). Their poster sizes are typed into
@@ -76,17 +71,14 @@ PAPER_POSTERS: dict[str, dict[str, tuple[int, int]]] = {
 # image side. Data without a paper preset gets patches at this stride, i.e. the paper's overlap.
 PAPER_STRIDE_FRACTION: tuple[float, float] = (6 / 32, 8 / 32)
 
-_ARTIFACT_FORMAT = "podd.poster"
-_ARTIFACT_VERSION = 2        # 2: a SHA-256 of the contents is stored in the file
-
 
 def _round_half_up(x: float) -> int:
     """Round a poster side to the nearest integer, halves up (sides are never ties in practice)."""
     return int(math.floor(x + 0.5))
 
 
-def _pair(value, name: str) -> tuple[int, int]:
-    """Accept an int or a 2-sequence and return a pair of Python ints."""
+def as_pair(value, name: str) -> tuple[int, int]:
+    """Accept an int or a 2-sequence and return a pair of Python ints (``name`` for the error)."""
     if isinstance(value, (int, np.integer)):
         return int(value), int(value)
     try:
@@ -126,9 +118,9 @@ class PosterGeometry:
         # Normalise to tuples of Python ints (from_dict may hand in lists) before validating.
         object.__setattr__(self, "num_classes", int(self.num_classes))
         object.__setattr__(self, "image_shape", tuple(int(v) for v in self.image_shape))
-        object.__setattr__(self, "grid", _pair(self.grid, "grid"))
-        object.__setattr__(self, "size", _pair(self.size, "size"))
-        object.__setattr__(self, "patches", _pair(self.patches, "patches"))
+        object.__setattr__(self, "grid", as_pair(self.grid, "grid"))
+        object.__setattr__(self, "size", as_pair(self.size, "size"))
+        object.__setattr__(self, "patches", as_pair(self.patches, "patches"))
         _validate_geometry(self.num_classes, self.image_shape, self.grid, self.size, self.patches)
 
     @property
@@ -213,7 +205,7 @@ def poster_size(num_classes: int, image_shape: Sequence[int], ipc: float,
     if not ipc > 0 or not math.isfinite(ipc):
         raise ValueError(f"ipc must be a positive number of images per class; got {ipc}")
     c, h, w = (int(v) for v in image_shape)
-    rows, cols = default_class_grid(num_classes) if grid is None else _pair(grid, "grid")
+    rows, cols = default_class_grid(num_classes) if grid is None else as_pair(grid, "grid")
     if rows * cols < num_classes:
         raise ValueError(f"class grid {rows}×{cols} has {rows * cols} cells, too few for "
                          f"{num_classes} classes; use rows·cols ≥ {num_classes}")
@@ -243,7 +235,7 @@ def patch_counts_from_stride(size: tuple[int, int], patch_hw: tuple[int, int],
     positions themselves are still spread by :func:`patch_positions` from the first to the last
     possible corner, so the actual step is the stride or slightly more when it does not divide.
     """
-    sy, sx = _pair(stride, "stride")
+    sy, sx = as_pair(stride, "stride")
     if sy < 1 or sx < 1:
         raise ValueError(f"stride must be at least 1 pixel; got {stride!r}")
     (H, W), (h, w) = size, patch_hw
@@ -299,11 +291,11 @@ def make_geometry(num_classes: int, image_shape: Sequence[int], ipc: float = 1.0
     if len(tuple(image_shape)) != 3:
         raise ValueError(f"image_shape must be (c, h, w); got {tuple(image_shape)}")
     image_shape = tuple(int(v) for v in image_shape)
-    grid = default_class_grid(num_classes) if grid is None else _pair(grid, "grid")
+    grid = default_class_grid(num_classes) if grid is None else as_pair(grid, "grid")
     if size is None:
         size = poster_size(num_classes, image_shape, ipc, grid)
     else:
-        size = _pair(size, "size")
+        size = as_pair(size, "size")
     if patches is not None and stride is not None:
         raise ValueError(f"give patches or stride, not both; got patches={patches!r}, "
                          f"stride={stride!r}")
@@ -312,7 +304,7 @@ def make_geometry(num_classes: int, image_shape: Sequence[int], ipc: float = 1.0
         raise ValueError(f"poster size {size[0]}×{size[1]} (H×W) is smaller than one image "
                          f"{patch_hw[0]}×{patch_hw[1]}; a poster must hold at least one patch")
     if patches is not None:
-        patches = _pair(patches, "patches")
+        patches = as_pair(patches, "patches")
     elif stride is not None:
         patches = patch_counts_from_stride(size, patch_hw, stride)
     else:
@@ -329,7 +321,7 @@ def baseline_geometry(num_classes: int, image_shape: Sequence[int],
     are ``K`` independent images, one per class, which is the baseline of paper §5.3.
     """
     _, h, w = (int(v) for v in image_shape)
-    rows, cols = default_class_grid(num_classes) if grid is None else _pair(grid, "grid")
+    rows, cols = default_class_grid(num_classes) if grid is None else as_pair(grid, "grid")
     return PosterGeometry(num_classes, tuple(image_shape), (rows, cols), (rows * h, cols * w),
                           (rows, cols))
 
@@ -363,8 +355,8 @@ def patch_positions(size, patch_hw, counts) -> torch.Tensor:
     Patch ``n = iy·nx + ix`` has corner ``(ys[iy], xs[ix])`` with ``ys``, ``xs`` from
     :func:`axis_positions`.
     """
-    (H, W), (h, w), (ny, nx) = _pair(size, "size"), _pair(patch_hw, "patch_hw"), \
-        _pair(counts, "counts")
+    (H, W), (h, w), (ny, nx) = as_pair(size, "size"), as_pair(patch_hw, "patch_hw"), \
+        as_pair(counts, "counts")
     ys = axis_positions(H, h, ny)
     xs = axis_positions(W, w, nx)
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
@@ -376,7 +368,7 @@ def patch_index(positions: torch.Tensor, patch_hw, width: int) -> torch.Tensor:
     ``index[n, i, j] = (y_n + i)·W + (x_n + j)``: one gather with it extracts all patches.
     Precompute it once when extracting many times from the same geometry.
     """
-    h, w = _pair(patch_hw, "patch_hw")
+    h, w = as_pair(patch_hw, "patch_hw")
     positions = torch.as_tensor(positions, dtype=torch.long)
     if positions.ndim != 2 or positions.shape[1] != 2:
         raise ValueError(f"positions must be an (N, 2) tensor of (y, x); got {tuple(positions.shape)}")
@@ -404,7 +396,7 @@ def extract_patches(poster: torch.Tensor, positions: torch.Tensor, patch_hw,
     """
     if poster.ndim not in (3, 4):
         raise ValueError(f"poster must be (c, H, W) or (P, c, H, W); got shape {tuple(poster.shape)}")
-    h, w = _pair(patch_hw, "patch_hw")
+    h, w = as_pair(patch_hw, "patch_hw")
     H, W = poster.shape[-2:]
     if index is None:
         positions = torch.as_tensor(positions, dtype=torch.long)
@@ -627,236 +619,3 @@ def extract_per_class_patches(posters: torch.Tensor, positions: torch.Tensor,
     K, N = patches.shape[:2]
     labels = torch.arange(K, device=posters.device).repeat_interleave(N)
     return patches.reshape(K * N, *patches.shape[2:]), labels
-
-
-# --------------------------------------------------------------------------------------------
-# Saving and loading
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class PosterArtifact:
-    """Everything needed to reuse a distilled poster, saved as one loadable file.
-
-    Attributes:
-        poster: ``(c, H, W)``, or ``(K, c, H, W)`` in per-class mode.
-        geometry: the :class:`PosterGeometry` (per-class mode: that of one class poster).
-        class_order: ``(rows, cols)`` long class indices, ``-1`` in empty cells.
-        labels: learned label parameters ``(K, rows, cols)``, or ``None`` for fixed labels.
-        label_mode: ``"fixed"`` | ``"learned"`` | ``"per-class"``.
-        mode: ``"podd"`` | ``"baseline"`` | ``"per-class"``.
-        class_names: one name per class.
-        preprocessing: how to undo the normalisation for display (the preprocessor's state).
-        config: the full run configuration.
-    """
-
-    poster: torch.Tensor
-    geometry: PosterGeometry
-    class_order: torch.Tensor
-    labels: torch.Tensor | None
-    label_mode: str
-    mode: str
-    class_names: list[str]
-    preprocessing: dict = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
-
-
-def _plain(obj: Any) -> Any:
-    """Reduce ``obj`` to what ``torch.load(weights_only=True)`` reads back: CPU tensors, numbers,
-    strings, None and lists/tuples/dicts of them (numpy arrays become tensors, paths and any
-    other object their ``str``)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().clone()
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj)).clone()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, dict):
-        return {(k if isinstance(k, (str, int)) else str(k)): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_plain(v) for v in obj)
-    if isinstance(obj, torch.dtype):
-        return str(obj)
-    return str(obj)
-
-
-def save_artifact(path: str | os.PathLike, artifact: PosterArtifact) -> Path:
-    """Write ``artifact`` to ``path`` atomically (``torch.save`` of plain tensors and dicts).
-
-    The file carries a format marker and version so :func:`load_artifact` can refuse foreign
-    files with a clear message, and a SHA-256 of its contents so that it can refuse a damaged
-    copy (a flipped byte inside a tensor still unpickles). Tensors are detached and moved to the CPU; ``preprocessing`` and
-    ``config`` are reduced to plain data (numpy arrays → tensors, paths and other objects →
-    strings) so the file loads with ``torch.load(..., weights_only=True)``, which never runs code.
-    """
-    def cpu(t):
-        return None if t is None else torch.as_tensor(t).detach().cpu().clone()
-
-    payload = {
-        "format": _ARTIFACT_FORMAT,
-        "version": _ARTIFACT_VERSION,
-        "poster": cpu(artifact.poster),
-        "geometry": artifact.geometry.to_dict(),
-        "class_order": cpu(artifact.class_order).long(),
-        "labels": cpu(artifact.labels),
-        "label_mode": str(artifact.label_mode),
-        "mode": str(artifact.mode),
-        "class_names": [str(n) for n in artifact.class_names],
-        "preprocessing": _plain(dict(artifact.preprocessing or {})),
-        "config": _plain(dict(artifact.config or {})),
-    }
-    return torch_save(path, with_checksum(payload))
-
-
-def load_artifact(path: str | os.PathLike) -> PosterArtifact:
-    """Read a file written by :func:`save_artifact`.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a podd poster artifact, was written by a newer version, is
-            damaged (its contents differ from the checksum stored in it) or holds NaN/inf pixels.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no poster artifact at {path}; pass the file written by "
-                                f"`podd distill` (poster.pt in its run folder)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, zip errors, disallowed globals: all mean "not ours"
-        raise ValueError(f"{path} is not a podd poster artifact (could not be read as one: "
-                         f"{type(e).__name__}: {e})") from None
-    if not isinstance(payload, dict) or payload.get("format") != _ARTIFACT_FORMAT:
-        raise ValueError(f"{path} is not a podd poster artifact (no '{_ARTIFACT_FORMAT}' format "
-                         f"marker); save posters with podd.poster.save_artifact")
-    version = payload.get("version")
-    if not isinstance(version, int) or version > _ARTIFACT_VERSION:
-        raise ValueError(f"{path} has poster artifact version {version!r}; this podd reads up to "
-                         f"version {_ARTIFACT_VERSION}: upgrade podd")
-    verify_checksum(payload, path, "copy it again from where it came from, or distil it again")
-    for key in ("poster", "labels"):
-        value = payload.get(key)
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
-                not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).sum())
-            raise ValueError(f"{path}: the {key} holds {bad} NaN/inf values of {value.numel()}; "
-                             f"it cannot be shown or evaluated. Use an earlier copy, or distil it "
-                             f"again (a NaN loss would have stopped the run, so the file was damaged "
-                             f"after it was written)")
-    return PosterArtifact(
-        poster=payload["poster"],
-        geometry=PosterGeometry.from_dict(payload["geometry"]),
-        class_order=payload["class_order"],
-        labels=payload["labels"],
-        label_mode=payload["label_mode"],
-        mode=payload["mode"],
-        class_names=list(payload["class_names"]),
-        preprocessing=payload.get("preprocessing") or {},
-        config=payload.get("config") or {},
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Display
-# --------------------------------------------------------------------------------------------
-
-def _inverse_patchwise(poster: torch.Tensor, preprocessor, patch_hw) -> torch.Tensor:
-    """Undo preprocessing image-sized piece by piece, averaging where pieces overlap.
-
-    Needed for ZCA, whose inverse is defined on whole ``h×w`` images only.
-    """
-    c, H, W = poster.shape
-    h, w = patch_hw
-    counts = (-(-(H - h) // max(1, h // 2)) + 1 if H > h else 1,
-              -(-(W - w) // max(1, w // 2)) + 1 if W > w else 1)
-    positions = patch_positions((H, W), (h, w), counts)
-    pieces = preprocessor.inverse(extract_patches(poster, positions, (h, w)))  # (N, c, h, w)
-    index = patch_index(positions, (h, w), W).reshape(-1)
-    values = pieces.permute(1, 0, 2, 3).reshape(c, -1)
-    total = torch.zeros(c, H * W).index_add_(1, index, values.float())
-    cover = torch.zeros(H * W).index_add_(0, index, torch.ones(index.numel()))
-    return (total / cover.clamp_min(1)).view(c, H, W)
-
-
-def poster_image(poster: torch.Tensor, preprocessor=None, *, patch_hw=None) -> np.ndarray:
-    """The poster as a displayable ``uint8`` array ``(H, W, c)``.
-
-    ``preprocessor`` is any object with ``.inverse(x) -> x in [0, 1]`` for ``(N, c, h, w)``
-    batches (a :class:`podd.data.Preprocessor`). Give ``patch_hw`` when the inverse only works on
-    image-sized inputs (ZCA): the poster is then inverted in overlapping image-sized pieces that
-    are averaged. With no preprocessor the poster is min-max scaled to [0, 1]. A per-class batch
-    ``(K, c, H, W)`` is shown side by side, one column of pixels apart.
-    """
-    poster = torch.as_tensor(poster).detach().float().cpu()
-    if poster.ndim == 4:
-        # One small image per class poster (K of them, not a hot path).
-        images = [poster_image(p, preprocessor, patch_hw=patch_hw) for p in poster]
-        gap = np.full((poster.shape[2], 1, images[0].shape[2]), 255, dtype=np.uint8)
-        return np.concatenate([x for img in images for x in (img, gap)][:-1], axis=1)
-    if poster.ndim != 3:
-        raise ValueError(f"poster must be (c, H, W) or (K, c, H, W); got {tuple(poster.shape)}")
-    if preprocessor is None:
-        lo, hi = poster.min(), poster.max()
-        shown = (poster - lo) / (hi - lo).clamp_min(1e-12)
-    elif patch_hw is not None and tuple(poster.shape[-2:]) != tuple(_pair(patch_hw, "patch_hw")):
-        shown = _inverse_patchwise(poster, preprocessor, _pair(patch_hw, "patch_hw"))
-    else:
-        shown = torch.as_tensor(preprocessor.inverse(poster[None])).detach().float().cpu()[0]
-    shown = (shown.clamp(0, 1) * 255).round().to(torch.uint8)
-    return shown.permute(1, 2, 0).numpy()
-
-
-def save_poster_png(path: str | os.PathLike, poster: torch.Tensor, preprocessor=None, *,
-                    patch_hw=None) -> Path:
-    """Write :func:`poster_image` to a PNG file atomically (1-channel posters as greyscale)."""
-    from PIL import Image
-
-    image = poster_image(poster, preprocessor, patch_hw=patch_hw)
-    if image.shape[2] == 1:
-        image = image[:, :, 0]
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
-    return Path(path)
-
-
-def plot_patch_grid(ax, image, geometry: PosterGeometry, highlight=None, *,
-                    color: str = "white", highlight_color: str = "red", alpha: float = 0.35):
-    """Draw the poster with its patch windows on a matplotlib axis (the paper's fig 3).
-
-    Args:
-        ax: a matplotlib ``Axes``.
-        image: ``(H, W, c)`` uint8 array (from :func:`poster_image`) or a ``(c, H, W)`` tensor
-            (min-max scaled for display).
-        geometry: the poster's geometry.
-        highlight: patch indices (ints, row-major) to draw boldly; ``None`` for none.
-    Returns:
-        ``ax``.
-    """
-    from matplotlib.patches import Rectangle
-
-    if isinstance(image, torch.Tensor):
-        image = poster_image(image)
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
-    h, w = geometry.patch_hw
-    positions = geometry.positions().tolist()
-    for y, x in positions:
-        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=color,
-                               linewidth=0.6, alpha=alpha))
-    for n in ([] if highlight is None else highlight):
-        n = int(n)
-        if not 0 <= n < len(positions):
-            raise ValueError(f"highlight patch {n} is out of range 0..{len(positions) - 1}")
-        y, x = positions[n]
-        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=highlight_color,
-                               linewidth=2.0))
-    H, W = geometry.size
-    ax.set_xlim(-0.5, W - 0.5)
-    ax.set_ylim(H - 0.5, -0.5)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"{geometry.num_patches} patches of {h}×{w} on a {H}×{W} poster "
-                 f"(IPC {geometry.ipc:.2f})")
-    return ax

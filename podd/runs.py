@@ -209,7 +209,7 @@ class RunDir:
 
     # -- the end of a run ------------------------------------------------------------------------
     def finish(self, artifact, distiller, history: list[dict], evaluation, wall_time_s: float) -> None:
-        from podd.poster import save_artifact
+        from podd.artifacts import save_artifact
 
         save_artifact(self.file(ARTIFACT), artifact)
         write_png(self.file(PNG), artifact.poster, distiller.preprocessor,
@@ -238,7 +238,7 @@ def _run_dir_error(path: Path, error: OSError) -> Exception:
 def write_png(path: str | Path, poster: torch.Tensor, preprocessor, patch_hw=None) -> Path:
     """The poster as a PNG (per-class posters side by side). ``patch_hw``: give the image size
     when the preprocessing is ZCA, whose inverse works on image-sized pieces only."""
-    from podd.poster import save_poster_png
+    from podd.display import save_poster_png
 
     if not getattr(preprocessor, "zca", False):
         patch_hw = None
@@ -290,7 +290,7 @@ def resume_config(saved: dict, requested=None):
 
 def load_run(path: str | Path):
     """(artifact, final record or None) of a finished run, with clear errors otherwise."""
-    from podd.poster import load_artifact
+    from podd.artifacts import load_artifact
 
     run = RunDir(path)
     if not run.path.is_dir():

@@ -209,7 +209,7 @@ def test_poster_with_flipped_bytes_is_refused(finished_run, tmp_path, capsys):
 
 def test_poster_with_nan_pixels_is_refused_even_with_a_valid_checksum(finished_run, tmp_path,
                                                                         capsys):
-    from podd.poster import load_artifact, save_artifact
+    from podd.artifacts import load_artifact, save_artifact
 
     run = copy_run(finished_run, tmp_path / "run")
     artifact = load_artifact(run / "poster.pt")

@@ -13,6 +13,7 @@ import torch  # noqa: E402
 
 from podd import figures, notebook_support, reported  # noqa: E402
 from podd.ordering import poco  # noqa: E402
+from podd.poster import make_geometry  # noqa: E402
 
 
 def _sidecar(**extra):
@@ -198,3 +199,16 @@ def test_plot_traversal_and_class_tiling():
     assert len(ax.texts) == 7
     plt.close(fig)
     plt.close(fig2)
+
+
+# ---------------------------------------------------------------- the poster (fig 3)
+
+
+def test_plot_patch_grid():
+    geometry = make_geometry(10, (3, 32, 32), size=(60, 153), patches=(6, 16))
+    fig, ax = plt.subplots()
+    figures.plot_patch_grid(ax, torch.randn(3, 60, 153), geometry, highlight=[0, 95])
+    assert len(ax.patches) == 96 + 2
+    with pytest.raises(ValueError, match="highlight patch 96"):
+        figures.plot_patch_grid(ax, torch.randn(3, 60, 153), geometry, highlight=[96])
+    plt.close(fig)

@@ -1,4 +1,4 @@
-"""Tests for podd.poster (§4.1): geometry, positions, extraction, initialisation, artifacts."""
+"""Tests for podd.poster (§4.1): geometry, positions, extraction, initialisation."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ from torch.testing import assert_close
 
 from podd.layout import default_class_grid
 from podd.poster import (
-    PAPER_POSTERS, PosterArtifact, PosterGeometry, axis_positions, baseline_geometry,
-    _blend_cell_areas, default_patch_counts, extract_patches,
-    extract_per_class_patches, init_poster, load_artifact, make_geometry, overlap_count,
-    patch_index, patch_positions,
-    per_class_geometry, plot_patch_grid, poster_image, poster_size, save_artifact,
-    save_poster_png,
+    PAPER_POSTERS, PosterGeometry, axis_positions, baseline_geometry, _blend_cell_areas,
+    default_patch_counts, extract_patches, extract_per_class_patches, init_poster,
+    make_geometry, overlap_count, patch_index, patch_positions, per_class_geometry, poster_size,
 )
 
 PAPER_IMAGES = {"cifar10": (10, (3, 32, 32)), "cifar100": (100, (3, 32, 32)),
@@ -256,82 +253,6 @@ def test_init_real_fills_gaps_and_per_class_posters():
     with pytest.raises(ValueError, match=r"none for classes \[5\]"):
         init_poster(geometry, torch.Generator(), "real", class_order=[[5]], real_x=real_x,
                     real_y=real_y)
-
-
-# ---------------------------------------------------------------- artifacts and display
-
-class Halve:
-    """A stand-in preprocessor: network input = 2·x − 1, so inverse maps back to [0, 1]."""
-
-    def inverse(self, x):
-        return (x + 1) / 2
-
-
-def test_save_load_roundtrip(tmp_path):
-    geometry = make_geometry(10, (3, 32, 32), 0.9, patches=(6, 16))
-    artifact = PosterArtifact(
-        poster=torch.randn(3, *geometry.size), geometry=geometry,
-        class_order=torch.arange(10).view(2, 5), labels=torch.rand(10, 2, 5),
-        label_mode="learned", mode="podd", class_names=[f"c{i}" for i in range(10)],
-        preprocessing={"zca": True, "matrix": torch.eye(4), "mean": np.zeros(3)},
-        config={"ipc": 0.9, "seed": 0, "grid": (2, 5), "data_root": tmp_path / "data"})
-    path = save_artifact(tmp_path / "run" / "poster.pt", artifact)
-    loaded = load_artifact(path)
-    assert loaded.geometry == geometry
-    assert torch.equal(loaded.poster, artifact.poster)
-    assert torch.equal(loaded.class_order, artifact.class_order)
-    assert torch.equal(loaded.labels, artifact.labels)
-    assert_close(loaded.preprocessing["matrix"], torch.eye(4))
-    assert_close(loaded.preprocessing["mean"], torch.zeros(3, dtype=torch.float64))
-    assert (loaded.label_mode, loaded.mode, loaded.class_names) == \
-        ("learned", "podd", artifact.class_names)
-    assert loaded.config == {"ipc": 0.9, "seed": 0, "grid": (2, 5),
-                             "data_root": str(tmp_path / "data")}
-    assert list(tmp_path.joinpath("run").iterdir()) == [path]      # no temporary left behind
-
-
-def test_load_rejects_foreign_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no poster artifact"):
-        load_artifact(tmp_path / "missing.pt")
-    torch.save({"state_dict": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a podd poster artifact"):
-        load_artifact(tmp_path / "other.pt")
-    (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(ValueError, match="not a podd poster artifact"):
-        load_artifact(tmp_path / "text.pt")
-    torch.save({"format": "podd.poster", "version": 99}, tmp_path / "future.pt")
-    with pytest.raises(ValueError, match="version 99"):
-        load_artifact(tmp_path / "future.pt")
-
-
-def test_poster_image_and_png(tmp_path):
-    from PIL import Image
-
-    poster = torch.linspace(-1, 1, 3 * 10 * 12).view(3, 10, 12)
-    image = poster_image(poster, Halve())
-    assert image.dtype == np.uint8 and image.shape == (10, 12, 3)
-    assert image[0, 0, 0] == 0 and image[-1, -1, -1] == 255
-    grey = poster_image(poster[:1], Halve())
-    assert grey.shape == (10, 12, 1)
-    path = save_poster_png(tmp_path / "p.png", poster[:1], Halve())
-    assert np.array_equal(np.asarray(Image.open(path)), grey[:, :, 0])
-    # Patch-wise inverse (for ZCA-like inverses) agrees with a pixel-wise inverse.
-    assert np.array_equal(poster_image(poster, Halve(), patch_hw=(4, 4)), image)
-    assert poster_image(torch.randn(3, 1, 10, 12)).shape == (10, 38, 1)
-
-
-def test_plot_patch_grid():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    geometry = make_geometry(10, (3, 32, 32), size=(60, 153), patches=(6, 16))
-    fig, ax = plt.subplots()
-    plot_patch_grid(ax, torch.randn(3, 60, 153), geometry, highlight=[0, 95])
-    assert len(ax.patches) == 96 + 2
-    with pytest.raises(ValueError, match="highlight patch 96"):
-        plot_patch_grid(ax, torch.randn(3, 60, 153), geometry, highlight=[96])
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------- bad input

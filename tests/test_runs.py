@@ -9,7 +9,7 @@ import torch
 
 from podd.data import load_dataset, make_preprocessor
 from podd.distill import Distiller, distill
-from podd.poster import load_artifact
+from podd.artifacts import load_artifact
 from podd.presets import get_preset
 from podd.runs import RunDir, load_run
 
