@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from podd.io import torch_save
+from podd.io import safe_filename, torch_save
 
 __all__ = [
     "WeightsUnavailableError",
@@ -294,7 +294,7 @@ def text_embeddings(
     if cacheable:
         key = _cache_key(names, model, str(pretrained), template, quick_gelu)
         weights_label = Path(str(pretrained)).stem if os.path.isfile(str(pretrained)) else str(pretrained)
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{model}-{weights_label}")
+        safe = safe_filename(f"{model}-{weights_label}")
         cache_file = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
         cache_file = cache_file / f"{safe}-{key[:16]}.pt"
         if cache_file.is_file():

@@ -133,6 +133,17 @@ def remove_orphan_tmp(folder: str | os.PathLike, older_than_s: float | None = No
     return removed
 
 
+def safe_filename(text: str, max_len: int | None = None) -> str:
+    """``text`` as a file-name part: letters, digits, ``-``, ``_`` and ``.`` kept, any other
+    character (``/``, ``:``, spaces…) one ``_``; cut to ``max_len`` characters when given.
+
+    One rule for every cache file name podd derives from a user's names (datasets, files, CLIP
+    weights), so the same name always maps to the same file.
+    """
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
+    return safe if max_len is None else safe[:max_len]
+
+
 def write_bytes(target: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)

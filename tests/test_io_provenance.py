@@ -20,6 +20,14 @@ def test_atomic_path_replaces_target_only_on_success(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["file.json"]
 
 
+def test_safe_filename_keeps_safe_characters_and_replaces_the_rest():
+    assert io.safe_filename("ViT-B/32-openai") == "ViT-B_32-openai"
+    assert io.safe_filename("npz:/data/my set.npz") == "npz__data_my_set.npz"
+    assert io.safe_filename("café_1.0") == "café_1.0"          # str.isalnum: letters of any script
+    assert io.safe_filename("x" * 50, max_len=40) == "x" * 40
+    assert io.safe_filename("") == ""
+
+
 def test_provenance_carries_environment_and_caller_facts():
     record = provenance(dataset="digits", data_source="full", seeds=[0])
     assert record["dataset"] == "digits" and record["data_source"] == "full"
