@@ -276,7 +276,7 @@ def text_embeddings(
     Caching: results are saved (atomically) as ``<cache_dir>/<model>-<weights>-<hash>.pt``, keyed
     by a hash of model, weights (tag, or a local file's path, size and mtime), template, QuickGELU
     setting and names. The file is a dict with ``"embeddings"``, so :func:`load_embeddings` and
-    :func:`resolve_class_order` read it directly: copy it to an offline machine to use PoCO there.
+    :func:`podd.ordering.resolve_class_order` read it directly: copy it to an offline machine to use PoCO there.
     Random weights (``pretrained=None``) and model objects are never cached.
 
     Offline: with ``HF_HUB_OFFLINE=1`` or an unreachable hub, only local caches are consulted and
@@ -336,7 +336,7 @@ def load_embeddings(path: str | os.PathLike, num_classes: int | None = None) -> 
 
     Accepted files: ``.pt``/``.pth`` holding a tensor or a dict with key ``"embeddings"`` (the
     format :func:`text_embeddings` caches), or ``.npy`` holding a 2-D array. Rows need not be
-    normalised (:func:`distance_matrix` normalises).
+    normalised (:func:`podd.ordering.distance_matrix` normalises).
 
     Args:
         path: the file.

@@ -248,7 +248,7 @@ def annotate_class_areas(ax, class_order, size: tuple[int, int], class_names: Se
     """Write each class's name at the centre of its area on a poster shown in ``ax``.
 
     ``class_order`` is the ``(rows, cols)`` class grid (−1 empty), ``size`` the poster ``(H, W)``;
-    cell ``(r, q)`` covers rows ``[r·H/rows, (r+1)·H/rows)`` as in :func:`podd.labels.class_map`.
+    cell ``(r, q)`` covers rows ``[r·H/rows, (r+1)·H/rows)`` as in :func:`podd.layout.class_map`.
     """
     order = np.asarray(class_order)
     rows, cols = order.shape
@@ -381,7 +381,7 @@ def plot_traversal(ax, rows: int, cols: int, alternate: bool = True, traversal=N
     """Draw the visiting order of the class grid (paper fig. 4) on a matplotlib Axes.
 
     Each cell shows its step number; arrows join consecutive cells. ``traversal`` overrides the
-    default :func:`zigzag` ``(rows, cols, alternate)``. Returns ``ax``.
+    default :func:`podd.ordering.zigzag` ``(rows, cols, alternate)``. Returns ``ax``.
     """
     rows, cols = check_grid(rows, cols)
     cells = zigzag(rows, cols, alternate) if traversal is None else check_traversal(traversal, rows, cols)
