@@ -30,7 +30,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from podd.layout import default_class_grid, identity_order, pixel_cells, validate_class_order
+from podd.layout import (check_fits, check_grid, default_class_grid, identity_order, pixel_cells,
+                         validate_class_order)
 
 __all__ = [
     "PAPER_POSTERS",
@@ -169,10 +170,7 @@ def _validate_geometry(num_classes, image_shape, grid, size, patches) -> None:
     if len(image_shape) != 3 or min(image_shape) < 1:
         raise ValueError(f"image_shape must be (c, h, w) with positive entries; got {image_shape}")
     _, h, w = image_shape
-    rows, cols = grid
-    if rows < 1 or cols < 1 or rows * cols < num_classes:
-        raise ValueError(f"class grid {rows}×{cols} has {rows * cols} cells, too few for "
-                         f"{num_classes} classes; use rows·cols ≥ {num_classes}")
+    check_fits(num_classes, *check_grid(*grid))
     H, W = size
     if H < h or W < w:
         raise ValueError(f"poster size {H}×{W} (H×W) is smaller than one image {h}×{w}; "
@@ -206,9 +204,7 @@ def poster_size(num_classes: int, image_shape: Sequence[int], ipc: float,
         raise ValueError(f"ipc must be a positive number of images per class; got {ipc}")
     c, h, w = (int(v) for v in image_shape)
     rows, cols = default_class_grid(num_classes) if grid is None else as_pair(grid, "grid")
-    if rows * cols < num_classes:
-        raise ValueError(f"class grid {rows}×{cols} has {rows * cols} cells, too few for "
-                         f"{num_classes} classes; use rows·cols ≥ {num_classes}")
+    check_fits(num_classes, rows, cols)
     scale = math.sqrt(ipc * num_classes / (rows * cols))
     return max(h, _round_half_up(rows * h * scale)), max(w, _round_half_up(cols * w * scale))
 
