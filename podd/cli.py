@@ -261,7 +261,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from podd.distill import patches_and_labels, resolve_device
+    from podd.devices import resolve_device
+    from podd.distill import patches_and_labels
     from podd.evaluate import train_and_test
     from podd.io import write_json
     from podd.provenance import provenance

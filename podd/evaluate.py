@@ -44,13 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .augment import horizontal_flip, rotate
+from .augment import FLIP_PROBABILITY, MAX_DEGREES, horizontal_flip, rotate
+from .devices import resolve_device
 from .models import ConvNet, init_parameters
+from .ratbptt import soft_cross_entropy
 
 DEFAULT_STEPS = (300, 600, 1000, 2000)
 DEFAULT_BATCH_SIZE = 256          # used when the caller gives none and N is larger
-MAX_DEGREES = 15.0
-FLIP_PROBABILITY = 0.5
 
 
 @dataclass
@@ -207,15 +207,6 @@ def grouped_forward(net: ConvNet, params: dict[str, torch.Tensor], x: torch.Tens
 # validation
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but CUDA is not available; use device='cpu' or 'auto'")
-    return device
-
-
 def _check_inputs(images, labels, test_x, test_y, steps, num_models, lr, batch_size, num_classes):
     if not torch.is_tensor(images) or images.dim() != 4 or not images.is_floating_point():
         raise ValueError(f"images must be a float tensor (N, c, h, w) of preprocessed images; got "
@@ -280,7 +271,7 @@ def _check_inputs(images, labels, test_x, test_y, steps, num_models, lr, batch_s
 def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against soft (…, K) or hard (…) targets, mean over the batch."""
     if targets.is_floating_point():
-        return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+        return soft_cross_entropy(logits, targets)
     return F.cross_entropy(logits, targets)
 
 
@@ -329,7 +320,7 @@ def _train_and_test(images, labels, test_x, test_y, *, num_models, steps, lr, ba
                     augment, seed, device, progress, num_classes, test_batch_size, sequential):
     """train_and_test, also returning the trained parameters stacked (M, ...) (for tests)."""
     k, steps = _check_inputs(images, labels, test_x, test_y, steps, num_models, lr, batch_size, num_classes)
-    device = _resolve_device(device)
+    device = resolve_device(device)
     dtype = images.dtype
     n, c, h, _ = images.shape
     batch = n if batch_size is None and n <= DEFAULT_BATCH_SIZE else (batch_size or DEFAULT_BATCH_SIZE)

@@ -316,7 +316,7 @@ def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) 
 
 def runs_sidecar(ds, profile: str, outcomes, *, requested: str | None = None, **extra):
     """A provenance sidecar for results made of several runs: every run's config and seed."""
-    from podd.distill import resolve_device
+    from podd.devices import resolve_device
     from podd.figures import make_sidecar
 
     outcomes = list(outcomes)

@@ -137,7 +137,7 @@ def from_env(variant: str | None, device: str = "auto") -> Parallel:
         return Parallel(variant)
     import torch.distributed as dist
 
-    from podd.distill import resolve_device
+    from podd.devices import resolve_device
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = resolve_device(device).type == "cuda"

@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from podd.distill import PatchSource, StepPlan, outer_loss_and_grads, unrolled_outer_loss
+from podd.distill import PatchSource
+from podd.ratbptt import StepPlan, outer_loss_and_grads, unrolled_outer_loss
 from podd.labels import init_label_params
 from podd.models import ConvNet, init_parameters
 from podd.poster import make_geometry
