@@ -174,7 +174,7 @@ def _add_threads_option(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from podd.distill import distill
+    from podd.run_loop import distill
     from podd.runs import RunDir
 
     from podd import parallel as par
@@ -205,7 +205,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 def _distill_job(config, out: str, resume: bool, threads: int | None) -> dict:
     """``podd distill`` as a job (``--executor``): the run, and a short summary back."""
-    from podd.distill import distill
+    from podd.run_loop import distill
 
     _set_threads(threads)
     result = distill(config, out_dir=out, resume=resume, progress=False)
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except KeyboardInterrupt as interrupt:
-        # Ctrl-C: where things stand (podd.distill.RunInterrupted says how to resume), exit 130.
+        # Ctrl-C: where things stand (podd.run_loop.RunInterrupted says how to resume), exit 130.
         print(f"\npodd {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError) as error:

@@ -166,7 +166,7 @@ def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: 
 def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     """Distil (unless the job is a real subset) and evaluate; returns the per-model accuracy."""
     from podd.data import make_preprocessor
-    from podd.distill import distill
+    from podd.run_loop import distill
     from podd.evaluate import random_real_subset, train_and_test
     from podd.runs import write_png
 

@@ -275,7 +275,7 @@ def distill_and_evaluate(config, ds, *, out_dir=None, progress: bool = False,
     IPC, the poster's exact IPC, size, patches, and test accuracy mean and std (percent) at the
     last evaluated step. ``row_extra`` is added to the row (e.g. the ordering score).
     """
-    from podd.distill import distill
+    from podd.run_loop import distill
 
     if not config.eval_models:
         raise ValueError("config.eval_models is 0: nothing would be evaluated; set eval_models >= 1")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from podd.data import load_dataset, make_preprocessor
-from podd.distill import Distiller, NonFiniteLossError, distill, patches_and_labels
+from podd.distill import Distiller, NonFiniteLossError, patches_and_labels
+from podd.run_loop import distill
 from podd.presets import PROFILES, get_preset
 
 
