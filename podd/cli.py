@@ -263,7 +263,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from podd.devices import resolve_device
     from podd.distill import patches_and_labels
-    from podd.evaluate import train_and_test
+    from podd.evaluate import EvalProtocol
     from podd.io import write_json
     from podd.provenance import provenance
 
@@ -280,14 +280,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     images, labels = patches_and_labels(artifact)
     steps = tuple(args.steps) if args.steps else config.eval_steps
-    batch = min(config.distill_batch or images.shape[0], images.shape[0])
+    protocol = EvalProtocol.from_config(config, num_models=args.models, steps=steps,
+                                        seed=args.seed, device=device)
     t0 = time.perf_counter()
-    result = train_and_test(images.to(device), labels.to(device),
-                            preprocessor(dataset.x_test).to(device), dataset.y_test.to(device),
-                            num_models=args.models, steps=steps, lr=config.inner_lr,
-                            batch_size=batch, width=config.width, depth=config.depth,
-                            augment=config.augment, seed=args.seed, device=device,
-                            progress=not args.quiet)
+    result = protocol.run(images.to(device), labels.to(device),
+                          preprocessor(dataset.x_test).to(device), dataset.y_test.to(device),
+                          progress=not args.quiet)
     wall = time.perf_counter() - t0
     print(f"{config.dataset} ({getattr(dataset, 'source', 'full')}), {artifact.mode}, "
           f"IPC {config.ipc:g}: {result.num_models} fresh ConvNets")

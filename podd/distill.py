@@ -547,22 +547,21 @@ class Distiller:
 
     def evaluate(self, num_models: int | None = None, steps=None, seed: int | None = None,
                  progress: bool = False):
-        """Train fresh ConvNets on the current patches (the §5.1 protocol) and test them."""
-        from podd.evaluate import train_and_test
+        """Train fresh ConvNets on the current patches (the §5.1 protocol of the config,
+        :meth:`podd.evaluate.EvalProtocol.from_config`) and test them; ``num_models``, ``steps``
+        and ``seed`` override the config's."""
+        from podd.evaluate import EvalProtocol
 
         cfg = self.config
         if not self.can_evaluate:
             raise ValueError(f"{cfg.dataset} has no test images (a train-only npz), so there is "
                              f"nothing to evaluate on; add x_test and y_test to the file, or "
                              f"hold out a split with podd.data.train_val_split")
+        protocol = EvalProtocol.from_config(
+            cfg, num_models=num_models or cfg.eval_models, steps=tuple(steps or cfg.eval_steps),
+            seed=cfg.seed if seed is None else seed, device=self.device)
         images, labels = self.patches_and_labels()
-        return train_and_test(images, labels, self.x_test, self.y_test,
-                              num_models=num_models or cfg.eval_models,
-                              steps=tuple(steps or cfg.eval_steps), lr=cfg.inner_lr,
-                              batch_size=min(self.distill_batch, images.shape[0]),
-                              width=cfg.width, depth=self.depth, augment=cfg.augment,
-                              seed=cfg.seed if seed is None else seed, device=self.device,
-                              progress=progress)
+        return protocol.run(images, labels, self.x_test, self.y_test, progress=progress)
 
     def artifact(self):
         from podd.poster import PosterArtifact

@@ -9,7 +9,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from podd.augment import horizontal_flip, rotate
-from podd.evaluate import (EvalResult, _train_and_test, batched_flip_rotate, full_dataset_reference,
+from podd.evaluate import (EvalProtocol, EvalResult, _train_and_test, batched_flip_rotate, full_dataset_reference,
                            grouped_forward, random_real_subset, real_subset_reference, train_and_test)
 from podd.models import ConvNet, init_parameters
 
@@ -37,7 +37,8 @@ def _run(x, y, tx, ty, **kw):
     args = dict(num_models=3, steps=[4, 8], lr=1e-2, batch_size=8, width=16, depth=None, augment=True,
                 seed=1, device="cpu", progress=False, num_classes=None, test_batch_size=64, sequential=False)
     args.update(kw)
-    return _train_and_test(x, y, tx, ty, **args)
+    options = {k: args.pop(k) for k in ("progress", "num_classes", "test_batch_size", "sequential")}
+    return _train_and_test(x, y, tx, ty, EvalProtocol(**args), **options)
 
 
 def _max_diff(a, b):
