@@ -67,7 +67,8 @@ def config_from_args(args: argparse.Namespace):
     """
     import os
 
-    from podd.distill import DistillConfig, plan_geometry
+    from podd.distill import DistillConfig
+    from podd.modes import plan_geometry
     from podd.presets import resolve_config
     from podd.runs import RunDir
 

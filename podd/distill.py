@@ -44,16 +44,15 @@ import torch.nn.functional as F
 
 from podd.devices import resolve_device
 from podd.models import ConvNet, default_depth, init_parameters
+# _per_class_patches: podd.presets imports it from here.
+from podd.modes import (MODES, _per_class_patches, check_budget, plan_geometry,  # noqa: F401
+                        poster_mode)
 from podd.poster import INITS
 from podd.ratbptt import (ADAM_BETAS, ADAM_EPS, StepPlan, outer_loss_and_grads,
                           unrolled_outer_loss)
 
-MODES = ("podd", "baseline", "per-class")
 LABEL_MODES = ("fixed", "learned")
 START_SCHEDULES = ("epoch", "step", "fixed")
-
-# How far a given poster_size may lie from config.ipc (the authors' sizes are within 1 %).
-POSTER_SIZE_IPC_TOLERANCE = 0.05
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,9 +160,7 @@ class DistillConfig:
              f"start_schedule={self.start_schedule!r}: choose epoch, step or fixed")
         need(isinstance(self.ipc, (int, float)) and math.isfinite(self.ipc) and self.ipc > 0,
              f"ipc={self.ipc!r}: the images-per-class budget must be a positive number")
-        need(self.mode != "baseline" or abs(self.ipc - 1.0) < 1e-9,
-             f"ipc={self.ipc}: baseline mode is RaT-BPTT at exactly 1 IPC (one non-overlapping "
-             f"patch per class); use --ipc 1 or --mode podd")
+        poster_mode(self.mode).check_config(self)
         need(self.poster_size is None or (len(self.poster_size) == 2 and min(self.poster_size) >= 1),
              f"poster_size={self.poster_size}: give (H, W) with both at least 1 pixel, or None "
              f"to compute it from ipc")
@@ -289,6 +286,7 @@ def _kind(annotation: Any) -> str:
 class PatchSource:
     """Turns poster pixels (and label parameters) into the distilled dataset, differentiably.
 
+    How patches are cut and which labels are fixed is the mode's (:func:`podd.modes.poster_mode`).
     ``podd``/``baseline``: one poster (c, H, W) → its patches by one gather; labels fixed
     (majority one-hot, ties shared) or learned (label parameters averaged under each window).
     ``per-class``: K posters (K, c, H, W) → K·N patches, each one-hot its poster's class.
@@ -301,6 +299,7 @@ class PatchSource:
         from podd import poster as P
 
         self.mode, self.geometry, self.label_mode = mode, geometry, label_mode
+        self.kind = poster_mode(mode)
         self.num_classes = num_classes
         self.patch_hw = tuple(geometry.image_shape[1:])
         self.positions = geometry.positions().to(device)
@@ -309,24 +308,16 @@ class PatchSource:
         self._index = P.patch_index(self.positions, self.patch_hw, geometry.size[1])
         self._fixed: torch.Tensor | None = None
         self._weights: torch.Tensor | None = None
-        if mode == "per-class":
-            c, H, W = geometry.image_shape[0], *geometry.size
-            _, hard = P.extract_per_class_patches(torch.zeros(num_classes, c, H, W),
-                                                  geometry.positions(), self.patch_hw)
-            self._fixed = F.one_hot(hard, num_classes).to(device, dtype)
-        elif label_mode == "learned":
+        if label_mode == "learned" and self.kind.labels_learnable:
             self._weights = L.patch_cell_weights(geometry).to(device, dtype)
         else:
-            self._fixed = L.fixed_labels(class_order, geometry).to(device, dtype)
+            self._fixed = self.kind.fixed_labels(class_order, geometry, num_classes).to(
+                device, dtype)
         self.num_patches = int(self._fixed.shape[0] if self._fixed is not None
                                else self._weights.shape[0])
 
     def patches(self, poster: torch.Tensor) -> torch.Tensor:
-        from podd import poster as P
-
-        if self.mode == "per-class":
-            return P.extract_per_class_patches(poster, self.positions, self.patch_hw)[0]
-        return P.extract_patches(poster, self.positions, self.patch_hw, index=self._index)
+        return self.kind.patches(poster, self.positions, self.patch_hw, self._index)
 
     def labels(self, label_params: torch.Tensor | None) -> torch.Tensor:
         if self._weights is None:
@@ -359,14 +350,13 @@ class Distiller:
     """
 
     def __init__(self, config: DistillConfig, dataset=None, preprocessor=None, parallel=None):
-        from podd import labels as L
-        from podd import poster as P
         from podd.parallel import SINGLE
 
         self.config = config = config.validate()
         self.parallel = parallel or SINGLE
         self.parallel.check(config)
         self.device = resolve_device(config.device)
+        self.poster_mode = poster_mode(config.mode)  # what podd/baseline/per-class do differently
         if dataset is None:
             from podd.data import load_dataset
 
@@ -376,35 +366,9 @@ class Distiller:
 
             preprocessor = make_preprocessor(dataset, zca=config.zca, root=config.data_root)
         self.dataset, self.preprocessor = dataset, preprocessor
-        K = self.num_classes = dataset.num_classes
-        shape = tuple(dataset.image_shape)
-        c, h, w = shape
+        self.num_classes = dataset.num_classes
         self.generator = torch.Generator().manual_seed(config.seed)
-
-        # Geometry and class order: the poster layout (§4.1, §4.2).
-        self.geometry = plan_geometry(config, K, shape)
-        check_budget(config, self.geometry, K, shape, n_train=len(dataset.y_train))
-        rows, cols = self.geometry.grid
-        if config.mode == "podd":
-            from podd.ordering import resolve_class_order
-
-            self.class_order = resolve_class_order(config.class_order, dataset.class_names,
-                                                   rows, cols)
-        elif config.mode == "baseline":  # cell k holds class k: each patch is one class
-            self.class_order = _identity_order(K, rows, cols)
-        else:  # per-class: poster k holds class k
-            self.class_order = torch.arange(K).view(1, K)
-        self.label_mode = "per-class" if config.mode == "per-class" else config.labels
-
-        self.source = PatchSource(config.mode, self.geometry, self.class_order, self.label_mode,
-                                  K, self.device)
-        self.distill_batch = config.distill_batch or self.source.num_patches
-        if self.distill_batch > self.source.num_patches:
-            raise ValueError(
-                f"distill_batch={self.distill_batch} is larger than the poster's "
-                f"{self.source.num_patches} patches; lower it with --set distill_batch=N, N at "
-                f"most {self.source.num_patches}, or use more patches (--set patches=[ROWS,COLS])")
-
+        self._plan_poster()
         # Real data, preprocessed once and kept on the device.
         self.x_real = preprocessor(dataset.x_train).to(self.device)
         self.y_real = dataset.y_train.to(self.device)
@@ -412,30 +376,12 @@ class Distiller:
         self.y_test = dataset.y_test.to(self.device)
         self.n_train = int(self.x_real.shape[0])
 
-        depth = config.depth if config.depth is not None else default_depth(h)
-        self.depth = depth
-        self.net = ConvNet(c, K, h, width=config.width, depth=depth).to(self.device)
+        c, h, _ = dataset.image_shape
+        self.depth = config.depth if config.depth is not None else default_depth(h)
+        self.net = ConvNet(c, self.num_classes, h, width=config.width,
+                           depth=self.depth).to(self.device)
         self.net.requires_grad_(False)  # only its structure is used; parameters come from plans
-
-        # Poster pixels (and label parameters): the learned leaves.
-        if config.mode == "per-class":  # poster k holds class k: its 1×1 class order is [[k]]
-            poster = torch.stack([P.init_poster(self.geometry, self.generator, config.init,
-                                                class_order=torch.full((1, 1), k, dtype=torch.long),
-                                                real_x=self.x_real.cpu(), real_y=dataset.y_train)
-                                  for k in range(K)])
-        else:
-            poster = P.init_poster(self.geometry, self.generator, config.init,
-                                   class_order=self.class_order, real_x=self.x_real.cpu(),
-                                   real_y=dataset.y_train)
-        self.poster = poster.to(self.device, torch.float32).requires_grad_(True)
-        groups = [{"params": [self.poster], "lr": config.outer_lr}]
-        self.label_params: torch.Tensor | None = None
-        if self.label_mode == "learned":
-            self.label_params = L.init_label_params(self.class_order, K).to(
-                self.device, torch.float32).requires_grad_(True)
-            groups.append({"params": [self.label_params],
-                           "lr": config.label_lr or config.outer_lr})
-        self.optimizer = torch.optim.Adam(groups, betas=ADAM_BETAS, eps=ADAM_EPS)
+        self._init_leaves()
 
         self.step_count = 0
         self.grad_ema: torch.Tensor | None = None
@@ -444,6 +390,41 @@ class Distiller:
         self.epoch = 0
         self.start = self._draw_start() if config.start_schedule == "fixed" else 0
         self._pending: list[tuple[int, torch.Tensor]] = []  # (step, finite flag) not yet checked
+
+    def _plan_poster(self) -> None:
+        """Geometry, class order, labels and patches: the poster layout (§4.1–§4.3)."""
+        cfg, K, shape = self.config, self.num_classes, tuple(self.dataset.image_shape)
+        self.geometry = plan_geometry(cfg, K, shape)
+        check_budget(cfg, self.geometry, K, shape, n_train=len(self.dataset.y_train))
+        rows, cols = self.geometry.grid
+        self.class_order = self.poster_mode.class_order(cfg, self.dataset.class_names, K, rows,
+                                                        cols)
+        self.label_mode = self.poster_mode.label_mode(cfg.labels)
+        self.source = PatchSource(cfg.mode, self.geometry, self.class_order, self.label_mode,
+                                  K, self.device)
+        self.distill_batch = cfg.distill_batch or self.source.num_patches
+        if self.distill_batch > self.source.num_patches:
+            raise ValueError(
+                f"distill_batch={self.distill_batch} is larger than the poster's "
+                f"{self.source.num_patches} patches; lower it with --set distill_batch=N, N at "
+                f"most {self.source.num_patches}, or use more patches (--set patches=[ROWS,COLS])")
+
+    def _init_leaves(self) -> None:
+        """The learned leaves — poster pixels (and label parameters) — and their outer Adam."""
+        from podd import labels as L
+
+        cfg = self.config
+        poster = self.poster_mode.init_poster(self.geometry, self.generator, cfg.init,
+                                              self.class_order, self.x_real.cpu(),
+                                              self.dataset.y_train, self.num_classes)
+        self.poster = poster.to(self.device, torch.float32).requires_grad_(True)
+        groups = [{"params": [self.poster], "lr": cfg.outer_lr}]
+        self.label_params: torch.Tensor | None = None
+        if self.label_mode == "learned":
+            self.label_params = L.init_label_params(self.class_order, self.num_classes).to(
+                self.device, torch.float32).requires_grad_(True)
+            groups.append({"params": [self.label_params], "lr": cfg.label_lr or cfg.outer_lr})
+        self.optimizer = torch.optim.Adam(groups, betas=ADAM_BETAS, eps=ADAM_EPS)
 
     # -- randomness ---------------------------------------------------------------------------
     @property
@@ -601,135 +582,6 @@ class Distiller:
         self.epoch, self.start, self.step_count = state["epoch"], state["start"], state["step"]
 
 
-def _identity_order(num_classes: int, rows: int, cols: int) -> torch.Tensor:
-    order = torch.full((rows * cols,), -1, dtype=torch.long)
-    order[:num_classes] = torch.arange(num_classes)
-    return order.view(rows, cols)
-
-
-def _per_class_patches(ipc: float, image_shape=None) -> tuple[int, int]:
-    """Default patches of one class poster: 2×2 overlapping patches (fig. 9's per-class setup),
-    fewer along a side that has room for fewer (a poster of one image's side holds one)."""
-    if image_shape is None:
-        return (2, 2)
-    from podd import poster as P
-
-    H, W = P.per_class_geometry(1, image_shape, ipc, patches=(1, 1)).size
-    _, h, w = image_shape
-    return min(2, H - h + 1), min(2, W - w + 1)
-
-
-#: The largest poster (with its patches, float32) podd agrees to allocate; a budget beyond it is
-#: a typo (``--ipc 1e9``), refused with the poster's size before anything is allocated.
-MAX_POSTER_BYTES = 16 * 2 ** 30
-
-
-def plan_geometry(config: DistillConfig, num_classes: int, image_shape) -> Any:
-    """The poster geometry ``config`` asks for on data of ``num_classes`` classes of
-    ``image_shape`` (c, h, w) — arithmetic only, nothing allocated — or a ValueError that names
-    the IPC, the poster and what to change. :class:`Distiller` builds its poster from it, and
-    ``podd distill`` calls it before loading any data."""
-    from podd import poster as P
-
-    K, shape = int(num_classes), tuple(int(v) for v in image_shape)
-    c, h, w = shape
-    config.validate()
-    where = (f"ipc={config.ipc:g} ({config.mode} mode, {K} classes of {h}×{w} images"
-             + (f", grid {list(config.grid)}" if config.grid else "")
-             + (f", patches {list(config.patches)}" if config.patches else "")
-             + (f", poster_size {list(config.poster_size)}" if config.poster_size else "") + ")")
-    try:
-        if config.mode == "baseline":
-            geometry = P.baseline_geometry(K, shape, grid=config.grid)
-        elif config.mode == "per-class":
-            geometry = P.per_class_geometry(K, shape, config.ipc,
-                                            config.patches or _per_class_patches(config.ipc, shape))
-        else:
-            geometry = P.make_geometry(K, shape, config.ipc, grid=config.grid,
-                                       patches=config.patches, size=config.poster_size)
-    except ValueError as error:
-        raise ValueError(f"impossible poster for {where}: {error}. "
-                         f"{_geometry_advice(config, K, shape)}") from None
-    if config.mode == "podd" and config.poster_size is not None and \
-            abs(geometry.ipc - config.ipc) > POSTER_SIZE_IPC_TOLERANCE * config.ipc:
-        raise ValueError(
-            f"poster_size={list(config.poster_size)} holds {geometry.ipc:.3g} IPC of {K} classes "
-            f"of {h}×{w} images, but ipc={config.ipc:g}; drop poster_size (set it to null) to "
-            f"compute the poster from ipc, or make them agree")
-    if config.mode != "baseline" and geometry.ipc > 1.2 * config.ipc:
-        # The poster module never makes a poster smaller than one image: the budget asked for
-        # cannot hold one patch, and silently spending more pixels would misreport the IPC.
-        raise ValueError(
-            f"ipc={config.ipc:g} is too small for this poster: the smallest poster that holds "
-            f"one {h}×{w} patch has {geometry.pixels} pixels = {geometry.ipc:.3g} IPC"
-            + (" per class (per-class mode: one poster per class)" if config.mode == "per-class"
-               else "")
-            + f"; use --ipc {geometry.ipc:.2g} or more"
-            + (f" (or a class grid with fewer rows, e.g. --set grid=[1,{K}])"
-               if config.mode == "podd" and geometry.grid[0] > 1 else ""))
-    copies = K if config.mode == "per-class" else 1
-    if config.distill_batch is not None and config.distill_batch > geometry.num_patches * copies:
-        raise ValueError(
-            f"distill_batch={config.distill_batch} is larger than the poster's "
-            f"{geometry.num_patches * copies} patches at {where}; lower it with --set "
-            f"distill_batch=N, N at most {geometry.num_patches * copies}, or use more patches "
-            f"(--set patches=[ROWS,COLS])")
-    H, W = geometry.size
-    nbytes = 4 * c * copies * (H * W + geometry.num_patches * h * w)
-    if nbytes > MAX_POSTER_BYTES:
-        raise ValueError(
-            f"ipc={config.ipc:g} asks for a {H}×{W}-pixel poster"
-            + (f" per class ({K} posters)" if copies > 1 else "")
-            + f" with {geometry.num_patches * copies} patches: {nbytes / 2 ** 30:.3g} GiB before "
-            f"any training, more than podd allocates ({MAX_POSTER_BYTES // 2 ** 30} GiB). The "
-            f"paper distils into ipc < 1 (e.g. --ipc 0.9); use an IPC of at most a few tens")
-    return geometry
-
-
-def _geometry_advice(config: DistillConfig, K: int, shape) -> str:
-    """What to change when the poster module refuses a geometry."""
-    from podd import poster as P
-
-    c, h, w = shape
-    if config.grid is not None and (min(config.grid) < 1 or config.grid[0] * config.grid[1] < K):
-        return (f"Use --set grid=[ROWS,COLS] with ROWS·COLS ≥ {K}, or --set grid=null for "
-                f"{list(P.default_class_grid(K))}")
-    try:
-        if config.mode == "per-class":
-            size = P.per_class_geometry(1, shape, config.ipc, patches=(1, 1)).size
-        elif config.mode == "podd":
-            size = tuple(config.poster_size) if config.poster_size else \
-                P.poster_size(K, shape, config.ipc, config.grid)
-        else:
-            return ""
-    except ValueError:
-        return "Use a larger --ipc or --set grid=null"
-    if size[0] < h or size[1] < w:
-        return (f"Use --set poster_size=null to compute the poster from the IPC, or a poster_size "
-                f"of at least [{h},{w}]" if config.poster_size else "Use a larger --ipc")
-    most = (size[0] - h + 1, size[1] - w + 1)
-    return (f"At this IPC the poster is {size[0]}×{size[1]} pixels, which holds at most "
-            f"{most[0]}×{most[1]} distinct {h}×{w} patch positions: use --set "
-            f"patches=[{min(most[0], 2)},{min(most[1], 2)}] (rows, cols, each at most "
-            f"{most[0]} and {most[1]}), or --set patches=null to let podd choose, or a larger --ipc")
-
-
-def check_budget(config: DistillConfig, geometry, num_classes: int, image_shape,
-                 n_train: int) -> None:
-    """Refuse a poster with more pixels than the whole training set (a typo such as --ipc 1e9
-    that :data:`MAX_POSTER_BYTES` lets through on a small dataset)."""
-    c, h, w = image_shape
-    copies = num_classes if config.mode == "per-class" else 1
-    pixels = geometry.pixels * copies
-    if n_train and pixels > n_train * h * w:
-        per_class = n_train / num_classes
-        raise ValueError(
-            f"ipc={config.ipc:g} asks for a {geometry.size[0]}×{geometry.size[1]}-pixel poster"
-            + (f" per class" if copies > 1 else "") + f": more pixels than the whole training "
-            f"set ({n_train} images, {per_class:.4g} per class). Distillation makes the data "
-            f"smaller: use --ipc below {per_class:.4g} (the paper uses 0.9 or less)")
-
-
 def _preprocessing_state(preprocessor, config: DistillConfig) -> dict[str, Any]:
     state = {"zca": bool(getattr(preprocessor, "zca", config.zca)), "dataset": config.dataset}
     for attr in ("state_dict", "to_dict"):
@@ -742,8 +594,7 @@ def _preprocessing_state(preprocessor, config: DistillConfig) -> dict[str, Any]:
 def patches_and_labels(artifact) -> tuple[torch.Tensor, torch.Tensor]:
     """What a student trains on: the artifact's patches (N, c, h, w) and soft labels (N, K)."""
     K = len(artifact.class_names)
-    label_mode = "fixed" if artifact.label_mode == "per-class" else artifact.label_mode
-    source = PatchSource(artifact.mode, artifact.geometry, artifact.class_order, label_mode, K,
-                         dtype=artifact.poster.dtype)
+    source = PatchSource(artifact.mode, artifact.geometry, artifact.class_order,
+                         artifact.label_mode, K, dtype=artifact.poster.dtype)
     with torch.no_grad():
         return source.patches(artifact.poster), source.labels(artifact.labels)
