@@ -1,32 +1,27 @@
-"""RaT-BPTT on a poster: the distillation engine (paper §3 and §4).
+"""RaT-BPTT on a poster: the distillation engine's state (paper §3 and §4).
 
 One outer step, as the authors run RaT-BPTT (REFERENCE.md):
 
-1. draw a freshly initialised ConvNet (explicit parameter tensors, seeded);
+1. draw the step's randomness into a :class:`podd.ratbptt.StepPlan` (a fresh ConvNet's
+   parameters, the window start, the inner minibatches, augmentation seeds, the real batch);
 2. cut the poster into its overlapping patches (one gather) and compute their soft labels
-   (fixed, or learned from the label parameters in one matmul);
-3. train the fresh net with Adam at the inner learning rate: ``start`` steps without a graph,
-   then ``window`` steps whose graph is kept (each step: ``distill_batch`` patches drawn without
-   replacement, ``flip_rotate``, soft cross-entropy);
-4. the outer loss is the cross-entropy of the adapted net on an augmented batch of real images;
-   backpropagate it to the poster (and the label parameters), clip the poster gradient to
-   ``clip_factor`` × an exponential moving average of its norm, take an outer Adam step and
-   clamp the label parameters at zero.
+   (fixed, or learned from the label parameters in one matmul): :class:`PatchSource`;
+3. compute the outer loss and its meta-gradient (:func:`podd.ratbptt.outer_loss_and_grads`:
+   ``start`` inner Adam steps without a graph, ``window`` steps with one, cross-entropy of the
+   adapted net on augmented real images);
+4. clip the poster gradient to ``clip_factor`` × an exponential moving average of its norm,
+   take an outer Adam step and clamp the label parameters at zero.
 
-All randomness of a step is drawn up front into a :class:`StepPlan` from one CPU generator, so
-that :func:`unrolled_outer_loss` is a pure function of (poster, labels, plan): the tests check
-its autograd meta-gradient against finite differences, and a checkpoint that stores the
-generator state resumes bit-identically.
+All randomness of a step is drawn up front from one CPU generator, so the step is a pure
+function of (poster, labels, plan), and a checkpoint that stores the generator state resumes
+bit-identically.
 
-Memory: the window's graph and the real batch's activations dominate a paper-size step (tens of
-GB for CUB-200 and Tiny-ImageNet). :func:`outer_loss_and_grads` can recompute the window one
-inner step at a time during the backward and push the real batch through in chunks, with the
-same gradients (``recompute_window``, ``real_chunk``).
-
-Public entry points: :class:`DistillConfig`, :class:`Distiller` (one outer step per ``.step()``,
-for benchmarks and notebooks), :func:`distill` (a whole run with progress bar, evaluation, run
-directory, checkpoints and resume), :func:`outer_loss_and_grads` (one step's loss and
-meta-gradients) and :func:`patches_and_labels` (what a student trains on).
+Here: :class:`DistillConfig` (every setting of a run, validated), :class:`Distiller` (the poster,
+label parameters, outer optimizer and generator; one outer step per ``.step()``, for benchmarks
+and notebooks) and :func:`patches_and_labels` (what a student trains on). The maths of one step
+is :mod:`podd.ratbptt`; what the modes (podd, baseline, per-class) do differently is
+:mod:`podd.modes`; a whole run (progress, evaluation, run directory, checkpoints, resume) is
+:func:`podd.run_loop.distill`.
 """
 
 from __future__ import annotations
@@ -40,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from podd.devices import resolve_device
 from podd.models import ConvNet, default_depth, init_parameters

@@ -210,3 +210,26 @@ def test_cuda_without_cuda_is_a_clear_error():
     x, y, tx, ty = _data()
     with pytest.raises(ValueError, match="CUDA is not available"):
         train_and_test(x, y, tx, ty, steps=[1], width=8, device="cuda")
+
+
+def test_protocol_runs_like_train_and_test_and_follows_the_config():
+    """EvalProtocol.run is train_and_test; from_config takes the run's evaluation settings, and
+    batch_size=None trains on all images in every step (the engine's distill_batch=None)."""
+    from podd.distill import DistillConfig
+
+    x, y, tx, ty = _data()
+    protocol = EvalProtocol(num_models=2, steps=(3,), lr=1e-2, batch_size=8, width=8, seed=4)
+    a = protocol.run(x, y, tx, ty)
+    b = train_and_test(x, y, tx, ty, num_models=2, steps=[3], lr=1e-2, batch_size=8, width=8, seed=4)
+    assert torch.equal(a.accuracy, b.accuracy) and a.settings == b.settings
+
+    config = DistillConfig(eval_models=3, eval_steps=(5, 9), inner_lr=0.02, distill_batch=None,
+                           width=16, depth=2, augment=False, seed=7)
+    assert EvalProtocol.from_config(config, seed=1) == EvalProtocol(
+        num_models=3, steps=(5, 9), lr=0.02, batch_size=None, width=16, depth=2, augment=False,
+        seed=1, device="auto")
+    many = torch.randn(300, 3, 8, 8, dtype=torch.float64)
+    settings = EvalProtocol(num_models=1, steps=(1,), width=8).run(many, torch.arange(300) % K, tx, ty).settings
+    assert settings["batch_size"] == 300
+    assert train_and_test(many, torch.arange(300) % K, tx, ty, num_models=1, steps=[1],
+                          width=8).settings["batch_size"] == 256
