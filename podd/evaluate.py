@@ -4,7 +4,9 @@
 (soft or hard) labels with Adam (betas 0.9/0.999, no weight decay) at the inner learning rate,
 on minibatches drawn from the distilled set, with ``flip_rotate`` augmentation; their test
 accuracy is recorded at a few step counts (300/600/1000/2000 by default) and reported as
-mean ± std over the models.
+mean ± std over the models. These settings are one :class:`EvalProtocol` (``from_config`` gives
+a distillation run's); ``protocol.run(images, labels, test_x, test_y)`` evaluates, and
+:func:`train_and_test` is the same with the settings as keywords.
 
 Speed: the ``M`` models are trained TOGETHER as one batched computation — their parameters are
 stacked on a leading axis (as for ``torch.func.vmap``) and run as ONE network with ``M`` groups
