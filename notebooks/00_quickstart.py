@@ -66,7 +66,7 @@ data = nbs.load_for_profile(dataset, profile, seed=seed)
 # ## 2. Distil
 #
 # `podd.presets.get_preset(dataset, profile)` holds the settings (here wrapped by
-# `run_config`, which adapts them for offline use); `podd.distill.distill` runs RaT-BPTT on the
+# `run_config`, which adapts them for offline use); `podd.run_loop.distill` runs RaT-BPTT on the
 # poster and evaluates the result. All randomness comes from `seed`.
 
 # %%

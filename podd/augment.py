@@ -14,6 +14,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+# The two operations' parameters (the authors' DSA settings); podd.evaluate draws its batched
+# schedules with the same ones.
+MAX_DEGREES = 15.0
+FLIP_PROBABILITY = 0.5
+
 
 def horizontal_flip(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Flip the samples where ``flip`` (bool, shape (N,)) is true."""
@@ -32,7 +37,8 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
 
 
 def flip_rotate(x: torch.Tensor, generator: torch.Generator | None = None,
-                max_degrees: float = 15.0, flip_probability: float = 0.5) -> torch.Tensor:
+                max_degrees: float = MAX_DEGREES,
+                flip_probability: float = FLIP_PROBABILITY) -> torch.Tensor:
     """Apply one randomly chosen augmentation (flip or rotate) to the whole batch ``x``."""
     n = x.shape[0]
     if torch.randint(2, (1,), generator=generator).item() == 0:

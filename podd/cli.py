@@ -67,7 +67,8 @@ def config_from_args(args: argparse.Namespace):
     """
     import os
 
-    from podd.distill import DistillConfig, plan_geometry
+    from podd.distill import DistillConfig
+    from podd.modes import plan_geometry
     from podd.presets import resolve_config
     from podd.runs import RunDir
 
@@ -174,7 +175,7 @@ def _add_threads_option(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    from podd.distill import distill
+    from podd.run_loop import distill
     from podd.runs import RunDir
 
     from podd import parallel as par
@@ -205,7 +206,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 def _distill_job(config, out: str, resume: bool, threads: int | None) -> dict:
     """``podd distill`` as a job (``--executor``): the run, and a short summary back."""
-    from podd.distill import distill
+    from podd.run_loop import distill
 
     _set_threads(threads)
     result = distill(config, out_dir=out, resume=resume, progress=False)
@@ -261,8 +262,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from podd.distill import patches_and_labels, resolve_device
-    from podd.evaluate import train_and_test
+    from podd.devices import resolve_device
+    from podd.distill import patches_and_labels
+    from podd.evaluate import EvalProtocol
     from podd.io import write_json
     from podd.provenance import provenance
 
@@ -279,14 +281,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     images, labels = patches_and_labels(artifact)
     steps = tuple(args.steps) if args.steps else config.eval_steps
-    batch = min(config.distill_batch or images.shape[0], images.shape[0])
+    protocol = EvalProtocol.from_config(config, num_models=args.models, steps=steps,
+                                        seed=args.seed, device=device)
     t0 = time.perf_counter()
-    result = train_and_test(images.to(device), labels.to(device),
-                            preprocessor(dataset.x_test).to(device), dataset.y_test.to(device),
-                            num_models=args.models, steps=steps, lr=config.inner_lr,
-                            batch_size=batch, width=config.width, depth=config.depth,
-                            augment=config.augment, seed=args.seed, device=device,
-                            progress=not args.quiet)
+    result = protocol.run(images.to(device), labels.to(device),
+                          preprocessor(dataset.x_test).to(device), dataset.y_test.to(device),
+                          progress=not args.quiet)
     wall = time.perf_counter() - t0
     print(f"{config.dataset} ({getattr(dataset, 'source', 'full')}), {artifact.mode}, "
           f"IPC {config.ipc:g}: {result.num_models} fresh ConvNets")
@@ -434,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except KeyboardInterrupt as interrupt:
-        # Ctrl-C: where things stand (podd.distill.RunInterrupted says how to resume), exit 130.
+        # Ctrl-C: where things stand (podd.run_loop.RunInterrupted says how to resume), exit 130.
         print(f"\npodd {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError) as error:

@@ -166,8 +166,8 @@ def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: 
 def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     """Distil (unless the job is a real subset) and evaluate; returns the per-model accuracy."""
     from podd.data import make_preprocessor
-    from podd.distill import distill
-    from podd.evaluate import random_real_subset, train_and_test
+    from podd.run_loop import distill
+    from podd.evaluate import EvalProtocol, random_real_subset
     from podd.runs import write_png
 
     t0 = time.perf_counter()
@@ -178,10 +178,10 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     (c, h, w), K = ds.image_shape, ds.num_classes
     if job.mode == "real":
         x, y = random_real_subset(ds, 1, job.seed)
-        result = train_and_test(pre(x), y, pre(ds.x_test), ds.y_test, num_models=eval_models,
-                                steps=eval_steps, lr=base.inner_lr, batch_size=K,
-                                width=base.width, depth=base.depth, augment=base.augment,
-                                seed=job.seed, num_classes=K)
+        # The posters' protocol on K real images (all in every step), on the CPU as before.
+        protocol = EvalProtocol.from_config(base, num_models=eval_models, steps=eval_steps,
+                                            batch_size=K, seed=job.seed, device="cpu")
+        result = protocol.run(pre(x), y, pre(ds.x_test), ds.y_test, num_classes=K)
         return {"accuracy": result.accuracy[:, -1], "ipc": 1.0, "pixels": K * h * w,
                 "name": None, "run_dir": None, "seconds": time.perf_counter() - t0}
     config = job_config(ds, profile, job.mode, job.ipc, job.seed, eval_models, eval_steps,

@@ -1,32 +1,27 @@
-"""RaT-BPTT on a poster: the distillation engine (paper §3 and §4).
+"""RaT-BPTT on a poster: the distillation engine's state (paper §3 and §4).
 
 One outer step, as the authors run RaT-BPTT (REFERENCE.md):
 
-1. draw a freshly initialised ConvNet (explicit parameter tensors, seeded);
+1. draw the step's randomness into a :class:`podd.ratbptt.StepPlan` (a fresh ConvNet's
+   parameters, the window start, the inner minibatches, augmentation seeds, the real batch);
 2. cut the poster into its overlapping patches (one gather) and compute their soft labels
-   (fixed, or learned from the label parameters in one matmul);
-3. train the fresh net with Adam at the inner learning rate: ``start`` steps without a graph,
-   then ``window`` steps whose graph is kept (each step: ``distill_batch`` patches drawn without
-   replacement, ``flip_rotate``, soft cross-entropy);
-4. the outer loss is the cross-entropy of the adapted net on an augmented batch of real images;
-   backpropagate it to the poster (and the label parameters), clip the poster gradient to
-   ``clip_factor`` × an exponential moving average of its norm, take an outer Adam step and
-   clamp the label parameters at zero.
+   (fixed, or learned from the label parameters in one matmul): :class:`PatchSource`;
+3. compute the outer loss and its meta-gradient (:func:`podd.ratbptt.outer_loss_and_grads`:
+   ``start`` inner Adam steps without a graph, ``window`` steps with one, cross-entropy of the
+   adapted net on augmented real images);
+4. clip the poster gradient to ``clip_factor`` × an exponential moving average of its norm,
+   take an outer Adam step and clamp the label parameters at zero.
 
-All randomness of a step is drawn up front into a :class:`StepPlan` from one CPU generator, so
-that :func:`unrolled_outer_loss` is a pure function of (poster, labels, plan): the tests check
-its autograd meta-gradient against finite differences, and a checkpoint that stores the
-generator state resumes bit-identically.
+All randomness of a step is drawn up front from one CPU generator, so the step is a pure
+function of (poster, labels, plan), and a checkpoint that stores the generator state resumes
+bit-identically.
 
-Memory: the window's graph and the real batch's activations dominate a paper-size step (tens of
-GB for CUB-200 and Tiny-ImageNet). :func:`outer_loss_and_grads` can recompute the window one
-inner step at a time during the backward and push the real batch through in chunks, with the
-same gradients (``recompute_window``, ``real_chunk``).
-
-Public entry points: :class:`DistillConfig`, :class:`Distiller` (one outer step per ``.step()``,
-for benchmarks and notebooks), :func:`distill` (a whole run with progress bar, evaluation, run
-directory, checkpoints and resume), :func:`outer_loss_and_grads` (one step's loss and
-meta-gradients) and :func:`patches_and_labels` (what a student trains on).
+Here: :class:`DistillConfig` (every setting of a run, validated), :class:`Distiller` (the poster,
+label parameters, outer optimizer and generator; one outer step per ``.step()``, for benchmarks
+and notebooks) and :func:`patches_and_labels` (what a student trains on). The maths of one step
+is :mod:`podd.ratbptt`; what the modes (podd, baseline, per-class) do differently is
+:mod:`podd.modes`; a whole run (progress, evaluation, run directory, checkpoints, resume) is
+:func:`podd.run_loop.distill`.
 """
 
 from __future__ import annotations
@@ -34,30 +29,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
-import time
 import types
 import typing
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from podd.augment import flip_rotate
-from podd.models import ConvNet, default_depth, forward_with, init_parameters
+from podd.devices import resolve_device
+from podd.models import ConvNet, default_depth, init_parameters
+from podd.modes import MODES, check_budget, plan_geometry, poster_mode
 from podd.poster import INITS
+from podd.ratbptt import (ADAM_BETAS, ADAM_EPS, StepPlan, outer_loss_and_grads,
+                          unrolled_outer_loss)
 
-MODES = ("podd", "baseline", "per-class")
 LABEL_MODES = ("fixed", "learned")
 START_SCHEDULES = ("epoch", "step", "fixed")
-
-# How far a given poster_size may lie from config.ipc (the authors' sizes are within 1 %).
-POSTER_SIZE_IPC_TOLERANCE = 0.05
-
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,9 +152,7 @@ class DistillConfig:
              f"start_schedule={self.start_schedule!r}: choose epoch, step or fixed")
         need(isinstance(self.ipc, (int, float)) and math.isfinite(self.ipc) and self.ipc > 0,
              f"ipc={self.ipc!r}: the images-per-class budget must be a positive number")
-        need(self.mode != "baseline" or abs(self.ipc - 1.0) < 1e-9,
-             f"ipc={self.ipc}: baseline mode is RaT-BPTT at exactly 1 IPC (one non-overlapping "
-             f"patch per class); use --ipc 1 or --mode podd")
+        poster_mode(self.mode).check_config(self)
         need(self.poster_size is None or (len(self.poster_size) == 2 and min(self.poster_size) >= 1),
              f"poster_size={self.poster_size}: give (H, W) with both at least 1 pixel, or None "
              f"to compute it from ipc")
@@ -287,22 +272,13 @@ def _kind(annotation: Any) -> str:
         annotation, str(annotation))
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without CUDA is a clear error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} was requested but this torch build sees no CUDA GPU "
-                         f"(torch.cuda.is_available() is False); use --device cpu or auto")
-    return torch.device(device)
-
-
 # --------------------------------------------------------------------------------------------
 # patches and labels of a poster
 # --------------------------------------------------------------------------------------------
 class PatchSource:
     """Turns poster pixels (and label parameters) into the distilled dataset, differentiably.
 
+    How patches are cut and which labels are fixed is the mode's (:func:`podd.modes.poster_mode`).
     ``podd``/``baseline``: one poster (c, H, W) → its patches by one gather; labels fixed
     (majority one-hot, ties shared) or learned (label parameters averaged under each window).
     ``per-class``: K posters (K, c, H, W) → K·N patches, each one-hot its poster's class.
@@ -315,6 +291,7 @@ class PatchSource:
         from podd import poster as P
 
         self.mode, self.geometry, self.label_mode = mode, geometry, label_mode
+        self.kind = poster_mode(mode)
         self.num_classes = num_classes
         self.patch_hw = tuple(geometry.image_shape[1:])
         self.positions = geometry.positions().to(device)
@@ -323,24 +300,16 @@ class PatchSource:
         self._index = P.patch_index(self.positions, self.patch_hw, geometry.size[1])
         self._fixed: torch.Tensor | None = None
         self._weights: torch.Tensor | None = None
-        if mode == "per-class":
-            c, H, W = geometry.image_shape[0], *geometry.size
-            _, hard = P.extract_per_class_patches(torch.zeros(num_classes, c, H, W),
-                                                  geometry.positions(), self.patch_hw)
-            self._fixed = F.one_hot(hard, num_classes).to(device, dtype)
-        elif label_mode == "learned":
+        if label_mode == "learned" and self.kind.labels_learnable:
             self._weights = L.patch_cell_weights(geometry).to(device, dtype)
         else:
-            self._fixed = L.fixed_labels(class_order, geometry).to(device, dtype)
+            self._fixed = self.kind.fixed_labels(class_order, geometry, num_classes).to(
+                device, dtype)
         self.num_patches = int(self._fixed.shape[0] if self._fixed is not None
                                else self._weights.shape[0])
 
     def patches(self, poster: torch.Tensor) -> torch.Tensor:
-        from podd import poster as P
-
-        if self.mode == "per-class":
-            return P.extract_per_class_patches(poster, self.positions, self.patch_hw)[0]
-        return P.extract_patches(poster, self.positions, self.patch_hw, index=self._index)
+        return self.kind.patches(poster, self.positions, self.patch_hw, self._index)
 
     def labels(self, label_params: torch.Tensor | None) -> torch.Tensor:
         if self._weights is None:
@@ -348,223 +317,6 @@ class PatchSource:
         from podd.labels import learned_labels
 
         return learned_labels(label_params, self._weights)
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against soft targets (rows summing to one), averaged over the batch."""
-    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
-
-
-# --------------------------------------------------------------------------------------------
-# one outer step as a pure function of (poster, labels, plan)
-# --------------------------------------------------------------------------------------------
-@dataclass
-class StepPlan:
-    """All randomness of one outer step: the inner loop is a pure function of it.
-
-    ``batch_index`` (start + window, distill_batch): patch indices of each inner step, each row
-    drawn without replacement; ``aug_seeds``: one seed per inner step plus one for the real
-    batch; ``real_index``: the real images of the outer loss. ``real_part`` (start, stop, n):
-    the share of the (augmented) real batch this process computes when the batch is split across
-    processes (:mod:`podd.parallel`, ``real-batch``); None: all of it.
-    """
-
-    params: dict[str, torch.Tensor]
-    start: int
-    window: int
-    batch_index: torch.Tensor
-    aug_seeds: list[int]
-    real_index: torch.Tensor
-    real_part: tuple[int, int, int] | None = None
-
-
-def _adam(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: int,
-          lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One Adam step (betas 0.9/0.999) on the flat parameter vector, as differentiable tensor ops.
-
-    The denominator is sqrt(v̂ + eps²) rather than sqrt(v̂) + eps: the same size near zero, but
-    its derivative stays finite where v̂ = 0 (conv biases before instance norm get exactly zero
-    gradients), which would otherwise turn the meta-gradient into NaN (0 · ∞).
-    """
-    b1, b2 = ADAM_BETAS
-    m = torch.lerp(m, g, 1 - b1)                  # b1·m + (1 − b1)·g
-    v = torch.lerp(v, g * g, 1 - b2)              # b2·v + (1 − b2)·g²
-    denom = torch.sqrt(v * (1 / (1 - b2 ** t)) + ADAM_EPS ** 2)
-    return torch.addcdiv(p, m, denom, value=-lr / (1 - b1 ** t)), m, v
-
-
-class _FlatNet:
-    """The inner network with all its parameters in ONE flat vector (per-layer tensors are views
-    of it), so an inner Adam step is a handful of tensor ops instead of a handful per layer."""
-
-    def __init__(self, net: torch.nn.Module, params: dict[str, torch.Tensor]):
-        self.net, self.names = net, list(params)
-        self.shapes = [p.shape for p in params.values()]
-        self.sizes = [p.numel() for p in params.values()]
-        self.initial = torch.cat([p.detach().reshape(-1) for p in params.values()])
-
-    def __call__(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        pieces = flat.split(self.sizes)
-        return forward_with(self.net, {n: piece.view(shape) for n, piece, shape
-                                       in zip(self.names, pieces, self.shapes)}, x)
-
-
-def _inner_loss(net: _FlatNet, plan: StepPlan, t: int, w: torch.Tensor, patches: torch.Tensor,
-                labels: torch.Tensor, augment: bool) -> torch.Tensor:
-    """Soft cross-entropy of inner step ``t``: its patches (from the plan), augmented with its
-    own seed, so recomputing a step reproduces it exactly."""
-    index = plan.batch_index[t]
-    x = patches[index]
-    if augment:
-        x = flip_rotate(x, torch.Generator().manual_seed(plan.aug_seeds[t]))
-    return soft_cross_entropy(net(w, x), labels[index])
-
-
-def _inner_step(net: _FlatNet, plan: StepPlan, t: int, w, m, v, patches, labels, inner_lr: float,
-                augment: bool, create_graph: bool):
-    """One inner Adam step. ``create_graph`` keeps the path back to the poster (the window);
-    without it the step is plain training (the truncated part, and the recompute forward)."""
-    if create_graph:
-        (grad,) = torch.autograd.grad(_inner_loss(net, plan, t, w, patches, labels, augment), w,
-                                      create_graph=True)
-        return _adam(w, grad, m, v, t + 1, inner_lr)
-    with torch.enable_grad():
-        leaf = w.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(
-            _inner_loss(net, plan, t, leaf, patches.detach(), labels.detach(), augment), leaf)
-    with torch.no_grad():
-        return _adam(w.detach(), grad, m, v, t + 1, inner_lr)
-
-
-def _truncated_steps(net: _FlatNet, plan: StepPlan, patches, labels, inner_lr: float,
-                     augment: bool):
-    """The ``plan.start`` steps before the window: plain training, no graph to the poster."""
-    w = net.initial
-    m, v = torch.zeros_like(w), torch.zeros_like(w)
-    for t in range(plan.start):
-        w, m, v = _inner_step(net, plan, t, w, m, v, patches, labels, inner_lr, augment, False)
-    return w, m, v
-
-
-def _real_batch(plan: StepPlan, x_real: torch.Tensor, y_real: torch.Tensor, augment: bool):
-    """The outer loss's real images (augmented with the plan's last seed) and their labels;
-    this process's share of them when the plan has a ``real_part`` (augmented as a whole batch
-    first, so every image gets the augmentation it gets in one process)."""
-    x, y = x_real[plan.real_index], y_real[plan.real_index]
-    if augment:
-        x = flip_rotate(x, torch.Generator().manual_seed(plan.aug_seeds[-1]))
-    if plan.real_part is not None:
-        start, stop, _ = plan.real_part
-        x, y = x[start:stop], y[start:stop]
-    return x, y
-
-
-def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
-                        label_params: torch.Tensor | None, plan: StepPlan, source: PatchSource,
-                        x_real: torch.Tensor, y_real: torch.Tensor, inner_lr: float,
-                        augment: bool = True) -> torch.Tensor:
-    """The RaT-BPTT outer loss of one step, differentiable in ``poster`` and ``label_params``.
-
-    ``plan.start`` inner Adam steps run without a graph, then ``plan.window`` steps keep theirs;
-    the adapted net's cross-entropy on the (augmented) real batch is returned.
-    """
-    flat_net = _FlatNet(net, plan.params)
-    patches, labels = source.patches(poster), source.labels(label_params)
-    w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment)
-    w = _differentiable_window(flat_net, plan, w, m, v, patches, labels, inner_lr, augment)
-    x, y = _real_batch(plan, x_real, y_real, augment)
-    return F.cross_entropy(flat_net(w, x), y)
-
-
-def _differentiable_window(net: _FlatNet, plan: StepPlan, w, m, v, patches, labels,
-                           inner_lr: float, augment: bool) -> torch.Tensor:
-    """The window's inner steps with their graphs kept; returns the adapted weights."""
-    w = w.detach().requires_grad_(True)
-    for t in range(plan.start, plan.start + plan.window):
-        w, m, v = _inner_step(net, plan, t, w, m, v, patches, labels, inner_lr, augment, True)
-    return w
-
-
-def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
-                         label_params: torch.Tensor | None, plan: StepPlan, source: PatchSource,
-                         x_real: torch.Tensor, y_real: torch.Tensor, inner_lr: float,
-                         augment: bool = True, real_chunk: int | None = None,
-                         recompute_window: bool = False):
-    """(outer loss, its gradients w.r.t. the poster [and the label parameters]) of one step.
-
-    The same numbers as ``autograd.grad(unrolled_outer_loss(...))`` (up to float summation
-    order), with two memory savers that the paper-size presets need:
-
-    * ``real_chunk``: the real batch goes through the adapted net ``real_chunk`` images at a
-      time; dL/dw of the adapted weights is accumulated over the chunks (the loss is a mean over
-      images) and then backpropagated through the window once. Peak memory holds one chunk's
-      activations instead of the whole real batch's.
-    * ``recompute_window``: the window's steps run forward WITHOUT a graph, keeping only each
-      step's (weights, Adam moments) — three flat vectors; the backward then walks the window
-      in reverse, recomputing one step's graph at a time and pulling the gradient through it
-      (reverse-mode with per-step recomputation). Peak memory holds one inner step's graph
-      instead of ``window`` of them, for about one extra forward+backward per window step.
-    """
-    leaves = [poster] + ([label_params] if label_params is not None else [])
-    if real_chunk is None and not recompute_window:
-        loss = unrolled_outer_loss(net, poster, label_params, plan, source, x_real, y_real,
-                                   inner_lr, augment)
-        return loss.detach(), torch.autograd.grad(loss, leaves)
-
-    flat_net = _FlatNet(net, plan.params)
-    patches, labels = source.patches(poster), source.labels(label_params)
-    w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment)
-    window = range(plan.start, plan.start + plan.window)
-    x, y = _real_batch(plan, x_real, y_real, augment)
-    if not recompute_window:
-        w = _differentiable_window(flat_net, plan, w, m, v, patches, labels, inner_lr, augment)
-        loss, grad_w = _real_loss_and_grad(flat_net, w, x, y, real_chunk)
-        return loss, torch.autograd.grad(w, leaves, grad_outputs=grad_w)
-
-    states = []
-    for t in window:
-        states.append((w, m, v))
-        w, m, v = _inner_step(flat_net, plan, t, w, m, v, patches, labels, inner_lr, augment,
-                              False)
-    loss, grad_w = _real_loss_and_grad(flat_net, w, x, y, real_chunk)
-    patch_leaf = patches.detach().requires_grad_(True)
-    label_leaf = labels.detach().requires_grad_(labels.requires_grad)
-    grad_patches, grad_labels = torch.zeros_like(patch_leaf), torch.zeros_like(label_leaf)
-    grad_m = grad_v = None  # the outer loss does not depend on the final Adam moments
-    for t, (w_t, m_t, v_t) in zip(reversed(window), reversed(states)):
-        w_t, m_t, v_t = (s.detach().requires_grad_(True) for s in (w_t, m_t, v_t))
-        w1, m1, v1 = _inner_step(flat_net, plan, t, w_t, m_t, v_t, patch_leaf, label_leaf,
-                                 inner_lr, augment, True)
-        outputs, upstream = [w1], [grad_w]
-        if grad_m is not None:
-            outputs, upstream = [w1, m1, v1], [grad_w, grad_m, grad_v]
-        inputs = [w_t, m_t, v_t, patch_leaf] + ([label_leaf] if label_leaf.requires_grad else [])
-        grads = torch.autograd.grad(outputs, inputs, upstream, allow_unused=True,
-                                    materialize_grads=True)
-        grad_w, grad_m, grad_v = grads[:3]
-        grad_patches += grads[3]
-        if label_leaf.requires_grad:
-            grad_labels += grads[4]
-    outputs, upstream = [patches], [grad_patches]
-    if labels.requires_grad:
-        outputs, upstream = [patches, labels], [grad_patches, grad_labels]
-    return loss, torch.autograd.grad(outputs, leaves, upstream, allow_unused=True,
-                                     materialize_grads=True)
-
-
-def _real_loss_and_grad(net: _FlatNet, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                        chunk: int | None):
-    """The outer loss (mean cross-entropy over the real batch) and dL/dw, accumulated over
-    chunks of ``chunk`` images so only one chunk's activations are alive at a time."""
-    leaf = w.detach().requires_grad_(True)
-    n = x.shape[0]
-    chunk = n if chunk is None else chunk
-    loss, grad = torch.zeros((), dtype=w.dtype, device=w.device), torch.zeros_like(leaf)
-    for xs, ys in zip(x.split(chunk), y.split(chunk)):
-        part = F.cross_entropy(net(leaf, xs), ys, reduction="sum") / n
-        grad += torch.autograd.grad(part, leaf)[0]
-        loss += part.detach()
-    return loss, grad
 
 
 # --------------------------------------------------------------------------------------------
@@ -590,14 +342,13 @@ class Distiller:
     """
 
     def __init__(self, config: DistillConfig, dataset=None, preprocessor=None, parallel=None):
-        from podd import labels as L
-        from podd import poster as P
         from podd.parallel import SINGLE
 
         self.config = config = config.validate()
         self.parallel = parallel or SINGLE
         self.parallel.check(config)
         self.device = resolve_device(config.device)
+        self.poster_mode = poster_mode(config.mode)  # what podd/baseline/per-class do differently
         if dataset is None:
             from podd.data import load_dataset
 
@@ -607,35 +358,9 @@ class Distiller:
 
             preprocessor = make_preprocessor(dataset, zca=config.zca, root=config.data_root)
         self.dataset, self.preprocessor = dataset, preprocessor
-        K = self.num_classes = dataset.num_classes
-        shape = tuple(dataset.image_shape)
-        c, h, w = shape
+        self.num_classes = dataset.num_classes
         self.generator = torch.Generator().manual_seed(config.seed)
-
-        # Geometry and class order: the poster layout (§4.1, §4.2).
-        self.geometry = plan_geometry(config, K, shape)
-        check_budget(config, self.geometry, K, shape, n_train=len(dataset.y_train))
-        rows, cols = self.geometry.grid
-        if config.mode == "podd":
-            from podd.ordering import resolve_class_order
-
-            self.class_order = resolve_class_order(config.class_order, dataset.class_names,
-                                                   rows, cols)
-        elif config.mode == "baseline":  # cell k holds class k: each patch is one class
-            self.class_order = _identity_order(K, rows, cols)
-        else:  # per-class: poster k holds class k
-            self.class_order = torch.arange(K).view(1, K)
-        self.label_mode = "per-class" if config.mode == "per-class" else config.labels
-
-        self.source = PatchSource(config.mode, self.geometry, self.class_order, self.label_mode,
-                                  K, self.device)
-        self.distill_batch = config.distill_batch or self.source.num_patches
-        if self.distill_batch > self.source.num_patches:
-            raise ValueError(
-                f"distill_batch={self.distill_batch} is larger than the poster's "
-                f"{self.source.num_patches} patches; lower it with --set distill_batch=N, N at "
-                f"most {self.source.num_patches}, or use more patches (--set patches=[ROWS,COLS])")
-
+        self._plan_poster()
         # Real data, preprocessed once and kept on the device.
         self.x_real = preprocessor(dataset.x_train).to(self.device)
         self.y_real = dataset.y_train.to(self.device)
@@ -643,30 +368,12 @@ class Distiller:
         self.y_test = dataset.y_test.to(self.device)
         self.n_train = int(self.x_real.shape[0])
 
-        depth = config.depth if config.depth is not None else default_depth(h)
-        self.depth = depth
-        self.net = ConvNet(c, K, h, width=config.width, depth=depth).to(self.device)
+        c, h, _ = dataset.image_shape
+        self.depth = config.depth if config.depth is not None else default_depth(h)
+        self.net = ConvNet(c, self.num_classes, h, width=config.width,
+                           depth=self.depth).to(self.device)
         self.net.requires_grad_(False)  # only its structure is used; parameters come from plans
-
-        # Poster pixels (and label parameters): the learned leaves.
-        if config.mode == "per-class":  # poster k holds class k: its 1×1 class order is [[k]]
-            poster = torch.stack([P.init_poster(self.geometry, self.generator, config.init,
-                                                class_order=torch.full((1, 1), k, dtype=torch.long),
-                                                real_x=self.x_real.cpu(), real_y=dataset.y_train)
-                                  for k in range(K)])
-        else:
-            poster = P.init_poster(self.geometry, self.generator, config.init,
-                                   class_order=self.class_order, real_x=self.x_real.cpu(),
-                                   real_y=dataset.y_train)
-        self.poster = poster.to(self.device, torch.float32).requires_grad_(True)
-        groups = [{"params": [self.poster], "lr": config.outer_lr}]
-        self.label_params: torch.Tensor | None = None
-        if self.label_mode == "learned":
-            self.label_params = L.init_label_params(self.class_order, K).to(
-                self.device, torch.float32).requires_grad_(True)
-            groups.append({"params": [self.label_params],
-                           "lr": config.label_lr or config.outer_lr})
-        self.optimizer = torch.optim.Adam(groups, betas=ADAM_BETAS, eps=ADAM_EPS)
+        self._init_leaves()
 
         self.step_count = 0
         self.grad_ema: torch.Tensor | None = None
@@ -675,6 +382,41 @@ class Distiller:
         self.epoch = 0
         self.start = self._draw_start() if config.start_schedule == "fixed" else 0
         self._pending: list[tuple[int, torch.Tensor]] = []  # (step, finite flag) not yet checked
+
+    def _plan_poster(self) -> None:
+        """Geometry, class order, labels and patches: the poster layout (§4.1–§4.3)."""
+        cfg, K, shape = self.config, self.num_classes, tuple(self.dataset.image_shape)
+        self.geometry = plan_geometry(cfg, K, shape)
+        check_budget(cfg, self.geometry, K, shape, n_train=len(self.dataset.y_train))
+        rows, cols = self.geometry.grid
+        self.class_order = self.poster_mode.class_order(cfg, self.dataset.class_names, K, rows,
+                                                        cols)
+        self.label_mode = self.poster_mode.label_mode(cfg.labels)
+        self.source = PatchSource(cfg.mode, self.geometry, self.class_order, self.label_mode,
+                                  K, self.device)
+        self.distill_batch = cfg.distill_batch or self.source.num_patches
+        if self.distill_batch > self.source.num_patches:
+            raise ValueError(
+                f"distill_batch={self.distill_batch} is larger than the poster's "
+                f"{self.source.num_patches} patches; lower it with --set distill_batch=N, N at "
+                f"most {self.source.num_patches}, or use more patches (--set patches=[ROWS,COLS])")
+
+    def _init_leaves(self) -> None:
+        """The learned leaves — poster pixels (and label parameters) — and their outer Adam."""
+        from podd import labels as L
+
+        cfg = self.config
+        poster = self.poster_mode.init_poster(self.geometry, self.generator, cfg.init,
+                                              self.class_order, self.x_real.cpu(),
+                                              self.dataset.y_train, self.num_classes)
+        self.poster = poster.to(self.device, torch.float32).requires_grad_(True)
+        groups = [{"params": [self.poster], "lr": cfg.outer_lr}]
+        self.label_params: torch.Tensor | None = None
+        if self.label_mode == "learned":
+            self.label_params = L.init_label_params(self.class_order, self.num_classes).to(
+                self.device, torch.float32).requires_grad_(True)
+            groups.append({"params": [self.label_params], "lr": cfg.label_lr or cfg.outer_lr})
+        self.optimizer = torch.optim.Adam(groups, betas=ADAM_BETAS, eps=ADAM_EPS)
 
     # -- randomness ---------------------------------------------------------------------------
     @property
@@ -778,22 +520,21 @@ class Distiller:
 
     def evaluate(self, num_models: int | None = None, steps=None, seed: int | None = None,
                  progress: bool = False):
-        """Train fresh ConvNets on the current patches (the §5.1 protocol) and test them."""
-        from podd.evaluate import train_and_test
+        """Train fresh ConvNets on the current patches (the §5.1 protocol of the config,
+        :meth:`podd.evaluate.EvalProtocol.from_config`) and test them; ``num_models``, ``steps``
+        and ``seed`` override the config's."""
+        from podd.evaluate import EvalProtocol
 
         cfg = self.config
         if not self.can_evaluate:
             raise ValueError(f"{cfg.dataset} has no test images (a train-only npz), so there is "
                              f"nothing to evaluate on; add x_test and y_test to the file, or "
                              f"hold out a split with podd.data.train_val_split")
+        protocol = EvalProtocol.from_config(
+            cfg, num_models=num_models or cfg.eval_models, steps=tuple(steps or cfg.eval_steps),
+            seed=cfg.seed if seed is None else seed, device=self.device)
         images, labels = self.patches_and_labels()
-        return train_and_test(images, labels, self.x_test, self.y_test,
-                              num_models=num_models or cfg.eval_models,
-                              steps=tuple(steps or cfg.eval_steps), lr=cfg.inner_lr,
-                              batch_size=min(self.distill_batch, images.shape[0]),
-                              width=cfg.width, depth=self.depth, augment=cfg.augment,
-                              seed=cfg.seed if seed is None else seed, device=self.device,
-                              progress=progress)
+        return protocol.run(images, labels, self.x_test, self.y_test, progress=progress)
 
     def artifact(self):
         from podd.artifacts import PosterArtifact
@@ -833,135 +574,6 @@ class Distiller:
         self.epoch, self.start, self.step_count = state["epoch"], state["start"], state["step"]
 
 
-def _identity_order(num_classes: int, rows: int, cols: int) -> torch.Tensor:
-    order = torch.full((rows * cols,), -1, dtype=torch.long)
-    order[:num_classes] = torch.arange(num_classes)
-    return order.view(rows, cols)
-
-
-def _per_class_patches(ipc: float, image_shape=None) -> tuple[int, int]:
-    """Default patches of one class poster: 2×2 overlapping patches (fig. 9's per-class setup),
-    fewer along a side that has room for fewer (a poster of one image's side holds one)."""
-    if image_shape is None:
-        return (2, 2)
-    from podd import poster as P
-
-    H, W = P.per_class_geometry(1, image_shape, ipc, patches=(1, 1)).size
-    _, h, w = image_shape
-    return min(2, H - h + 1), min(2, W - w + 1)
-
-
-#: The largest poster (with its patches, float32) podd agrees to allocate; a budget beyond it is
-#: a typo (``--ipc 1e9``), refused with the poster's size before anything is allocated.
-MAX_POSTER_BYTES = 16 * 2 ** 30
-
-
-def plan_geometry(config: DistillConfig, num_classes: int, image_shape) -> Any:
-    """The poster geometry ``config`` asks for on data of ``num_classes`` classes of
-    ``image_shape`` (c, h, w) — arithmetic only, nothing allocated — or a ValueError that names
-    the IPC, the poster and what to change. :class:`Distiller` builds its poster from it, and
-    ``podd distill`` calls it before loading any data."""
-    from podd import poster as P
-
-    K, shape = int(num_classes), tuple(int(v) for v in image_shape)
-    c, h, w = shape
-    config.validate()
-    where = (f"ipc={config.ipc:g} ({config.mode} mode, {K} classes of {h}×{w} images"
-             + (f", grid {list(config.grid)}" if config.grid else "")
-             + (f", patches {list(config.patches)}" if config.patches else "")
-             + (f", poster_size {list(config.poster_size)}" if config.poster_size else "") + ")")
-    try:
-        if config.mode == "baseline":
-            geometry = P.baseline_geometry(K, shape, grid=config.grid)
-        elif config.mode == "per-class":
-            geometry = P.per_class_geometry(K, shape, config.ipc,
-                                            config.patches or _per_class_patches(config.ipc, shape))
-        else:
-            geometry = P.make_geometry(K, shape, config.ipc, grid=config.grid,
-                                       patches=config.patches, size=config.poster_size)
-    except ValueError as error:
-        raise ValueError(f"impossible poster for {where}: {error}. "
-                         f"{_geometry_advice(config, K, shape)}") from None
-    if config.mode == "podd" and config.poster_size is not None and \
-            abs(geometry.ipc - config.ipc) > POSTER_SIZE_IPC_TOLERANCE * config.ipc:
-        raise ValueError(
-            f"poster_size={list(config.poster_size)} holds {geometry.ipc:.3g} IPC of {K} classes "
-            f"of {h}×{w} images, but ipc={config.ipc:g}; drop poster_size (set it to null) to "
-            f"compute the poster from ipc, or make them agree")
-    if config.mode != "baseline" and geometry.ipc > 1.2 * config.ipc:
-        # The poster module never makes a poster smaller than one image: the budget asked for
-        # cannot hold one patch, and silently spending more pixels would misreport the IPC.
-        raise ValueError(
-            f"ipc={config.ipc:g} is too small for this poster: the smallest poster that holds "
-            f"one {h}×{w} patch has {geometry.pixels} pixels = {geometry.ipc:.3g} IPC"
-            + (" per class (per-class mode: one poster per class)" if config.mode == "per-class"
-               else "")
-            + f"; use --ipc {geometry.ipc:.2g} or more"
-            + (f" (or a class grid with fewer rows, e.g. --set grid=[1,{K}])"
-               if config.mode == "podd" and geometry.grid[0] > 1 else ""))
-    copies = K if config.mode == "per-class" else 1
-    if config.distill_batch is not None and config.distill_batch > geometry.num_patches * copies:
-        raise ValueError(
-            f"distill_batch={config.distill_batch} is larger than the poster's "
-            f"{geometry.num_patches * copies} patches at {where}; lower it with --set "
-            f"distill_batch=N, N at most {geometry.num_patches * copies}, or use more patches "
-            f"(--set patches=[ROWS,COLS])")
-    H, W = geometry.size
-    nbytes = 4 * c * copies * (H * W + geometry.num_patches * h * w)
-    if nbytes > MAX_POSTER_BYTES:
-        raise ValueError(
-            f"ipc={config.ipc:g} asks for a {H}×{W}-pixel poster"
-            + (f" per class ({K} posters)" if copies > 1 else "")
-            + f" with {geometry.num_patches * copies} patches: {nbytes / 2 ** 30:.3g} GiB before "
-            f"any training, more than podd allocates ({MAX_POSTER_BYTES // 2 ** 30} GiB). The "
-            f"paper distils into ipc < 1 (e.g. --ipc 0.9); use an IPC of at most a few tens")
-    return geometry
-
-
-def _geometry_advice(config: DistillConfig, K: int, shape) -> str:
-    """What to change when the poster module refuses a geometry."""
-    from podd import poster as P
-
-    c, h, w = shape
-    if config.grid is not None and (min(config.grid) < 1 or config.grid[0] * config.grid[1] < K):
-        return (f"Use --set grid=[ROWS,COLS] with ROWS·COLS ≥ {K}, or --set grid=null for "
-                f"{list(P.default_class_grid(K))}")
-    try:
-        if config.mode == "per-class":
-            size = P.per_class_geometry(1, shape, config.ipc, patches=(1, 1)).size
-        elif config.mode == "podd":
-            size = tuple(config.poster_size) if config.poster_size else \
-                P.poster_size(K, shape, config.ipc, config.grid)
-        else:
-            return ""
-    except ValueError:
-        return "Use a larger --ipc or --set grid=null"
-    if size[0] < h or size[1] < w:
-        return (f"Use --set poster_size=null to compute the poster from the IPC, or a poster_size "
-                f"of at least [{h},{w}]" if config.poster_size else "Use a larger --ipc")
-    most = (size[0] - h + 1, size[1] - w + 1)
-    return (f"At this IPC the poster is {size[0]}×{size[1]} pixels, which holds at most "
-            f"{most[0]}×{most[1]} distinct {h}×{w} patch positions: use --set "
-            f"patches=[{min(most[0], 2)},{min(most[1], 2)}] (rows, cols, each at most "
-            f"{most[0]} and {most[1]}), or --set patches=null to let podd choose, or a larger --ipc")
-
-
-def check_budget(config: DistillConfig, geometry, num_classes: int, image_shape,
-                 n_train: int) -> None:
-    """Refuse a poster with more pixels than the whole training set (a typo such as --ipc 1e9
-    that :data:`MAX_POSTER_BYTES` lets through on a small dataset)."""
-    c, h, w = image_shape
-    copies = num_classes if config.mode == "per-class" else 1
-    pixels = geometry.pixels * copies
-    if n_train and pixels > n_train * h * w:
-        per_class = n_train / num_classes
-        raise ValueError(
-            f"ipc={config.ipc:g} asks for a {geometry.size[0]}×{geometry.size[1]}-pixel poster"
-            + (f" per class" if copies > 1 else "") + f": more pixels than the whole training "
-            f"set ({n_train} images, {per_class:.4g} per class). Distillation makes the data "
-            f"smaller: use --ipc below {per_class:.4g} (the paper uses 0.9 or less)")
-
-
 def _preprocessing_state(preprocessor, config: DistillConfig) -> dict[str, Any]:
     state = {"zca": bool(getattr(preprocessor, "zca", config.zca)), "dataset": config.dataset}
     for attr in ("state_dict", "to_dict"):
@@ -974,306 +586,7 @@ def _preprocessing_state(preprocessor, config: DistillConfig) -> dict[str, Any]:
 def patches_and_labels(artifact) -> tuple[torch.Tensor, torch.Tensor]:
     """What a student trains on: the artifact's patches (N, c, h, w) and soft labels (N, K)."""
     K = len(artifact.class_names)
-    label_mode = "fixed" if artifact.label_mode == "per-class" else artifact.label_mode
-    source = PatchSource(artifact.mode, artifact.geometry, artifact.class_order, label_mode, K,
-                         dtype=artifact.poster.dtype)
+    source = PatchSource(artifact.mode, artifact.geometry, artifact.class_order,
+                         artifact.label_mode, K, dtype=artifact.poster.dtype)
     with torch.no_grad():
         return source.patches(artifact.poster), source.labels(artifact.labels)
-
-
-# --------------------------------------------------------------------------------------------
-# a whole run
-# --------------------------------------------------------------------------------------------
-@dataclass
-class DistillResult:
-    artifact: Any                      # podd.poster.PosterArtifact
-    history: list[dict] = field(default_factory=list)
-    out_dir: Path | None = None
-    evaluation: Any = None             # podd.evaluate.EvalResult of the final poster, if evaluated
-    wall_time_s: float = 0.0
-
-
-def _oom_message(config: DistillConfig) -> str:
-    savers = {}  # the memory savers not yet in use: same gradient, less memory
-    if not config.recompute_window:
-        savers["recompute_window"] = True
-    current = config.real_chunk or config.real_batch
-    if current > 64:
-        savers["real_chunk"] = current // 4
-    first = ""
-    if savers:
-        cli = " ".join(f"--set {k}={str(v).lower()}" for k, v in savers.items())
-        python = ", ".join(f"{k}={v}" for k, v in savers.items())
-        first = (f"first try the memory savers, which keep the gradient the same: {cli} "
-                 f"(get_preset(..., {python})); ")
-    return (f"the GPU ran out of memory; {first}otherwise lower the batch sizes: "
-            f"distill_batch={config.distill_batch}, real_batch={config.real_batch}, "
-            f"window={config.window} (e.g. --set real_batch={max(1, config.real_batch // 2)}, "
-            f"in Python get_preset(..., real_batch={max(1, config.real_batch // 2)}), or a "
-            f"smaller --profile)")
-
-
-def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = None,
-            resume: bool = False, progress: bool = True, preprocessor=None,
-            parallel=None) -> DistillResult:
-    """Run ``config.steps`` outer steps, evaluating, logging and checkpointing as configured.
-
-    With ``out_dir`` a run directory is written (see podd.runs); ``resume=True`` continues the
-    run found there from its last checkpoint — on CPU bit-identically to an uninterrupted run.
-    The directory is locked while the run writes into it (a second run there is refused).
-    A NaN/inf loss stops the run with the step number; the last good checkpoint stays.
-
-    ``parallel`` (:func:`podd.parallel.from_env`): this process is one rank of several. Only
-    rank 0 touches the run directory, shows progress and evaluates; the others receive the
-    checkpoint to resume from rank 0 and return a result without evaluation.
-    """
-    from podd import runs
-    from podd.parallel import SINGLE
-
-    parallel = parallel or SINGLE
-    if out_dir is None:
-        if resume:
-            raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
-        return _distill(config, dataset, None, False, progress and parallel.is_main,
-                        preprocessor, parallel)
-    if not parallel.is_main:
-        return _distill(config, dataset, None, resume, False, preprocessor, parallel)
-    run = runs.RunDir(out_dir)
-    config.validate()               # impossible settings: refused before the directory is made
-    if resume:
-        if not run.path.is_dir():
-            run.load_checkpoint()   # says that there is nothing to resume
-    else:
-        run.check_target()
-        run.check_new()
-    with run.locked():
-        return _distill(config, dataset, run, resume, progress, preprocessor, parallel)
-
-
-def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, preprocessor,
-             parallel) -> DistillResult:
-    """:func:`distill` in a run directory already held (``run``), or without one (also every
-    rank but 0 of a distributed run, ``run=None``, which gets a resumed run's state from rank 0).
-    """
-    from podd import runs
-
-    history: list[dict] = []
-    wall_before = 0.0
-    state = None
-    if resume:
-        if run is not None:
-            checkpoint = run.load_checkpoint()
-            config = runs.resume_config(checkpoint["config"], config)
-            state, history = checkpoint["distiller"], checkpoint["history"]
-            wall_before = float(checkpoint.get("wall_time_s", 0.0))
-        config, state, history, wall_before = parallel.from_main(
-            (config, state, history, wall_before))
-    elif run is not None:
-        run.check_new()
-    distiller = Distiller(config, dataset, preprocessor, parallel)  # fails before any file
-    if run is not None and not resume:
-        run.begin(distiller.config)
-    if run is not None and parallel.world_size > 1:
-        _record_parallel(run, parallel, distiller.step_count if state is None else state["step"])
-    if state is not None:
-        distiller.load_state_dict(state)
-        if run is not None:
-            run.rewrite_metrics(history)
-    try:
-        return _train(distiller, run, history, wall_before, progress)
-    except KeyboardInterrupt:
-        raise RunInterrupted(_interrupted_message(distiller, run)) from None
-
-
-def _record_parallel(run, parallel, step: int) -> None:
-    """Append (from which step, variant, world size) to the run's ``distributed.json``: the
-    ``tasks`` variant's trajectory depends on the world size."""
-    path = run.file("distributed.json")
-    segments = json.loads(path.read_text()) if path.exists() else []
-    segments.append({"from_step": int(step), **parallel.describe()})
-    path.write_text(json.dumps(segments, indent=1) + "\n")
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; the message says where the last checkpoint is and how to resume."""
-
-
-def _interrupted_message(distiller: "Distiller", run) -> str:
-    import shlex
-
-    cfg = distiller.config
-    where = f"interrupted at step {distiller.step_count} of {cfg.steps}"
-    if run is None:
-        return where
-    kept = run.checkpoint_step()
-    if kept is None:
-        return (f"{where}, before the first checkpoint (checkpoint_every={cfg.checkpoint_every}); "
-                f"there is nothing to resume in {run.path}: run the same command again to start "
-                f"over")
-    from podd.runs import CHECKPOINT
-
-    return (f"{where}; the last checkpoint (step {kept}) is {run.file(CHECKPOINT)}. Continue "
-            f"the run with:\n  podd distill --resume --out {shlex.quote(str(run.path))}")
-
-
-#: The time estimate: measured over the steps after the first (warm-up) one, printed once after
-#: ETA_FIRST_STEPS of them (or ETA_FIRST_S seconds), and only when the rest takes ETA_MIN_S or
-#: more; on a CPU, beyond ETA_LONG_ON_CPU_S, with a hint (profile quick, a GPU, --threads).
-ETA_FIRST_STEPS, ETA_FIRST_S, ETA_MIN_S, ETA_LONG_ON_CPU_S = 3, 10.0, 60.0, 3600.0
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
-
-
-class _TimeEstimate:
-    """Says, once, how long the remaining steps will take (see :data:`ETA_FIRST_STEPS`)."""
-
-    def __init__(self, config: DistillConfig, device: torch.device):
-        self.config, self.device = config, device
-        self.start: tuple[float, int] | None = None
-        self.done = False
-
-    def after_step(self, step: int) -> None:
-        if self.done:
-            return
-        now = time.perf_counter()
-        if self.start is None:          # the first step pays for warm-up: measure from its end
-            self.start = (now, step)
-            return
-        t_start, s_start = self.start
-        measured = step - s_start
-        if measured < ETA_FIRST_STEPS and now - t_start < ETA_FIRST_S:
-            return
-        self.done = True
-        cfg = self.config
-        per_step = (now - t_start) / measured
-        remaining = per_step * (cfg.steps - step)
-        if remaining < ETA_MIN_S:
-            return
-        lines = [f"estimated time: {_duration(remaining)} for the remaining {cfg.steps - step} "
-                 f"steps ({per_step:.3g} s per step on {self.device.type}, evaluations not "
-                 f"counted)"]
-        if self.device.type == "cpu" and remaining > ETA_LONG_ON_CPU_S:
-            # Only the paper profile is sized for a GPU; a long quick run (CIFAR-size data on
-            # a busy CPU) needs no advice to switch to the profile it already uses.
-            smaller = ("--profile quick finishes in minutes on a CPU"
-                       if cfg.profile == "paper" else "fewer --steps are quicker")
-            hint = (f"hint: {cfg.steps} outer steps of profile {cfg.profile!r} take long on a "
-                    f"CPU; {smaller} (or run on a GPU: --device cuda)")
-            if torch.get_num_threads() > 1:
-                hint += (f"; on a busy machine --threads 1 can be much faster than "
-                         f"{torch.get_num_threads()} threads")
-            lines.append(hint)
-        from tqdm import tqdm
-
-        for line in lines:
-            tqdm.write(line, file=sys.stderr)
-
-
-def _train(distiller: "Distiller", run, history: list[dict], wall_before: float,
-           progress: bool) -> DistillResult:
-    """The outer steps, evaluation and final files of :func:`distill` (after its setup)."""
-    cfg = distiller.config
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=distiller.step_count, desc=f"distill {cfg.dataset}",
-                   unit="step", dynamic_ncols=True)
-    t0 = time.perf_counter()
-    t_log, s_log = t0, distiller.step_count
-    losses: list[torch.Tensor] = []
-    last_acc = next((h["eval_accuracy"] for h in reversed(history) if "eval_accuracy" in h), None)
-
-    def elapsed() -> float:
-        return wall_before + time.perf_counter() - t0
-
-    main = distiller.parallel.is_main      # rank 0 alone reports and evaluates
-    estimate = _TimeEstimate(cfg, distiller.device)
-    estimate.done = not main
-    try:
-        while distiller.step_count < cfg.steps:
-            losses.append(distiller.step())
-            step = distiller.step_count
-            estimate.after_step(step)
-            record = None
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                distiller.check_finite()
-                now = time.perf_counter()
-                loss = float(torch.stack(losses).mean())
-                losses = []
-                record = {"step": step, "loss": loss, "epoch": distiller.epoch,
-                          "steps_per_s": (step - s_log) / max(now - t_log, 1e-9)}
-                t_log, s_log = now, step
-            if main and cfg.eval_every and cfg.eval_models and distiller.can_evaluate and \
-                    step % cfg.eval_every == 0 and step < cfg.steps:
-                result = distiller.evaluate()
-                last_acc = result.mean()
-                record = (record or {"step": step}) | {"eval_accuracy": last_acc,
-                                                       "eval_std": result.std()}
-                t_log = time.perf_counter()  # evaluation time is not distillation speed
-            if record is not None:
-                history.append(record)
-                if run is not None:
-                    run.append_metrics(record)
-                if bar is not None:
-                    postfix = {"loss": f"{record.get('loss', float('nan')):.3f}",
-                               "it/s": f"{record.get('steps_per_s', 0):.1f}"}
-                    if last_acc is not None:
-                        postfix["acc"] = f"{last_acc:.1f}"
-                    bar.set_postfix(postfix, refresh=False)
-            if bar is not None:
-                bar.update(1)
-            if run is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                run.save_checkpoint(distiller.state_dict(), cfg, history, elapsed())
-        distiller.check_finite()
-    except NonFiniteLossError as error:
-        where = ""
-        if run is not None:
-            kept = run.checkpoint_step()
-            where = (f"; the last good checkpoint (step {kept}) is kept in {run.path}"
-                     if kept is not None else f"; no checkpoint had been written yet in {run.path}")
-        raise NonFiniteLossError(
-            error.step, f"the outer loss or poster gradient became NaN/inf at outer step "
-                        f"{error.step}{where}; lower outer_lr={cfg.outer_lr} or "
-                        f"inner_lr={cfg.inner_lr}") from None
-    except torch.cuda.OutOfMemoryError as error:
-        raise RuntimeError(_oom_message(cfg)) from error
-    finally:
-        if bar is not None:
-            bar.close()
-
-    evaluation = None
-    if not main:
-        pass
-    elif cfg.eval_models and not distiller.can_evaluate:
-        from podd.notes import note_once
-
-        note_once(f"{cfg.dataset} has no test images (a train-only npz): the poster is saved "
-                  f"without a test evaluation; add x_test and y_test to evaluate it")
-    elif cfg.eval_models:
-        try:
-            evaluation = distiller.evaluate()
-        except torch.cuda.OutOfMemoryError as error:
-            raise RuntimeError(_oom_message(cfg)) from error
-        record = {"step": distiller.step_count, "eval_accuracy": evaluation.mean(),
-                  "eval_std": evaluation.std(), "final": True}
-        history.append(record)
-        if run is not None:
-            run.append_metrics(record)
-    artifact = distiller.artifact()
-    wall = elapsed()
-    if run is not None:
-        run.save_checkpoint(distiller.state_dict(), cfg, history, wall)
-        run.finish(artifact, distiller, history, evaluation, wall)
-    return DistillResult(artifact, history, run.path if run is not None else None, evaluation, wall)

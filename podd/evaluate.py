@@ -4,7 +4,9 @@
 (soft or hard) labels with Adam (betas 0.9/0.999, no weight decay) at the inner learning rate,
 on minibatches drawn from the distilled set, with ``flip_rotate`` augmentation; their test
 accuracy is recorded at a few step counts (300/600/1000/2000 by default) and reported as
-mean ± std over the models.
+mean ± std over the models. These settings are one :class:`EvalProtocol` (``from_config`` gives
+a distillation run's); ``protocol.run(images, labels, test_x, test_y)`` evaluates, and
+:func:`train_and_test` is the same with the settings as keywords.
 
 Speed: the ``M`` models are trained TOGETHER as one batched computation — their parameters are
 stacked on a leading axis (as for ``torch.func.vmap``) and run as ONE network with ``M`` groups
@@ -34,6 +36,7 @@ Python loop; the sequential path uses :mod:`podd.augment`'s ``horizontal_flip`` 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -44,13 +47,13 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .augment import horizontal_flip, rotate
+from .augment import FLIP_PROBABILITY, MAX_DEGREES, horizontal_flip, rotate
+from .devices import resolve_device
 from .models import ConvNet, init_parameters
+from .ratbptt import soft_cross_entropy
 
 DEFAULT_STEPS = (300, 600, 1000, 2000)
 DEFAULT_BATCH_SIZE = 256          # used when the caller gives none and N is larger
-MAX_DEGREES = 15.0
-FLIP_PROBABILITY = 0.5
 
 
 @dataclass
@@ -207,15 +210,6 @@ def grouped_forward(net: ConvNet, params: dict[str, torch.Tensor], x: torch.Tens
 # validation
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but CUDA is not available; use device='cpu' or 'auto'")
-    return device
-
-
 def _check_inputs(images, labels, test_x, test_y, steps, num_models, lr, batch_size, num_classes):
     if not torch.is_tensor(images) or images.dim() != 4 or not images.is_floating_point():
         raise ValueError(f"images must be a float tensor (N, c, h, w) of preprocessed images; got "
@@ -280,7 +274,7 @@ def _check_inputs(images, labels, test_x, test_y, steps, num_models, lr, batch_s
 def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against soft (…, K) or hard (…) targets, mean over the batch."""
     if targets.is_floating_point():
-        return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+        return soft_cross_entropy(logits, targets)
     return F.cross_entropy(logits, targets)
 
 
@@ -304,74 +298,127 @@ def _count_correct(forward: Callable, params, test_x, test_y, chunk: int, device
 # the protocol
 
 
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How a distilled set is evaluated (§5.1): ``num_models`` fresh ConvNets (``width``,
+    ``depth``; None: :func:`podd.models.default_depth`) trained with Adam at ``lr`` on
+    ``batch_size`` images per step (None: all of them), with ``flip_rotate`` when ``augment``,
+    tested after each of ``steps``; model ``m``'s randomness comes from ``(seed, m)``.
+
+    :meth:`from_config` gives the protocol a distillation run evaluates its poster with; build
+    one there (or here) and :meth:`run` it on any images, rather than passing the settings by hand.
+    """
+
+    num_models: int = 8
+    steps: Sequence[int] = DEFAULT_STEPS
+    lr: float = 1e-3
+    batch_size: int | None = None
+    width: int = 128
+    depth: int | None = None
+    augment: bool = True
+    seed: int = 0
+    device: str | torch.device = "cpu"
+
+    @classmethod
+    def from_config(cls, config, **changes) -> "EvalProtocol":
+        """The protocol of a :class:`podd.distill.DistillConfig`: its eval_models, eval_steps
+        and seed, the inner loop's learning rate, batch size (``distill_batch``), network and
+        augmentation, on its device; ``changes`` override any of them."""
+        protocol = cls(num_models=config.eval_models, steps=tuple(config.eval_steps),
+                       lr=config.inner_lr, batch_size=config.distill_batch, width=config.width,
+                       depth=config.depth, augment=config.augment, seed=config.seed,
+                       device=config.device)
+        return protocol.replace(**changes)
+
+    def replace(self, **changes) -> "EvalProtocol":
+        return dataclasses.replace(self, **changes)
+
+    def run(self, images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor,
+            test_y: torch.Tensor, *, progress: bool = False, num_classes: int | None = None,
+            test_batch_size: int = 1024, sequential: bool = False) -> EvalResult:
+        """Train the models on (``images``, ``labels``) and test them on (``test_x``, ``test_y``).
+
+        images: (N, c, h, w) float, preprocessed like ``test_x``. labels: soft (N, K) float or
+        hard (N,) int64. The compute dtype is ``images.dtype`` (float64 works, for exactness
+        tests). ``test_batch_size`` bounds memory at test time: images × models per forward.
+        ``sequential=True`` trains the same models (same streams) one after another — the
+        reference for tests and benchmarks. Returns an :class:`EvalResult` with accuracy
+        (num_models, len(steps)) in percent."""
+        return _train_and_test(images, labels, test_x, test_y, self, progress=progress,
+                               num_classes=num_classes, test_batch_size=test_batch_size,
+                               sequential=sequential)[0]
+
+
 def train_and_test(images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                    *, num_models: int = 8, steps: Sequence[int] = DEFAULT_STEPS, lr: float = 1e-3,
                    batch_size: int | None = None, width: int = 128, depth: int | None = None,
                    augment: bool = True, seed: int = 0, device: str | torch.device = "cpu",
                    progress: bool = False, num_classes: int | None = None,
                    test_batch_size: int = 1024, sequential: bool = False) -> EvalResult:
-    """Train ``num_models`` fresh ConvNets on (``images``, ``labels``); test accuracy at ``steps``.
-
-    images: (N, c, h, w) float, preprocessed like ``test_x``. labels: soft (N, K) float or hard
-    (N,) int64. batch_size: images per step (None → all N if N ≤ 256, else 256; ≥ N → all N).
-    The compute dtype is ``images.dtype`` (float64 works, for exactness tests). ``test_batch_size``
-    bounds memory at test time: images × models per forward. ``sequential=True`` trains the same
-    models (same streams) one after another — the reference for tests and benchmarks.
-    Returns an :class:`EvalResult` with accuracy (num_models, len(steps)) in percent.
-    """
-    return _train_and_test(images, labels, test_x, test_y, num_models=num_models, steps=steps, lr=lr,
-                           batch_size=batch_size, width=width, depth=depth, augment=augment, seed=seed,
-                           device=device, progress=progress, num_classes=num_classes,
-                           test_batch_size=test_batch_size, sequential=sequential)[0]
+    """:meth:`EvalProtocol.run` with the protocol's settings as keywords, for real data and
+    scripts: ``batch_size=None`` here means all N images if N ≤ 256, else 256 (≥ N: all N)."""
+    if batch_size is None and torch.is_tensor(images) and images.dim() == 4 and \
+            images.shape[0] > DEFAULT_BATCH_SIZE:
+        batch_size = DEFAULT_BATCH_SIZE
+    protocol = EvalProtocol(num_models=num_models, steps=steps, lr=lr, batch_size=batch_size,
+                            width=width, depth=depth, augment=augment, seed=seed, device=device)
+    return protocol.run(images, labels, test_x, test_y, progress=progress, num_classes=num_classes,
+                        test_batch_size=test_batch_size, sequential=sequential)
 
 
-def _train_and_test(images, labels, test_x, test_y, *, num_models, steps, lr, batch_size, width, depth,
-                    augment, seed, device, progress, num_classes, test_batch_size, sequential):
-    """train_and_test, also returning the trained parameters stacked (M, ...) (for tests)."""
-    k, steps = _check_inputs(images, labels, test_x, test_y, steps, num_models, lr, batch_size, num_classes)
-    device = _resolve_device(device)
+def _train_and_test(images, labels, test_x, test_y, protocol: EvalProtocol, *, progress=False,
+                    num_classes=None, test_batch_size=1024, sequential=False):
+    """:meth:`EvalProtocol.run`, also returning the trained parameters stacked (M, ...) (for tests)."""
+    p = protocol
+    k, steps = _check_inputs(images, labels, test_x, test_y, p.steps, p.num_models, p.lr, p.batch_size,
+                             num_classes)
+    device = resolve_device(p.device)
     dtype = images.dtype
     n, c, h, _ = images.shape
-    batch = n if batch_size is None and n <= DEFAULT_BATCH_SIZE else (batch_size or DEFAULT_BATCH_SIZE)
-    batch = min(batch, n)
+    batch = min(p.batch_size or n, n)
     total = steps[-1]
-    settings = dict(lr=lr, batch_size=batch, width=width, depth=depth, augment=augment, seed=seed,
-                    num_images=n, num_classes=k, label_kind="soft" if labels.dim() == 2 else "hard",
+    settings = dict(lr=p.lr, batch_size=batch, width=p.width, depth=p.depth, augment=p.augment,
+                    seed=p.seed, num_images=n, num_classes=k,
+                    label_kind="soft" if labels.dim() == 2 else "hard",
                     dtype=str(dtype).replace("torch.", ""), device=str(device),
                     mode="sequential" if sequential else "batched")
 
-    net = ConvNet(c, k, h, width=width, depth=depth).to(device=device, dtype=dtype)
+    net = ConvNet(c, k, h, width=p.width, depth=p.depth).to(device=device, dtype=dtype)
     settings["depth"] = net.depth
-    # Per-model streams, drawn up front on the CPU (a seed gives the same models on any device).
-    inits, orders, rot_ops, values = [], [], [], []
-    for m in range(num_models):   # setup only: a few vectorised draws per model
-        inits.append(init_parameters(net, _generator(seed, m, "init"), device))
-        if batch < n:
-            orders.append(_batch_order(n, batch, total, _generator(seed, m, "order")))
-        if augment:
-            op, val = _augment_schedule(batch, total, _generator(seed, m, "augment"), dtype)
-            rot_ops.append(op)
-            values.append(val)
-
+    streams = _model_streams(net, p, n, batch, total, device, dtype)
     x_all = images.detach().to(device)
     y_all = labels.detach().to(device)
     if y_all.is_floating_point():
         y_all = y_all.to(dtype)
-    chunk = _test_batch(num_models, test_batch_size)
+    chunk = _test_batch(p.num_models, test_batch_size)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     sync()
     start_time = time.perf_counter()
-    if sequential:
-        accuracy, final = _train_sequential(net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y,
-                                     steps, lr, chunk, device, dtype, progress)
-    else:
-        accuracy, final = _train_batched(net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y,
-                                  steps, lr, chunk, device, dtype, progress)
+    train = _train_sequential if sequential else _train_batched
+    accuracy, final = train(net, *streams, x_all, y_all, test_x, test_y, steps, p.lr, chunk, device,
+                            dtype, progress)
     accuracy = accuracy.cpu()     # the one host synchronisation
     wall = time.perf_counter() - start_time
-    return EvalResult(steps=steps, accuracy=accuracy, num_models=num_models, wall_time_s=wall,
+    return EvalResult(steps=steps, accuracy=accuracy, num_models=p.num_models, wall_time_s=wall,
                       settings=settings), final
+
+
+def _model_streams(net, protocol: EvalProtocol, n: int, batch: int, total: int, device, dtype):
+    """Per model: initial parameters, batch order (when batches are smaller than the set) and
+    augmentation schedule, drawn up front on the CPU (a seed gives the same models on any
+    device)."""
+    inits, orders, rot_ops, values = [], [], [], []
+    seed = protocol.seed
+    for m in range(protocol.num_models):   # setup only: a few vectorised draws per model
+        inits.append(init_parameters(net, _generator(seed, m, "init"), device))
+        if batch < n:
+            orders.append(_batch_order(n, batch, total, _generator(seed, m, "order")))
+        if protocol.augment:
+            op, val = _augment_schedule(batch, total, _generator(seed, m, "augment"), dtype)
+            rot_ops.append(op)
+            values.append(val)
+    return inits, orders, rot_ops, values
 
 
 def _adam(params, lr: float) -> torch.optim.Adam:

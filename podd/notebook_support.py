@@ -275,7 +275,7 @@ def distill_and_evaluate(config, ds, *, out_dir=None, progress: bool = False,
     IPC, the poster's exact IPC, size, patches, and test accuracy mean and std (percent) at the
     last evaluated step. ``row_extra`` is added to the row (e.g. the ordering score).
     """
-    from podd.distill import distill
+    from podd.run_loop import distill
 
     if not config.eval_models:
         raise ValueError("config.eval_models is 0: nothing would be evaluated; set eval_models >= 1")
@@ -316,7 +316,7 @@ def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) 
 
 def runs_sidecar(ds, profile: str, outcomes, *, requested: str | None = None, **extra):
     """A provenance sidecar for results made of several runs: every run's config and seed."""
-    from podd.distill import resolve_device
+    from podd.devices import resolve_device
     from podd.figures import make_sidecar
 
     outcomes = list(outcomes)

@@ -4,7 +4,7 @@ Two variants, chosen with ``--distributed`` (``podd distill``) or :func:`from_en
 
 ``tasks``
     Every rank trains its own fresh inner network on its own window and real batch: per outer
-    step, all ranks draw the same ``world_size`` :class:`~podd.distill.StepPlan`\\ s from the one
+    step, all ranks draw the same ``world_size`` :class:`~podd.ratbptt.StepPlan`\\ s from the one
     shared generator (which therefore stays identical everywhere) and rank ``r`` runs plan ``r``.
     The meta-gradients (and the losses) are averaged with one all-reduce before the clipping and
     the outer Adam step, so N ranks give N tasks per outer step: a lower-variance meta-gradient,
@@ -137,7 +137,7 @@ def from_env(variant: str | None, device: str = "auto") -> Parallel:
         return Parallel(variant)
     import torch.distributed as dist
 
-    from podd.distill import resolve_device
+    from podd.devices import resolve_device
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = resolve_device(device).type == "cuda"

@@ -25,7 +25,8 @@ import math
 
 from podd import poster as P
 from podd.data.sources import DATASET_SHAPES, canonical_name
-from podd.distill import DistillConfig, _per_class_patches
+from podd.distill import DistillConfig
+from podd.modes import per_class_patches
 from podd.layout import default_class_grid
 from podd.models import default_depth
 from podd.poster import PAPER_POSTERS
@@ -296,7 +297,7 @@ def _cap_distill_batch(values: dict, overrides: dict, K, shape) -> None:
             n = P.make_geometry(K, shape, values["ipc"], grid=values["grid"],
                                 patches=values["patches"], size=values["poster_size"]).num_patches
         elif values["mode"] == "per-class":
-            patches = values["patches"] or _per_class_patches(values["ipc"], shape)
+            patches = values["patches"] or per_class_patches(values["ipc"], shape)
             n = K * P.per_class_geometry(K, shape, values["ipc"], patches).num_patches
         else:
             return

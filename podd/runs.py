@@ -3,7 +3,7 @@
 ```
 RUN_DIR/
   config.json       the full DistillConfig (written when the run begins)
-  poster.pt         podd.poster.PosterArtifact: poster + labels + geometry + class order + config
+  poster.pt         podd.artifacts.PosterArtifact: poster + labels + geometry + class order + config
   poster.png        the poster as an image (through the preprocessor's inverse)
   metrics.jsonl     one JSON object per logged step: loss, steps/s, evaluation accuracy
   final.json        results + provenance (dataset, data source, profile, hyper-parameters, seeds,
@@ -247,12 +247,13 @@ def write_png(path: str | Path, poster: torch.Tensor, preprocessor, patch_hw=Non
 
 def final_record(artifact, config, history, evaluation, wall_time_s, data_source="full",
                  device=None) -> dict:
+    from podd.modes import poster_mode
     from podd.provenance import provenance
 
     geometry = artifact.geometry
     num_classes = len(artifact.class_names)
     _, h, w = geometry.image_shape
-    copies = num_classes if artifact.mode == "per-class" else 1  # per-class: K posters
+    copies = poster_mode(artifact.mode).posters(num_classes)  # per-class: K posters
     pixels = int(artifact.poster.shape[-2] * artifact.poster.shape[-1]) * copies
     result: dict[str, Any] = {
         "mode": artifact.mode, "label_mode": artifact.label_mode,

@@ -446,11 +446,11 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, capsys)
 
 
 def test_long_runs_say_how_long_and_what_to_do_on_a_cpu(tmp_path, capsys, monkeypatch):
-    import podd.distill
+    import podd.run_loop
 
     # the thresholds, not the clock: a few steps of smoke count as "long"
-    monkeypatch.setattr(podd.distill, "ETA_MIN_S", 0.0)
-    monkeypatch.setattr(podd.distill, "ETA_LONG_ON_CPU_S", 0.0)
+    monkeypatch.setattr(podd.run_loop, "ETA_MIN_S", 0.0)
+    monkeypatch.setattr(podd.run_loop, "ETA_LONG_ON_CPU_S", 0.0)
     threads = torch.get_num_threads()
     code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "r",
                         "--profile", "smoke", "--steps", "6", "--device", "cpu", "--quiet",

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from podd.data import load_dataset, make_preprocessor
-from podd.distill import Distiller, NonFiniteLossError, distill, patches_and_labels
+from podd.distill import Distiller, NonFiniteLossError, patches_and_labels
 from podd.presets import PROFILES, get_preset
+from podd.run_loop import distill
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +251,25 @@ def test_real_chunk_must_be_positive(digits):
     ds, pre = digits
     with pytest.raises(ValueError, match="real_chunk=0"):
         Distiller(tiny(real_chunk=0), ds, pre)
+
+
+def test_the_engine_does_not_import_the_run_loop():
+    """podd.run_loop depends on the engine (distill, ratbptt, modes), never the other way."""
+    import subprocess
+    import sys
+
+    code = ("import sys, podd.distill, podd.ratbptt, podd.modes; "
+            "print(sorted(m for m in sys.modules if m in ('podd.runs', 'podd.run_loop')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_each_mode_is_one_object():
+    from podd.modes import MODES, poster_mode
+
+    assert MODES == ("podd", "baseline", "per-class")
+    assert [poster_mode(m).posters(10) for m in MODES] == [1, 1, 10]
+    assert [poster_mode(m).label_mode("learned") for m in MODES] == ["learned", "learned",
+                                                                     "per-class"]
+    with pytest.raises(ValueError, match="choose one of podd, baseline, per-class"):
+        poster_mode("posters")

@@ -9,7 +9,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from podd.augment import horizontal_flip, rotate
-from podd.evaluate import (EvalResult, _train_and_test, batched_flip_rotate, full_dataset_reference,
+from podd.evaluate import (EvalProtocol, EvalResult, _train_and_test, batched_flip_rotate, full_dataset_reference,
                            grouped_forward, random_real_subset, real_subset_reference, train_and_test)
 from podd.models import ConvNet, init_parameters
 
@@ -37,7 +37,8 @@ def _run(x, y, tx, ty, **kw):
     args = dict(num_models=3, steps=[4, 8], lr=1e-2, batch_size=8, width=16, depth=None, augment=True,
                 seed=1, device="cpu", progress=False, num_classes=None, test_batch_size=64, sequential=False)
     args.update(kw)
-    return _train_and_test(x, y, tx, ty, **args)
+    options = {k: args.pop(k) for k in ("progress", "num_classes", "test_batch_size", "sequential")}
+    return _train_and_test(x, y, tx, ty, EvalProtocol(**args), **options)
 
 
 def _max_diff(a, b):
@@ -209,3 +210,26 @@ def test_cuda_without_cuda_is_a_clear_error():
     x, y, tx, ty = _data()
     with pytest.raises(ValueError, match="CUDA is not available"):
         train_and_test(x, y, tx, ty, steps=[1], width=8, device="cuda")
+
+
+def test_protocol_runs_like_train_and_test_and_follows_the_config():
+    """EvalProtocol.run is train_and_test; from_config takes the run's evaluation settings, and
+    batch_size=None trains on all images in every step (the engine's distill_batch=None)."""
+    from podd.distill import DistillConfig
+
+    x, y, tx, ty = _data()
+    protocol = EvalProtocol(num_models=2, steps=(3,), lr=1e-2, batch_size=8, width=8, seed=4)
+    a = protocol.run(x, y, tx, ty)
+    b = train_and_test(x, y, tx, ty, num_models=2, steps=[3], lr=1e-2, batch_size=8, width=8, seed=4)
+    assert torch.equal(a.accuracy, b.accuracy) and a.settings == b.settings
+
+    config = DistillConfig(eval_models=3, eval_steps=(5, 9), inner_lr=0.02, distill_batch=None,
+                           width=16, depth=2, augment=False, seed=7)
+    assert EvalProtocol.from_config(config, seed=1) == EvalProtocol(
+        num_models=3, steps=(5, 9), lr=0.02, batch_size=None, width=16, depth=2, augment=False,
+        seed=1, device="auto")
+    many = torch.randn(300, 3, 8, 8, dtype=torch.float64)
+    settings = EvalProtocol(num_models=1, steps=(1,), width=8).run(many, torch.arange(300) % K, tx, ty).settings
+    assert settings["batch_size"] == 300
+    assert train_and_test(many, torch.arange(300) % K, tx, ty, num_models=1, steps=[1],
+                          width=8).settings["batch_size"] == 256

@@ -15,7 +15,8 @@ import torch
 import torch.multiprocessing as mp
 
 from podd.data import load_dataset, make_preprocessor
-from podd.distill import Distiller, distill
+from podd.distill import Distiller
+from podd.run_loop import distill
 from podd.parallel import SINGLE, Parallel, from_env
 from podd.presets import get_preset
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from podd.data import load_dataset, make_preprocessor
-from podd.distill import Distiller, distill
 from podd.artifacts import load_artifact
+from podd.distill import Distiller
+from podd.run_loop import distill
 from podd.presets import get_preset
 from podd.runs import RunDir, load_run
 
