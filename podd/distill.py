@@ -1,6 +1,6 @@
 """RaT-BPTT on a poster: the distillation engine's state (paper §3 and §4).
 
-One outer step, as the authors run RaT-BPTT (REFERENCE.md):
+One outer step, as the authors' published code runs RaT-BPTT:
 
 1. draw the step's randomness into a :class:`podd.ratbptt.StepPlan` (a fresh ConvNet's
    parameters, the window start, the inner minibatches, augmentation seeds, the real batch);

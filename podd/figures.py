@@ -4,7 +4,7 @@ Every figure the notebooks make goes through :func:`save_figure` (PNG + PDF + JS
 every table through :func:`save_table` (CSV + Markdown + JSON sidecar). The sidecar is a
 :func:`podd.provenance.provenance` record — dataset and whether it was the full dataset, a subset
 or a stand-in, profile, hyper-parameters, seeds, commit, device, library versions, wall time —
-because a number without provenance is not a result (DESIGN.md). All files are written atomically
+because a number without provenance is not a result. All files are written atomically
 through :mod:`podd.io`, so an interrupted notebook never leaves half a figure behind.
 
 Every plot lives here: accuracy curves, the class-order scatter, label matrices, poster panels,

@@ -56,7 +56,7 @@ __all__ = [
     "extract_per_class_patches",
 ]
 
-# The authors' published commands at IPC ≈ 0.9 (REFERENCE.md). Their poster sizes are typed into
+# The authors' published commands at IPC ≈ 0.9. Their poster sizes are typed into
 # each command by hand: no single rounding of (rows·h·√0.9, cols·w·√0.9) reproduces all four
 # (CIFAR-10's width 153 lies *above* 160·√0.9 = 151.8 while CUB's height 302 lies *below*
 # 320·√0.9 = 303.6), so the paper settings pass them explicitly through ``make_geometry(size=...)``.

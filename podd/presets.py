@@ -1,8 +1,9 @@
-"""The paper's distillation settings per dataset, in three profiles (REFERENCE.md's table).
+"""The paper's distillation settings per dataset, in three profiles (the authors'
+published commands, one row per dataset in ``_PAPER`` below).
 
 * ``paper``  — the authors' published settings (IPC ≈ 0.9, their patch counts, batch sizes,
   RaT-BPTT windows, learning rates and 10 000 epochs over the real training set). For digits,
-  which the paper does not use, ``paper`` is the CPU orientation run of REFERENCE.md.
+  which the paper does not use, ``paper`` is a small CPU orientation run (``_DIGITS`` below).
 * ``quick``  — minutes on a CPU for digits (the settings of ``make demo``); a scaled-down run of
   the same algorithm for the other datasets (smaller batches, shorter windows, fewer steps).
 * ``smoke``  — seconds, for CI and the notebooks' smoke runs: a tiny network and a few steps.
@@ -48,7 +49,7 @@ _PAPER_EPOCHS = 10_000
 # for ~20 % more FLOPs per outer step. Same gradients (tests/test_metagradient.py).
 _MEMORY_SAVERS = dict(recompute_window=True, real_chunk=250)
 
-# The authors' commands (REFERENCE.md, "Paper settings per dataset"). patches = (rows, cols).
+# The authors' published commands, one per dataset. patches = (rows, cols).
 _PAPER = {
     "cifar10": dict(ipc=0.9, grid=(2, 5), patches=(6, 16), distill_batch=96, real_batch=5000,
                     window=60, total_window=200, inner_lr=1e-3, outer_lr=1e-3, labels="fixed",
@@ -69,7 +70,7 @@ _SHARED_PAPER = dict(mode="podd", class_order="poco", init="class_areas", zca=Tr
                      eval_models=8, eval_steps=(300, 600, 1000, 2000))
 
 # Digits (sklearn 8×8, 10 classes, 2×5 class grid, 4×10 patches; all 40 patches per inner step).
-# "paper": REFERENCE.md's CPU orientation run (width 64, depth 2, window 10 of 30, Adam lr 1e-2
+# "paper": a CPU orientation run (width 64, depth 2, window 10 of 30, Adam lr 1e-2
 # inside and outside, real batch 256, learned labels, 400 outer steps, 4 evaluation models × 300
 # steps). "quick" (the demo and benchmarks/quality_digits.py) is what we measured to work on two
 # CPU cores within minutes: width 32, 300 outer steps at outer lr 2e-2, and FIXED labels — the

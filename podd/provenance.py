@@ -2,7 +2,7 @@
 
 Every result file podd writes carries a record of how it was made: git commit, library
 versions, device, seeds, hyper-parameters, wall time and whether the data was the full
-dataset, a subset or a stand-in (DESIGN.md: "a number without provenance is not a result").
+dataset, a subset or a stand-in (a number without provenance is not a result).
 """
 
 from __future__ import annotations
