@@ -32,6 +32,7 @@ from torch.func import functional_call, vmap
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_distill import matmul_throughput  # noqa: E402
+
 from podd.evaluate import grouped_forward, train_and_test  # noqa: E402
 from podd.io import write_json  # noqa: E402
 from podd.models import ConvNet, init_parameters  # noqa: E402
@@ -229,7 +230,8 @@ def main(argv=None) -> dict:
         for path in ("sequential", "batched"):
             r = tt[path]
             speed = f"{tt['speedup_min']:.2f}x" if path == "batched" else ""
-            print(f"{name:12s} {path:11s} {r['min_s']:8.2f} {r['median_s']:9.2f} {r['model_steps_per_s']:14.2f} {speed:>9s}")
+            print(f"{name:12s} {path:11s} {r['min_s']:8.2f} {r['median_s']:9.2f} "
+                  f"{r['model_steps_per_s']:14.2f} {speed:>9s}")
         rl = row["roofline"]
         print(f"{'':12s} sequential runs at {100 * rl['sequential_fraction_of_matmul']:.0f}% of the "
               f"measured matmul throughput ({row['matmul']['flops_per_s'] / 1e12:.3f} TFLOP/s): no "

@@ -59,8 +59,8 @@ def measure_point(dataset: str, window: int, real_batch: int, recompute_window: 
     import gc
 
     import torch
-
     from bench_distill import _synthetic, make_distiller
+
     from podd.presets import get_preset
 
     config = get_preset(dataset, "paper").replace(

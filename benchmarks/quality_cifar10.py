@@ -32,13 +32,12 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from quality_report import write_report  # noqa: E402
 
 from podd.demo import compare_methods, default_workers  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
-from quality_report import write_report  # noqa: E402
 
 METHODS = (("RaT-BPTT baseline", "baseline", 1.0), ("PoDD", "podd", 1.0), ("PoDD", "podd", 0.5),
            ("PoDD", "podd", 0.3))

@@ -23,9 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from quality_report import write_report  # noqa: E402
+
 from podd.demo import METHODS, compare_on_digits, default_workers  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
-from quality_report import write_report  # noqa: E402
 
 
 def checks(report: dict) -> dict[str, bool]:

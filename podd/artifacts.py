@@ -80,8 +80,8 @@ def save_artifact(path: str | os.PathLike, artifact: PosterArtifact) -> Path:
 
     The file carries a format marker and version so :func:`load_artifact` can refuse foreign
     files with a clear message, and a SHA-256 of its contents so that it can refuse a damaged
-    copy (a flipped byte inside a tensor still unpickles). Tensors are detached and moved to the CPU; ``preprocessing`` and
-    ``config`` are reduced to plain data (numpy arrays → tensors, paths and other objects →
+    copy (a flipped byte inside a tensor still unpickles). Tensors are detached and moved to the
+    CPU; ``preprocessing`` and ``config`` are reduced to plain data (numpy arrays → tensors, paths and other objects →
     strings) so the file loads with ``torch.load(..., weights_only=True)``, which never runs code.
     """
     def cpu(t):

@@ -175,10 +175,9 @@ def _add_threads_option(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
+    from podd import parallel as par
     from podd.run_loop import distill
     from podd.runs import RunDir
-
-    from podd import parallel as par
 
     _set_threads(args.threads)
     main_rank = os.environ.get("RANK", "0") == "0"      # torchrun: rank 0 alone checks and prints

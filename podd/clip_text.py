@@ -28,8 +28,8 @@ import os
 import socket
 import threading
 import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -166,8 +166,8 @@ def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: 
 def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     """Distil (unless the job is a real subset) and evaluate; returns the per-model accuracy."""
     from podd.data import make_preprocessor
-    from podd.run_loop import distill
     from podd.evaluate import EvalProtocol, random_real_subset
+    from podd.run_loop import distill
     from podd.runs import write_png
 
     t0 = time.perf_counter()
@@ -175,7 +175,7 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     eval_models, eval_steps, out_dir = shared["eval_models"], shared["eval_steps"], shared["out_dir"]
     base = _base_config(ds, shared["preset"], profile, overrides)
     pre = make_preprocessor(ds, zca=base.zca)
-    (c, h, w), K = ds.image_shape, ds.num_classes
+    (_, h, w), K = ds.image_shape, ds.num_classes
     if job.mode == "real":
         x, y = random_real_subset(ds, 1, job.seed)
         # The posters' protocol on K real images (all in every step), on the CPU as before.

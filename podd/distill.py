@@ -40,8 +40,7 @@ from podd.devices import resolve_device
 from podd.models import ConvNet, default_depth, init_parameters
 from podd.modes import MODES, check_budget, plan_geometry, poster_mode
 from podd.poster import INITS
-from podd.ratbptt import (ADAM_BETAS, ADAM_EPS, StepPlan, outer_loss_and_grads,
-                          unrolled_outer_loss)
+from podd.ratbptt import ADAM_BETAS, ADAM_EPS, StepPlan, outer_loss_and_grads, unrolled_outer_loss
 
 LABEL_MODES = ("fixed", "learned")
 START_SCHEDULES = ("epoch", "step", "fixed")
@@ -135,7 +134,7 @@ class DistillConfig:
             example = "" if example is None else f" (e.g. {name}={json.dumps(example)})"
             raise ValueError(f"{name}={value!r}: must be {expected}{example}")
 
-    def validate(self) -> "DistillConfig":
+    def validate(self) -> DistillConfig:
         """Raise ValueError naming the first impossible setting: first the type of every field
         (:meth:`check_value`), then the ranges and the combinations."""
         def need(ok: bool, message: str) -> None:
@@ -199,11 +198,11 @@ class DistillConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "DistillConfig":
+    def from_dict(cls, values: dict[str, Any]) -> DistillConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
-    def replace(self, **changes) -> "DistillConfig":
+    def replace(self, **changes) -> DistillConfig:
         return dataclasses.replace(self, **changes)
 
 

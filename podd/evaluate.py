@@ -40,8 +40,9 @@ import dataclasses
 import hashlib
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -320,7 +321,7 @@ class EvalProtocol:
     device: str | torch.device = "cpu"
 
     @classmethod
-    def from_config(cls, config, **changes) -> "EvalProtocol":
+    def from_config(cls, config, **changes) -> EvalProtocol:
         """The protocol of a :class:`podd.distill.DistillConfig`: its eval_models, eval_steps
         and seed, the inner loop's learning rate, batch size (``distill_batch``), network and
         augmentation, on its device; ``changes`` override any of them."""
@@ -330,7 +331,7 @@ class EvalProtocol:
                        device=config.device)
         return protocol.replace(**changes)
 
-    def replace(self, **changes) -> "EvalProtocol":
+    def replace(self, **changes) -> EvalProtocol:
         return dataclasses.replace(self, **changes)
 
     def run(self, images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor,

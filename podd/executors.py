@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 KINDS = ("local", "slurm", "debug", "submitit-local")
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
-
 import matplotlib.pyplot as plt
-from matplotlib.patches import Rectangle
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.patches import Rectangle
 
 from podd import io as podd_io
 from podd.display import poster_image

@@ -109,10 +109,10 @@ def write_index(directory: Path | None = None) -> Path:
     commit) — regenerated after each build."""
     import json
 
+    import pandas as pd
+
     from podd.figures import figures_dir, to_markdown
     from podd.io import write_text
-
-    import pandas as pd
 
     folder = figures_dir(directory)
     rows = []

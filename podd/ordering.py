@@ -20,8 +20,8 @@ Also here: the class-order ablation helpers (§5.3: :func:`ordering_score`,
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

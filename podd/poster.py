@@ -24,14 +24,13 @@ one :mod:`podd.display` and :func:`podd.figures.plot_patch_grid`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from podd.layout import (check_fits, check_grid, default_class_grid, identity_order, pixel_cells,
-                         validate_class_order)
+from podd.layout import check_fits, check_grid, default_class_grid, identity_order, pixel_cells, validate_class_order
 
 __all__ = [
     "PAPER_POSTERS",
@@ -155,7 +154,7 @@ class PosterGeometry:
                 "grid": list(self.grid), "size": list(self.size), "patches": list(self.patches)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PosterGeometry":
+    def from_dict(cls, d: dict) -> PosterGeometry:
         """Inverse of :meth:`to_dict` (extra keys are ignored)."""
         try:
             return cls(num_classes=d["num_classes"], image_shape=tuple(d["image_shape"]),

@@ -27,9 +27,9 @@ import math
 from podd import poster as P
 from podd.data.sources import DATASET_SHAPES, canonical_name
 from podd.distill import DistillConfig
-from podd.modes import per_class_patches
 from podd.layout import default_class_grid
 from podd.models import default_depth
+from podd.modes import per_class_patches
 from podd.poster import PAPER_POSTERS
 
 PROFILES = ("smoke", "quick", "paper")

@@ -12,9 +12,10 @@ with the reported ones in columns whose names say which is which.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -149,7 +150,7 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
     return DistillResult(artifact, history, run.path if run is not None else None, evaluation, wall)
 
 
-def _outer_steps(distiller: Distiller, run, history: list[dict], bar: "_Bar",
+def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
                  elapsed: Callable[[], float]) -> None:
     """Step until ``config.steps``; log every ``log_every``, evaluate every ``eval_every`` (rank
     0 only) and checkpoint every ``checkpoint_every`` steps."""

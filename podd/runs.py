@@ -24,13 +24,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from podd.io import (WriteError, remove_orphan_tmp, torch_save, verify_checksum, with_checksum,
-                     write_error, write_json, write_text)
+from podd.io import (
+    WriteError,
+    remove_orphan_tmp,
+    torch_save,
+    verify_checksum,
+    with_checksum,
+    write_error,
+    write_json,
+    write_text,
+)
 
 CHECKPOINT_FORMAT = "podd-checkpoint"
 CHECKPOINT_VERSION = 2      # 2: a SHA-256 of the contents is stored in the file
@@ -88,7 +97,7 @@ class RunDir:
         return missing
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator["RunDir"]:
+    def locked(self) -> Iterator[RunDir]:
         """Hold the run directory (created if needed) for the duration of the block.
 
         Another process holding it is a :class:`RunDirBusyError`. Orphan ``.tmp`` files of a

@@ -19,8 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from podd.data import DATASET_NAMES, ChecksumError, data_root, load_dataset
-from podd.data import sources
+from podd.data import DATASET_NAMES, ChecksumError, data_root, load_dataset, sources
 
 
 def md5(path: Path) -> str:
@@ -126,7 +125,8 @@ def write_cub(root: Path) -> Path:
 
 
 TINY_WNIDS = ["n01443537", "n01629819", "n01641577"]
-TINY_WORDS = {"n01443537": "goldfish, Carassius auratus", "n01629819": "European fire salamander, Salamandra salamandra",
+TINY_WORDS = {"n01443537": "goldfish, Carassius auratus",
+              "n01629819": "European fire salamander, Salamandra salamandra",
               "n01641577": "bullfrog, Rana catesbeiana", "n00001740": "entity"}
 TINY_COLOURS = [(220, 120, 20), (20, 220, 120), (120, 20, 220)]
 

@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from podd.data import (Dataset, Preprocessor, load_dataset, make_preprocessor, stand_in, subset, summary,
-                       train_val_split)
-from podd.data import preprocess
+from podd.data import (
+    Dataset,
+    Preprocessor,
+    load_dataset,
+    make_preprocessor,
+    preprocess,
+    stand_in,
+    subset,
+    summary,
+    train_val_split,
+)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +172,10 @@ def test_train_val_split_stratified_disjoint(tmp_path):
     split = train_val_split(ds, 15, seed=0)
     assert split.source == "subset" and (len(split.y_train), len(split.y_test)) == (45, 15)
     assert (torch.bincount(split.y_test) == 5).all()
-    ids = lambda x: set(x[:, 0, 0, 0].long().tolist())
+
+    def ids(x):
+        return set(x[:, 0, 0, 0].long().tolist())
+
     assert ids(split.x_train).isdisjoint(ids(split.x_test)) and ids(split.x_train) | ids(split.x_test) == set(range(60))
     assert torch.equal(split.x_test, train_val_split(ds, 15, seed=0).x_test)
     assert train_val_split(stand_in("s", 3, (1, 4, 4), 10, 1, 0), 6, 0).source == "stand-in"

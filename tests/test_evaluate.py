@@ -9,8 +9,17 @@ import torch
 from torch.func import functional_call, vmap
 
 from podd.augment import horizontal_flip, rotate
-from podd.evaluate import (EvalProtocol, EvalResult, _train_and_test, batched_flip_rotate, full_dataset_reference,
-                           grouped_forward, random_real_subset, real_subset_reference, train_and_test)
+from podd.evaluate import (
+    EvalProtocol,
+    EvalResult,
+    _train_and_test,
+    batched_flip_rotate,
+    full_dataset_reference,
+    grouped_forward,
+    random_real_subset,
+    real_subset_reference,
+    train_and_test,
+)
 from podd.models import ConvNet, init_parameters
 
 K = 4

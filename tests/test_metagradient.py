@@ -16,10 +16,10 @@ import torch.nn.functional as F
 
 from podd import ratbptt
 from podd.distill import PatchSource
-from podd.ratbptt import StepPlan, outer_loss_and_grads, unrolled_outer_loss
 from podd.labels import init_label_params
 from podd.models import ConvNet, init_parameters
 from podd.poster import make_geometry
+from podd.ratbptt import StepPlan, outer_loss_and_grads, unrolled_outer_loss
 
 K, SHAPE = 4, (1, 8, 8)
 
@@ -51,17 +51,19 @@ def _step(label_mode: str, window: int, start: int = 0, depth: int = 1, seed: in
 def _setup(label_mode: str, window: int, seed: int = 0):
     net, source, poster, labels, plan, x_real, y_real = _step(label_mode, window, seed=seed)
     # a large inner lr makes the inner steps matter for the outer loss
-    loss_fn = lambda p, l: unrolled_outer_loss(net, p, l, plan, source, x_real, y_real,  # noqa: E731
-                                               inner_lr=0.05, augment=True)
+    def loss_fn(p, lab):
+        return unrolled_outer_loss(net, p, lab, plan, source, x_real, y_real, inner_lr=0.05,
+                                   augment=True)
+
     return poster, labels, loss_fn
 
 
 def _central_difference(loss_fn, poster, labels, which: str, index, eps=1e-6) -> float:
     def shifted(delta):
-        p, l = poster.clone(), None if labels is None else labels.clone()
-        target = p if which == "poster" else l
+        p, lab = poster.clone(), None if labels is None else labels.clone()
+        target = p if which == "poster" else lab
         target.view(-1)[index] += delta
-        return loss_fn(p, l).item()
+        return loss_fn(p, lab).item()
 
     return (shifted(eps) - shifted(-eps)) / (2 * eps)
 
@@ -72,11 +74,11 @@ def test_meta_gradient_matches_finite_differences(window, label_mode):
     poster, labels, loss_fn = _setup(label_mode, window)
     p = poster.clone().requires_grad_(True)
     leaves = [p]
-    l = None
+    lab = None
     if labels is not None:
-        l = labels.clone().requires_grad_(True)
-        leaves.append(l)
-    grads = torch.autograd.grad(loss_fn(p, l), leaves)
+        lab = labels.clone().requires_grad_(True)
+        leaves.append(lab)
+    grads = torch.autograd.grad(loss_fn(p, lab), leaves)
     assert all(torch.isfinite(g).all() for g in grads)
 
     # a few poster pixels: where patches overlap most, a corner, and a random one
@@ -96,8 +98,8 @@ def test_meta_gradient_is_finite_where_adam_second_moment_is_zero():
     square root keeps the meta-gradient finite there instead of 0·∞ = NaN."""
     poster, labels, loss_fn = _setup("learned", window=2)
     p = poster.clone().requires_grad_(True)
-    l = labels.clone().requires_grad_(True)
-    gp, gl = torch.autograd.grad(loss_fn(p, l), [p, l])
+    lab = labels.clone().requires_grad_(True)
+    gp, gl = torch.autograd.grad(loss_fn(p, lab), [p, lab])
     assert torch.isfinite(gp).all() and torch.isfinite(gl).all()
 
 

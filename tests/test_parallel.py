@@ -16,9 +16,9 @@ import torch.multiprocessing as mp
 
 from podd.data import load_dataset, make_preprocessor
 from podd.distill import Distiller
-from podd.run_loop import distill
 from podd.parallel import SINGLE, Parallel, from_env
 from podd.presets import get_preset
+from podd.run_loop import distill
 
 ROOT = Path(__file__).resolve().parents[1]
 

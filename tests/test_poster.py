@@ -11,9 +11,21 @@ from torch.testing import assert_close
 
 from podd.layout import default_class_grid
 from podd.poster import (
-    PAPER_POSTERS, PosterGeometry, axis_positions, baseline_geometry, _blend_cell_areas,
-    default_patch_counts, extract_patches, extract_per_class_patches, init_poster,
-    make_geometry, overlap_count, patch_index, patch_positions, per_class_geometry, poster_size,
+    PAPER_POSTERS,
+    PosterGeometry,
+    _blend_cell_areas,
+    axis_positions,
+    baseline_geometry,
+    default_patch_counts,
+    extract_patches,
+    extract_per_class_patches,
+    init_poster,
+    make_geometry,
+    overlap_count,
+    patch_index,
+    patch_positions,
+    per_class_geometry,
+    poster_size,
 )
 
 PAPER_IMAGES = {"cifar10": (10, (3, 32, 32)), "cifar100": (100, (3, 32, 32)),

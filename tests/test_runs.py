@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from podd.data import load_dataset, make_preprocessor
 from podd.artifacts import load_artifact
+from podd.data import load_dataset, make_preprocessor
 from podd.distill import Distiller
-from podd.run_loop import distill
 from podd.presets import get_preset
+from podd.run_loop import distill
 from podd.runs import RunDir, load_run
 
 

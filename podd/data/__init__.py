@@ -10,14 +10,22 @@ Modules: ``dataset`` (the Dataset record, data_root, summary, stand-ins, splits)
 (reading, downloading and caching each format), ``preprocess`` (ZCA and standardisation).
 """
 
-from podd.data.dataset import (CIFAR10_CLASSES, CIFAR100_CLASSES, Dataset, data_root, stand_in, subset,
-                               summary, train_val_split)
+from podd.data.dataset import (
+    CIFAR10_CLASSES,
+    CIFAR100_CLASSES,
+    Dataset,
+    data_root,
+    stand_in,
+    subset,
+    summary,
+    train_val_split,
+)
 from podd.data.preprocess import Preprocessor, fit_standardize, fit_zca, make_preprocessor
-from podd.data.sources import (DATASET_NAMES, DATASET_SHAPES, ChecksumError, canonical_name,
-                               load_dataset)
+from podd.data.sources import DATASET_NAMES, DATASET_SHAPES, ChecksumError, canonical_name, load_dataset
 
 __all__ = [
-    "DATASET_NAMES", "DATASET_SHAPES", "canonical_name", "Dataset", "load_dataset", "data_root", "summary", "stand_in", "train_val_split",
-    "subset", "Preprocessor", "make_preprocessor", "fit_zca", "fit_standardize", "ChecksumError",
+    "DATASET_NAMES", "DATASET_SHAPES", "canonical_name", "Dataset", "load_dataset", "data_root",
+    "summary", "stand_in", "train_val_split", "subset", "Preprocessor", "make_preprocessor",
+    "fit_zca", "fit_standardize", "ChecksumError",
     "CIFAR10_CLASSES", "CIFAR100_CLASSES",
 ]

@@ -155,7 +155,7 @@ class Preprocessor:
                 "mean": self.mean, "std": self.std}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "Preprocessor":
+    def from_state_dict(cls, state: dict) -> Preprocessor:
         if not isinstance(state, dict) or state.get("kind") not in ("zca", "standardize"):
             raise ValueError("not a podd preprocessor state (expected a dict with kind 'zca' or 'standardize')")
         if state["kind"] == "zca":

@@ -18,9 +18,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -101,9 +101,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     """Load a dataset as uint8 NCHW tensors with int64 labels and class names.
 
     ``name``: one of ``digits``, ``cifar10``, ``cifar100``, ``cub200``, ``tinyimagenet`` (any
-    spelling :func:`canonical_name` accepts), ``imagefolder:PATH`` or ``npz:PATH``. Files are looked for (and downloaded to, when
-    ``download`` is true) under ``data_root(root)``; decoded tensors are cached under
-    ``data_root(root)/cache`` so that the second load does not decode images again.
+    spelling :func:`canonical_name` accepts), ``imagefolder:PATH`` or ``npz:PATH``. Files are
+    looked for (and downloaded to, when ``download`` is true) under ``data_root(root)``;
+    decoded tensors are cached under ``data_root(root)/cache`` so that the second load does not decode images again.
     """
     key = canonical_name(name)
     scheme, sep, path = key.partition(":")
@@ -488,8 +488,6 @@ def read_image_folder(path: Path, name: str, files: dict[str, list[Path]] | None
 
     Images must all share one size. Grayscale-only folders give 1 channel, anything else RGB.
     """
-    from PIL import Image
-
     files = files or _image_folder_files(path)
     classes = sorted({p.parent.name for p in files["train"]})
     unknown = sorted({p.parent.name for p in files["test"]} - set(classes))
