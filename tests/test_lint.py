@@ -1,0 +1,16 @@
+"""The lint rules in pyproject.toml ([tool.ruff]) hold over the whole tree: library, tests,
+benchmarks and notebooks (ruff reads the .ipynb files and their jupytext .py twins)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_finds_nothing():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"ruff check failed:\n{result.stdout}\n{result.stderr}"
