@@ -15,22 +15,22 @@ def class_embeddings(class_names, profile: str, *, embeddings: str | None = None
     """Class embeddings for PoCO and a label saying where they come from.
 
     ``embeddings`` (a ``.pt``/``.npy`` file) wins; otherwise quick/paper compute CLIP ViT-B/32
-    text embeddings with :func:`podd.ordering.text_embeddings` (needs the weights: downloaded once
-    and cached); smoke never reaches the network and uses seeded random unit vectors, clearly
+    text embeddings with :func:`podd.clip_text.text_embeddings` (needs the weights: downloaded
+    once and cached); smoke never reaches the network and uses seeded random unit vectors, clearly
     labelled "synthetic" — CLIP did not run, and the ordering is then only a code-path check.
     """
-    from podd import ordering
+    from podd import clip_text
 
     names = list(class_names)
     if embeddings:
-        emb = ordering.load_embeddings(embeddings, num_classes=len(names))
+        emb = clip_text.load_embeddings(embeddings, num_classes=len(names))
         source = f"precomputed embeddings from {os.path.basename(str(embeddings))}"
     elif resolve_profile(profile) == "smoke":
         emb = _synthetic(len(names), dim, seed)
         source = (f"SYNTHETIC embeddings (seeded random unit vectors, seed {seed}) — profile smoke "
                   f"runs offline, CLIP did not run")
     else:
-        emb = ordering.text_embeddings(names)
+        emb = clip_text.text_embeddings(names)
         source = "CLIP ViT-B/32 (OpenAI) text embeddings of the class names"
     if verbose:
         print(f"Class embeddings: {source}.")
