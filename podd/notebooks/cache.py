@@ -3,7 +3,8 @@ data): an object rather than a module-level dict, so tests and long sessions can
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 
 class SessionCache:
