@@ -1,0 +1,13 @@
+"""What the notebooks share, one concern per module (the notebooks import it all through the
+facade :mod:`podd.notebook_support`, as ``nbs``):
+
+* :mod:`.profiles` — which profile (smoke / quick / paper) a notebook runs under;
+* :mod:`.names` — display names and file-name parts for datasets;
+* :mod:`.data_choice` — the data a profile uses (real, or a labelled stand-in) and how to say so;
+* :mod:`.embeddings` — class embeddings for PoCO per profile;
+* :mod:`.configs` — the run settings a notebook asks for;
+* :mod:`.experiment` — run a config and evaluate it, as a table row;
+* :mod:`.sweep` — a notebook's runs as executor jobs;
+* :mod:`.tables` — result tables: the paper's reported numbers beside ours, labelled;
+* :mod:`.cache` — the per-session caches (explicit objects, so tests can reset them).
+"""

@@ -1,0 +1,122 @@
+"""Run one config and evaluate it, as a table row: a distilled poster, or the "random real
+images" reference evaluated the same way. Fitted preprocessors are cached per session."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any
+
+from podd.notebooks.cache import SessionCache
+
+#: (id(ds), zca) -> (ds, its Preprocessor); ds is kept so its id stays its own.
+PREPROCESSORS = SessionCache("preprocessors")
+
+
+class Stopwatch:
+    """``with Stopwatch() as sw: ...`` then ``sw.seconds`` — wall time for the sidecars."""
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self._start
+        return False
+
+
+def config_dict(config) -> dict[str, Any]:
+    """A run configuration as plain data (for sidecars and tables)."""
+    if is_dataclass(config):
+        values = asdict(config)
+    else:
+        values = dict(config)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
+
+
+@dataclass
+class RunOutcome:
+    """One distillation and its evaluation, ready to become a table row."""
+
+    config: Any
+    artifact: Any
+    evaluation: Any
+    wall_time_s: float
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+def preprocessor_for(ds, zca: bool):
+    """The dataset's Preprocessor, fitted (or read from podd's disk cache) once per session."""
+    from podd.data import make_preprocessor
+
+    return PREPROCESSORS.get((id(ds), bool(zca)), lambda: (ds, make_preprocessor(ds, zca=zca)))[1]
+
+
+def _eval_text(evaluation) -> str:
+    return f"{evaluation.num_models} models × {evaluation.steps[-1]} steps"
+
+
+def distill_and_evaluate(config, ds, *, out_dir=None, progress: bool = False,
+                         **row_extra) -> RunOutcome:
+    """Distil with ``config`` on ``ds``; the engine then evaluates the poster (§5.1 protocol:
+    ``config.eval_models`` fresh ConvNets, test accuracy at ``config.eval_steps``).
+
+    Returns the artifact, the :class:`~podd.evaluate.EvalResult` and a table row: method, nominal
+    IPC, the poster's exact IPC, size, patches, and test accuracy mean and std (percent) at the
+    last evaluated step. ``row_extra`` is added to the row (e.g. the ordering score).
+    """
+    from podd.run_loop import distill
+
+    if not config.eval_models:
+        raise ValueError("config.eval_models is 0: nothing would be evaluated; set eval_models >= 1")
+    with Stopwatch() as watch:
+        result = distill(config, dataset=ds, out_dir=out_dir, progress=progress,
+                         preprocessor=preprocessor_for(ds, config.zca))
+    evaluation = result.evaluation
+    return RunOutcome(config=config, artifact=result.artifact, evaluation=evaluation,
+                      wall_time_s=watch.seconds, row=_poster_row(config, result, row_extra))
+
+
+def _poster_row(config, result, row_extra: dict) -> dict[str, Any]:
+    """A distilled poster's table row; ``row_extra`` goes before the accuracy columns."""
+    evaluation, geometry = result.evaluation, result.artifact.geometry
+    method = {"podd": "PoDD", "baseline": "RaT-BPTT", "per-class": "PoDD per-class"}[config.mode]
+    return {"method": method, "ipc": float(config.ipc), "exact IPC": round(float(geometry.ipc), 3),
+            "poster H×W": f"{geometry.size[0]}×{geometry.size[1]}",
+            "patches": int(geometry.num_patches), "labels": result.artifact.label_mode,
+            **row_extra,
+            "accuracy": evaluation.mean(), "std": evaluation.std(), "eval": _eval_text(evaluation)}
+
+
+def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) -> RunOutcome:
+    """The "random real images" reference row: ``images_per_class`` real training images per
+    class, hard labels, evaluated exactly like the posters (same models, steps, learning rate)."""
+    from podd.evaluate import real_subset_reference
+
+    with Stopwatch() as watch:
+        evaluation = real_subset_reference(
+            ds, preprocessor_for(ds, config.zca), images_per_class, subset_seed=subset_seed,
+            num_models=config.eval_models, steps=tuple(config.eval_steps), lr=config.inner_lr,
+            width=config.width, depth=config.depth, seed=config.seed, device=config.device)
+    row = {"method": f"random real images ({images_per_class} per class)",
+           "ipc": float(images_per_class), "exact IPC": float(images_per_class),
+           "poster H×W": "–", "patches": images_per_class * ds.num_classes, "labels": "hard",
+           "accuracy": evaluation.mean(), "std": evaluation.std(), "eval": _eval_text(evaluation)}
+    return RunOutcome(config=config, artifact=None, evaluation=evaluation,
+                      wall_time_s=watch.seconds, row=row)
+
+
+def runs_sidecar(ds, profile: str, outcomes, *, requested: str | None = None, **extra):
+    """A provenance sidecar for results made of several runs: every run's config and seed."""
+    from podd.devices import resolve_device
+    from podd.figures import make_sidecar
+
+    outcomes = list(outcomes)
+    configs = [config_dict(o.config) for o in outcomes]
+    return make_sidecar(dataset=requested or ds.name, data_source=ds.source, profile=profile,
+                        hyperparameters={"runs": configs},
+                        seeds=sorted({int(c["seed"]) for c in configs}),
+                        wall_time_s=sum(o.wall_time_s for o in outcomes),
+                        device=str(resolve_device(configs[0]["device"])) if configs else None,
+                        data=f"{len(ds.y_train)} train / {len(ds.y_test)} test images", **extra)
