@@ -164,25 +164,22 @@ def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: 
 
 
 def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
-    """Distil (unless the job is a real subset) and evaluate; returns the per-model accuracy."""
-    from podd.data import make_preprocessor
-    from podd.evaluate import EvalProtocol, random_real_subset
-    from podd.run_loop import distill
+    """Distil (unless the job is a real subset) and evaluate, through the notebooks' path
+    (:mod:`podd.notebooks.experiment`); returns the per-model accuracy."""
+    from podd.notebooks.experiment import distill_and_evaluate, preprocessor_for, real_reference
     from podd.runs import write_png
 
     t0 = time.perf_counter()
     ds, profile, overrides = shared["ds"], shared["profile"], shared["overrides"]
     eval_models, eval_steps, out_dir = shared["eval_models"], shared["eval_steps"], shared["out_dir"]
-    base = _base_config(ds, shared["preset"], profile, overrides)
-    pre = make_preprocessor(ds, zca=base.zca)
     (_, h, w), K = ds.image_shape, ds.num_classes
     if job.mode == "real":
-        x, y = random_real_subset(ds, 1, job.seed)
+        base = _base_config(ds, shared["preset"], profile, overrides)
         # The posters' protocol on K real images (all in every step), on the CPU as before.
-        protocol = EvalProtocol.from_config(base, num_models=eval_models, steps=eval_steps,
-                                            batch_size=K, seed=job.seed, device="cpu")
-        result = protocol.run(pre(x), y, pre(ds.x_test), ds.y_test, num_classes=K)
-        return {"accuracy": result.accuracy[:, -1], "ipc": 1.0, "pixels": K * h * w,
+        config = base.replace(eval_models=eval_models, eval_steps=tuple(eval_steps),
+                              seed=job.seed, device="cpu")
+        outcome = real_reference(ds, config, images_per_class=1, subset_seed=job.seed)
+        return {"accuracy": outcome.evaluation.accuracy[:, -1], "ipc": 1.0, "pixels": K * h * w,
                 "name": None, "run_dir": None, "seconds": time.perf_counter() - t0}
     config = job_config(ds, profile, job.mode, job.ipc, job.seed, eval_models, eval_steps,
                         overrides, preset=shared["preset"])
@@ -192,11 +189,12 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
         import shutil
 
         shutil.rmtree(run_dir)  # the demo always starts fresh
-    result = distill(config, ds, out_dir=run_dir, progress=progress, preprocessor=pre)
-    geometry = result.artifact.geometry
+    outcome = distill_and_evaluate(config, ds, out_dir=run_dir, progress=progress)
+    geometry = outcome.artifact.geometry
     if out_dir is not None:
-        write_png(out_dir / f"{name}.png", result.artifact.poster, pre, (h, w))
-    return {"accuracy": result.evaluation.accuracy[:, -1], "ipc": geometry.ipc,
+        write_png(out_dir / f"{name}.png", outcome.artifact.poster, preprocessor_for(ds, config.zca),
+                  (h, w))
+    return {"accuracy": outcome.evaluation.accuracy[:, -1], "ipc": geometry.ipc,
             "pixels": geometry.pixels, "name": name,
             "run_dir": str(run_dir) if run_dir is not None else None,
             "seconds": time.perf_counter() - t0}
