@@ -40,6 +40,7 @@ stride_fractions = None  # patch stride as a fraction of the image side (default
 steps = None             # outer steps per distillation (default: the preset's)
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
+class_order = "poco"     # "identity" (dataset order) runs PoDD without CLIP weights, e.g. offline
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings
@@ -74,7 +75,8 @@ print(f"profile: {profile}, dataset: {dataset}, IPC {ipc}; patch grids (ny, nx):
 sweep = nbs.Sweep(data, executor)          # executor = "slurm": one cluster job per count
 for counts in patch_counts:
     config = nbs.run_config(data, profile, like=like, mode="podd", ipc=ipc, patches=counts,
-                            embeddings=embeddings, seed=seed, **({"steps": steps} if steps else {}))
+                            embeddings=embeddings, **nbs.class_order_override(class_order),
+                            seed=seed, **({"steps": steps} if steps else {}))
     sweep.distill(config, **{"patches (ny×nx)": f"{counts[0]}×{counts[1]}"})
 outcomes = sweep.gather()
 for counts, outcome in zip(patch_counts, outcomes):

@@ -42,6 +42,7 @@ profile = os.environ.get("PODD_PROFILE", "paper")   # smoke | quick | paper
 ipcs = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
+class_order = "poco"     # "identity" (dataset order) runs PoDD without CLIP weights, e.g. offline
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings and show its reported numbers
@@ -74,6 +75,7 @@ data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 sweep = nbs.Sweep(data, executor)
 for ipc in ipcs:
     sweep.distill(nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings,
+                                 **nbs.class_order_override(class_order),
                                  like=like, seed=seed))
 baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, like=like, seed=seed)
 sweep.distill(baseline_config)
