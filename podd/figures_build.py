@@ -93,6 +93,20 @@ def run_notebook(name: str, profile: str, out_dir: Path, dataset: str | None = N
     return seconds
 
 
+def parse_param(item: str) -> tuple[str, object]:
+    """``KEY=VALUE`` → (key, value): VALUE as JSON where it parses (``ipcs=[0.9,0.5]``,
+    ``steps=400``, ``embeddings=null``), else the text itself (``class_order=identity``)."""
+    import json
+
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--param {item!r}: write KEY=VALUE, e.g. --param class_order=identity")
+    try:
+        return key, json.loads(text)
+    except json.JSONDecodeError:
+        return key, text
+
+
 def update_committed(name: str, executed: Path) -> None:
     """Write an executed notebook back as ``notebooks/NAME.ipynb`` (papermill bookkeeping removed)."""
     import nbformat
@@ -150,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-val", type=int, default=None,
                         help="hold out this many training images as the test set (-p n_val)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="another papermill parameter for every notebook (-p KEY VALUE), "
-                             "e.g. --param class_order=identity")
+                        help="another papermill parameter for every notebook (-p KEY VALUE); "
+                             "VALUE is JSON where it parses, e.g. --param class_order=identity "
+                             "--param 'ipcs=[0.9,0.5,0.3]'")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the executed copies (default: runs/notebooks/PROFILE)")
     parser.add_argument("--update-notebooks", action=argparse.BooleanOptionalAction, default=None,
@@ -174,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     total = 0.0
     names = list(args.only or ORDER)
     extra = {k: v for k, v in (("like", args.like), ("n_val", args.n_val)) if v is not None}
-    extra.update(item.split("=", 1) for item in args.param)
+    extra.update(parse_param(item) for item in args.param)
     for name in names:
         print(f"[figures] {name} (profile {args.profile}) ...", flush=True)
         # Notebooks are written back only after all have run: a tracked file changed mid-build

@@ -212,3 +212,15 @@ def test_plot_patch_grid():
     with pytest.raises(ValueError, match="highlight patch 96"):
         figures.plot_patch_grid(ax, torch.randn(3, 60, 153), geometry, highlight=[96])
     plt.close(fig)
+
+
+def test_figures_build_params_are_json_where_they_parse():
+    from podd.figures_build import parse_param
+
+    assert parse_param("ipcs=[0.9,0.5,0.3]") == ("ipcs", [0.9, 0.5, 0.3])
+    assert parse_param("n_val=1000") == ("n_val", 1000)
+    assert parse_param("embeddings=null") == ("embeddings", None)
+    assert parse_param("class_order=identity") == ("class_order", "identity")
+    assert parse_param("dataset=npz:/a=b.npz") == ("dataset", "npz:/a=b.npz")
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        parse_param("identity")
