@@ -554,26 +554,24 @@ def random_real_subset(ds, images_per_class: int, seed: int) -> tuple[torch.Tens
 
 
 def real_subset_reference(ds, preprocess: Callable[[torch.Tensor], torch.Tensor], images_per_class: int,
-                          *, subset_seed: int = 0, **kwargs) -> EvalResult:
-    """The "random real k IPC" row: train_and_test on a random stratified real subset (hard labels)."""
+                          protocol: EvalProtocol, *, subset_seed: int = 0) -> EvalResult:
+    """The "random real k IPC" row: ``protocol`` run on a random stratified real subset (hard
+    labels). A protocol without a batch size trains on all of the subset in every step."""
     x, y = random_real_subset(ds, images_per_class, subset_seed)
-    result = train_and_test(preprocess(x), y, preprocess(ds.x_test), ds.y_test,
-                            num_classes=ds.num_classes, **kwargs)
+    result = protocol.run(preprocess(x), y, preprocess(ds.x_test), ds.y_test, num_classes=ds.num_classes)
     result.settings.update(reference=f"random real {images_per_class} IPC", subset_seed=subset_seed,
                            data_source=getattr(ds, "source", "full"))
     return result
 
 
-def full_dataset_reference(ds, preprocess: Callable[[torch.Tensor], torch.Tensor], *, num_models: int = 1,
-                           steps: Sequence[int] = DEFAULT_STEPS, batch_size: int = DEFAULT_BATCH_SIZE,
-                           **kwargs) -> EvalResult:
-    """The "full dataset" row: train_and_test on all real training images with hard labels.
+def full_dataset_reference(ds, preprocess: Callable[[torch.Tensor], torch.Tensor],
+                           protocol: EvalProtocol) -> EvalResult:
+    """The "full dataset" row: ``protocol`` run on all real training images with hard labels.
 
-    The paper trains far longer for this row; callers choose ``num_models`` and ``steps`` to fit
-    their budget, and the settings travel with the result.
+    The paper trains far longer for this row; callers choose the protocol's ``num_models``,
+    ``steps`` and ``batch_size`` to fit their budget, and the settings travel with the result.
     """
-    result = train_and_test(preprocess(ds.x_train), ds.y_train, preprocess(ds.x_test), ds.y_test,
-                            num_models=num_models, steps=steps, batch_size=batch_size,
-                            num_classes=ds.num_classes, **kwargs)
+    result = protocol.run(preprocess(ds.x_train), ds.y_train, preprocess(ds.x_test), ds.y_test,
+                          num_classes=ds.num_classes)
     result.settings.update(reference="full training set", data_source=getattr(ds, "source", "full"))
     return result

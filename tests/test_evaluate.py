@@ -189,8 +189,9 @@ def test_random_real_subset_is_stratified_and_seeded():
 def test_reference_rows_run():
     ds = _tiny_dataset()
     preprocess = lambda u: u.float() / 255.0  # noqa: E731
-    sub = real_subset_reference(ds, preprocess, 2, num_models=2, steps=[2], width=8)
-    full = full_dataset_reference(ds, preprocess, steps=[2], width=8, batch_size=4)
+    sub = real_subset_reference(ds, preprocess, 2, EvalProtocol(num_models=2, steps=[2], width=8))
+    full = full_dataset_reference(ds, preprocess, EvalProtocol(num_models=1, steps=[2], width=8,
+                                                               batch_size=4))
     assert sub.accuracy.shape == (2, 1) and full.accuracy.shape == (1, 1)
     assert sub.settings["reference"] == "random real 2 IPC" and full.settings["batch_size"] == 4
 

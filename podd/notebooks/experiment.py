@@ -92,13 +92,14 @@ def _poster_row(config, result, row_extra: dict) -> dict[str, Any]:
 def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) -> RunOutcome:
     """The "random real images" reference row: ``images_per_class`` real training images per
     class, hard labels, evaluated exactly like the posters (same models, steps, learning rate)."""
-    from podd.evaluate import real_subset_reference
+    from podd.evaluate import DEFAULT_BATCH_SIZE, EvalProtocol, real_subset_reference
 
+    # The posters' protocol, on batches of up to 256 of the subset's images (all of a 1-IPC set).
+    n_images = images_per_class * ds.num_classes
+    protocol = EvalProtocol.from_config(config, batch_size=min(n_images, DEFAULT_BATCH_SIZE))
     with Stopwatch() as watch:
-        evaluation = real_subset_reference(
-            ds, preprocessor_for(ds, config.zca), images_per_class, subset_seed=subset_seed,
-            num_models=config.eval_models, steps=tuple(config.eval_steps), lr=config.inner_lr,
-            width=config.width, depth=config.depth, seed=config.seed, device=config.device)
+        evaluation = real_subset_reference(ds, preprocessor_for(ds, config.zca), images_per_class,
+                                           protocol, subset_seed=subset_seed)
     row = {"method": f"random real images ({images_per_class} per class)",
            "ipc": float(images_per_class), "exact IPC": float(images_per_class),
            "poster H×W": "–", "patches": images_per_class * ds.num_classes, "labels": "hard",
