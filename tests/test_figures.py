@@ -104,16 +104,6 @@ def test_side_by_side_labels_measured_and_reported():
                               measured_on="x")
 
 
-def test_profile_resolution(monkeypatch):
-    monkeypatch.delenv("PODD_PROFILE", raising=False)
-    assert notebook_support.resolve_profile() == "paper"
-    monkeypatch.setenv("PODD_PROFILE", "quick")
-    assert notebook_support.resolve_profile() == "quick"
-    assert notebook_support.resolve_profile("smoke") == "smoke"
-    with pytest.raises(ValueError, match="unknown profile"):
-        notebook_support.resolve_profile("fast")
-
-
 def test_figures_build_strips_papermill_bookkeeping():
     import nbformat
 
