@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from podd import labels as L
+from podd import poster as P
 from podd.devices import resolve_device
 from podd.models import ConvNet, default_depth, init_parameters
 from podd.modes import MODES, check_budget, plan_geometry, poster_mode
@@ -286,8 +288,6 @@ class PatchSource:
     def __init__(self, mode: str, geometry, class_order: torch.Tensor, label_mode: str,
                  num_classes: int, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32):
-        from podd import labels as L
-        from podd import poster as P
 
         self.mode, self.geometry, self.label_mode = mode, geometry, label_mode
         self.kind = poster_mode(mode)
@@ -313,9 +313,8 @@ class PatchSource:
     def labels(self, label_params: torch.Tensor | None) -> torch.Tensor:
         if self._weights is None:
             return self._fixed
-        from podd.labels import learned_labels
 
-        return learned_labels(label_params, self._weights)
+        return L.learned_labels(label_params, self._weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,7 +401,6 @@ class Distiller:
 
     def _init_leaves(self) -> None:
         """The learned leaves — poster pixels (and label parameters) — and their outer Adam."""
-        from podd import labels as L
 
         cfg = self.config
         poster = self.poster_mode.init_poster(self.geometry, self.generator, cfg.init,
