@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -428,19 +431,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (``kill``, a batch scheduler's time limit, a closing terminal)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the block, SIGTERM stops the command the way Ctrl-C does: a run keeps its last
+    checkpoint, leaves no half-written file and says how to resume (the default action would
+    kill the process where it stands, lock file included). The previous handler comes back
+    afterwards, so calling :func:`main` from Python leaves the process as it was."""
+    if threading.current_thread() is not threading.main_thread():
+        yield                      # only the main thread may install signal handlers
+        return
+
+    def stop(signum, frame):
+        raise _Terminated("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with _sigterm_as_interrupt():
+            return args.handler(args)
     except KeyboardInterrupt as interrupt:
-        # Ctrl-C: where things stand (podd.run_loop.RunInterrupted says how to resume), exit 130.
+        # Ctrl-C or SIGTERM: where things stand (podd.run_loop.RunInterrupted says how to
+        # resume); exit 130 or 143, the shell's codes for the two signals.
         print(f"\npodd {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
-        return 130
+        return 143 if _terminated(interrupt) else 130
     except (ValueError, OSError, RuntimeError) as error:
         # Errors a user can cause carry a message that says what to do: show it, not a traceback
         # (OSError: podd.io.WriteError — no space, read-only, no permission — and missing files).
         print(f"podd {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _terminated(interrupt: BaseException) -> bool:
+    """Whether SIGTERM caused ``interrupt`` (the run loop re-raises it as RunInterrupted)."""
+    while interrupt is not None:
+        if isinstance(interrupt, _Terminated):
+            return True
+        interrupt = interrupt.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -420,7 +420,9 @@ def _podd(*argv, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, capsys):
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, capsys, stop, code):
     out = tmp_path / "run"
     process = _podd("distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, "--profile",
                     "smoke", "--steps", "100000", "--device", "cpu", "--quiet", "--threads", "1",
@@ -430,11 +432,11 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, capsys)
         while not (out / "checkpoint.pt").exists() and process.poll() is None:
             assert time.time() < deadline, "no checkpoint within two minutes"
             time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     assert "interrupted at step" in stderr and "the last checkpoint (step" in stderr
     assert f"podd distill --resume --out {out}" in stderr
@@ -472,3 +474,10 @@ def test_threads_must_be_positive(tmp_path, capsys):
     code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "r",
                         *TINY, "--threads", "0"], capsys)
     assert_refused(code, err, "--threads 0", out_dir=tmp_path / "r")
+
+
+def test_the_sigterm_handler_is_put_back_after_the_command(capsys):
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0"], capsys)
+    assert code == 2, err
+    assert signal.getsignal(signal.SIGTERM) is before
