@@ -39,6 +39,9 @@ dataset = "cifar10"      # digits | cifar10 | cifar100 | cub200 | tinyimagenet
 profile = os.environ.get("PODD_PROFILE", "paper")   # smoke | quick | paper
 ipc = 0.9                # the poster's pixel budget for fig 3
 seed = 0
+n_val = None             # hold out this many training images as the test set (data without one)
+like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
+                         # its poster geometry, and outputs named after it
 
 # %%
 import matplotlib.pyplot as plt
@@ -51,6 +54,7 @@ from podd.data import make_preprocessor
 from podd.display import poster_image
 
 profile = nbs.resolve_profile(profile)
+paper_name = like or dataset   # geometry and names (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 140)
 print(f"profile: {profile}, dataset: {dataset}, IPC {ipc}, seed {seed}")
@@ -100,9 +104,9 @@ _ = figures.save_table(budget, "poster_pixel_budget", sidecar,
 
 # %%
 # NBVAL_CHECK_OUTPUT
-num_classes, image_shape = nbs.DATASET_SHAPES[dataset]
-if dataset in poster.PAPER_POSTERS and ipc == 0.9:
-    geometry = poster.make_geometry(num_classes, image_shape, **poster.PAPER_POSTERS[dataset])
+num_classes, image_shape = nbs.DATASET_SHAPES[paper_name]
+if paper_name in poster.PAPER_POSTERS and ipc == 0.9:
+    geometry = poster.make_geometry(num_classes, image_shape, **poster.PAPER_POSTERS[paper_name])
 else:
     geometry = poster.make_geometry(num_classes, image_shape, ipc=ipc)
 positions = geometry.positions()
@@ -121,7 +125,7 @@ generator = torch.Generator().manual_seed(seed)
 noise_poster = poster.init_poster(geometry, generator, method="gaussian")
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
 figures.plot_patch_grid(axes[0], poster_image(noise_poster), geometry, highlight=[0, 1])
-axes[0].set_title(f"{nbs.pretty(dataset)} poster, Gaussian init: {geometry.num_patches} patches "
+axes[0].set_title(f"{nbs.pretty(paper_name)} poster, Gaussian init: {geometry.num_patches} patches "
                   f"(two highlighted)", fontsize=10)
 coverage = axes[1].imshow(poster.overlap_count(geometry).numpy(), cmap="magma",
                           interpolation="nearest")
@@ -131,8 +135,8 @@ axes[1].set_xlabel("poster x (pixels)")
 axes[1].set_ylabel("poster y (pixels)")
 axes[1].grid(False)
 fig.tight_layout()
-figures.save_figure(fig, f"fig3_poster_patch_grid_{dataset}",
-                    figures.make_sidecar(dataset=dataset, data_source="none", profile=profile,
+figures.save_figure(fig, f"fig3_poster_patch_grid_{paper_name}",
+                    figures.make_sidecar(dataset=paper_name, data_source="none", profile=profile,
                                          hyperparameters=geometry.to_dict(), seeds=[seed]))
 plt.show()
 
@@ -146,7 +150,7 @@ plt.show()
 # (Under the smoke profile the images come from a synthetic stand-in, printed below.)
 
 # %%
-data = nbs.load_for_profile(dataset, profile, seed=seed)
+data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 preprocess = make_preprocessor(data, zca=False)   # per-channel standardisation: fast, invertible
 class_order = torch.arange(geometry.grid[0] * geometry.grid[1]).reshape(geometry.grid)
 class_order[class_order >= num_classes] = -1
@@ -162,7 +166,7 @@ figures.plot_patch_grid(ax, poster_image(mean_poster, preprocess), geometry,
                        highlight=[0, geometry.patches[1] // 2])
 figures.annotate_class_areas(ax, class_order, geometry.size, data.class_names)
 ax.set_title("class-mean initialisation (identity class order), with the patch grid", fontsize=10)
-figures.save_figure(fig, f"fig3_poster_class_means_{dataset}",
+figures.save_figure(fig, f"fig3_poster_class_means_{nbs.slug(paper_name)}",
                     figures.make_sidecar(dataset=dataset, data_source=data.source,
                                          profile=profile, hyperparameters=geometry.to_dict(),
                                          seeds=[seed]))
