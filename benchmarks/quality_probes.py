@@ -1,0 +1,111 @@
+"""Probes of the CIFAR-10 quality benchmark: one change to the profile, next to the profile's run.
+
+A probe is a ``quality_cifar10.py`` run with ``--set`` overrides, usually one seed and four
+evaluation models, to see whether a setting is worth a full three-seed run. Its JSON sits in
+``benchmarks/results/quality_cifar10_probes/``. This script sets each probe's distilled rows beside
+the SAME seeds and the same first models of the reference benchmark
+(``benchmarks/results/quality_cifar10.json``: evaluation models are seeded per model, so the first
+four of eight are the four a probe trains), and writes the folder's README.md::
+
+    .venv/bin/python benchmarks/quality_probes.py
+
+The difference column is probe minus reference on identical seeds and evaluation models, so it
+shows the setting's effect and not seed noise; with 4 models of one seed it is still only a hint
+(the reference's per-model spread is 1–2 points). Every number is read from the JSON files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def reference_accuracies(reference: dict, row: dict, seeds: list[int], models: int) -> list | None:
+    """The reference row's per-model accuracies for these seeds and their first ``models``
+    models, or None when the reference does not have them."""
+    per_seed = reference["eval_models_per_seed"]
+    match = [r for r in reference["rows"]
+             if r["mode"] == row["mode"] and round(r["ipc"], 1) == round(row["ipc"], 1)]
+    if not match or models > per_seed or any(s not in reference["seeds"] for s in seeds):
+        return None
+    accuracies = match[0]["accuracies"]
+    picked = []
+    for seed in seeds:
+        start = reference["seeds"].index(seed) * per_seed
+        picked += accuracies[start:start + models]
+    return picked
+
+
+def probe_rows(probe: dict, reference: dict) -> list[dict]:
+    """One line per distilled row of a probe (the random-real row is not distilled)."""
+    seeds = probe["seeds"]
+    models = probe["eval_models_per_seed"]
+    lines = []
+    for row in probe["rows"]:
+        if row["mode"] == "real":
+            continue
+        ref = reference_accuracies(reference, row, seeds, models)
+        lines.append({
+            "method": row["method"], "ipc": row["ipc"], "mean": row["mean"], "std": row["std"],
+            "reference": None if ref is None else statistics.fmean(ref),
+            "seeds": seeds, "models": models,
+        })
+    return lines
+
+
+def describe(overrides: dict) -> str:
+    shown = {k: v for k, v in overrides.items() if k != "class_order"}
+    return ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(shown.items())) or "(none)"
+
+
+def render(probes: dict[str, dict], reference: dict) -> str:
+    lines = [
+        "# Probes of the CIFAR-10 quality benchmark (10 % subset)",
+        "",
+        "Written by `benchmarks/quality_probes.py` from the JSON files in this folder; each probe",
+        "is `benchmarks/quality_cifar10.py` with the listed `--set` overrides (its command and",
+        "commit are in its JSON). **Results on a 10 % subset of CIFAR-10 at the `quick` profile,",
+        "one seed and four evaluation models each: hints for what to run in full, not results.**",
+        "The reference column is the committed three-seed benchmark",
+        f"(`quality_cifar10.json`, commit `{reference['provenance']['git_commit'][:7]}`) restricted",
+        "to the probe's seeds and first evaluation models, so the difference is the setting's",
+        "effect on identical seeds. An override of `inner_lr` also changes the evaluation's",
+        "learning rate (the evaluation trains at the inner lr, as the authors do).",
+        "",
+        "| probe | overrides | method | IPC | probe (%) | reference, same seeds and models (%) "
+        "| difference | seeds × models | commit | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, probe in sorted(probes.items()):
+        for row in probe_rows(probe, reference):
+            ref = "–" if row["reference"] is None else f"{row['reference']:.1f}"
+            diff = "–" if row["reference"] is None else f"{row['mean'] - row['reference']:+.1f}"
+            lines.append(
+                f"| {name} | {describe(probe['overrides'])} | {row['method']} | {row['ipc']:.2f} "
+                f"| {row['mean']:.1f} ± {row['std']:.1f} | {ref} | {diff} "
+                f"| {len(row['seeds'])} × {row['models']} | `{probe['provenance']['git_commit'][:7]}` "
+                f"| {probe['provenance']['wall_time_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--probes", type=Path, default=RESULTS / "quality_cifar10_probes")
+    parser.add_argument("--reference", type=Path, default=RESULTS / "quality_cifar10.json")
+    args = parser.parse_args(argv)
+    probes = {path.stem: json.loads(path.read_text()) for path in args.probes.glob("*.json")}
+    if not probes:
+        parser.error(f"no probe JSON in {args.probes}")
+    reference = json.loads(args.reference.read_text())
+    out = args.probes / "README.md"
+    out.write_text(render(probes, reference))
+    print(f"written: {out} ({len(probes)} probes)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""benchmarks/quality_probes.py sets a probe beside the reference's same seeds and models."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality_probes.py"
+
+
+@pytest.fixture(scope="module")
+def probes():
+    spec = importlib.util.spec_from_file_location("quality_probes", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(seeds, models, rows, commit="abc1234def", overrides=None):
+    return {"seeds": seeds, "eval_models_per_seed": models, "rows": rows,
+            "overrides": overrides or {}, "provenance": {"git_commit": commit, "wall_time_s": 12.0}}
+
+
+# reference: 2 seeds × 3 models; the baseline's accuracies are seed*10 + model index
+REFERENCE = _report([0, 1], 3, [
+    {"mode": "real", "method": "random real", "ipc": 1.0, "accuracies": [1.0] * 6},
+    {"mode": "baseline", "method": "RaT-BPTT baseline", "ipc": 1.0,
+     "accuracies": [0.0, 1.0, 2.0, 10.0, 11.0, 12.0]},
+    {"mode": "podd", "method": "PoDD", "ipc": 0.497, "accuracies": [5.0] * 6},
+])
+
+
+def test_the_reference_is_the_probes_seeds_and_first_models(probes):
+    row = {"mode": "baseline", "ipc": 1.0}
+    assert probes.reference_accuracies(REFERENCE, row, [1], 2) == [10.0, 11.0]
+    assert probes.reference_accuracies(REFERENCE, row, [0, 1], 1) == [0.0, 10.0]
+    # the IPC is matched at one decimal (0.497 is the 0.5-IPC row)
+    assert probes.reference_accuracies(REFERENCE, {"mode": "podd", "ipc": 0.5}, [0], 3) == [5.0] * 3
+    # more models than the reference trained, or a seed it did not run: no reference
+    assert probes.reference_accuracies(REFERENCE, row, [0], 4) is None
+    assert probes.reference_accuracies(REFERENCE, row, [2], 1) is None
+    assert probes.reference_accuracies(REFERENCE, {"mode": "podd", "ipc": 0.3}, [0], 1) is None
+
+
+def test_the_readme_shows_each_distilled_row_and_its_difference(probes, tmp_path):
+    probe = _report([1], 2, [
+        {"mode": "real", "method": "random real", "ipc": 1.0, "mean": 18.0, "std": 0.1},
+        {"mode": "baseline", "method": "RaT-BPTT baseline", "ipc": 1.0, "mean": 13.5, "std": 0.5},
+    ], overrides={"inner_lr": 0.003, "class_order": "identity"})
+    folder = tmp_path / "probes"
+    folder.mkdir()
+    (folder / "lr.json").write_text(json.dumps(probe))
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(REFERENCE))
+    assert probes.main(["--probes", str(folder), "--reference", str(reference)]) == 0
+    table = [line for line in (folder / "README.md").read_text().splitlines()
+             if line.startswith("| lr |")]
+    assert len(table) == 1                    # the random-real row is not a distilled row
+    assert "`inner_lr=0.003`" in table[0] and "class_order" not in table[0]
+    assert "| 13.5 ± 0.5 | 10.5 | +3.0 | 1 × 2 |" in table[0]
+
+
+def test_no_probe_files_is_an_error(probes, tmp_path):
+    with pytest.raises(SystemExit):
+        probes.main(["--probes", str(tmp_path), "--reference", str(tmp_path / "none.json")])
