@@ -24,7 +24,7 @@ def test_run_config_is_the_resolvers_config_for_the_data(cifar_like):
     assert isinstance(config, DistillConfig)
     assert (config.dataset, config.mode, config.ipc, config.profile) == ("cifar10", "podd", 0.5,
                                                                          "smoke")
-    assert (config.grid, config.patches, config.labels) == ((2, 5), (3, 11), "fixed")
+    assert (config.grid, config.patches, config.labels) == ((2, 5), (6, 16), "fixed")
     assert (config.steps, config.class_order, config.device) == (3, "random", "auto")
 
 

@@ -118,14 +118,20 @@ def test_poster_size_is_validated_and_round_trips():
 # ---------------------------------------------------------------------------------------------
 # other budgets and other data
 # ---------------------------------------------------------------------------------------------
-def test_other_budgets_keep_the_paper_stride():
+def test_other_budgets_keep_the_authors_patch_count_or_their_stride():
     config = resolve_config("cifar10", "quick", ipc=0.5)
-    assert config.poster_size is None and config.patches == (3, 11)
+    assert poster.make_geometry(10, (3, 32, 32), 0.5, grid=config.grid).size == (45, 113)
+    # below the authors' IPC their stride alone would thin the patches out to 3×11 ...
+    assert poster.patch_counts_for_ipc(10, (3, 32, 32), 0.5, (2, 5), stride=(6, 8)) == (3, 11)
+    # ... so their count (6×16) stays, as far as the poster has room (35 rows: 4 positions)
+    assert config.poster_size is None and config.patches == (6, 16)
+    assert resolve_config("cifar10", "quick", ipc=0.3).patches == (4, 16)
+    # above it their stride gives more than their count
+    assert resolve_config("cifar10", "quick", ipc=1.0).patches == (6, 17)
     assert config.distill_batch is None                      # every patch, as the authors
     # a preset's batch larger than the poster's patches is capped at the patch count
-    assert resolve_config("cifar10", "paper", ipc=0.5).distill_batch == 33
-    assert poster.make_geometry(10, (3, 32, 32), 0.5, grid=config.grid).size == (45, 113)
-    assert poster.patch_counts_for_ipc(10, (3, 32, 32), 0.5, (2, 5), stride=(6, 8)) == (3, 11)
+    assert resolve_config("cifar10", "paper", ipc=0.3).distill_batch == 64
+    assert resolve_config("cifar100", "paper", ipc=0.5).patches == (20, 20)
     # overrides are never adjusted
     assert resolve_config("cifar10", "quick", ipc=0.5, patches=[2, 2]).patches == (2, 2)
     assert resolve_config("cifar10", "quick", ipc=0.5, distill_batch=50).distill_batch == 50
@@ -177,7 +183,7 @@ def test_cli_and_notebooks_agree_on_cifar10_at_half_ipc():
     notebook = run_config(fake("cifar10", 10, (3, 32, 32)), "quick", ipc=0.5, seed=3)
     cli = cli_config("--dataset", "CIFAR-10", "--ipc", "0.5", "--profile", "quick", "--seed", "3")
     assert cli == notebook == resolve_config("cifar10", "quick", ipc=0.5, seed=3)
-    assert cli.patches == (3, 11) and cli.distill_batch is None and cli.device == "auto"
+    assert cli.patches == (6, 16) and cli.distill_batch is None and cli.device == "auto"
 
 
 @pytest.mark.parametrize("mode, ipc", [("podd", 1.0), ("podd", 0.5), ("baseline", 1.0)])
