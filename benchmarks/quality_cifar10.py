@@ -63,6 +63,64 @@ def checks(report: dict) -> dict[str, str]:
     return out
 
 
+def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
+    """Complete ``report`` with the rows of an earlier run of this benchmark for the methods not
+    run now, when nothing they depend on has changed; return what was reused and how it was checked.
+
+    Refused unless the earlier run has the same profile, seeds, evaluation models and overrides,
+    its random-real row (recomputed now) is identical model for model, and every reused run's
+    ``config.json`` equals the config this commit resolves for it (the run directories must
+    still exist). So a change that touches only some rows (a preset rule below 1 IPC) reruns
+    only those, and the table says which rows came from which commit.
+    """
+    import json
+
+    from podd.demo import job_config
+
+    earlier = json.loads(Path(earlier_path).read_text())
+    for key in ("profile", "seeds", "eval_models_per_seed", "eval_steps", "overrides"):
+        if earlier[key] != report[key]:
+            raise SystemExit(f"--reuse {earlier_path}: its {key} is {earlier[key]!r}, this run's "
+                             f"{report[key]!r}; rerun those rows instead")
+    real_now, real_then = (next(r for r in rep["rows"] if r["mode"] == "real")
+                           for rep in (report, earlier))
+    if real_now["accuracies"] != real_then["accuracies"]:
+        raise SystemExit(f"--reuse {earlier_path}: the random-real row differs from the earlier "
+                         f"run's, so the evaluation changed; rerun every row")
+    have = {(r["mode"], round(r["ipc"], 1)) for r in report["rows"]}
+    reused = []
+    for row in earlier["rows"]:
+        if (row["mode"], round(row["ipc"], 1)) in have:
+            continue
+        for seed in report["seeds"]:
+            name = f"{row['mode']}-ipc{_ipc_of(row):g}-seed{seed}"
+            config_path = Path(earlier["runs"][name]) / "config.json"
+            if not config_path.exists():
+                raise SystemExit(f"--reuse: {config_path} is gone; rerun {row['method']}")
+            now = job_config(ds, report["profile"], row["mode"], _ipc_of(row), seed,
+                             report["eval_models_per_seed"], (report["eval_steps"],),
+                             report["overrides"], preset="cifar10").to_dict()
+            now, then = json.loads(json.dumps(now)), json.loads(config_path.read_text())
+            if now != then:
+                changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+                raise SystemExit(f"--reuse: {name} was made with other settings ({changed}); "
+                                 f"rerun {row['method']} {_ipc_of(row):g} IPC")
+            report["runs"][name] = earlier["runs"][name]
+        report["rows"].append(row)
+        reused.append(f"{row['method']} {_ipc_of(row):g} IPC")
+    order = [("real", 1.0)] + [(mode, ipc) for _, mode, ipc in METHODS]
+    report["rows"].sort(key=lambda r: order.index((r["mode"], _ipc_of(r))))
+    return {"rows": reused, "from": str(earlier_path),
+            "commit": earlier["provenance"]["git_commit"],
+            "check": "same profile, seeds, models and overrides; random-real row identical; "
+                     "each reused run's config.json equals this commit's config for it"}
+
+
+def _ipc_of(row: dict) -> float:
+    """The requested IPC of a row (its ``ipc`` is the poster's effective one, e.g. 0.497)."""
+    return min((1.0, 0.5, 0.3), key=lambda ipc: abs(ipc - row["ipc"]))
+
+
 def loss_curves(report: dict) -> dict[str, list]:
     """Outer loss every ``log_every`` steps of every run (from its metrics.jsonl)."""
     import json
@@ -116,6 +174,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=None,
                         help="single-threaded processes (default: one per distillation, at most "
                              "2 per CPU core)")
+    parser.add_argument("--reuse", type=Path, default=None, metavar="JSON",
+                        help="take the rows of the methods not run now from this earlier run's "
+                             "JSON, if their settings are unchanged (checked; see reuse_rows)")
     parser.add_argument("--runs", default="runs/quality_cifar10",
                         help="where the run directories (posters, metrics) go")
     parser.add_argument("--out", default="benchmarks/results/quality_cifar10",
@@ -142,6 +203,8 @@ def main(argv=None) -> int:
                              eval_models=args.eval_models, out_dir=args.runs, progress=True,
                              methods=methods, workers=workers,
                              class_order=args.class_order, **overrides)
+    if args.reuse is not None:
+        report["reused"] = reuse_rows(report, args.reuse, ds)
     report["checks"] = checks(report)
     report["loss_curves"] = loss_curves(report)
     command = "python benchmarks/quality_cifar10.py " + " ".join(
@@ -156,9 +219,13 @@ def main(argv=None) -> int:
         threads_per_worker=1, workers=workers, cpu_cores=os.cpu_count())
     out = Path(args.out)
     verdict = "\n".join(f"- {name}: {text}" for name, text in report["checks"].items())
+    reused = report.get("reused")
+    note = "" if reused is None else (
+        f"Rows {', '.join(reused['rows'])} are those of the run at commit "
+        f"`{reused['commit'][:7]}` ({reused['from']}), reused after checking: {reused['check']}. ")
     paths = write_report(report, out, verdict,
-                         note=f"Class order: {args.class_order}. {os.cpu_count()} CPU cores, "
-                              f"{workers} single-threaded workers. ")
+                         note=f"{note}Class order: {args.class_order}. {os.cpu_count()} CPU "
+                              f"cores, {workers} single-threaded workers. ")
     plot = write_loss_plot(report, out.with_name(out.name + "_loss.png"))
     print(f"written: {', '.join(str(p) for p in (*paths, plot))}")
     return 0
