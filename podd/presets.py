@@ -197,9 +197,9 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
        (:func:`podd.poster.patch_counts_for_ipc`), as far as the poster has room: CIFAR-10 at
        1 IPC is 64×160 with 6×17 patches, at 0.5 IPC 45×113 with 6×16 (the stride alone would
        give 3×11), at 0.3 IPC 35×88 with 4×16. Digits (not in the paper) keeps its 4×10
-       patches at every IPC, as far as the poster has room for them. Data without a preset gets the class grid and depth of
-       its shape and patches at the paper's stride relative to the image side
-       (:func:`podd.poster.default_patch_counts`);
+       patches at every IPC, as far as the poster has room for them. Data without a preset
+       gets the class grid and depth of its shape and patches at the paper's stride relative
+       to the image side (:func:`podd.poster.default_patch_counts`);
     3. ``distill_batch`` is capped at the number of patches;
     4. PoCO needs CLIP text embeddings: ``embeddings`` (a ``.pt``/``.npy`` file) makes PoCO use
        them; under ``smoke`` without one the class order falls back to the dataset order (with a
