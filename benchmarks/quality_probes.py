@@ -3,9 +3,11 @@
 A probe is a ``quality_cifar10.py`` run with ``--set`` overrides, usually one seed and four
 evaluation models, to see whether a setting is worth a full three-seed run. Its JSON sits in
 ``benchmarks/results/quality_cifar10_probes/``. This script sets each probe's distilled rows beside
-the SAME seeds and the same first models of the reference benchmark
-(``benchmarks/results/quality_cifar10.json``: evaluation models are seeded per model, so the first
-four of eight are the four a probe trains), and writes the folder's README.md::
+the SAME seeds and the same first models of the reference benchmark (by default the folder's
+``reference/quality_cifar10.json``, the full benchmark the probes were made against, kept so that
+a later change of the profile does not change the comparison; evaluation models are seeded per
+model, so the first four of eight are the four a probe trains), and writes the folder's
+README.md::
 
     .venv/bin/python benchmarks/quality_probes.py
 
@@ -70,8 +72,8 @@ def render(probes: dict[str, dict], reference: dict) -> str:
         "is `benchmarks/quality_cifar10.py` with the listed `--set` overrides (its command and",
         "commit are in its JSON). **Results on a 10 % subset of CIFAR-10 at the `quick` profile,",
         "one seed and four evaluation models each: hints for what to run in full, not results.**",
-        "The reference column is the committed three-seed benchmark",
-        f"(`quality_cifar10.json`, commit `{reference['provenance']['git_commit'][:7]}`) restricted",
+        "The reference column is the three-seed benchmark the probes were made against",
+        f"(`reference/quality_cifar10.json`, commit `{reference['provenance']['git_commit'][:7]}`) restricted",
         "to the probe's seeds and first evaluation models, so the difference is the setting's",
         "effect on identical seeds. An override of `inner_lr` also changes the evaluation's",
         "learning rate (the evaluation trains at the inner lr, as the authors do).",
@@ -95,7 +97,8 @@ def render(probes: dict[str, dict], reference: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--probes", type=Path, default=RESULTS / "quality_cifar10_probes")
-    parser.add_argument("--reference", type=Path, default=RESULTS / "quality_cifar10.json")
+    parser.add_argument("--reference", type=Path,
+                        default=RESULTS / "quality_cifar10_probes" / "reference" / "quality_cifar10.json")
     args = parser.parse_args(argv)
     probes = {path.stem: json.loads(path.read_text()) for path in args.probes.glob("*.json")}
     if not probes:
