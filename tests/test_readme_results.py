@@ -1,0 +1,47 @@
+"""The README's result tables are the benchmarks' written tables, not numbers typed by hand.
+
+Every table row of a committed results file (and every verdict line, where the README quotes
+them) must appear, unchanged, between the README's markers for it; so rerunning a benchmark
+without updating the README (or editing a number in the README) fails here.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# section marker -> (results file, whether the README quotes its verdict lines too)
+SECTIONS = {"cifar10-subset": ("benchmarks/results/quality_cifar10.md", True),
+            "digits-table": ("benchmarks/results/quality_digits.md", False)}
+
+
+def readme_section(name: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- {name}:start -->(.*?)<!-- {name}:end -->", text, re.S)
+    assert match, f"README.md has no <!-- {name}:start/end --> markers"
+    return match.group(1)
+
+
+def result_lines(path: Path, verdicts: bool = True) -> list[str]:
+    """The table rows (``| … |``) and, with ``verdicts``, the verdict lines (``- …``) of a
+    results file."""
+    return [line for line in path.read_text().splitlines()
+            if line.startswith("| ") or (verdicts and line.startswith("- "))]
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_the_readme_shows_the_written_results(section):
+    results, verdicts = SECTIONS[section]
+    lines = result_lines(ROOT / results, verdicts)
+    assert len(lines) >= 4, f"{results} has no table"
+    shown = readme_section(section).splitlines()
+    missing = [line for line in lines if line not in shown]
+    assert not missing, f"README.md ({section}) differs from {results}: {missing}"
+
+
+def test_a_changed_number_is_caught(tmp_path):
+    written = tmp_path / "r.md"
+    written.write_text("| method | accuracy |\n|---|---|\n| PoDD | 30.2 ± 2.1 |\n- target: met\n")
+    shown = "| method | accuracy |\n|---|---|\n| PoDD | 30.3 ± 2.1 |\n- target: met\n".splitlines()
+    assert [line for line in result_lines(written) if line not in shown] == ["| PoDD | 30.2 ± 2.1 |"]
