@@ -1,0 +1,92 @@
+"""benchmarks/quality_cifar10.py --reuse: earlier rows are taken only when nothing they depend on changed."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from podd.demo import job_config
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+DATA = SimpleNamespace(name="npz:/data/cifar10.npz", num_classes=10, image_shape=(3, 32, 32))
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCHMARKS))       # the script imports its sibling quality_report
+    try:
+        spec = importlib.util.spec_from_file_location("quality_cifar10", BENCHMARKS / "quality_cifar10.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _row(mode, method, ipc, accuracies):
+    return {"mode": mode, "method": method, "ipc": ipc, "accuracies": accuracies, "mean": 0.0,
+            "std": 0.0, "seeds": [0], "pixels": 1}
+
+
+def _report(rows, runs=None):
+    return {"profile": "quick", "seeds": [0], "eval_models_per_seed": 2, "eval_steps": 300,
+            "overrides": {"class_order": "identity"}, "rows": rows, "runs": runs or {},
+            "provenance": {"git_commit": "f" * 40}}
+
+
+def _earlier(tmp_path, baseline_config=None):
+    """An earlier run with random real, baseline and PoDD 0.5 rows and their run directories."""
+    runs = {}
+    for mode, ipc in (("baseline", 1.0), ("podd", 0.5)):
+        name = f"{mode}-ipc{ipc:g}-seed0"
+        config = job_config(DATA, "quick", mode, ipc, 0, 2, (300,), {"class_order": "identity"},
+                            preset="cifar10").to_dict()
+        if mode == "baseline" and baseline_config:
+            config.update(baseline_config)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+        runs[name] = str(tmp_path / name)
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(_report([
+        _row("real", "random real", 1.0, [18.0, 19.0]),
+        _row("baseline", "RaT-BPTT baseline", 1.0, [30.0, 31.0]),
+        _row("podd", "PoDD", 0.497, [24.0, 25.0])], runs)))
+    return path
+
+
+def _now():
+    return _report([_row("real", "random real", 1.0, [18.0, 19.0]),
+                    _row("podd", "PoDD", 0.497, [26.0, 27.0])],
+                   {"podd-ipc0.5-seed0": "/new/podd-ipc0.5-seed0"})
+
+
+def test_unchanged_rows_are_taken_and_named(bench, tmp_path):
+    report = _now()
+    reused = bench.reuse_rows(report, _earlier(tmp_path), DATA)
+    assert reused["rows"] == ["RaT-BPTT baseline 1 IPC"] and reused["commit"] == "f" * 40
+    assert [r["method"] for r in report["rows"]] == ["random real", "RaT-BPTT baseline", "PoDD"]
+    podd = report["rows"][2]
+    assert podd["accuracies"] == [26.0, 27.0]            # the row run now is kept, not replaced
+    assert report["runs"]["baseline-ipc1-seed0"] == str(tmp_path / "baseline-ipc1-seed0")
+
+
+def test_a_row_made_with_other_settings_is_refused(bench, tmp_path):
+    with pytest.raises(SystemExit, match="window"):
+        bench.reuse_rows(_now(), _earlier(tmp_path, {"window": 11}), DATA)
+
+
+def test_a_different_random_real_row_is_refused(bench, tmp_path):
+    now = _now()
+    now["rows"][0]["accuracies"] = [18.0, 19.5]
+    with pytest.raises(SystemExit, match="random-real row differs"):
+        bench.reuse_rows(now, _earlier(tmp_path), DATA)
+
+
+def test_other_seeds_are_refused(bench, tmp_path):
+    now = _now()
+    now["seeds"] = [0, 1]
+    with pytest.raises(SystemExit, match="seeds"):
+        bench.reuse_rows(now, _earlier(tmp_path), DATA)
