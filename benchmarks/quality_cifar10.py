@@ -87,10 +87,10 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
     if real_now["accuracies"] != real_then["accuracies"]:
         raise SystemExit(f"--reuse {earlier_path}: the random-real row differs from the earlier "
                          f"run's, so the evaluation changed; rerun every row")
-    have = {(r["mode"], round(r["ipc"], 1)) for r in report["rows"]}
+    have = {(r["mode"], _ipc_of(r)) for r in report["rows"]}
     reused = []
     for row in earlier["rows"]:
-        if (row["mode"], round(row["ipc"], 1)) in have:
+        if (row["mode"], _ipc_of(row)) in have:
             continue
         for seed in report["seeds"]:
             name = f"{row['mode']}-ipc{_ipc_of(row):g}-seed{seed}"
@@ -118,7 +118,7 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
 
 def _ipc_of(row: dict) -> float:
     """The requested IPC of a row (its ``ipc`` is the poster's effective one, e.g. 0.497)."""
-    return min((1.0, 0.5, 0.3), key=lambda ipc: abs(ipc - row["ipc"]))
+    return min({ipc for _, _, ipc in METHODS}, key=lambda ipc: abs(ipc - row["ipc"]))
 
 
 def loss_curves(report: dict) -> dict[str, list]:

@@ -288,7 +288,6 @@ class PatchSource:
     def __init__(self, mode: str, geometry, class_order: torch.Tensor, label_mode: str,
                  num_classes: int, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32):
-
         self.mode, self.geometry, self.label_mode = mode, geometry, label_mode
         self.kind = poster_mode(mode)
         self.num_classes = num_classes
@@ -313,7 +312,6 @@ class PatchSource:
     def labels(self, label_params: torch.Tensor | None) -> torch.Tensor:
         if self._weights is None:
             return self._fixed
-
         return L.learned_labels(label_params, self._weights)
 
 
@@ -401,7 +399,6 @@ class Distiller:
 
     def _init_leaves(self) -> None:
         """The learned leaves — poster pixels (and label parameters) — and their outer Adam."""
-
         cfg = self.config
         poster = self.poster_mode.init_poster(self.geometry, self.generator, cfg.init,
                                               self.class_order, self.x_real.cpu(),
