@@ -118,6 +118,8 @@ def _run_jobs(jobs: list[_Job], shared: dict, workers: int, progress: bool) -> d
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    from podd.executors import init_worker
+
     # spawn, not fork: a forked child of a process that has already run torch's OpenMP pool
     # can deadlock.
     context = multiprocessing.get_context("spawn")
@@ -126,7 +128,7 @@ def _run_jobs(jobs: list[_Job], shared: dict, workers: int, progress: bool) -> d
               f"distillations) in {min(workers, len(jobs))} single-threaded processes; each "
               f"reports when it is done", flush=True)
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                             initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                             initializer=init_worker, initargs=(1,)) as pool:
         futures = {pool.submit(_run_job, job, shared, False): job for job in order}
         for future in as_completed(futures):
             job = futures[future]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -56,10 +57,30 @@ class InlineExecutor:
         return future
 
 
-def _init_worker(threads: int) -> None:
+#: how often a pool worker checks that the process that started it is still alive (seconds)
+PARENT_POLL_S = 1.0
+
+
+def init_worker(threads: int) -> None:
+    """Initialiser of every local pool worker: ``threads`` torch threads, and a watch on the
+    parent. A worker outlives a parent that is killed (``kill``, a scheduler's time limit, an
+    out-of-memory kill): without the watch it would finish its run, up to hours of CPU,
+    writing into run directories that somebody may already be deleting."""
+    import threading
+
     import torch
 
     torch.set_num_threads(threads)
+    parent = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True,
+                     name="podd-parent-watch").start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    # An orphan is re-parented (to init or a subreaper), so its parent id changes.
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 class PoolExecutor:
@@ -72,7 +93,7 @@ class PoolExecutor:
 
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.pool = concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
             initargs=(threads,))
 
     def submit(self, fn: Callable, *args, **kwargs) -> concurrent.futures.Future:

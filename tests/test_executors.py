@@ -4,11 +4,20 @@ debug executor, and its local executor: a subprocess per job, the Slurm code pat
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
 from podd import notebook_support as nbs
-from podd.executors import KINDS, gather, make_executor, slurm_parameters
+from podd.executors import KINDS, PARENT_POLL_S, gather, make_executor, slurm_parameters
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _fail():
@@ -109,3 +118,57 @@ def test_podd_distill_as_a_job(tmp_path, capsys, one_thread):
     assert main(common + ["--out", str(tmp_path / "other"), "--executor", "debug",
                           "--distributed", "tasks"]) == 2
     assert "torchrun" in capsys.readouterr().err
+
+
+_ORPHAN_PARENT = '''
+import os, sys, time
+from podd.executors import make_executor
+
+
+def report_and_wait(path):
+    with open(path + ".tmp", "w") as file:
+        file.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    make_executor("local", workers=2, threads=1).submit(report_and_wait, sys.argv[1]).result()
+'''
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent that does not reap it (Linux /proc)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states in /proc")
+def test_a_pool_worker_exits_when_its_parent_is_killed(tmp_path):
+    """``kill -9`` of a sweep's parent must not leave its workers running their jobs: each worker
+    watches the process that started it and exits when it is gone."""
+    script, pid_file = tmp_path / "parent.py", tmp_path / "worker.pid"
+    script.write_text(_ORPHAN_PARENT)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists():
+            assert parent.poll() is None, "the parent ended before its worker started the job"
+            assert time.monotonic() < deadline, "the worker never started the job"
+            time.sleep(0.2)
+        worker = int(pid_file.read_text())
+        assert _running(worker)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10 * PARENT_POLL_S + 5
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    orphaned = _running(worker)
+    if orphaned:
+        os.kill(worker, signal.SIGKILL)     # do not leave it behind when the test fails
+    assert not orphaned, "the worker kept running its 120 s job after its parent died"
