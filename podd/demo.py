@@ -109,7 +109,9 @@ def _run_jobs(jobs: list[_Job], shared: dict, workers: int, progress: bool) -> d
     {job: outcome}. Long jobs are started first so the processes finish together."""
     if workers < 1:
         raise ValueError(f"workers={workers}: must be at least 1")
-    order = sorted(jobs, key=lambda job: job.mode == "real")  # distillations first
+    # PoDD runs (the longest: every patch in every inner step), then the baselines, then the
+    # real subsets (no distillation); a stable sort keeps the given order within each.
+    order = sorted(jobs, key=lambda job: (job.mode == "real", job.mode == "baseline"))
     outcomes = {}
     if workers == 1:
         for job in order:

@@ -44,3 +44,20 @@ def test_default_workers_one_per_distillation_capped_by_cores(monkeypatch):
     assert default_workers(3) == 3
     assert default_workers(12) == 4
     assert default_workers(0) == 1
+
+
+def test_the_longest_jobs_start_first(monkeypatch):
+    """PoDD distillations, then baselines, then real subsets: started in the order of their cost,
+    the pool's processes finish together (a baseline last would leave one core idle for a PoDD run)."""
+    import podd.demo as demo
+
+    started = []
+    monkeypatch.setattr(demo, "_run_job", lambda job, shared, progress: started.append(job) or {})
+    jobs = [demo._Job("random real", "real", 1.0, 0), demo._Job("baseline", "baseline", 1.0, 0),
+            demo._Job("baseline", "baseline", 1.0, 1), demo._Job("PoDD", "podd", 0.5, 0),
+            demo._Job("PoDD", "podd", 1.0, 0)]
+    outcomes = demo._run_jobs(jobs, {}, workers=1, progress=False)
+    assert [(job.mode, job.ipc, job.seed) for job in started] == [
+        ("podd", 0.5, 0), ("podd", 1.0, 0), ("baseline", 1.0, 0), ("baseline", 1.0, 1),
+        ("real", 1.0, 0)]
+    assert set(outcomes) == set(jobs)
