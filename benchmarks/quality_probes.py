@@ -76,7 +76,8 @@ def render(probes: dict[str, dict], reference: dict) -> str:
         f"(`reference/quality_cifar10.json`, commit `{reference['provenance']['git_commit'][:7]}`) restricted",
         "to the probe's seeds and first evaluation models, so the difference is the setting's",
         "effect on identical seeds. An override of `inner_lr` also changes the evaluation's",
-        "learning rate (the evaluation trains at the inner lr, as the authors do).",
+        "learning rate (the evaluation trains at the inner lr, as the authors do), and one of",
+        "`width` the evaluation ConvNets' width (they are the distillation's architecture).",
         "",
         "| probe | overrides | method | IPC | probe (%) | reference, same seeds and models (%) "
         "| difference | seeds × models | commit | wall (s) |",
