@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # section marker -> (results file, whether the README quotes its verdict lines too)
 SECTIONS = {"cifar10-subset": ("benchmarks/results/quality_cifar10.md", True),
+            "cifar10-subset-width64": ("benchmarks/results/quality_cifar10_width64.md", True),
             "digits-table": ("benchmarks/results/quality_digits.md", False)}
 
 
