@@ -133,6 +133,10 @@ class RunDir:
                           f"({', '.join(p.name for p in removed[:3])})")
             yield self
         finally:
+            # A signal in the instant between mkstemp creating a temporary file and atomic_path
+            # taking charge of it leaves the file behind; this process still holds the lock, so
+            # every .tmp file here is one of its own unfinished writes.
+            remove_orphan_tmp(self.path)
             lock.release()
             lock_path.unlink(missing_ok=True)
             self._remove_if_empty(created)

@@ -154,3 +154,16 @@ def test_load_run_errors_are_clear(tmp_path):
     (tmp_path / "d" / "poster.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a podd poster"):
         load_run(tmp_path / "d")
+
+
+def test_an_interrupted_writes_temporary_file_is_removed_when_the_run_lets_go(tmp_path):
+    """A signal can land after mkstemp made a temporary file and before atomic_path owns it;
+    the run, still holding its lock, removes such files as it stops (its finished files stay)."""
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        with run.locked():
+            (run.path / "checkpoint.pt").write_bytes(b"finished")
+            (run.path / ".checkpoint.pt.x1y2z3.tmp").write_bytes(b"half written")
+            raise KeyboardInterrupt
+    assert not list(run.path.glob(".*.tmp"))
+    assert (run.path / "checkpoint.pt").read_bytes() == b"finished"
