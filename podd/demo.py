@@ -117,20 +117,15 @@ def _run_jobs(jobs: list[_Job], shared: dict, workers: int, progress: bool) -> d
         for job in order:
             outcomes[job] = _announce(_run_job(job, shared, progress), job, progress)
         return outcomes
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    from podd.executors import init_worker
+    from podd.executors import PoolExecutor
 
-    # spawn, not fork: a forked child of a process that has already run torch's OpenMP pool
-    # can deadlock.
-    context = multiprocessing.get_context("spawn")
     if progress:
         print(f"running {len(jobs)} jobs ({sum(job.mode != 'real' for job in jobs)} "
               f"distillations) in {min(workers, len(jobs))} single-threaded processes; each "
               f"reports when it is done", flush=True)
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                             initializer=init_worker, initargs=(1,)) as pool:
+    with PoolExecutor(min(workers, len(jobs)), threads=1) as pool:
         futures = {pool.submit(_run_job, job, shared, False): job for job in order}
         for future in as_completed(futures):
             job = futures[future]

@@ -61,7 +61,7 @@ class InlineExecutor:
 PARENT_POLL_S = 1.0
 
 
-def init_worker(threads: int) -> None:
+def _init_worker(threads: int) -> None:
     """Initialiser of every local pool worker: ``threads`` torch threads, and a watch on the
     parent. A worker outlives a parent that is killed (``kill``, a scheduler's time limit, an
     out-of-memory kill): without the watch it would finish its run, up to hours of CPU,
@@ -93,11 +93,17 @@ class PoolExecutor:
 
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.pool = concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
             initargs=(threads,))
 
     def submit(self, fn: Callable, *args, **kwargs) -> concurrent.futures.Future:
         return self.pool.submit(fn, *args, **kwargs)
+
+    def __enter__(self) -> PoolExecutor:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.pool.shutdown()
 
 
 class SubmititExecutor:

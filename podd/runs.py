@@ -133,8 +133,8 @@ class RunDir:
                           f"({', '.join(p.name for p in removed[:3])})")
             yield self
         finally:
-            # A signal in the instant between mkstemp creating a temporary file and atomic_path
-            # taking charge of it leaves the file behind; this process still holds the lock, so
+            # A signal can cut a write short before atomic_path cleans up (e.g. between mkstemp
+            # creating the file and returning its name); this process still holds the lock, so
             # every .tmp file here is one of its own unfinished writes.
             remove_orphan_tmp(self.path)
             lock.release()
