@@ -24,6 +24,13 @@ from typing import Any
 
 import torch
 
+# mkstemp creates 0600 files (private by design); a finished file should get the mode a plain
+# open() would give it, so a shared results or cache folder stays readable by the group. The
+# process umask can only be read by setting it, so it is read once, at import.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
@@ -41,6 +48,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, target)
     except BaseException as error:
         free = free_bytes(target.parent)    # before the temporary file gives its space back

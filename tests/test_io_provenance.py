@@ -20,6 +20,14 @@ def test_atomic_path_replaces_target_only_on_success(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["file.json"]
 
 
+def test_atomic_path_gives_the_mode_a_plain_open_would(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    with io.atomic_path(tmp_path / "atomic.txt") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_safe_filename_keeps_safe_characters_and_replaces_the_rest():
     assert io.safe_filename("ViT-B/32-openai") == "ViT-B_32-openai"
     assert io.safe_filename("npz:/data/my set.npz") == "npz__data_my_set.npz"
