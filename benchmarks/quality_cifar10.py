@@ -134,6 +134,13 @@ def loss_curves(report: dict) -> dict[str, list]:
     return curves
 
 
+def loss_plot_title(report: dict) -> str:
+    """Says what the curves were run at: the profile and any setting changed from it."""
+    changed = "".join(f", {key}={value}" for key, value in report["overrides"].items()
+                      if key != "class_order")        # the class order does not change a curve's shape
+    return f"Outer loss, profile {report['profile']}{changed} — CIFAR-10 10 % subset"
+
+
 def write_loss_plot(report: dict, path: Path) -> Path:
     """The outer-loss curves of every distillation, as a PNG beside the table."""
     import matplotlib
@@ -147,7 +154,7 @@ def write_loss_plot(report: dict, path: Path) -> Path:
     figures.use_style()
     fig, ax = plt.subplots(figsize=(7, 4))
     figures.plot_loss_curves(ax, report["loss_curves"])
-    ax.set_title(f"Outer loss, profile {report['profile']} — CIFAR-10 10 % subset", fontsize=10)
+    ax.set_title(loss_plot_title(report), fontsize=10)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -1,4 +1,5 @@
-"""benchmarks/quality_cifar10.py --reuse: earlier rows are taken only when nothing they depend on changed."""
+"""benchmarks/quality_cifar10.py: --reuse takes earlier rows only when nothing they depend on
+changed; the loss plot says its settings."""
 
 import importlib.util
 import json
@@ -90,3 +91,10 @@ def test_other_seeds_are_refused(bench, tmp_path):
     now["seeds"] = [0, 1]
     with pytest.raises(SystemExit, match="seeds"):
         bench.reuse_rows(now, _earlier(tmp_path), DATA)
+
+
+def test_the_loss_plot_title_names_settings_changed_from_the_profile(bench):
+    report = _now()
+    assert bench.loss_plot_title(report) == "Outer loss, profile quick — CIFAR-10 10 % subset"
+    report["overrides"]["width"] = 64
+    assert "profile quick, width=64 —" in bench.loss_plot_title(report)
