@@ -1,0 +1,181 @@
+"""Re-evaluate a quality benchmark's posters for longer: the paper's 300, 600, 1000 and 2000 steps.
+
+The paper's evaluation (§5.1; REFERENCE.md) tests each student at 300, 600, 1000 and 2000
+training steps; the CPU profiles test at 300 only. This script takes the JSON that
+``quality_cifar10.py`` wrote, loads every run's final poster from its run directory, and trains
+the same evaluation models again (same seeds, learning rate, batches and augmentation, same
+train/validation split) while testing them at each of ``--steps``. The random-real row is
+recomputed the same way. Nothing is distilled again.
+
+    .venv/bin/python benchmarks/quality_eval_steps.py \\
+        --results benchmarks/results/quality_cifar10_width64.json \\
+        --data PATH/cifar10-train-subset.npz --steps 300 600 1000 2000 \\
+        --out benchmarks/results/quality_cifar10_width64_eval_steps
+
+Every number is a result on the 10 % SUBSET of CIFAR-10 the benchmark used, and the tables say
+so. A 300-step column equal to the benchmark's own table shows the protocol is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _evaluate_job(job: dict) -> dict:
+    """One row-seed: train ``eval_models`` students and test them at every step (percent)."""
+    from podd.data import load_dataset, train_val_split
+    from podd.distill import DistillConfig, patches_and_labels
+    from podd.evaluate import EvalProtocol
+    from podd.notebooks.experiment import preprocessor_for, real_reference
+    from podd.runs import load_run
+
+    t0 = time.perf_counter()
+    ds = train_val_split(load_dataset(f"npz:{job['data']}"), n_val=job["n_val"],
+                         seed=job["split_seed"])
+    steps = tuple(job["steps"])
+    if job["run_dir"] is None:        # the random-real row, as quality_cifar10 makes it
+        config = DistillConfig.from_dict(job["settings"]).replace(
+            eval_models=job["eval_models"], eval_steps=steps, seed=job["seed"], device="cpu")
+        accuracy = real_reference(ds, config, images_per_class=1,
+                                  subset_seed=job["seed"]).evaluation.accuracy
+    else:
+        artifact, _ = load_run(job["run_dir"])
+        config = DistillConfig.from_dict(artifact.config)
+        images, labels = patches_and_labels(artifact)
+        protocol = EvalProtocol.from_config(config, num_models=job["eval_models"], steps=steps,
+                                            device="cpu")
+        test_x = preprocessor_for(ds, config.zca)(ds.x_test)
+        accuracy = protocol.run(images, labels, test_x, ds.y_test).accuracy
+    return {"accuracy": accuracy.tolist(), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def jobs_of(report: dict, data: str, n_val: int, split_seed: int, steps) -> list[dict]:
+    """One job per row and seed of ``report`` (a quality_cifar10 JSON), in its row order."""
+    jobs = []
+    for row in report["rows"]:
+        for seed in report["seeds"]:
+            run_dir = None
+            if row["mode"] != "real":
+                name = next(n for n in report["runs"]
+                            if n.startswith(f"{row['mode']}-") and n.endswith(f"-seed{seed}")
+                            and _same_ipc(n, row["ipc"]))
+                run_dir = report["runs"][name]
+            jobs.append(dict(row=f"{row['method']} {row['ipc']:g} IPC", seed=seed,
+                             run_dir=run_dir, data=data, n_val=n_val, split_seed=split_seed,
+                             steps=list(steps), eval_models=report["eval_models_per_seed"],
+                             settings=report["settings"]))
+    return jobs
+
+
+def _same_ipc(run_name: str, ipc: float) -> bool:
+    """A run named ``podd-ipc0.5-seed0`` belongs to the row of effective IPC 0.497."""
+    requested = float(run_name.split("-ipc")[1].split("-seed")[0])
+    return abs(requested - ipc) < 0.05
+
+
+def summarise(jobs: list[dict], outcomes: list[dict], steps) -> list[dict]:
+    """Per row: mean and std over all seeds' models at every step."""
+    import torch
+
+    rows = {}
+    for job, outcome in zip(jobs, outcomes):
+        rows.setdefault(job["row"], []).append(torch.tensor(outcome["accuracy"]))
+    out = []
+    for name, parts in rows.items():
+        acc = torch.cat(parts).double()          # (models over all seeds, steps)
+        out.append({"row": name, "steps": list(steps),
+                    "mean": [round(float(m), 2) for m in acc.mean(0)],
+                    "std": [round(float(s), 2) for s in acc.std(0)],
+                    "accuracies": acc.tolist()})
+    return out
+
+
+def markdown(summary: list[dict], steps, label: str) -> str:
+    head = "| row | " + " | ".join(f"{s} steps" for s in steps) + " |"
+    lines = [f"Test accuracy (%) on {label}, mean ± std over all evaluation models, by the "
+             f"number of steps each student trained.", "", head,
+             "|---|" + "---|" * len(steps)]
+    for row in summary:
+        cells = " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(row["mean"], row["std"]))
+        lines.append(f"| {row['row']} | {cells} |")
+    base = next((r for r in summary if r["row"].startswith("RaT-BPTT baseline")), None)
+    podd1 = next((r for r in summary if r["row"] == "PoDD 1 IPC"), None)
+    if base and podd1:
+        margins = " | ".join(f"{p - b:+.1f}" for p, b in zip(podd1["mean"], base["mean"]))
+        lines.append(f"| PoDD 1 IPC − baseline | {margins} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=Path, required=True,
+                        help="a quality_cifar10 JSON whose run directories still exist")
+    parser.add_argument("--data", default=os.environ.get("PODD_CIFAR10_NPZ"), required=False)
+    parser.add_argument("--n-val", type=int, default=1000, help="as the benchmark's run")
+    parser.add_argument("--split-seed", type=int, default=0, help="as the benchmark's run")
+    parser.add_argument("--steps", type=int, nargs="+", default=[300, 600, 1000, 2000])
+    parser.add_argument("--workers", type=int, default=2,
+                        help="single-threaded processes (1: evaluate in this process)")
+    parser.add_argument("--out", type=Path, required=True, help="path without extension")
+    args = parser.parse_args(argv)
+    if not args.data:
+        parser.error("--data PATH is needed: the npz the benchmark ran on")
+    if args.steps != sorted(set(args.steps)) or args.steps[0] < 1:
+        parser.error(f"--steps {args.steps}: give increasing step counts of at least 1")
+
+    from podd.executors import PoolExecutor
+    from podd.io import write_json, write_text
+    from podd.provenance import provenance
+
+    t0 = time.perf_counter()
+    report = json.loads(args.results.read_text())
+    jobs = jobs_of(report, args.data, args.n_val, args.split_seed, args.steps)
+    print(f"{len(jobs)} evaluations of {report['eval_models_per_seed']} models × "
+          f"{args.steps[-1]} steps in {args.workers} processes", flush=True)
+    outcomes = []
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:
+            pool = stack.enter_context(PoolExecutor(args.workers, threads=1))
+            results = (f.result() for f in [pool.submit(_evaluate_job, job) for job in jobs])
+        else:
+            results = map(_evaluate_job, jobs)
+        for job, outcome in zip(jobs, results):
+            outcomes.append(outcome)
+            print(f"done: {job['row']}, seed {job['seed']} ({outcome['seconds']:.0f} s)",
+                  flush=True)
+    summary = summarise(jobs, outcomes, args.steps)
+    label = (f"the benchmark's split of {report['dataset']} (profile {report['profile']}, "
+             f"overrides {report['overrides']}, {len(report['seeds'])} seeds × "
+             f"{report['eval_models_per_seed']} models)")
+    command = "python benchmarks/quality_eval_steps.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    out = {"from": str(args.results), "from_commit": report["provenance"]["git_commit"],
+           "dataset": report["dataset"], "steps": args.steps, "rows": summary,
+           "jobs": [{k: job[k] for k in ("row", "seed", "run_dir")} | {"seconds": o["seconds"]}
+                    for job, o in zip(jobs, outcomes)],
+           "provenance": provenance(
+               dataset="cifar10 (10% subset, npz)", data_source="subset", profile=report["profile"],
+               hyperparameters=report["settings"], seeds={"eval": report["seeds"],
+                                                          "split": args.split_seed},
+               command=command, wall_time_s=round(time.perf_counter() - t0, 1),
+               threads_per_worker=1, workers=args.workers, cpu_cores=os.cpu_count())}
+    write_json(args.out.with_suffix(".json"), out)
+    table = markdown(summary, args.steps, label)
+    write_text(args.out.with_suffix(".md"),
+               f"{table}\n\nPosters from `{args.results}` (commit `{out['from_commit'][:7]}`), "
+               f"re-evaluated by `{command}` at commit `{out['provenance']['git_commit']}`, "
+               f"{out['provenance']['wall_time_s']} s on {os.cpu_count()} CPU cores.\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

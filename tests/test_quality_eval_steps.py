@@ -1,0 +1,73 @@
+"""benchmarks/quality_eval_steps.py: longer evaluations of a benchmark's posters repeat the
+benchmark's own numbers at its step count, model for model."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    sys.path.insert(0, str(BENCHMARKS))       # quality_cifar10 imports its sibling quality_report
+    try:
+        yield _load("quality_cifar10"), _load("quality_eval_steps")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _tiny_cifar(path):
+    """120 CIFAR-shaped images, 12 per class: a fixed template per class plus noise."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 12)
+    templates = rng.integers(0, 255, (10, 32, 32, 3))
+    x = 0.7 * templates[y] + 0.3 * rng.integers(0, 255, (120, 32, 32, 3))
+    np.savez(path, x_train=x.astype(np.uint8), y_train=y,
+             class_names=np.array([f"class{i}" for i in range(10)]))
+
+
+def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(
+        scripts, tmp_path, monkeypatch):
+    quality, eval_steps = scripts
+    monkeypatch.setenv("PODD_DATA", str(tmp_path / "cache"))
+    data = tmp_path / "tiny.npz"
+    _tiny_cifar(data)
+    common = ["--data", str(data), "--n-val", "40", "--workers", "1"]
+    quality.main([*common, "--seeds", "0", "--eval-models", "2", "--profile", "smoke",
+                  "--methods", "baseline-1", "podd-0.5", "--runs", str(tmp_path / "runs"),
+                  "--out", str(tmp_path / "bench")])
+    eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20", "40",
+                     "--out", str(tmp_path / "longer")])
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    longer = json.loads((tmp_path / "longer.json").read_text())
+    assert bench["eval_steps"] == 20                       # the smoke profile's
+    assert [r["row"] for r in longer["rows"]] == [
+        "random real 1 IPC", "RaT-BPTT baseline 1 IPC", "PoDD 0.497 IPC"]
+    for row, again in zip(bench["rows"], longer["rows"]):
+        at_20 = [round(models[0], 2) for models in again["accuracies"]]
+        assert at_20 == row["accuracies"], row["method"]
+        assert again["steps"] == [20, 40] and all(len(m) == 2 for m in again["accuracies"])
+    assert "| row | 20 steps | 40 steps |" in (tmp_path / "longer.md").read_text()
+
+
+def test_a_row_finds_its_runs_by_requested_ipc(scripts):
+    _, eval_steps = scripts
+    report = {"rows": [{"mode": "podd", "method": "PoDD", "ipc": 0.497},
+                       {"mode": "podd", "method": "PoDD", "ipc": 1.0}],
+              "seeds": [3], "eval_models_per_seed": 1, "settings": {},
+              "runs": {"podd-ipc1-seed3": "/r/one", "podd-ipc0.5-seed3": "/r/half"}}
+    jobs = eval_steps.jobs_of(report, "x.npz", 10, 0, [300])
+    assert [(job["row"], job["run_dir"]) for job in jobs] == [
+        ("PoDD 0.497 IPC", "/r/half"), ("PoDD 1 IPC", "/r/one")]
