@@ -20,6 +20,9 @@ accuracy, every run's config, outer-loss curves, provenance) and a markdown tabl
     .venv/bin/python benchmarks/quality_cifar10.py --data PATH/cifar10-train-subset.npz \\
         --seeds 0 1 2 --eval-models 8 --out benchmarks/results/quality_cifar10
 
+More outer steps without starting again: ``--continue-from EARLIER.json --steps N`` copies the
+earlier run's distillations into ``--runs`` and resumes each from its checkpoint to N steps.
+
 Class order: PoCO needs CLIP ViT-B/32 weights; ``--class-order identity`` (dataset order) runs
 without them and says so in the table.
 """
@@ -184,6 +187,10 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse", type=Path, default=None, metavar="JSON",
                         help="take the rows of the methods not run now from this earlier run's "
                              "JSON, if their settings are unchanged (checked; see reuse_rows)")
+    parser.add_argument("--continue-from", type=Path, default=None, metavar="JSON",
+                        help="go on from this earlier run's distillations (copied into --runs) "
+                             "to --steps instead of starting again; each must have this run's "
+                             "settings but for its steps (checked when it resumes)")
     parser.add_argument("--runs", default="runs/quality_cifar10",
                         help="where the run directories (posters, metrics) go")
     parser.add_argument("--out", default="benchmarks/results/quality_cifar10",
@@ -204,12 +211,23 @@ def main(argv=None) -> int:
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.steps is not None:
         overrides["steps"] = args.steps
+    continued = None
+    if args.continue_from is not None:
+        earlier = json.loads(args.continue_from.read_text())
+        if args.steps is None or args.steps <= earlier["settings"]["steps"]:
+            parser.error(f"--continue-from: give --steps above the earlier run's "
+                         f"{earlier['settings']['steps']}")
+        continued = {"from": str(args.continue_from), "steps": earlier["settings"]["steps"],
+                     "commit": earlier["provenance"]["git_commit"], "runs": earlier["runs"]}
     methods = [m for m in METHODS if args.methods is None or f"{m[1]}-{m[2]:g}" in args.methods]
     workers = args.workers or default_workers(len(methods) * len(args.seeds))
     report = compare_methods(ds, "cifar10", label, args.profile, seeds=tuple(args.seeds),
                              eval_models=args.eval_models, out_dir=args.runs, progress=True,
                              methods=methods, workers=workers,
-                             class_order=args.class_order, **overrides)
+                             class_order=args.class_order,
+                             continue_from=continued and continued["runs"], **overrides)
+    if continued is not None:
+        report["continued"] = continued
     if args.reuse is not None:
         report["reused"] = reuse_rows(report, args.reuse, ds)
     report["checks"] = checks(report)
@@ -230,6 +248,10 @@ def main(argv=None) -> int:
     note = "" if reused is None else (
         f"Rows {', '.join(reused['rows'])} are those of the run at commit "
         f"`{reused['commit'][:7]}` ({reused['from']}), reused after checking: {reused['check']}. ")
+    if continued is not None:
+        note += (f"The distillations went on from the {continued['steps']}-step runs of "
+                 f"`{continued['from']}` (commit `{continued['commit'][:7]}`), resumed from their "
+                 f"checkpoints (on the CPU bit-identical to running this long at once). ")
     paths = write_report(report, out, verdict,
                          note=f"{note}Class order: {args.class_order}. {os.cpu_count()} CPU "
                               f"cores, {workers} single-threaded workers. ")

@@ -61,3 +61,34 @@ def test_the_longest_jobs_start_first(monkeypatch):
         ("podd", 0.5, 0), ("podd", 1.0, 0), ("baseline", 1.0, 0), ("baseline", 1.0, 1),
         ("real", 1.0, 0)]
     assert set(outcomes) == set(jobs)
+
+
+def test_continuing_earlier_runs_equals_running_longer_at_once(tmp_path, one_thread, monkeypatch):
+    """More outer steps from an earlier comparison's runs cost only the new steps and give the
+    numbers of a comparison that ran that long from the start (the CPU resumes bit-identically)."""
+    from podd.distill import Distiller
+
+    steps_taken = []
+    step = Distiller.step
+    monkeypatch.setattr(Distiller, "step", lambda self: steps_taken.append(1) or step(self))
+
+    def compare(out, steps, continue_from=None):
+        steps_taken.clear()
+        report = compare_on_digits("smoke", seeds=(0,), eval_models=2, out_dir=tmp_path / out,
+                                   progress=False, methods=METHODS[1:], steps=steps,
+                                   continue_from=continue_from)
+        return report, len(steps_taken)
+
+    (earlier, _), (at_once, _) = compare("short", steps=2), compare("long", 4)
+    continued, taken = compare("continued", 4, continue_from=earlier["runs"])
+    assert taken == 2 * 2          # two distillations (PoDD, baseline), two new steps each
+    assert [r["accuracies"] for r in continued["rows"]] == [r["accuracies"] for r in at_once["rows"]]
+    assert [r["accuracies"] for r in continued["rows"][1:]] != [r["accuracies"] for r in earlier["rows"][1:]]
+    poster = "podd-ipc1-seed0/poster.pt"
+    assert (tmp_path / "continued" / poster).read_bytes() != (tmp_path / "short" / poster).read_bytes()
+
+
+def test_continuing_needs_a_run_directory():
+    with pytest.raises(ValueError, match="continue_from needs out_dir"):
+        compare_on_digits("smoke", seeds=(0,), out_dir=None, progress=False,
+                          continue_from={"podd-ipc1-seed0": "/earlier"})

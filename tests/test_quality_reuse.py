@@ -98,3 +98,19 @@ def test_the_loss_plot_title_names_settings_changed_from_the_profile(bench):
     assert bench.loss_plot_title(report) == "Outer loss, profile quick — CIFAR-10 10 % subset"
     report["overrides"]["width"] = 64
     assert "profile quick, width=64 —" in bench.loss_plot_title(report)
+
+
+def test_continuing_needs_more_steps_than_the_earlier_run(bench, tmp_path, capsys):
+    import numpy as np
+
+    data = tmp_path / "tiny.npz"
+    np.savez(data, x_train=np.zeros((40, 32, 32, 3), np.uint8), y_train=np.repeat(np.arange(10), 4),
+             class_names=np.array([f"class{i}" for i in range(10)]))
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps(_report([], {"podd-ipc1-seed0": "/runs/podd-ipc1-seed0"})
+                                  | {"settings": {"steps": 200}}))
+    for steps in ([], ["--steps", "200"]):
+        with pytest.raises(SystemExit):
+            bench.main(["--data", str(data), "--n-val", "10", "--continue-from", str(earlier),
+                        *steps])
+        assert "give --steps above the earlier run's 200" in capsys.readouterr().err

@@ -58,20 +58,21 @@ def _eval_text(evaluation) -> str:
 
 
 def distill_and_evaluate(config, ds, *, out_dir=None, progress: bool = False,
-                         **row_extra) -> RunOutcome:
+                         resume: bool = False, **row_extra) -> RunOutcome:
     """Distil with ``config`` on ``ds``; the engine then evaluates the poster (§5.1 protocol:
     ``config.eval_models`` fresh ConvNets, test accuracy at ``config.eval_steps``).
 
     Returns the artifact, the :class:`~podd.evaluate.EvalResult` and a table row: method, nominal
     IPC, the poster's exact IPC, size, patches, and test accuracy mean and std (percent) at the
     last evaluated step. ``row_extra`` is added to the row (e.g. the ordering score).
+    ``resume=True`` continues the run in ``out_dir`` to ``config.steps`` (:func:`podd.run_loop.distill`).
     """
     from podd.run_loop import distill
 
     if not config.eval_models:
         raise ValueError("config.eval_models is 0: nothing would be evaluated; set eval_models >= 1")
     with Stopwatch() as watch:
-        result = distill(config, dataset=ds, out_dir=out_dir, progress=progress,
+        result = distill(config, dataset=ds, out_dir=out_dir, progress=progress, resume=resume,
                          preprocessor=preprocessor_for(ds, config.zca))
     evaluation = result.evaluation
     return RunOutcome(config=config, artifact=result.artifact, evaluation=evaluation,
