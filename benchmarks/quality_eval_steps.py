@@ -57,8 +57,14 @@ def _evaluate_job(job: dict) -> dict:
     return {"accuracy": accuracy.tolist(), "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def jobs_of(report: dict, data: str, n_val: int, split_seed: int, steps) -> list[dict]:
-    """One job per row and seed of ``report`` (a quality_cifar10 JSON), in its row order."""
+def jobs_of(report: dict, data: str, n_val: int, split_seed: int, steps,
+            models: int | None = None) -> list[dict]:
+    """One job per row and seed of ``report`` (a quality_cifar10 JSON), in its row order;
+    ``models``: the first that many of each seed's evaluation models (default: all)."""
+    models = models or report["eval_models_per_seed"]
+    if models > report["eval_models_per_seed"]:
+        raise ValueError(f"--models {models}: the benchmark trained "
+                         f"{report['eval_models_per_seed']} per seed")
     jobs = []
     for row in report["rows"]:
         for seed in report["seeds"]:
@@ -70,7 +76,7 @@ def jobs_of(report: dict, data: str, n_val: int, split_seed: int, steps) -> list
                 run_dir = report["runs"][name]
             jobs.append(dict(row=f"{row['method']} {row['ipc']:g} IPC", seed=seed,
                              run_dir=run_dir, data=data, n_val=n_val, split_seed=split_seed,
-                             steps=list(steps), eval_models=report["eval_models_per_seed"],
+                             steps=list(steps), eval_models=models,
                              settings=report["settings"]))
     return jobs
 
@@ -122,6 +128,9 @@ def main(argv=None) -> int:
     parser.add_argument("--n-val", type=int, default=1000, help="as the benchmark's run")
     parser.add_argument("--split-seed", type=int, default=0, help="as the benchmark's run")
     parser.add_argument("--steps", type=int, nargs="+", default=[300, 600, 1000, 2000])
+    parser.add_argument("--models", type=int, default=None,
+                        help="the first N evaluation models of each seed (default: all the "
+                             "benchmark's; students are seeded per model, so they are the same)")
     parser.add_argument("--workers", type=int, default=2,
                         help="single-threaded processes (1: evaluate in this process)")
     parser.add_argument("--out", type=Path, required=True, help="path without extension")
@@ -137,8 +146,8 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     report = json.loads(args.results.read_text())
-    jobs = jobs_of(report, args.data, args.n_val, args.split_seed, args.steps)
-    print(f"{len(jobs)} evaluations of {report['eval_models_per_seed']} models × "
+    jobs = jobs_of(report, args.data, args.n_val, args.split_seed, args.steps, args.models)
+    print(f"{len(jobs)} evaluations of {jobs[0]['eval_models']} models × "
           f"{args.steps[-1]} steps in {args.workers} processes", flush=True)
     outcomes = []
     with contextlib.ExitStack() as stack:
@@ -154,7 +163,7 @@ def main(argv=None) -> int:
     summary = summarise(jobs, outcomes, args.steps)
     label = (f"the benchmark's split of {report['dataset']} (profile {report['profile']}, "
              f"overrides {report['overrides']}, {len(report['seeds'])} seeds × "
-             f"{report['eval_models_per_seed']} models)")
+             f"{jobs[0]['eval_models']} models)")
     command = "python benchmarks/quality_eval_steps.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     out = {"from": str(args.results), "from_commit": report["provenance"]["git_commit"],

@@ -50,6 +50,8 @@ def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(
                   "--out", str(tmp_path / "bench")])
     eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20", "40",
                      "--out", str(tmp_path / "longer")])
+    eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20",
+                     "--models", "1", "--out", str(tmp_path / "first")])
     bench = json.loads((tmp_path / "bench.json").read_text())
     longer = json.loads((tmp_path / "longer.json").read_text())
     assert bench["eval_steps"] == 20                       # the smoke profile's
@@ -60,6 +62,10 @@ def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(
         assert at_20 == row["accuracies"], row["method"]
         assert again["steps"] == [20, 40] and all(len(m) == 2 for m in again["accuracies"])
     assert "| row | 20 steps | 40 steps |" in (tmp_path / "longer.md").read_text()
+    # the first model of each seed is the benchmark's first model
+    first = json.loads((tmp_path / "first.json").read_text())
+    assert [r["accuracies"] for r in first["rows"]] == [[[m[0]] for m in r["accuracies"][:1]]
+                                                         for r in longer["rows"]]
 
 
 def test_a_row_finds_its_runs_by_requested_ipc(scripts):
@@ -71,3 +77,5 @@ def test_a_row_finds_its_runs_by_requested_ipc(scripts):
     jobs = eval_steps.jobs_of(report, "x.npz", 10, 0, [300])
     assert [(job["row"], job["run_dir"]) for job in jobs] == [
         ("PoDD 0.497 IPC", "/r/half"), ("PoDD 1 IPC", "/r/one")]
+    with pytest.raises(ValueError, match="trained 1 per seed"):
+        eval_steps.jobs_of(report, "x.npz", 10, 0, [300], models=2)
