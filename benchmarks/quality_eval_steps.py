@@ -97,9 +97,10 @@ def summarise(jobs: list[dict], outcomes: list[dict], steps) -> list[dict]:
     out = []
     for name, parts in rows.items():
         acc = torch.cat(parts).double()          # (models over all seeds, steps)
+        std = acc.std(0) if len(acc) > 1 else torch.zeros(len(steps))   # one model: no spread
         out.append({"row": name, "steps": list(steps),
                     "mean": [round(float(m), 2) for m in acc.mean(0)],
-                    "std": [round(float(s), 2) for s in acc.std(0)],
+                    "std": [round(float(s), 2) for s in std],
                     "accuracies": acc.tolist()})
     return out
 

@@ -66,6 +66,7 @@ def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(
     first = json.loads((tmp_path / "first.json").read_text())
     assert [r["accuracies"] for r in first["rows"]] == [[[m[0]] for m in r["accuracies"][:1]]
                                                          for r in longer["rows"]]
+    assert all(r["std"] == [0.0] for r in first["rows"])    # one model: no spread (not NaN)
 
 
 def test_a_row_finds_its_runs_by_requested_ipc(scripts):
