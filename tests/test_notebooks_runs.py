@@ -55,7 +55,7 @@ class _Evaluation:
         return 1.25
 
 
-def _fake_distill(config, dataset, out_dir, progress, preprocessor):
+def _fake_distill(config, dataset, out_dir, progress, preprocessor, resume=False):
     geometry = SimpleNamespace(ipc=0.49876, size=(40, 100), num_patches=33)
     artifact = SimpleNamespace(geometry=geometry, label_mode="fixed")
     return SimpleNamespace(artifact=artifact, evaluation=_Evaluation())
