@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # section marker -> (results file, whether the README quotes its verdict lines too)
 SECTIONS = {"cifar10-subset": ("benchmarks/results/quality_cifar10.md", True),
             "cifar10-subset-width64": ("benchmarks/results/quality_cifar10_width64.md", True),
+            "cifar10-subset-width64-steps300": (
+                "benchmarks/results/quality_cifar10_width64_steps300.md", True),
             "digits-table": ("benchmarks/results/quality_digits.md", False)}
 
 
