@@ -125,7 +125,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, required=True,
                         help="a quality_cifar10 JSON whose run directories still exist")
-    parser.add_argument("--data", default=os.environ.get("PODD_CIFAR10_NPZ"), required=False)
+    parser.add_argument("--data", default=os.environ.get("PODD_CIFAR10_NPZ"),
+                        help="the npz the benchmark ran on (default $PODD_CIFAR10_NPZ)")
     parser.add_argument("--n-val", type=int, default=1000, help="as the benchmark's run")
     parser.add_argument("--split-seed", type=int, default=0, help="as the benchmark's run")
     parser.add_argument("--steps", type=int, nargs="+", default=[300, 600, 1000, 2000])
