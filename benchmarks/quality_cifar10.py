@@ -15,7 +15,8 @@ Rows: random real 1 IPC, RaT-BPTT baseline 1 IPC, PoDD 1 IPC, PoDD 0.5 IPC, PoDD
 over ``--seeds`` distillations × ``--eval-models`` fresh ConvNets. Settings: the CIFAR-10
 preset of ``--profile`` (``podd.presets``), resolved for the npz data exactly as
 ``podd distill --dataset npz:PATH --like cifar10`` resolves them. Writes JSON (every per-model
-accuracy, every run's config, outer-loss curves, provenance) and a markdown table.
+accuracy, the settings, every run's directory, outer-loss curves, provenance) and a markdown
+table.
 
     .venv/bin/python benchmarks/quality_cifar10.py --data PATH/cifar10-train-subset.npz \\
         --seeds 0 1 2 --eval-models 8 --out benchmarks/results/quality_cifar10
@@ -72,9 +73,12 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
 
     Refused unless the earlier run has the same profile, seeds, evaluation models and overrides,
     its random-real row (recomputed now) is identical model for model, and every reused run's
-    ``config.json`` equals the config this commit resolves for it (the run directories must
-    still exist). So a change that touches only some rows (a preset rule below 1 IPC) reruns
-    only those, and the table says which rows came from which commit.
+    ``config.json`` equals the config this commit resolves for it. Where the earlier run
+    directories are gone (they live outside the repository), the check is instead that the code
+    which resolves and runs a distillation (``podd/``, ``constraints.txt``) is the same now, work
+    tree included, as at the earlier run's commit. So a change that touches only some rows (a
+    preset rule below 1 IPC) reruns only those, and the table says which rows came from which
+    commit and how they were checked.
     """
     import json
 
@@ -91,15 +95,22 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
         raise SystemExit(f"--reuse {earlier_path}: the random-real row differs from the earlier "
                          f"run's, so the evaluation changed; rerun every row")
     have = {(r["mode"], _ipc_of(r)) for r in report["rows"]}
-    reused = []
+    commit = earlier["provenance"]["git_commit"]
+    reused, gone = [], []
     for row in earlier["rows"]:
         if (row["mode"], _ipc_of(row)) in have:
             continue
         for seed in report["seeds"]:
             name = f"{row['mode']}-ipc{_ipc_of(row):g}-seed{seed}"
             config_path = Path(earlier["runs"][name]) / "config.json"
+            report["runs"][name] = earlier["runs"][name]
             if not config_path.exists():
-                raise SystemExit(f"--reuse: {config_path} is gone; rerun {row['method']}")
+                if not code_unchanged_since(commit):
+                    raise SystemExit(f"--reuse: {config_path} is gone and podd/ or "
+                                     f"constraints.txt changed since {commit[:7]}; rerun "
+                                     f"{row['method']} {_ipc_of(row):g} IPC")
+                gone.append(name)
+                continue
             now = job_config(ds, report["profile"], row["mode"], _ipc_of(row), seed,
                              report["eval_models_per_seed"], (report["eval_steps"],),
                              report["overrides"], preset="cifar10").to_dict()
@@ -108,15 +119,31 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
                 changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
                 raise SystemExit(f"--reuse: {name} was made with other settings ({changed}); "
                                  f"rerun {row['method']} {_ipc_of(row):g} IPC")
-            report["runs"][name] = earlier["runs"][name]
         report["rows"].append(row)
         reused.append(f"{row['method']} {_ipc_of(row):g} IPC")
     order = [("real", 1.0)] + [(mode, ipc) for _, mode, ipc in METHODS]
     report["rows"].sort(key=lambda r: order.index((r["mode"], _ipc_of(r))))
-    return {"rows": reused, "from": str(earlier_path),
-            "commit": earlier["provenance"]["git_commit"],
-            "check": "same profile, seeds, models and overrides; random-real row identical; "
-                     "each reused run's config.json equals this commit's config for it"}
+    check = ("same profile, seeds, models and overrides; random-real row identical; "
+             "each reused run's config.json equals this commit's config for it")
+    if gone:
+        check += (f" (for {', '.join(gone)}, whose run directories are gone: podd/ and "
+                  f"constraints.txt unchanged since {commit[:7]})")
+    # the loss curves of runs whose metrics are gone come from the earlier report
+    curves = {name: earlier["loss_curves"][name] for name in gone
+              if name in earlier.get("loss_curves", {})}
+    return {"rows": reused, "from": str(earlier_path), "commit": commit, "check": check,
+            "loss_curves": curves}
+
+
+def code_unchanged_since(commit: str) -> bool:
+    """Whether the code that resolves and runs a distillation (``podd/``, ``constraints.txt``)
+    is the same in this work tree as at ``commit`` (False too where git cannot tell)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["git", "diff", "--quiet", commit, "--", "podd", "constraints.txt"],
+                          cwd=root, capture_output=True)
+    return done.returncode == 0
 
 
 def _ipc_of(row: dict) -> float:
@@ -232,6 +259,8 @@ def main(argv=None) -> int:
         report["reused"] = reuse_rows(report, args.reuse, ds)
     report["checks"] = checks(report)
     report["loss_curves"] = loss_curves(report)
+    if args.reuse is not None:        # the curves of reused runs whose metrics are gone
+        report["loss_curves"] |= report["reused"].pop("loss_curves")
     command = "python benchmarks/quality_cifar10.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     report["provenance"] = provenance(

@@ -114,3 +114,50 @@ def test_continuing_needs_more_steps_than_the_earlier_run(bench, tmp_path, capsy
             bench.main(["--data", str(data), "--n-val", "10", "--continue-from", str(earlier),
                         *steps])
         assert "give --steps above the earlier run's 200" in capsys.readouterr().err
+
+
+def _gone(tmp_path):
+    """The earlier run of _earlier, its run directories deleted (they live outside the repo)."""
+    import shutil
+
+    path = _earlier(tmp_path)
+    earlier = json.loads(path.read_text())
+    earlier["loss_curves"] = {"baseline-ipc1-seed0": [[0, 2.3], [10, 2.1]]}
+    path.write_text(json.dumps(earlier))
+    for run_dir in earlier["runs"].values():
+        shutil.rmtree(run_dir)
+    return path
+
+
+def test_gone_run_directories_are_taken_when_the_code_is_unchanged(bench, tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(bench, "code_unchanged_since", lambda commit: asked.append(commit) or True)
+    report = _now()
+    reused = bench.reuse_rows(report, _gone(tmp_path), DATA)
+    assert asked == ["f" * 40]
+    assert reused["rows"] == ["RaT-BPTT baseline 1 IPC"]
+    assert "baseline-ipc1-seed0, whose run directories are gone" in reused["check"]
+    assert reused["loss_curves"] == {"baseline-ipc1-seed0": [[0, 2.3], [10, 2.1]]}
+    assert report["runs"]["baseline-ipc1-seed0"] == str(tmp_path / "baseline-ipc1-seed0")
+
+
+def test_gone_run_directories_are_refused_when_the_code_changed(bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "code_unchanged_since", lambda commit: False)
+    with pytest.raises(SystemExit, match="is gone and podd/ or constraints.txt changed since fffffff"):
+        bench.reuse_rows(_now(), _gone(tmp_path), DATA)
+
+
+def test_code_unchanged_since_asks_git(bench):
+    import subprocess
+
+    root = BENCHMARKS.parent
+    log = subprocess.run(["git", "log", "--format=%H", "--", "podd", "constraints.txt"], cwd=root,
+                         capture_output=True, text=True)
+    if log.returncode != 0 or len(log.stdout.split()) < 2:
+        pytest.skip("needs this repository's git history")
+    last_change, before_it = log.stdout.split()[:2]
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "podd", "constraints.txt"],
+                           cwd=root).returncode != 0
+    assert bench.code_unchanged_since(last_change) is not dirty
+    assert bench.code_unchanged_since(before_it) is False
+    assert bench.code_unchanged_since("0" * 40) is False          # an unknown commit
