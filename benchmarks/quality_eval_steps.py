@@ -32,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def _evaluate_job(job: dict) -> dict:
     """One row-seed: train ``eval_models`` students and test them at every step (percent)."""
     from podd.data import load_dataset, train_val_split
+    from podd.demo import random_real_accuracy
     from podd.distill import DistillConfig, patches_and_labels
     from podd.evaluate import EvalProtocol
-    from podd.notebooks.experiment import preprocessor_for, real_reference
+    from podd.notebooks.experiment import preprocessor_for
     from podd.runs import load_run
 
     t0 = time.perf_counter()
@@ -42,10 +43,8 @@ def _evaluate_job(job: dict) -> dict:
                          seed=job["split_seed"])
     steps = tuple(job["steps"])
     if job["run_dir"] is None:        # the random-real row, as quality_cifar10 makes it
-        config = DistillConfig.from_dict(job["settings"]).replace(
-            eval_models=job["eval_models"], eval_steps=steps, seed=job["seed"], device="cpu")
-        accuracy = real_reference(ds, config, images_per_class=1,
-                                  subset_seed=job["seed"]).evaluation.accuracy
+        accuracy = random_real_accuracy(ds, DistillConfig.from_dict(job["settings"]),
+                                        job["eval_models"], steps, job["seed"])
     else:
         artifact, _ = load_run(job["run_dir"])
         config = DistillConfig.from_dict(artifact.config)

@@ -176,7 +176,7 @@ def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: 
 def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     """Distil (unless the job is a real subset) and evaluate, through the notebooks' path
     (:mod:`podd.notebooks.experiment`); returns the per-model accuracy."""
-    from podd.notebooks.experiment import distill_and_evaluate, preprocessor_for, real_reference
+    from podd.notebooks.experiment import distill_and_evaluate, preprocessor_for
     from podd.runs import write_png
 
     t0 = time.perf_counter()
@@ -184,12 +184,9 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     eval_models, eval_steps, out_dir = shared["eval_models"], shared["eval_steps"], shared["out_dir"]
     (_, h, w), K = ds.image_shape, ds.num_classes
     if job.mode == "real":
-        base = _base_config(ds, shared["preset"], profile, overrides)
-        # The posters' protocol on K real images (all in every step), on the CPU as before.
-        config = base.replace(eval_models=eval_models, eval_steps=tuple(eval_steps),
-                              seed=job.seed, device="cpu")
-        outcome = real_reference(ds, config, images_per_class=1, subset_seed=job.seed)
-        return {"accuracy": outcome.evaluation.accuracy[:, -1], "ipc": 1.0, "pixels": K * h * w,
+        accuracy = random_real_accuracy(ds, _base_config(ds, shared["preset"], profile, overrides),
+                                        eval_models, eval_steps, job.seed)
+        return {"accuracy": accuracy[:, -1], "ipc": 1.0, "pixels": K * h * w,
                 "name": None, "run_dir": None, "seconds": time.perf_counter() - t0}
     config = job_config(ds, profile, job.mode, job.ipc, job.seed, eval_models, eval_steps,
                         overrides, preset=shared["preset"])
@@ -210,6 +207,17 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
             "pixels": geometry.pixels, "name": name,
             "run_dir": str(run_dir) if run_dir is not None else None,
             "seconds": time.perf_counter() - t0}
+
+
+def random_real_accuracy(ds, settings, eval_models: int, eval_steps, seed: int) -> torch.Tensor:
+    """The random-real row of one seed: one random real image per class (subset seed = ``seed``),
+    trained with the posters' protocol (``settings``' evaluation, all K images in every step)
+    on the CPU; accuracy (%) per model and evaluation step."""
+    from podd.notebooks.experiment import real_reference
+
+    config = settings.replace(eval_models=eval_models, eval_steps=tuple(eval_steps), seed=seed,
+                              device="cpu")
+    return real_reference(ds, config, images_per_class=1, subset_seed=seed).evaluation.accuracy
 
 
 def _row(method, mode, ipc, pixels, seeds, accuracy: torch.Tensor) -> dict[str, Any]:
