@@ -48,7 +48,7 @@ def compare_methods(ds, preset: str, data_label: str, profile: str = "quick", se
                     eval_models: int | None = None, eval_steps=None,
                     out_dir: str | Path | None = None, progress: bool = True, methods=METHODS,
                     workers: int = 1, continue_from: dict[str, str] | None = None,
-                    **overrides) -> dict[str, Any]:
+                    resume: bool = False, **overrides) -> dict[str, Any]:
     """Distil ``ds`` with each of ``methods`` for each seed, evaluate, and return rows + settings.
 
     ``preset`` names the dataset whose settings the runs take (:func:`podd.presets.resolve_config`
@@ -67,6 +67,12 @@ def compare_methods(ds, preset: str, data_label: str, profile: str = "quick", se
     a run that went there at once, so more outer steps cost only the new steps; a run made with
     other settings is refused (:func:`podd.runs.resume_config`).
 
+    ``resume=True`` keeps what ``out_dir`` already holds from an interrupted (or failed)
+    comparison with the same settings: a finished distillation is taken as it is (its
+    evaluation from ``final.json``), one stopped after a checkpoint goes on from it, and only
+    the others start again; a run directory made with other settings is refused. The report's
+    ``made_at`` names the commit each distillation was made at.
+
     ``workers`` > 1 runs the jobs (one per distillation, plus the real subsets) in that many
     single-threaded processes. These networks are too small for a second torch thread to help
     (measured: 2 threads gain ~20 %, and stall on a busy machine), but independent
@@ -80,24 +86,27 @@ def compare_methods(ds, preset: str, data_label: str, profile: str = "quick", se
     out_dir = Path(out_dir) if out_dir is not None else None
     if continue_from and out_dir is None:
         raise ValueError("continue_from needs out_dir: the earlier runs are copied there")
+    if resume and out_dir is None:
+        raise ValueError("resume needs out_dir: the run directories to go on from")
     jobs = [_Job("random real", "real", 1.0, seed) for seed in seeds]
     jobs += [_Job(method, mode, ipc, seed) for method, mode, ipc in methods for seed in seeds]
     shared = dict(ds=ds, preset=preset, profile=profile, overrides=overrides,
                   eval_models=eval_models, eval_steps=eval_steps, out_dir=out_dir,
-                  continue_from=dict(continue_from or {}))
+                  continue_from=dict(continue_from or {}), resume=resume)
     outcomes = _run_jobs(jobs, shared, workers, progress)
 
-    rows, runs = [], {}
+    rows, runs, made_at = [], {}, {}
     for method, mode, ipc in (("random real", "real", 1.0), *methods):
         done = [outcomes[job] for job in jobs if (job.method, job.mode, job.ipc) == (method, mode, ipc)]
         accuracy = torch.cat([o["accuracy"] for o in done])
         rows.append(_row(method, mode, done[-1]["ipc"], done[-1]["pixels"], seeds, accuracy))
         runs.update({o["name"]: o["run_dir"] for o in done if o["name"] is not None})
+        made_at.update({o["name"]: o["commit"] for o in done if o["name"] is not None})
 
     return {"dataset": data_label, "data_source": getattr(ds, "source", "full"),
             "profile": profile, "seeds": list(seeds), "eval_models_per_seed": eval_models,
             "eval_steps": eval_steps[-1], "settings": base.to_dict(), "overrides": overrides,
-            "rows": rows, "runs": runs, "workers": workers,
+            "rows": rows, "runs": runs, "made_at": made_at, "workers": workers,
             "wall_time_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -177,7 +186,8 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     """Distil (unless the job is a real subset) and evaluate, through the notebooks' path
     (:mod:`podd.notebooks.experiment`); returns the per-model accuracy."""
     from podd.notebooks.experiment import distill_and_evaluate, preprocessor_for
-    from podd.runs import write_png
+    from podd.provenance import git_commit
+    from podd.runs import CHECKPOINT, write_png
 
     t0 = time.perf_counter()
     ds, profile, overrides = shared["ds"], shared["profile"], shared["overrides"]
@@ -187,26 +197,54 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
         accuracy = random_real_accuracy(ds, _base_config(ds, shared["preset"], profile, overrides),
                                         eval_models, eval_steps, job.seed)
         return {"accuracy": accuracy[:, -1], "ipc": 1.0, "pixels": K * h * w,
-                "name": None, "run_dir": None, "seconds": time.perf_counter() - t0}
+                "name": None, "run_dir": None, "commit": None, "seconds": time.perf_counter() - t0}
     config = job_config(ds, profile, job.mode, job.ipc, job.seed, eval_models, eval_steps,
                         overrides, preset=shared["preset"])
     name = f"{job.mode}-ipc{job.ipc:g}-seed{job.seed}"
     run_dir = out_dir / name if out_dir is not None else None
+    about = {"name": name, "run_dir": str(run_dir) if run_dir is not None else None}
     earlier = shared.get("continue_from", {}).get(name)
-    if run_dir is not None and run_dir.exists():
-        shutil.rmtree(run_dir)  # the demo always starts fresh (or from a copy of the earlier run)
+    going_on = earlier is not None
+    if shared.get("resume") and run_dir.exists():
+        finished = finished_run(run_dir, config)
+        if finished is not None:
+            return {**finished, **about, "seconds": time.perf_counter() - t0}
+        going_on = (run_dir / CHECKPOINT).exists()
+    if run_dir is not None and run_dir.exists() and not going_on:
+        shutil.rmtree(run_dir)  # a fresh start (or from a copy of the earlier run)
     if earlier is not None:
         shutil.copytree(earlier, run_dir)
     outcome = distill_and_evaluate(config, ds, out_dir=run_dir, progress=progress,
-                                   resume=earlier is not None)
+                                   resume=going_on)
     geometry = outcome.artifact.geometry
     if out_dir is not None:
         write_png(out_dir / f"{name}.png", outcome.artifact.poster, preprocessor_for(ds, config.zca),
                   (h, w))
     return {"accuracy": outcome.evaluation.accuracy[:, -1], "ipc": geometry.ipc,
-            "pixels": geometry.pixels, "name": name,
-            "run_dir": str(run_dir) if run_dir is not None else None,
+            "pixels": geometry.pixels, "commit": git_commit(), **about,
             "seconds": time.perf_counter() - t0}
+
+
+def finished_run(run_dir: Path, config) -> dict[str, Any] | None:
+    """The outcome of the finished run in ``run_dir`` (accuracy per model at the last evaluated
+    step, IPC, pixels, the commit it was made at), or None where it has not finished; a run
+    made with other settings than ``config`` is refused."""
+    import json
+
+    from podd.runs import ARTIFACT, FINAL
+
+    if not ((run_dir / FINAL).exists() and (run_dir / ARTIFACT).exists()):
+        return None
+    final = json.loads((run_dir / FINAL).read_text(encoding="utf-8"))
+    then, now = final["provenance"]["hyperparameters"], json.loads(json.dumps(config.to_dict()))
+    if then != now:
+        changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+        raise ValueError(f"{run_dir} holds a finished run made with other settings ({changed}); "
+                         f"move it away or write the runs elsewhere")
+    result = final["result"]
+    return {"accuracy": torch.tensor(result["evaluation"]["accuracy"])[:, -1],
+            "ipc": result["ipc"], "pixels": result["pixels"],
+            "commit": final["provenance"]["git_commit"]}
 
 
 def random_real_accuracy(ds, settings, eval_models: int, eval_steps, seed: int) -> torch.Tensor:

@@ -46,7 +46,20 @@ def device_description(device: str | torch.device | None = None) -> str:
     device = torch.device(device or "cpu")
     if device.type == "cuda" and torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"cpu: {cpu_model()}, {torch.get_num_threads()} threads"
+
+
+def cpu_model() -> str:
+    """The CPU's name and the vector instructions torch uses on it: results trained on two
+    CPUs differ in float rounding (a tenth of a point per model), so a result file says which."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            name = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                         if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def provenance(*, device: str | torch.device | None = None, **facts: Any) -> dict[str, Any]:

@@ -92,3 +92,38 @@ def test_continuing_needs_a_run_directory():
     with pytest.raises(ValueError, match="continue_from needs out_dir"):
         compare_on_digits("smoke", seeds=(0,), out_dir=None, progress=False,
                           continue_from={"podd-ipc1-seed0": "/earlier"})
+
+
+def test_resuming_keeps_finished_runs_and_goes_on_from_checkpoints(tmp_path, one_thread,
+                                                                   monkeypatch):
+    """A comparison cut off (or failed at its end) loses no finished distillation: run again with
+    resume=True it takes the finished runs as they are (no outer step, the same numbers), goes on
+    from the checkpoint of a run stopped before its end, and refuses runs of other settings."""
+    from podd.distill import Distiller
+    from podd.provenance import git_commit
+
+    steps_taken = []
+    step = Distiller.step
+    monkeypatch.setattr(Distiller, "step", lambda self: steps_taken.append(1) or step(self))
+
+    def compare(resume, **settings):
+        steps_taken.clear()
+        return compare_on_digits("smoke", seeds=(0,), eval_models=2, out_dir=tmp_path,
+                                 progress=False, methods=METHODS[1:], resume=resume, **settings)
+
+    first = compare(False, steps=2)
+    assert len(steps_taken) == 2 * 2 and set(first["made_at"].values()) == {git_commit()}
+    (tmp_path / "podd-ipc1-seed0" / "final.json").unlink()      # PoDD stopped after its last
+    (tmp_path / "podd-ipc1-seed0" / "poster.pt").unlink()       # checkpoint, before its files
+    again = compare(True, steps=2)
+    assert steps_taken == []
+    assert [r["accuracies"] for r in again["rows"]] == [r["accuracies"] for r in first["rows"]]
+    assert (tmp_path / "podd-ipc1-seed0" / "final.json").exists()
+    with pytest.raises(ValueError, match=r"ipc1-seed0 holds a finished run made with "
+                                         r"other settings \(\['steps'\]\)"):
+        compare(True, steps=3)
+
+
+def test_resuming_needs_a_run_directory():
+    with pytest.raises(ValueError, match="resume needs out_dir"):
+        compare_on_digits("smoke", seeds=(0,), out_dir=None, progress=False, resume=True)
