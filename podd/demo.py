@@ -189,7 +189,7 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     from podd.provenance import git_commit
     from podd.runs import CHECKPOINT, write_png
 
-    t0 = time.perf_counter()
+    t0, made_at = time.perf_counter(), git_commit()     # the code as the job starts
     ds, profile, overrides = shared["ds"], shared["profile"], shared["overrides"]
     eval_models, eval_steps, out_dir = shared["eval_models"], shared["eval_steps"], shared["out_dir"]
     (_, h, w), K = ds.image_shape, ds.num_classes
@@ -221,7 +221,7 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
         write_png(out_dir / f"{name}.png", outcome.artifact.poster, preprocessor_for(ds, config.zca),
                   (h, w))
     return {"accuracy": outcome.evaluation.accuracy[:, -1], "ipc": geometry.ipc,
-            "pixels": geometry.pixels, "commit": git_commit(), **about,
+            "pixels": geometry.pixels, "commit": made_at, **about,
             "seconds": time.perf_counter() - t0}
 
 
