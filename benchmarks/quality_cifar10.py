@@ -98,7 +98,7 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
     commit = earlier["provenance"]["git_commit"]
     made_at = _made_at(report)
     made_where = ", ".join("this work tree" if at is None else at[:7] for at in made_at)
-    reused, gone = [], []
+    reused, gone, origins = [], [], {}
     for row in earlier["rows"]:
         if (row["mode"], _ipc_of(row)) in have:
             continue
@@ -106,12 +106,14 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
             name = f"{row['mode']}-ipc{_ipc_of(row):g}-seed{seed}"
             config_path = Path(earlier["runs"][name]) / "config.json"
             report["runs"][name] = earlier["runs"][name]
+            origins[name] = made_at_in(earlier, name, row)
             if not config_path.exists():
-                if not all(same_code(commit, at) for at in made_at):
+                origin = origins[name]
+                if not all(same_code(origin, at) for at in made_at):
                     raise SystemExit(f"--reuse: {config_path} is gone and podd/ or "
-                                     f"constraints.txt differ between {commit[:7]} and where "
-                                     f"this run's distillations were made ({made_where}); rerun "
-                                     f"{row['method']} {_ipc_of(row):g} IPC")
+                                     f"constraints.txt differ between {origin[:7]} (where it was "
+                                     f"made) and where this run's distillations were made "
+                                     f"({made_where}); rerun {row['method']} {_ipc_of(row):g} IPC")
                 gone.append(name)
                 continue
             now = job_config(ds, report["profile"], row["mode"], _ipc_of(row), seed,
@@ -129,14 +131,31 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
     check = (f"same profile, seeds, models and overrides; {real_check}; "
              "each reused run's config.json equals this commit's config for it")
     if gone:
+        where = ", ".join(sorted({origins[name][:7] for name in gone}))
         check += (f" (for {', '.join(gone)}, whose run directories are gone: podd/ and "
-                  f"constraints.txt the same at {commit[:7]} as where this run's distillations "
+                  f"constraints.txt the same at {where} as where this run's distillations "
                   f"were made ({made_where}))")
     # the loss curves of runs whose metrics are gone come from the earlier report
     curves = {name: earlier["loss_curves"][name] for name in gone
               if name in earlier.get("loss_curves", {})}
     return {"rows": reused, "from": str(earlier_path), "commit": commit, "check": check,
-            "loss_curves": curves}
+            "made_at": origins, "loss_curves": curves}
+
+
+def made_at_in(earlier: dict, name: str, row: dict) -> str:
+    """The commit run ``name`` (of ``row``) of an earlier report was made at.
+
+    A report that itself reused rows holds runs made at older commits: where it says so
+    (``reused.made_at``, or, for reports written before that was recorded, ``reused.commit`` for
+    the rows it names as reused) that commit, else the distillation's own (``made_at``), else
+    the report's. So reuse can be chained without checking the code against the wrong commit.
+    """
+    reused = earlier.get("reused") or {}
+    if name in reused.get("made_at", {}):
+        return reused["made_at"][name]
+    if f"{row['method']} {_ipc_of(row):g} IPC" in reused.get("rows", []):
+        return reused["commit"]
+    return earlier.get("made_at", {}).get(name) or earlier["provenance"]["git_commit"]
 
 
 # Training a ConvNet is chaotic in float rounding: the same code and seeds on another CPU
@@ -318,7 +337,9 @@ def main(argv=None) -> int:
     reused = report.get("reused")
     note = "" if reused is None else (
         f"Rows {', '.join(reused['rows'])} are those of the run at commit "
-        f"`{reused['commit'][:7]}` ({reused['from']}), reused after checking: {reused['check']}. ")
+        f"`{reused['commit'][:7]}` ({reused['from']}; distilled at "
+        f"{', '.join(sorted({at[:7] for at in reused['made_at'].values()}))}), reused after "
+        f"checking: {reused['check']}. ")
     if continued is not None:
         note += (f"The distillations went on from the {continued['steps']}-step runs of "
                  f"`{continued['from']}` (commit `{continued['commit'][:7]}`), resumed from their "

@@ -157,7 +157,8 @@ def test_gone_run_directories_are_taken_when_the_code_is_unchanged(bench, tmp_pa
 def test_gone_run_directories_are_refused_when_the_code_changed(bench, tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "same_code", lambda commit, at: False)
     with pytest.raises(SystemExit, match="is gone and podd/ or constraints.txt differ between "
-                                         "fffffff and where this run's distillations were made"):
+                                         r"fffffff \(where it was made\) and where this run's "
+                                         "distillations were made"):
         bench.reuse_rows(_now(), _gone(tmp_path), DATA)
 
 
@@ -190,3 +191,37 @@ def test_same_code_asks_git(bench):
     assert bench.same_code(last_change, last_change) is True
     assert bench.same_code(before_it, last_change) is False
     assert bench.same_code(last_change, f"{last_change}-dirty") is False   # git cannot tell
+
+
+def test_rows_an_earlier_report_reused_are_checked_at_the_commit_they_were_made_at(
+        bench, tmp_path, monkeypatch):
+    """Reuse chains: a report whose baseline row was itself taken from an older report holds
+    runs made at that older commit, and the code must be compared with that one."""
+    asked = []
+    monkeypatch.setattr(bench, "same_code", lambda commit, at: asked.append((commit, at)) or True)
+    path = _gone(tmp_path)
+    earlier = json.loads(path.read_text())
+    earlier["reused"] = {"rows": ["RaT-BPTT baseline 1 IPC"], "commit": "b" * 40}
+    path.write_text(json.dumps(earlier))
+    reused = bench.reuse_rows(_now(), path, DATA)
+    assert asked == [("b" * 40, None)]
+    assert reused["made_at"] == {"baseline-ipc1-seed0": "b" * 40}
+    assert "the same at bbbbbbb as where" in reused["check"]
+    # recorded per run, as this version writes it, it is taken from there
+    earlier["reused"]["made_at"] = {"baseline-ipc1-seed0": "c" * 40}
+    path.write_text(json.dumps(earlier))
+    asked.clear()
+    assert bench.reuse_rows(_now(), path, DATA)["made_at"] == {"baseline-ipc1-seed0": "c" * 40}
+    assert asked == [("c" * 40, None)]
+
+
+def test_rows_an_earlier_report_made_itself_are_checked_at_their_own_commit(bench, tmp_path,
+                                                                           monkeypatch):
+    asked = []
+    monkeypatch.setattr(bench, "same_code", lambda commit, at: asked.append((commit, at)) or True)
+    path = _gone(tmp_path)
+    earlier = json.loads(path.read_text())
+    earlier["made_at"] = {"baseline-ipc1-seed0": "d" * 40}
+    path.write_text(json.dumps(earlier))
+    assert bench.reuse_rows(_now(), path, DATA)["made_at"] == {"baseline-ipc1-seed0": "d" * 40}
+    assert asked == [("d" * 40, None)]
