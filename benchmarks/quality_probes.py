@@ -59,21 +59,30 @@ def probe_rows(probe: dict, reference: dict) -> list[dict]:
     return lines
 
 
-def describe(overrides: dict) -> str:
-    shown = {k: v for k, v in overrides.items() if k != "class_order"}
+def describe(overrides: dict, base: dict | None = None) -> str:
+    """The overrides that are not the reference's own (``base``), e.g. ``width=64`` where the
+    reference already ran at width 64."""
+    base = base or {}
+    shown = {k: v for k, v in overrides.items()
+             if k != "class_order" and (k not in base or base[k] != v)}
     return ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(shown.items())) or "(none)"
 
 
-def render(probes: dict[str, dict], reference: dict) -> str:
+def render(probes: dict[str, dict], reference: dict,
+           reference_path: str = "reference/quality_cifar10.json") -> str:
+    base = reference.get("overrides", {})
     lines = [
         "# Probes of the CIFAR-10 quality benchmark (10 % subset)",
         "",
         "Written by `benchmarks/quality_probes.py` from the JSON files in this folder; each probe",
         "is `benchmarks/quality_cifar10.py` with the listed `--set` overrides (its command and",
         "commit are in its JSON). **Results on a 10 % subset of CIFAR-10 at the `quick` profile,",
-        "one seed and four evaluation models each: hints for what to run in full, not results.**",
+        "one seed and a few evaluation models each (the seeds × models column): hints for what to",
+        "run in full, not results.**",
         "The reference column is the three-seed benchmark the probes were made against",
-        f"(`reference/quality_cifar10.json`, commit `{reference['provenance']['git_commit'][:7]}`) restricted",
+        f"(`{reference_path}`, commit `{reference['provenance']['git_commit'][:7]}`"
+        + (f", itself run with {describe(base)}" if describe(base) != "(none)" else "")
+        + ") restricted",
         "to the probe's seeds and first evaluation models, so the difference is the setting's",
         "effect on identical seeds. An override of `inner_lr` also changes the evaluation's",
         "learning rate (the evaluation trains at the inner lr, as the authors do), and one of",
@@ -88,7 +97,7 @@ def render(probes: dict[str, dict], reference: dict) -> str:
             ref = "–" if row["reference"] is None else f"{row['reference']:.1f}"
             diff = "–" if row["reference"] is None else f"{row['mean'] - row['reference']:+.1f}"
             lines.append(
-                f"| {name} | {describe(probe['overrides'])} | {row['method']} | {row['ipc']:.2f} "
+                f"| {name} | {describe(probe['overrides'], base)} | {row['method']} | {row['ipc']:.2f} "
                 f"| {row['mean']:.1f} ± {row['std']:.1f} | {ref} | {diff} "
                 f"| {len(row['seeds'])} × {row['models']} | `{probe['provenance']['git_commit'][:7]}` "
                 f"| {probe['provenance']['wall_time_s']:.0f} |")
@@ -98,15 +107,22 @@ def render(probes: dict[str, dict], reference: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--probes", type=Path, default=RESULTS / "quality_cifar10_probes")
-    parser.add_argument("--reference", type=Path,
-                        default=RESULTS / "quality_cifar10_probes" / "reference" / "quality_cifar10.json")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="the benchmark JSON the probes were made against (default: the "
+                             "probes folder's reference/quality_cifar10.json)")
     args = parser.parse_args(argv)
+    if args.reference is None:
+        args.reference = args.probes / "reference" / "quality_cifar10.json"
     probes = {path.stem: json.loads(path.read_text()) for path in args.probes.glob("*.json")}
     if not probes:
         parser.error(f"no probe JSON in {args.probes}")
     reference = json.loads(args.reference.read_text())
     out = args.probes / "README.md"
-    out.write_text(render(probes, reference))
+    try:
+        shown = args.reference.resolve().relative_to(args.probes.resolve()).as_posix()
+    except ValueError:
+        shown = str(args.reference)
+    out.write_text(render(probes, reference, shown))
     print(f"written: {out} ({len(probes)} probes)")
     return 0
 

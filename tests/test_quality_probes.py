@@ -64,3 +64,15 @@ def test_the_readme_shows_each_distilled_row_and_its_difference(probes, tmp_path
 def test_no_probe_files_is_an_error(probes, tmp_path):
     with pytest.raises(SystemExit):
         probes.main(["--probes", str(tmp_path), "--reference", str(tmp_path / "none.json")])
+
+
+def test_overrides_the_reference_already_had_are_not_shown_as_the_probes(probes, tmp_path):
+    reference = dict(REFERENCE, overrides={"width": 64, "steps": 300, "class_order": "identity"})
+    probe = _report([0], 1, [{"mode": "podd", "method": "PoDD", "ipc": 0.497, "mean": 7.0,
+                              "std": 0.0}],
+                    overrides={"width": 64, "steps": 300, "patches": [8, 24]})
+    text = probes.render({"patches": probe}, reference, "reference/r.json")
+    row = next(line for line in text.splitlines() if line.startswith("| patches |"))
+    assert "`patches=[8, 24]`" in row and "width" not in row and "steps" not in row
+    assert "| 7.0 ± 0.0 | 5.0 | +2.0 | 1 × 1 |" in row
+    assert "itself run with `steps=300`, `width=64`" in text and "`reference/r.json`" in text
