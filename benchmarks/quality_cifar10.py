@@ -35,6 +35,7 @@ without them and says so in the table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -203,6 +204,22 @@ def same_code(commit: str, at: str | None = None) -> bool:
     return done.returncode == 0
 
 
+@contextlib.contextmanager
+def _single_threaded():
+    """torch at one thread while the jobs run. With ``--workers 1`` they run inline, and are
+    single-threaded like the pool's workers only so (as the report says they are); two such
+    runs side by side at torch's default threads oversubscribe the cores (measured on 2 cores:
+    ~3x as long per outer step as at one thread each)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _ipc_of(row: dict) -> float:
     """The requested IPC of a row (its ``ipc`` is the poster's effective one, e.g. 0.497)."""
     return min({ipc for _, _, ipc in METHODS}, key=lambda ipc: abs(ipc - row["ipc"]))
@@ -309,11 +326,12 @@ def main(argv=None) -> int:
                      "commit": earlier["provenance"]["git_commit"], "runs": earlier["runs"]}
     methods = [m for m in METHODS if args.methods is None or f"{m[1]}-{m[2]:g}" in args.methods]
     workers = args.workers or default_workers(len(methods) * len(args.seeds))
-    report = compare_methods(ds, "cifar10", label, args.profile, seeds=tuple(args.seeds),
-                             eval_models=args.eval_models, out_dir=args.runs, progress=True,
-                             methods=methods, workers=workers,
-                             class_order=args.class_order, resume=args.resume,
-                             continue_from=continued and continued["runs"], **overrides)
+    with _single_threaded():
+        report = compare_methods(ds, "cifar10", label, args.profile, seeds=tuple(args.seeds),
+                                 eval_models=args.eval_models, out_dir=args.runs, progress=True,
+                                 methods=methods, workers=workers,
+                                 class_order=args.class_order, resume=args.resume,
+                                 continue_from=continued and continued["runs"], **overrides)
     if continued is not None:
         report["continued"] = continued
     if args.reuse is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -45,9 +46,16 @@ def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(
     data = tmp_path / "tiny.npz"
     _tiny_cifar(data)
     common = ["--data", str(data), "--n-val", "40", "--workers", "1"]
+    threads = torch.get_num_threads()
+    seen = []
+    real_compare = quality.compare_methods
+    monkeypatch.setattr(quality, "compare_methods", lambda *a, **k: (
+        seen.append(torch.get_num_threads()), real_compare(*a, **k))[1])
     quality.main([*common, "--seeds", "0", "--eval-models", "2", "--profile", "smoke",
                   "--methods", "baseline-1", "podd-0.5", "--runs", str(tmp_path / "runs"),
                   "--out", str(tmp_path / "bench")])
+    # one inline worker is single-threaded, as the report says; torch's setting is given back
+    assert seen == [1] and torch.get_num_threads() == threads
     eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20", "40",
                      "--out", str(tmp_path / "longer")])
     eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20",
