@@ -59,6 +59,13 @@ def probe_rows(probe: dict, reference: dict) -> list[dict]:
     return lines
 
 
+def made_at(probe: dict) -> str:
+    """The commit(s) the probe's distillations were made at (its ``made_at``; older probes
+    hold only the commit their report was written at)."""
+    commits = sorted({at[:7] for at in probe.get("made_at", {}).values() if at})
+    return ", ".join(f"`{c}`" for c in commits) or f"`{probe['provenance']['git_commit'][:7]}`"
+
+
 def describe(overrides: dict, base: dict | None = None) -> str:
     """The overrides that are not the reference's own (``base``), e.g. ``width=64`` where the
     reference already ran at width 64."""
@@ -89,7 +96,7 @@ def render(probes: dict[str, dict], reference: dict,
         "`width` the evaluation ConvNets' width (they are the distillation's architecture).",
         "",
         "| probe | overrides | method | IPC | probe (%) | reference, same seeds and models (%) "
-        "| difference | seeds × models | commit | wall (s) |",
+        "| difference | seeds × models | distilled at | wall (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, probe in sorted(probes.items()):
@@ -99,7 +106,7 @@ def render(probes: dict[str, dict], reference: dict,
             lines.append(
                 f"| {name} | {describe(probe['overrides'], base)} | {row['method']} | {row['ipc']:.2f} "
                 f"| {row['mean']:.1f} ± {row['std']:.1f} | {ref} | {diff} "
-                f"| {len(row['seeds'])} × {row['models']} | `{probe['provenance']['git_commit'][:7]}` "
+                f"| {len(row['seeds'])} × {row['models']} | {made_at(probe)} "
                 f"| {probe['provenance']['wall_time_s']:.0f} |")
     return "\n".join(lines) + "\n"
 

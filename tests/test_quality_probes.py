@@ -76,3 +76,15 @@ def test_overrides_the_reference_already_had_are_not_shown_as_the_probes(probes,
     assert "`patches=[8, 24]`" in row and "width" not in row and "steps" not in row
     assert "| 7.0 ± 0.0 | 5.0 | +2.0 | 1 × 1 |" in row
     assert "itself run with `steps=300`, `width=64`" in text and "`reference/r.json`" in text
+
+
+def test_the_commit_shown_is_where_the_probe_was_distilled(probes):
+    probe = _report([0], 1, [{"mode": "podd", "method": "PoDD", "ipc": 0.497, "mean": 7.0,
+                              "std": 0.0}], commit="eeeeeee999")
+
+    def row(text):
+        return next(line for line in text.splitlines() if line.startswith("| p |"))
+
+    assert "| `eeeeeee` |" in row(probes.render({"p": probe}, REFERENCE))   # older probes
+    probe["made_at"] = {"podd-ipc0.5-seed0": "1234567abc"}
+    assert "| `1234567` |" in row(probes.render({"p": probe}, REFERENCE))
