@@ -78,6 +78,7 @@ def describe(overrides: dict, base: dict | None = None) -> str:
 def render(probes: dict[str, dict], reference: dict,
            reference_path: str = "reference/quality_cifar10.json") -> str:
     base = reference.get("overrides", {})
+    own = describe(base)
     lines = [
         "# Probes of the CIFAR-10 quality benchmark (10 % subset)",
         "",
@@ -88,7 +89,7 @@ def render(probes: dict[str, dict], reference: dict,
         "run in full, not results.**",
         "The reference column is the three-seed benchmark the probes were made against",
         f"(`{reference_path}`, commit `{reference['provenance']['git_commit'][:7]}`"
-        + (f", itself run with {describe(base)}" if describe(base) != "(none)" else "")
+        + (f", itself run with {own}" if own != "(none)" else "")
         + ") restricted",
         "to the probe's seeds and first evaluation models, so the difference is the setting's",
         "effect on identical seeds. An override of `inner_lr` also changes the evaluation's",
