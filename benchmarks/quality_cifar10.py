@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quality_report import write_report  # noqa: E402
+from quality_report import report_path, write_report  # noqa: E402
 
 from podd.demo import compare_methods, default_workers  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
@@ -371,7 +371,7 @@ def main(argv=None) -> int:
     paths = write_report(report, out, verdict,
                          note=f"{note}Class order: {args.class_order}. {os.cpu_count()} CPU "
                               f"cores, {workers} single-threaded workers. ")
-    plot = write_loss_plot(report, out.with_name(out.name + "_loss.png"))
+    plot = write_loss_plot(report, report_path(out, "_loss.png"))
     print(f"written: {', '.join(str(p) for p in (*paths, plot))}")
     return 0
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from quality_report import report_path  # noqa: E402  (benchmarks/, the script's own folder)
 
 
 def _evaluate_job(job: dict) -> dict:
@@ -177,9 +178,9 @@ def main(argv=None) -> int:
                                                           "split": args.split_seed},
                command=command, wall_time_s=round(time.perf_counter() - t0, 1),
                threads_per_worker=1, workers=args.workers, cpu_cores=os.cpu_count())}
-    write_json(args.out.with_suffix(".json"), out)
+    write_json(report_path(args.out, ".json"), out)
     table = markdown(summary, args.steps, label)
-    write_text(args.out.with_suffix(".md"),
+    write_text(report_path(args.out, ".md"),
                f"{table}\n\nPosters from `{args.results}` (commit `{out['from_commit'][:7]}`), "
                f"re-evaluated by `{command}` at commit `{out['provenance']['git_commit']}`, "
                f"{out['provenance']['wall_time_s']} s on {os.cpu_count()} CPU cores.\n")
