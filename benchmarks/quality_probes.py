@@ -66,6 +66,16 @@ def made_at(probe: dict) -> str:
     return ", ".join(f"`{c}`" for c in commits) or f"`{probe['provenance']['git_commit'][:7]}`"
 
 
+def wall(probe: dict) -> str:
+    """The probe's wall time in seconds; for a probe that went on from an earlier run's posters
+    (``--continue-from``) only the added steps were timed, and the cell says from where."""
+    seconds = f"{probe['provenance']['wall_time_s']:.0f}"
+    continued = probe.get("continued")
+    if not continued:
+        return seconds
+    return f"{seconds} (from step {continued['steps']}, `{continued['commit'][:7]}`)"
+
+
 def describe(overrides: dict, base: dict | None = None) -> str:
     """The overrides that are not the reference's own (``base``), e.g. ``width=64`` where the
     reference already ran at width 64."""
@@ -95,6 +105,8 @@ def render(probes: dict[str, dict], reference: dict,
         "effect on identical seeds. An override of `inner_lr` also changes the evaluation's",
         "learning rate (the evaluation trains at the inner lr, as the authors do), and one of",
         "`width` the evaluation ConvNets' width (they are the distillation's architecture).",
+        "A probe of more `steps` may go on from the reference's own posters (`--continue-from`);",
+        "its wall time then counts only the added steps, and says from which step.",
         "",
         "| probe | overrides | method | IPC | probe (%) | reference, same seeds and models (%) "
         "| difference | seeds × models | distilled at | wall (s) |",
@@ -108,7 +120,7 @@ def render(probes: dict[str, dict], reference: dict,
                 f"| {name} | {describe(probe['overrides'], base)} | {row['method']} | {row['ipc']:.2f} "
                 f"| {row['mean']:.1f} ± {row['std']:.1f} | {ref} | {diff} "
                 f"| {len(row['seeds'])} × {row['models']} | {made_at(probe)} "
-                f"| {probe['provenance']['wall_time_s']:.0f} |")
+                f"| {wall(probe)} |")
     return "\n".join(lines) + "\n"
 
 

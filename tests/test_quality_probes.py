@@ -88,3 +88,17 @@ def test_the_commit_shown_is_where_the_probe_was_distilled(probes):
     assert "| `eeeeeee` |" in row(probes.render({"p": probe}, REFERENCE))   # older probes
     probe["made_at"] = {"podd-ipc0.5-seed0": "1234567abc"}
     assert "| `1234567` |" in row(probes.render({"p": probe}, REFERENCE))
+
+
+def test_a_continued_probe_says_its_wall_time_counts_only_the_added_steps(probes):
+    probe = _report([0], 1, [{"mode": "podd", "method": "PoDD", "ipc": 0.497, "mean": 7.0,
+                              "std": 0.0}], overrides={"steps": 600})
+
+    def row(text):
+        return next(line for line in text.splitlines() if line.startswith("| p |"))
+
+    assert row(probes.render({"p": probe}, REFERENCE)).endswith("| 12 |")
+    probe["continued"] = {"from": "earlier.json", "steps": 300, "commit": "c6e52ec7ec",
+                          "runs": {}}
+    assert row(probes.render({"p": probe}, REFERENCE)).endswith(
+        "| 12 (from step 300, `c6e52ec`) |")
