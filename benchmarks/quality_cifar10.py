@@ -362,8 +362,9 @@ def main(argv=None) -> int:
         note += (f"The distillations went on from the {continued['steps']}-step runs of "
                  f"`{continued['from']}` (commit `{continued['commit'][:7]}`), resumed from their "
                  f"checkpoints (on the CPU bit-identical to running this long at once). ")
-    here = report["provenance"]["git_commit"]
-    taken = sorted(name for name, at in report["made_at"].items() if at != here)
+    # named by the comparison itself, not guessed from commits (a run made here while the tree
+    # was dirty has a made_at that differs from this report's commit)
+    taken = report.get("taken_finished", [])
     if taken:
         commits = sorted({report["made_at"][name][:7] for name in taken})
         note += (f"Distillations {', '.join(taken)} were taken finished from `{args.runs}` "

@@ -106,7 +106,9 @@ def compare_methods(ds, preset: str, data_label: str, profile: str = "quick", se
     return {"dataset": data_label, "data_source": getattr(ds, "source", "full"),
             "profile": profile, "seeds": list(seeds), "eval_models_per_seed": eval_models,
             "eval_steps": eval_steps[-1], "settings": base.to_dict(), "overrides": overrides,
-            "rows": rows, "runs": runs, "made_at": made_at, "workers": workers,
+            "rows": rows, "runs": runs, "made_at": made_at,
+            "taken_finished": sorted(o["name"] for o in outcomes.values() if o.get("taken")),
+            "workers": workers,
             "wall_time_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -208,7 +210,7 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     if shared.get("resume") and run_dir.exists():
         finished = finished_run(run_dir, config)
         if finished is not None:
-            return {**finished, **about, "seconds": time.perf_counter() - t0}
+            return {**finished, **about, "taken": True, "seconds": time.perf_counter() - t0}
         going_on = (run_dir / CHECKPOINT).exists()
     if run_dir is not None and run_dir.exists() and not going_on:
         shutil.rmtree(run_dir)  # a fresh start (or from a copy of the earlier run)

@@ -117,6 +117,7 @@ def test_resuming_keeps_finished_runs_and_goes_on_from_checkpoints(tmp_path, one
     (tmp_path / "podd-ipc1-seed0" / "poster.pt").unlink()       # checkpoint, before its files
     again = compare(True, steps=2)
     assert steps_taken == []
+    assert first["taken_finished"] == [] and again["taken_finished"] == ["baseline-ipc1-seed0"]
     assert [r["accuracies"] for r in again["rows"]] == [r["accuracies"] for r in first["rows"]]
     assert (tmp_path / "podd-ipc1-seed0" / "final.json").exists()
     with pytest.raises(ValueError, match=r"ipc1-seed0 holds a finished run made with "
