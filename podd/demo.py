@@ -71,7 +71,8 @@ def compare_methods(ds, preset: str, data_label: str, profile: str = "quick", se
     comparison with the same settings: a finished distillation is taken as it is (its
     evaluation from ``final.json``), one stopped after a checkpoint goes on from it, and only
     the others start again; a run directory made with other settings is refused. The report's
-    ``made_at`` names the commit each distillation was made at.
+    ``made_at`` names the commit each distillation was made at (for one taken finished, the
+    commit its ``final.json`` was written at), and ``taken_finished`` the runs taken as they were.
 
     ``workers`` > 1 runs the jobs (one per distillation, plus the real subsets) in that many
     single-threaded processes. These networks are too small for a second torch thread to help
