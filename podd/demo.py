@@ -190,7 +190,7 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     (:mod:`podd.notebooks.experiment`); returns the per-model accuracy."""
     from podd.notebooks.experiment import distill_and_evaluate, preprocessor_for
     from podd.provenance import git_commit
-    from podd.runs import CHECKPOINT, write_png
+    from podd.runs import ARTIFACT, CHECKPOINT, FINAL, PNG, write_png
 
     t0, made_at = time.perf_counter(), git_commit()     # the code as the job starts
     ds, profile, overrides = shared["ds"], shared["profile"], shared["overrides"]
@@ -207,18 +207,21 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     run_dir = out_dir / name if out_dir is not None else None
     about = {"name": name, "run_dir": str(run_dir) if run_dir is not None else None}
     earlier = shared.get("continue_from", {}).get(name)
-    going_on = earlier is not None
+    stopped_here = False      # run_dir holds this run, cut off after a checkpoint
     if shared.get("resume") and run_dir.exists():
         finished = finished_run(run_dir, config)
         if finished is not None:
             return {**finished, **about, "taken": True, "seconds": time.perf_counter() - t0}
-        going_on = (run_dir / CHECKPOINT).exists()
-    if run_dir is not None and run_dir.exists() and not going_on:
+        stopped_here = (run_dir / CHECKPOINT).exists()
+    if run_dir is not None and run_dir.exists() and not stopped_here:
         shutil.rmtree(run_dir)  # a fresh start (or from a copy of the earlier run)
-    if earlier is not None:
-        shutil.copytree(earlier, run_dir)
+    if earlier is not None and not stopped_here:
+        # Without the earlier run's finished files: until it reaches the new step count the copy
+        # is a run stopped at its last checkpoint, so a continuation cut off resumes (it is not
+        # taken for a run finished at the earlier step count).
+        shutil.copytree(earlier, run_dir, ignore=shutil.ignore_patterns(FINAL, ARTIFACT, PNG))
     outcome = distill_and_evaluate(config, ds, out_dir=run_dir, progress=progress,
-                                   resume=going_on)
+                                   resume=stopped_here or earlier is not None)
     geometry = outcome.artifact.geometry
     if out_dir is not None:
         write_png(out_dir / f"{name}.png", outcome.artifact.poster, preprocessor_for(ds, config.zca),

@@ -88,6 +88,40 @@ def test_continuing_earlier_runs_equals_running_longer_at_once(tmp_path, one_thr
     assert (tmp_path / "continued" / poster).read_bytes() != (tmp_path / "short" / poster).read_bytes()
 
 
+def test_a_continuation_cut_off_resumes_from_its_own_checkpoint(tmp_path, one_thread,
+                                                                 monkeypatch):
+    """The copy of an earlier run holds no finished files while it goes on (so a cut-off copy is
+    not taken finished at the earlier step count), and resume=True goes on from the copy's own
+    checkpoint instead of copying the earlier run again: the numbers of running that long at once."""
+    from podd.distill import Distiller
+
+    copy = tmp_path / "continued" / "podd-ipc1-seed0"
+    steps_taken, finished_while_going_on = [], []
+    step = Distiller.step
+
+    def counted_step(self):
+        steps_taken.append(1)
+        finished_while_going_on.append((copy / "final.json").exists())
+        return step(self)
+
+    monkeypatch.setattr(Distiller, "step", counted_step)
+
+    def compare(out, steps, **kwargs):
+        steps_taken.clear()
+        return compare_on_digits("smoke", seeds=(0,), eval_models=2, out_dir=tmp_path / out,
+                                 progress=False, methods=METHODS[1:2], steps=steps, **kwargs)
+
+    earlier, at_once = compare("short", 2), compare("long", 4)
+    finished_while_going_on.clear()
+    compare("continued", 3, continue_from=earlier["runs"])
+    assert finished_while_going_on == [False]       # one new step, no stale final.json beside it
+    (copy / "final.json").unlink()                   # cut off after the checkpoint of step 3
+    (copy / "poster.pt").unlink()
+    resumed = compare("continued", 4, continue_from=earlier["runs"], resume=True)
+    assert len(steps_taken) == 1                     # from step 3, not again from step 2
+    assert [r["accuracies"] for r in resumed["rows"]] == [r["accuracies"] for r in at_once["rows"]]
+
+
 def test_continuing_needs_a_run_directory():
     with pytest.raises(ValueError, match="continue_from needs out_dir"):
         compare_on_digits("smoke", seeds=(0,), out_dir=None, progress=False,
