@@ -83,7 +83,7 @@ print(f"distilled in {run.wall_time_s:.1f} s: poster {artifact.geometry.size}, "
 
 # %%
 preprocess = nbs.preprocessor_for(data, config.zca)
-image = poster_image(artifact.poster, preprocess, patch_hw=artifact.geometry.patch_hw)
+image = poster_image(artifact.poster, preprocess)
 fig, ax = plt.subplots(figsize=(8, 3.6))
 figures.plot_patch_grid(ax, image, artifact.geometry, highlight=[0])
 figures.annotate_class_areas(ax, artifact.class_order, artifact.geometry.size,

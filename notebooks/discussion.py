@@ -65,8 +65,9 @@ data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 # ## 1. The poster as an image (fig 8)
 #
 # The poster lives in the network's input space (ZCA-whitened for the paper's datasets); to show
-# it, `podd.display.poster_image` undoes the preprocessing image-sized piece by piece (ZCA's inverse is
-# defined on whole images) and averages the overlaps.
+# it, `podd.display.poster_image` undoes the ZCA on the whole poster at once (the inverse ZCA's
+# centre row as a convolution; ZCA of natural images is nearly translation invariant) and
+# stretches the result to [0, 1] once, so the overlapping patches meet without seams.
 
 # %%
 config = nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings, seed=seed,
@@ -75,7 +76,7 @@ config = nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddin
 shared = nbs.distill_and_evaluate(config, data)
 artifact = shared.artifact
 preprocess = nbs.preprocessor_for(data, config.zca)
-image = poster_image(artifact.poster, preprocess, patch_hw=artifact.geometry.patch_hw)
+image = poster_image(artifact.poster, preprocess)
 print(f"poster {artifact.geometry.size[0]}×{artifact.geometry.size[1]} "
       f"(IPC {artifact.geometry.ipc:.2f}, {artifact.geometry.num_patches} patches), "
       f"test accuracy {shared.row['accuracy']:.1f} ± {shared.row['std']:.1f} %")
@@ -106,7 +107,7 @@ per_class_config = nbs.run_config(data, profile, like=like, mode="per-class", ip
                                   patches=tuple(per_class_patches), seed=seed)
 per_class = nbs.distill_and_evaluate(per_class_config, data)
 posters = per_class.artifact.poster                       # (K, c, H, W)
-images = [poster_image(p, preprocess, patch_hw=per_class.artifact.geometry.patch_hw)
+images = [poster_image(p, preprocess)
           for p in posters]
 print(f"{len(images)} class posters of {tuple(posters.shape[-2:])} pixels, "
       f"{per_class.row['patches']} patches each; test accuracy "

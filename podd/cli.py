@@ -317,8 +317,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         preprocessor = Preprocessor.from_state_dict(state)
     else:
         _, _, _, preprocessor = _load_run_parts(args.run_dir)
-    path = write_png(Path(args.run_dir) / PNG, artifact.poster, preprocessor,
-                     patch_hw=artifact.geometry.image_shape[1:])
+    path = write_png(Path(args.run_dir) / PNG, artifact.poster, preprocessor)
     print(path.resolve())
     if args.open:
         import webbrowser

@@ -224,8 +224,7 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
                                    resume=stopped_here or earlier is not None)
     geometry = outcome.artifact.geometry
     if out_dir is not None:
-        write_png(out_dir / f"{name}.png", outcome.artifact.poster, preprocessor_for(ds, config.zca),
-                  (h, w))
+        write_png(out_dir / f"{name}.png", outcome.artifact.poster, preprocessor_for(ds, config.zca))
     return {"accuracy": outcome.evaluation.accuracy[:, -1], "ipc": geometry.ipc,
             "pixels": geometry.pixels, "commit": made_at, **about,
             "seconds": time.perf_counter() - t0}

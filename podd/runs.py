@@ -225,8 +225,7 @@ class RunDir:
         from podd.artifacts import save_artifact
 
         save_artifact(self.file(ARTIFACT), artifact)
-        write_png(self.file(PNG), artifact.poster, distiller.preprocessor,
-                  patch_hw=artifact.geometry.image_shape[1:])
+        write_png(self.file(PNG), artifact.poster, distiller.preprocessor)
         write_json(self.file(FINAL), final_record(artifact, distiller.config, history, evaluation,
                                                   wall_time_s, data_source=getattr(
                                                       distiller.dataset, "source", "full"),
@@ -248,14 +247,11 @@ def _run_dir_error(path: Path, error: OSError) -> Exception:
     return translated
 
 
-def write_png(path: str | Path, poster: torch.Tensor, preprocessor, patch_hw=None) -> Path:
-    """The poster as a PNG (per-class posters side by side). ``patch_hw``: give the image size
-    when the preprocessing is ZCA, whose inverse works on image-sized pieces only."""
+def write_png(path: str | Path, poster: torch.Tensor, preprocessor) -> Path:
+    """The poster as a PNG (per-class posters side by side; see :mod:`podd.display`)."""
     from podd.display import save_poster_png
 
-    if not getattr(preprocessor, "zca", False):
-        patch_hw = None
-    return save_poster_png(path, poster, preprocessor, patch_hw=patch_hw)
+    return save_poster_png(path, poster, preprocessor)
 
 
 def final_record(artifact, config, history, evaluation, wall_time_s, data_source="full",

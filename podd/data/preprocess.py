@@ -122,18 +122,28 @@ class Preprocessor:
         if x.dim() != 4 or x.shape[1] != self.image_shape[0]:
             raise ValueError(f"inverse expects (N, {self.image_shape[0]}, H, W) or ({self.image_shape[0]}, H, W), "
                              f"got {tuple(x.shape) if not single else tuple(x.shape[1:])}")
-        p = self._on(x.device)
         if not self.zca:
+            p = self._on(x.device)
             out = (x * p["std"] + p["mean"]).clamp(0, 1)
         else:
-            if tuple(x.shape[1:]) == self.image_shape:
-                y = (x.reshape(len(x), -1) @ p["w_inv"]).reshape(x.shape)
-            else:
-                y = self._inverse_convolution(x, p["w_inv"])
+            y = self.unwhiten(x)
             lo = y.amin(dim=(1, 2, 3), keepdim=True)
             hi = y.amax(dim=(1, 2, 3), keepdim=True)
             out = (y - lo) / (hi - lo).clamp_min(1e-12)
         return out[0] if single else out
+
+    def unwhiten(self, x: torch.Tensor) -> torch.Tensor:
+        """ZCA undone, unscaled: (N, C, H, W) network-space images times ``W⁻¹``, exactly for
+        images of the fitted size and by the centre-row convolution for larger ones (posters).
+        The values are those of mean-free, unit-norm images; :meth:`inverse` stretches them per
+        image for display, :func:`podd.display.poster_image` per poster."""
+        if not self.zca:
+            raise ValueError("unwhiten is for a ZCA preprocessor; this one standardises")
+        x = x.detach().to(torch.float32)
+        w_inv = self._on(x.device)["w_inv"]
+        if tuple(x.shape[1:]) == self.image_shape:
+            return (x.reshape(len(x), -1) @ w_inv).reshape(x.shape)
+        return self._inverse_convolution(x, w_inv)
 
     def _inverse_convolution(self, x: torch.Tensor, w_inv: torch.Tensor) -> torch.Tensor:
         c, h, w = self.image_shape
