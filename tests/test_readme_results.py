@@ -24,6 +24,8 @@ SECTIONS = {"cifar10-subset": ("benchmarks/results/quality_cifar10.md", True),
                 "benchmarks/results/quality_cifar10_width64_steps300_ipc05_learned.md", True),
             "cifar10-subset-width64-steps600": (
                 "benchmarks/results/quality_cifar10_width64_steps600.md", True),
+            "cifar10-subset-width64-steps900": (
+                "benchmarks/results/quality_cifar10_width64_steps900.md", True),
             "digits-table": ("benchmarks/results/quality_digits.md", False)}
 
 
