@@ -364,7 +364,7 @@ def main(argv=None) -> int:
                  f"checkpoints (on the CPU bit-identical to running this long at once). ")
     # named by the comparison itself, not guessed from commits (a run made here while the tree
     # was dirty has a made_at that differs from this report's commit)
-    taken = report.get("taken_finished", [])
+    taken = report["taken_finished"]
     if taken:
         commits = sorted({report["made_at"][name][:7] for name in taken})
         note += (f"Distillations {', '.join(taken)} were taken finished from `{args.runs}` "

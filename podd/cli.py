@@ -307,7 +307,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from podd.runs import PNG, load_run, write_png
+    from podd.display import save_poster_png
+    from podd.runs import PNG, load_run
 
     artifact, _ = load_run(args.run_dir)
     state = (artifact.preprocessing or {}).get("state")
@@ -317,7 +318,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         preprocessor = Preprocessor.from_state_dict(state)
     else:
         _, _, _, preprocessor = _load_run_parts(args.run_dir)
-    path = write_png(Path(args.run_dir) / PNG, artifact.poster, preprocessor)
+    path = save_poster_png(Path(args.run_dir) / PNG, artifact.poster, preprocessor)
     print(path.resolve())
     if args.open:
         import webbrowser

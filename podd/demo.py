@@ -188,9 +188,10 @@ def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: 
 def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     """Distil (unless the job is a real subset) and evaluate, through the notebooks' path
     (:mod:`podd.notebooks.experiment`); returns the per-model accuracy."""
+    from podd.display import save_poster_png
     from podd.notebooks.experiment import distill_and_evaluate, preprocessor_for
     from podd.provenance import git_commit
-    from podd.runs import ARTIFACT, CHECKPOINT, FINAL, PNG, write_png
+    from podd.runs import ARTIFACT, CHECKPOINT, FINAL, PNG
 
     t0, made_at = time.perf_counter(), git_commit()     # the code as the job starts
     ds, profile, overrides = shared["ds"], shared["profile"], shared["overrides"]
@@ -224,7 +225,8 @@ def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
                                    resume=stopped_here or earlier is not None)
     geometry = outcome.artifact.geometry
     if out_dir is not None:
-        write_png(out_dir / f"{name}.png", outcome.artifact.poster, preprocessor_for(ds, config.zca))
+        save_poster_png(out_dir / f"{name}.png", outcome.artifact.poster,
+                        preprocessor_for(ds, config.zca))
     return {"accuracy": outcome.evaluation.accuracy[:, -1], "ipc": geometry.ipc,
             "pixels": geometry.pixels, "commit": made_at, **about,
             "seconds": time.perf_counter() - t0}

@@ -223,9 +223,10 @@ class RunDir:
     # -- the end of a run ------------------------------------------------------------------------
     def finish(self, artifact, distiller, history: list[dict], evaluation, wall_time_s: float) -> None:
         from podd.artifacts import save_artifact
+        from podd.display import save_poster_png
 
         save_artifact(self.file(ARTIFACT), artifact)
-        write_png(self.file(PNG), artifact.poster, distiller.preprocessor)
+        save_poster_png(self.file(PNG), artifact.poster, distiller.preprocessor)
         write_json(self.file(FINAL), final_record(artifact, distiller.config, history, evaluation,
                                                   wall_time_s, data_source=getattr(
                                                       distiller.dataset, "source", "full"),
@@ -245,13 +246,6 @@ def _run_dir_error(path: Path, error: OSError) -> Exception:
     if isinstance(translated, WriteError):
         return WriteError(f"--out {path}: {translated}")
     return translated
-
-
-def write_png(path: str | Path, poster: torch.Tensor, preprocessor) -> Path:
-    """The poster as a PNG (per-class posters side by side; see :mod:`podd.display`)."""
-    from podd.display import save_poster_png
-
-    return save_poster_png(path, poster, preprocessor)
 
 
 def final_record(artifact, config, history, evaluation, wall_time_s, data_source="full",
