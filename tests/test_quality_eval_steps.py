@@ -69,7 +69,11 @@ def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(
         at_20 = [round(models[0], 2) for models in again["accuracies"]]
         assert at_20 == row["accuracies"], row["method"]
         assert again["steps"] == [20, 40] and all(len(m) == 2 for m in again["accuracies"])
-    assert "| row | 20 steps | 40 steps |" in (tmp_path / "longer.md").read_text()
+    table = (tmp_path / "longer.md").read_text()
+    assert "| row | 20 steps | 40 steps |" in table
+    base, podd = longer["rows"][1]["mean"], longer["rows"][2]["mean"]
+    assert (f"| PoDD 0.497 IPC − baseline | {podd[0] - base[0]:+.1f} | "
+            f"{podd[1] - base[1]:+.1f} |") in table
     # the first model of each seed is the benchmark's first model
     first = json.loads((tmp_path / "first.json").read_text())
     assert [r["accuracies"] for r in first["rows"]] == [[[m[0]] for m in r["accuracies"][:1]]
