@@ -28,7 +28,9 @@ from podd.poster import PosterGeometry, axis_positions
 __all__ = [
     "axis_cell_overlap",
     "patch_cell_weights",
+    "class_histogram",
     "fixed_labels",
+    "majority_share",
     "init_label_params",
     "learned_labels",
 ]
@@ -67,18 +69,13 @@ def patch_cell_weights(geometry: PosterGeometry) -> torch.Tensor:
 def fixed_labels(class_order: torch.Tensor, geometry: PosterGeometry) -> torch.Tensor:
     """``(N, K)`` fixed soft labels: the majority class of each patch window, ties shared.
 
-    The window's class histogram is ``weights @ onehot(class_order)`` (pixel counts per class;
-    empty cells, ``-1``, count for no class). The label is one-hot at the class with most pixels;
+    The window's class histogram (:func:`class_histogram`) counts the pixels of each class. The
+    label is one-hot at the class with most pixels;
     when several classes tie exactly, each gets ``1 / (number tied)``. A window lying entirely in
     empty cells gets the uniform label ``1/K``.
     """
     K = geometry.num_classes
-    order = validate_class_order(class_order, K, geometry.grid).cpu()
-    weights = patch_cell_weights(geometry)                                  # (N, cells)
-    flat = order.flatten()
-    cell_onehot = torch.zeros(flat.numel(), K)
-    cell_onehot[flat >= 0] = torch.nn.functional.one_hot(flat[flat >= 0], K).float()
-    hist = weights @ cell_onehot                                            # (N, K) pixel counts
+    hist = class_histogram(class_order, geometry)                           # (N, K) pixel counts
     # Counts are exact integers in float32 (at most h·w), so equality finds the exact ties.
     top = hist.max(dim=1, keepdim=True).values
     tied = (hist == top) & (top > 0)
@@ -86,6 +83,29 @@ def fixed_labels(class_order: torch.Tensor, geometry: PosterGeometry) -> torch.T
     empty = top.squeeze(1) == 0
     labels[empty] = 1.0 / K
     return labels
+
+
+def class_histogram(class_order: torch.Tensor, geometry: PosterGeometry) -> torch.Tensor:
+    """``(N, K)`` float: pixels of each class under each patch window (``weights @
+    onehot(class_order)``); empty cells (``-1``) count for no class."""
+    K = geometry.num_classes
+    order = validate_class_order(class_order, K, geometry.grid).cpu()
+    flat = order.flatten()
+    cell_onehot = torch.zeros(flat.numel(), K)
+    cell_onehot[flat >= 0] = torch.nn.functional.one_hot(flat[flat >= 0], K).float()
+    return patch_cell_weights(geometry) @ cell_onehot
+
+
+def majority_share(class_order: torch.Tensor, geometry: PosterGeometry) -> torch.Tensor:
+    """``(N,)`` float in (0, 1]: the fraction of each patch's pixels that its majority class owns.
+
+    A fixed label is one-hot at that class, so ``1 − share`` is the part of the patch whose
+    pixels belong to other classes but are taught as the label's class. Below one IPC the class
+    areas shrink while the patches keep the image size, so the share falls: this is how much a
+    fixed label simplifies what the patch shows.
+    """
+    h, w = geometry.patch_hw
+    return class_histogram(class_order, geometry).max(dim=1).values / (h * w)
 
 
 def init_label_params(class_order: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -40,7 +40,7 @@ from podd.notebooks.experiment import (
 from podd.notebooks.names import PRETTY_NAMES, pretty, slug
 from podd.notebooks.profiles import PROFILE_ENV, profile_default, resolve_profile
 from podd.notebooks.sweep import Sweep
-from podd.notebooks.tables import PAPER_DATASETS, measured_and_reported, poster_budget_table
+from podd.notebooks.tables import PAPER_DATASETS, majority_share_table, measured_and_reported, poster_budget_table
 from podd.presets import PROFILES, SMOKE_ZCA_MAX_DIM, note_once
 
 __all__ = [
@@ -49,8 +49,8 @@ __all__ = [
     "class_embeddings", "RunOutcome", "Stopwatch", "config_dict", "distill_and_evaluate",
     "preprocessor_for", "real_reference", "runs_sidecar", "PRETTY_NAMES", "pretty", "slug",
     "PROFILE_ENV", "profile_default", "resolve_profile", "Sweep", "PAPER_DATASETS",
-    "measured_and_reported", "poster_budget_table", "PROFILES", "SMOKE_ZCA_MAX_DIM", "note_once",
-    "reset_caches",
+    "majority_share_table", "measured_and_reported", "poster_budget_table", "PROFILES",
+    "SMOKE_ZCA_MAX_DIM", "note_once", "reset_caches",
 ]
 
 

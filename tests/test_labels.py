@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from podd.labels import fixed_labels, init_label_params, learned_labels, patch_cell_weights
+from podd.labels import fixed_labels, init_label_params, learned_labels, majority_share, patch_cell_weights
 from podd.layout import class_map, validate_class_order
 from podd.poster import PAPER_POSTERS, baseline_geometry, make_geometry
 
@@ -85,6 +85,30 @@ def test_baseline_fixed_labels_are_the_cell_classes():
     geometry = baseline_geometry(10, (3, 32, 32))
     order = torch.randperm(10, generator=torch.Generator().manual_seed(0)).view(2, 5)
     assert torch.equal(fixed_labels(order, geometry), torch.eye(10)[order.flatten()])
+
+
+def test_majority_share_by_hand_and_by_slicing():
+    # the constructed-tie poster: corner patches lie in one cell (share 1), edge-middle patches
+    # straddle two cells half and half, the centre patch holds one pixel of each of the four
+    geometry = make_geometry(4, (1, 2, 2), grid=(2, 2), size=(4, 4), patches=(3, 3))
+    share = majority_share(torch.tensor([[0, 1], [2, 3]]), geometry).view(3, 3)
+    assert_close(share, torch.tensor([[1.0, 0.5, 1.0], [0.5, 0.25, 0.5], [1.0, 0.5, 1.0]]))
+    # a CIFAR-10 poster below one IPC: the majority's pixels read off the class map
+    geometry = make_geometry(10, (3, 32, 32), size=(45, 113), patches=(6, 16))
+    order = torch.arange(10).view(2, 5)
+    hist = window_histograms(order, geometry)
+    assert_close(majority_share(order, geometry), hist.max(1).values / 1024)
+
+
+def test_majority_share_falls_below_one_ipc():
+    # the baseline's images each lie in one class; PoDD's patches at 0.9 IPC mostly have a
+    # majority above half, at 0.5 IPC almost none do (the class areas are ~22 pixels a side)
+    order = torch.arange(10).view(2, 5)
+    assert torch.equal(majority_share(order, baseline_geometry(10, (3, 32, 32))), torch.ones(10))
+    at_09 = majority_share(order, make_geometry(10, (3, 32, 32), size=(60, 153), patches=(6, 16)))
+    at_05 = majority_share(order, make_geometry(10, (3, 32, 32), size=(45, 113), patches=(6, 16)))
+    assert at_05.mean() < at_09.mean() < 1.0
+    assert (at_05 < 0.5).float().mean() > 0.9 > (at_09 < 0.5).float().mean()
 
 
 @pytest.mark.parametrize("name,K", [("cifar10", 10), ("cifar100", 100), ("cub200", 200)])

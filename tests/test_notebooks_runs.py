@@ -125,3 +125,12 @@ def test_poster_budget_rows_are_geometry():
                      "IPC": 1.0, "poster H×W": "64×160", "poster pixels": 10240,
                      "pixels of IPC·K images": 10240, "exact IPC": 1.0}
     assert table.iloc[1]["pixels of IPC·K images"] == 5120 and len(table) == 2
+
+
+def test_majority_share_rows_follow_the_presets_poster():
+    table = tables.majority_share_table("cifar10", "smoke", ipcs=(1.0, 0.5))
+    assert list(table["poster H×W"]) == ["64×160", "45×113"]
+    assert list(table["patches"]) == ["6×17", "6×16"]      # the authors' 96 below 1 IPC
+    one, half = table.iloc[0], table.iloc[1]
+    assert 0.25 <= half["lowest share"] <= half["mean share"] < one["mean share"] < 1.0
+    assert half["patches under one half"] > one["patches under one half"]

@@ -1,5 +1,5 @@
-"""Result tables: our measured rows beside the paper's reported ones (labelled, never mixed), and
-the poster pixel-budget table (geometry only)."""
+"""Result tables: our measured rows beside the paper's reported ones (labelled, never mixed), the
+poster pixel-budget table and the fixed labels' majority shares (both geometry only)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,33 @@ def _budget_row(name: str, ipc: float) -> dict:
             "poster H×W": f"{g.size[0]}×{g.size[1]}", "poster pixels": g.pixels,
             "pixels of IPC·K images": round(ipc * k * shape[1] * shape[2]),
             "exact IPC": round(g.ipc, 4)}
+
+
+def majority_share_table(dataset: str, profile: str,
+                         ipcs=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)):
+    """How much of each patch its fixed label's class owns (§4.3), for ``dataset``'s preset
+    poster at every IPC of ``ipcs``: geometry only, no data.
+
+    One row per IPC, the poster and patch counts that :func:`podd.presets.resolve_config` gives
+    under ``profile``, then the majority class's share of a patch's pixels
+    (:func:`podd.labels.majority_share`, classes in dataset order): mean, lowest, and the
+    fraction of patches where it is under one half. The 1-IPC baseline's images each lie in one
+    class (share 1).
+    """
+    import pandas as pd
+
+    from podd import labels, layout
+    from podd.modes import plan_geometry
+    from podd.presets import resolve_config
+
+    k, shape = DATASET_SHAPES[dataset]
+    rows = []
+    for ipc in ipcs:
+        geometry = plan_geometry(resolve_config(dataset, profile, ipc=ipc, verbose=False), k, shape)
+        share = labels.majority_share(layout.identity_order(k, *geometry.grid), geometry)
+        rows.append({"IPC": ipc, "poster H×W": f"{geometry.size[0]}×{geometry.size[1]}",
+                     "patches": f"{geometry.patches[0]}×{geometry.patches[1]}",
+                     "mean share": round(float(share.mean()), 3),
+                     "lowest share": round(float(share.min()), 3),
+                     "patches under one half": round(float((share < 0.5).float().mean()), 3)})
+    return pd.DataFrame(rows)
