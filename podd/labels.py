@@ -70,9 +70,8 @@ def fixed_labels(class_order: torch.Tensor, geometry: PosterGeometry) -> torch.T
     """``(N, K)`` fixed soft labels: the majority class of each patch window, ties shared.
 
     The window's class histogram (:func:`class_histogram`) counts the pixels of each class. The
-    label is one-hot at the class with most pixels;
-    when several classes tie exactly, each gets ``1 / (number tied)``. A window lying entirely in
-    empty cells gets the uniform label ``1/K``.
+    label is one-hot at the class with most pixels; when several classes tie exactly, each gets
+    ``1 / (number tied)``. A window lying entirely in empty cells gets the uniform label ``1/K``.
     """
     K = geometry.num_classes
     hist = class_histogram(class_order, geometry)                           # (N, K) pixel counts
