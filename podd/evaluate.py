@@ -20,7 +20,9 @@ Reproducibility: model ``m`` draws everything random — its initialisation, its
 augmentation — from its own streams derived from ``(seed, m)``. So ``train_and_test(...,
 num_models=M)`` gives model by model the same accuracies (within float tolerance) as running the
 models one after another (``sequential=True``, the plain single-model code path, used by the
-equality test and the benchmark), and model ``m``'s result does not depend on ``M``.
+equality test and the benchmark), and model ``m``'s result does not depend on ``M``. Hence one
+evaluation can be split across processes: ``first_model=4, num_models=4`` trains models 4–7 of
+an eight-model evaluation, the very same students.
 
 Batches: each pass over the distilled set is a fresh random permutation cut into
 ``N // batch_size`` full batches (the remainder of a pass is skipped, so every batch has distinct
@@ -304,7 +306,8 @@ class EvalProtocol:
     """How a distilled set is evaluated (§5.1): ``num_models`` fresh ConvNets (``width``,
     ``depth``; None: :func:`podd.models.default_depth`) trained with Adam at ``lr`` on
     ``batch_size`` images per step (None: all of them), with ``flip_rotate`` when ``augment``,
-    tested after each of ``steps``; model ``m``'s randomness comes from ``(seed, m)``.
+    tested after each of ``steps``; model ``m``'s randomness comes from ``(seed, m)``, for
+    ``m`` = ``first_model`` … ``first_model + num_models − 1`` (a slice of a larger evaluation).
 
     :meth:`from_config` gives the protocol a distillation run evaluates its poster with; build
     one there (or here) and :meth:`run` it on any images, rather than passing the settings by hand.
@@ -319,6 +322,7 @@ class EvalProtocol:
     augment: bool = True
     seed: int = 0
     device: str | torch.device = "cpu"
+    first_model: int = 0
 
     @classmethod
     def from_config(cls, config, **changes) -> EvalProtocol:
@@ -373,13 +377,15 @@ def _train_and_test(images, labels, test_x, test_y, protocol: EvalProtocol, *, p
     p = protocol
     k, steps = _check_inputs(images, labels, test_x, test_y, p.steps, p.num_models, p.lr, p.batch_size,
                              num_classes)
+    if not isinstance(p.first_model, int) or p.first_model < 0:
+        raise ValueError(f"first_model must be an integer ≥ 0; got {p.first_model}")
     device = resolve_device(p.device)
     dtype = images.dtype
     n, c, h, _ = images.shape
     batch = min(p.batch_size or n, n)
     total = steps[-1]
     settings = dict(lr=p.lr, batch_size=batch, width=p.width, depth=p.depth, augment=p.augment,
-                    seed=p.seed, num_images=n, num_classes=k,
+                    seed=p.seed, first_model=p.first_model, num_images=n, num_classes=k,
                     label_kind="soft" if labels.dim() == 2 else "hard",
                     dtype=str(dtype).replace("torch.", ""), device=str(device),
                     mode="sequential" if sequential else "batched")
@@ -411,7 +417,8 @@ def _model_streams(net, protocol: EvalProtocol, n: int, batch: int, total: int, 
     device)."""
     inits, orders, rot_ops, values = [], [], [], []
     seed = protocol.seed
-    for m in range(protocol.num_models):   # setup only: a few vectorised draws per model
+    first = protocol.first_model
+    for m in range(first, first + protocol.num_models):   # setup only: a few vectorised draws per model
         inits.append(init_parameters(net, _generator(seed, m, "init"), device))
         if batch < n:
             orders.append(_batch_order(n, batch, total, _generator(seed, m, "order")))

@@ -72,6 +72,22 @@ def test_model_result_does_not_depend_on_number_of_models():
     assert _max_diff({k: v[:1] for k, v in three.items()}, one) < 1e-9
 
 
+def test_a_slice_of_the_models_trains_the_same_students():
+    """first_model=1, num_models=2 are models 1 and 2 of a three-model evaluation (how one
+    evaluation is split across processes); a different seed would give other students."""
+    x, y, tx, ty = _data()
+    all_three, params_three = _run(x, y, tx, ty, num_models=3)
+    tail, params_tail = _run(x, y, tx, ty, num_models=2, first_model=1)
+    assert _max_diff({k: v[1:] for k, v in params_three.items()}, params_tail) < 1e-9
+    assert torch.equal(all_three.accuracy[1:], tail.accuracy)
+    assert tail.settings["first_model"] == 1
+    _, params_head = _run(x, y, tx, ty, num_models=2)
+    assert _max_diff({k: v[:2] for k, v in params_three.items()}, params_head) < 1e-9
+    assert _max_diff(params_head, params_tail) > 1e-3      # the slice moved: other students
+    with pytest.raises(ValueError, match="first_model"):
+        _run(x, y, tx, ty, first_model=-1)
+
+
 def test_grouped_forward_equals_vmap_of_the_convnet():
     net = ConvNet(3, K, 8, width=8).double()
     inits = [init_parameters(net, torch.Generator().manual_seed(m)) for m in range(3)]
