@@ -14,6 +14,12 @@ recomputed the same way. Nothing is distilled again.
 
 Every number is a result on the 10 % SUBSET of CIFAR-10 the benchmark used, and the tables say
 so. A 300-step column equal to the benchmark's own table shows the protocol is the same.
+
+Long runs (a PoDD row is hours on 2 cores): ``--models-per-job K`` splits each poster's models
+into jobs of K (the same students, ``EvalProtocol.first_model``) so the workers stay busy to the
+end, and every finished job is written at once to ``OUT.jobs.jsonl``; a run cut off goes on with
+the same command plus ``--resume`` and redoes only the unfinished jobs. The journal is removed
+once the tables are written.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,20 +58,24 @@ def _evaluate_job(job: dict) -> dict:
         config = DistillConfig.from_dict(artifact.config)
         images, labels = patches_and_labels(artifact)
         protocol = EvalProtocol.from_config(config, num_models=job["eval_models"], steps=steps,
-                                            device="cpu")
+                                            device="cpu", first_model=job["first_model"])
         test_x = preprocessor_for(ds, config.zca)(ds.x_test)
         accuracy = protocol.run(images, labels, test_x, ds.y_test).accuracy
     return {"accuracy": accuracy.tolist(), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def jobs_of(report: dict, data: str, n_val: int, split_seed: int, steps,
-            models: int | None = None) -> list[dict]:
+            models: int | None = None, models_per_job: int | None = None) -> list[dict]:
     """One job per row and seed of ``report`` (a quality_cifar10 JSON), in its row order;
-    ``models``: the first that many of each seed's evaluation models (default: all)."""
+    ``models``: the first that many of each seed's evaluation models (default: all);
+    ``models_per_job``: a poster's models in jobs of that many (the random-real row, seconds
+    per seed, stays whole)."""
     models = models or report["eval_models_per_seed"]
     if models > report["eval_models_per_seed"]:
         raise ValueError(f"--models {models}: the benchmark trained "
                          f"{report['eval_models_per_seed']} per seed")
+    if models_per_job is not None and models_per_job < 1:
+        raise ValueError(f"--models-per-job {models_per_job}: give at least 1")
     jobs = []
     for row in report["rows"]:
         for seed in report["seeds"]:
@@ -74,11 +85,41 @@ def jobs_of(report: dict, data: str, n_val: int, split_seed: int, steps,
                             if n.startswith(f"{row['mode']}-") and n.endswith(f"-seed{seed}")
                             and _same_ipc(n, row["ipc"]))
                 run_dir = report["runs"][name]
-            jobs.append(dict(row=f"{row['method']} {row['ipc']:g} IPC", seed=seed,
-                             run_dir=run_dir, data=data, n_val=n_val, split_seed=split_seed,
-                             steps=list(steps), eval_models=models,
-                             settings=report["settings"]))
+            size = models if run_dir is None else (models_per_job or models)
+            for first in range(0, models, size):
+                jobs.append(dict(row=f"{row['method']} {row['ipc']:g} IPC", seed=seed,
+                                 run_dir=run_dir, data=data, n_val=n_val, split_seed=split_seed,
+                                 steps=list(steps), first_model=first,
+                                 eval_models=min(size, models - first),
+                                 settings=report["settings"]))
     return jobs
+
+
+def job_key(job: dict) -> str:
+    """What makes two jobs the same evaluation (the journal's key)."""
+    return json.dumps({k: job[k] for k in ("row", "seed", "run_dir", "data", "n_val",
+                                           "split_seed", "steps", "first_model", "eval_models")},
+                      sort_keys=True)
+
+
+def read_journal(path: Path) -> dict[str, dict]:
+    """Finished jobs of an earlier, cut-off run: key -> outcome (a torn last line is skipped)."""
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                entry = json.loads(line)
+                done[entry["key"]] = entry["outcome"]
+    return done
+
+
+def largest_first(jobs: list[dict]) -> list[int]:
+    """Indices of ``jobs`` in the order to submit them, so that no long job starts last: PoDD
+    rows (a batch of many patches per student step), then the baseline (K images), then random
+    real (K images, no poster to load); in row order within each."""
+    def rank(job):
+        return 0 if job["row"].startswith("PoDD") else 2 if job["run_dir"] is None else 1
+    return sorted(range(len(jobs)), key=lambda i: (rank(jobs[i]), i))
 
 
 def _same_ipc(run_name: str, ipc: float) -> bool:
@@ -134,6 +175,12 @@ def main(argv=None) -> int:
     parser.add_argument("--models", type=int, default=None,
                         help="the first N evaluation models of each seed (default: all the "
                              "benchmark's; students are seeded per model, so they are the same)")
+    parser.add_argument("--models-per-job", type=int, default=None,
+                        help="split each poster's models into jobs of this many (default: one "
+                             "job per poster), so the workers share a long row evenly")
+    parser.add_argument("--resume", action="store_true",
+                        help="take the jobs that OUT.jobs.jsonl records as finished (from a run "
+                             "cut off) and do only the others")
     parser.add_argument("--workers", type=int, default=2,
                         help="single-threaded processes (1: evaluate in this process)")
     parser.add_argument("--out", type=Path, required=True, help="path without extension")
@@ -149,20 +196,39 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     report = json.loads(args.results.read_text())
-    jobs = jobs_of(report, args.data, args.n_val, args.split_seed, args.steps, args.models)
-    print(f"{len(jobs)} evaluations of {jobs[0]['eval_models']} models × "
-          f"{args.steps[-1]} steps in {args.workers} processes", flush=True)
-    outcomes = []
+    try:
+        jobs = jobs_of(report, args.data, args.n_val, args.split_seed, args.steps, args.models,
+                       args.models_per_job)
+    except ValueError as error:
+        parser.error(str(error))
+    journal = report_path(args.out, ".jobs.jsonl")
+    if journal.exists() and not args.resume:
+        parser.error(f"{journal} records jobs of a run that was cut off: add --resume to go on "
+                     f"from it, or delete it to start again")
+    done = read_journal(journal) if args.resume else {}
+    outcomes = {i: done[job_key(job)] for i, job in enumerate(jobs) if job_key(job) in done}
+    todo = [i for i in largest_first(jobs) if i not in outcomes]
+    print(f"{len(jobs)} evaluations of up to {max(j['eval_models'] for j in jobs)} models × "
+          f"{args.steps[-1]} steps in {args.workers} processes"
+          + (f"; {len(outcomes)} taken finished from {journal}" if outcomes else ""), flush=True)
+    journal.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if args.workers > 1:
             pool = stack.enter_context(PoolExecutor(args.workers, threads=1))
-            results = (f.result() for f in [pool.submit(_evaluate_job, job) for job in jobs])
+            futures = {pool.submit(_evaluate_job, jobs[i]): i for i in todo}
+            results = ((futures[f], f.result()) for f in as_completed(futures))
         else:
-            results = map(_evaluate_job, jobs)
-        for job, outcome in zip(jobs, results):
-            outcomes.append(outcome)
-            print(f"done: {job['row']}, seed {job['seed']} ({outcome['seconds']:.0f} s)",
-                  flush=True)
+            results = ((i, _evaluate_job(jobs[i])) for i in todo)
+        log = stack.enter_context(journal.open("a"))
+        for i, outcome in results:          # each finished job is on disk before the next
+            outcomes[i] = outcome
+            log.write(json.dumps({"key": job_key(jobs[i]), "outcome": outcome}) + "\n")
+            log.flush()
+            job = jobs[i]
+            print(f"done: {job['row']}, seed {job['seed']}, models {job['first_model']}–"
+                  f"{job['first_model'] + job['eval_models'] - 1} ({outcome['seconds']:.0f} s; "
+                  f"{len(outcomes)}/{len(jobs)})", flush=True)
+    outcomes = [outcomes[i] for i in range(len(jobs))]
     summary = summarise(jobs, outcomes, args.steps)
     label = (f"the benchmark's split of {report['dataset']} (profile {report['profile']}, "
              f"overrides {report['overrides']}, {len(report['seeds'])} seeds × "
@@ -171,8 +237,9 @@ def main(argv=None) -> int:
         sys.argv[1:] if argv is None else argv)
     out = {"from": str(args.results), "from_commit": report["provenance"]["git_commit"],
            "dataset": report["dataset"], "steps": args.steps, "rows": summary,
-           "jobs": [{k: job[k] for k in ("row", "seed", "run_dir")} | {"seconds": o["seconds"]}
-                    for job, o in zip(jobs, outcomes)],
+           "jobs": [{k: job[k] for k in ("row", "seed", "run_dir", "first_model", "eval_models")}
+                    | {"seconds": o["seconds"]} for job, o in zip(jobs, outcomes)],
+           "resumed_jobs": sum(job_key(job) in done for job in jobs),   # taken from the journal
            "provenance": provenance(
                dataset="cifar10 (10% subset, npz)", data_source="subset", profile=report["profile"],
                hyperparameters=report["settings"], seeds={"eval": report["seeds"],
@@ -185,6 +252,7 @@ def main(argv=None) -> int:
                f"{table}\n\nPosters from `{args.results}` (commit `{out['from_commit'][:7]}`), "
                f"re-evaluated by `{command}` at commit `{out['provenance']['git_commit']}`, "
                f"{out['provenance']['wall_time_s']} s on {os.cpu_count()} CPU cores.\n")
+    journal.unlink()            # everything it held is in the JSON now
     print(table)
     return 0
 

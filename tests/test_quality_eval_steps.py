@@ -39,23 +39,34 @@ def _tiny_cifar(path):
              class_names=np.array([f"class{i}" for i in range(10)]))
 
 
-def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(
-        scripts, tmp_path, monkeypatch):
-    quality, eval_steps = scripts
-    monkeypatch.setenv("PODD_DATA", str(tmp_path / "cache"))
+@pytest.fixture(scope="module")
+def bench(scripts, tmp_path_factory):
+    """A smoke benchmark on tiny CIFAR-shaped data: (its folder, the options every script shares)."""
+    quality, _ = scripts
+    tmp_path = tmp_path_factory.mktemp("bench")
     data = tmp_path / "tiny.npz"
     _tiny_cifar(data)
     common = ["--data", str(data), "--n-val", "40", "--workers", "1"]
     threads = torch.get_num_threads()
     seen = []
     real_compare = quality.compare_methods
-    monkeypatch.setattr(quality, "compare_methods", lambda *a, **k: (
-        seen.append(torch.get_num_threads()), real_compare(*a, **k))[1])
-    quality.main([*common, "--seeds", "0", "--eval-models", "2", "--profile", "smoke",
-                  "--methods", "baseline-1", "podd-0.5", "--runs", str(tmp_path / "runs"),
-                  "--out", str(tmp_path / "bench")])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("PODD_DATA", str(tmp_path / "cache"))
+        monkeypatch.setattr(quality, "compare_methods", lambda *a, **k: (
+            seen.append(torch.get_num_threads()), real_compare(*a, **k))[1])
+        quality.main([*common, "--seeds", "0", "--eval-models", "2", "--profile", "smoke",
+                      "--methods", "baseline-1", "podd-0.5", "--runs", str(tmp_path / "runs"),
+                      "--out", str(tmp_path / "bench")])
     # one inline worker is single-threaded, as the report says; torch's setting is given back
     assert seen == [1] and torch.get_num_threads() == threads
+    return tmp_path, common
+
+
+def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(
+        scripts, bench, monkeypatch):
+    _, eval_steps = scripts
+    tmp_path, common = bench
+    monkeypatch.setenv("PODD_DATA", str(tmp_path / "cache"))
     eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20", "40",
                      "--out", str(tmp_path / "longer")])
     eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20",
@@ -92,3 +103,66 @@ def test_a_row_finds_its_runs_by_requested_ipc(scripts):
         ("PoDD 0.497 IPC", "/r/half"), ("PoDD 1 IPC", "/r/one")]
     with pytest.raises(ValueError, match="trained 1 per seed"):
         eval_steps.jobs_of(report, "x.npz", 10, 0, [300], models=2)
+
+
+def test_a_cut_off_run_resumes_from_its_journal_and_split_jobs_give_the_same_students(
+        scripts, bench, monkeypatch, tmp_path):
+    """Jobs of one model each, cut off after two: the journal holds those two, a rerun without
+    --resume refuses to overwrite it, --resume does only the rest, and the tables equal one
+    uninterrupted run with whole-poster jobs."""
+    _, eval_steps = scripts
+    folder, common = bench
+    monkeypatch.setenv("PODD_DATA", str(folder / "cache"))
+    args = [*common, "--results", str(folder / "bench.json"), "--steps", "20"]
+    eval_steps.main([*args, "--out", str(tmp_path / "whole")])
+    assert not (tmp_path / "whole.jobs.jsonl").exists()         # removed once the JSON is written
+
+    real_job, calls = eval_steps._evaluate_job, []
+
+    def cut_off_after_two(job):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append((job["row"], job["first_model"]))
+        return real_job(job)
+
+    monkeypatch.setattr(eval_steps, "_evaluate_job", cut_off_after_two)
+    split = [*args, "--models-per-job", "1", "--out", str(tmp_path / "split")]
+    with pytest.raises(KeyboardInterrupt):
+        eval_steps.main(split)
+    # largest first: the PoDD poster's two single-model jobs went first
+    assert calls == [("PoDD 0.497 IPC", 0), ("PoDD 0.497 IPC", 1)]
+    journal = tmp_path / "split.jobs.jsonl"
+    assert len(journal.read_text().splitlines()) == 2
+    with pytest.raises(SystemExit):
+        eval_steps.main(split)                                   # would lose the journal
+    calls.clear()
+    monkeypatch.setattr(eval_steps, "_evaluate_job", lambda job: (
+        calls.append((job["row"], job["first_model"])), real_job(job))[1])
+    eval_steps.main([*split, "--resume"])
+    assert calls == [("RaT-BPTT baseline 1 IPC", 0), ("RaT-BPTT baseline 1 IPC", 1),
+                     ("random real 1 IPC", 0)]                  # random real stays one job
+    whole = json.loads((tmp_path / "whole.json").read_text())
+    resumed = json.loads((tmp_path / "split.json").read_text())
+    assert resumed["resumed_jobs"] == 2 and not journal.exists()
+    assert [r["accuracies"] for r in resumed["rows"]] == [r["accuracies"] for r in whole["rows"]]
+    podd = whole["rows"][2]["accuracies"]
+    assert podd[0] != podd[1]        # the models differ, so a swapped reassembly would show
+    assert [(j["row"], j["first_model"], j["eval_models"]) for j in resumed["jobs"]] == [
+        ("random real 1 IPC", 0, 2), ("RaT-BPTT baseline 1 IPC", 0, 1),
+        ("RaT-BPTT baseline 1 IPC", 1, 1), ("PoDD 0.497 IPC", 0, 1), ("PoDD 0.497 IPC", 1, 1)]
+
+
+def test_jobs_split_a_posters_models_and_reject_a_bad_split(scripts):
+    _, eval_steps = scripts
+    report = {"rows": [{"mode": "real", "method": "random real", "ipc": 1.0},
+                       {"mode": "podd", "method": "PoDD", "ipc": 1.0}],
+              "seeds": [0], "eval_models_per_seed": 8, "settings": {},
+              "runs": {"podd-ipc1-seed0": "/r/one"}}
+    jobs = eval_steps.jobs_of(report, "x.npz", 10, 0, [300], models_per_job=3)
+    assert [(j["row"], j["first_model"], j["eval_models"]) for j in jobs] == [
+        ("random real 1 IPC", 0, 8), ("PoDD 1 IPC", 0, 3), ("PoDD 1 IPC", 3, 3),
+        ("PoDD 1 IPC", 6, 2)]
+    assert eval_steps.largest_first(jobs) == [1, 2, 3, 0]
+    assert len({eval_steps.job_key(j) for j in jobs}) == 4
+    with pytest.raises(ValueError, match="at least 1"):
+        eval_steps.jobs_of(report, "x.npz", 10, 0, [300], models_per_job=0)
