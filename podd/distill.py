@@ -46,6 +46,9 @@ from podd.ratbptt import ADAM_BETAS, ADAM_EPS, StepPlan, outer_loss_and_grads, u
 
 LABEL_MODES = ("fixed", "learned")
 START_SCHEDULES = ("epoch", "step", "fixed")
+# best_every's students are seeded at seed + this: streams of their own, apart from the final
+# evaluation's (a poster chosen with the very students that then test it would flatter itself).
+SELECTION_SEED_OFFSET = 1_000_003
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,6 +67,12 @@ class DistillConfig:
     patches in every inner step. ``label_lr=None`` uses ``outer_lr`` (as the authors do).
     ``eval_every=0`` evaluates only at the end; ``eval_models=0`` never. ``checkpoint_every=0``
     writes no intermediate checkpoints.
+
+    Best-poster selection (the authors' practice; the paper does not describe it):
+    ``best_every=N`` scores the poster every N steps and at the end by the TRAINING-set
+    accuracy of ``eval_models`` students trained on it (their own seeds, never the test split)
+    and ends with the best-scoring poster; ``0`` keeps the last one. Scoring draws nothing from
+    the run's generator, so the trajectory is the same either way.
 
     Memory savers (same gradients, see :func:`outer_loss_and_grads`): ``real_chunk`` forwards
     the real batch that many images at a time; ``recompute_window`` keeps one inner step's graph
@@ -99,6 +108,7 @@ class DistillConfig:
     augment: bool = True
     steps: int = 1000
     eval_every: int = 0
+    best_every: int = 0
     eval_models: int = 8
     eval_steps: tuple[int, ...] = (300, 600, 1000, 2000)
     checkpoint_every: int = 100
@@ -182,7 +192,7 @@ class DistillConfig:
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device={self.device!r}: choose auto, cpu or cuda")
         need(self.log_every >= 1, f"log_every={self.log_every}: must be at least 1")
-        for name in ("eval_every", "checkpoint_every", "eval_models"):
+        for name in ("eval_every", "best_every", "checkpoint_every", "eval_models"):
             need(getattr(self, name) >= 0,
                  f"{name}={getattr(self, name)}: must be 0 (never) or a positive number")
         for name in ("grid", "patches"):
@@ -194,6 +204,9 @@ class DistillConfig:
              f"eval_steps={list(self.eval_steps)}: must be increasing training-step counts of at "
              f"least 1, e.g. eval_steps=[300, 1000]")
         need(self.seed >= 0, f"seed={self.seed}: must be 0 or a positive whole number")
+        need(not self.best_every or self.eval_models >= 1,
+             f"best_every={self.best_every} scores each poster with eval_models students, but "
+             f"eval_models=0; give eval_models of at least 1 or best_every=0")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -378,6 +391,7 @@ class Distiller:
         self.epoch = 0
         self.start = self._draw_start() if config.start_schedule == "fixed" else 0
         self._pending: list[tuple[int, torch.Tensor]] = []  # (step, finite flag) not yet checked
+        self.best: dict[str, Any] | None = None    # best_every: the best-scoring poster so far
 
     def _plan_poster(self) -> None:
         """Geometry, class order, labels and patches: the poster layout (§4.1–§4.3)."""
@@ -530,6 +544,41 @@ class Distiller:
         images, labels = self.patches_and_labels()
         return protocol.run(images, labels, self.x_test, self.y_test, progress=progress)
 
+    # -- best-poster selection (best_every) --------------------------------------------------
+    def training_accuracy(self) -> float:
+        """Mean accuracy (%) on the TRAINING images of ``eval_models`` students trained on the
+        current patches (the evaluation protocol, last of ``eval_steps``), seeded apart from
+        the evaluation's students so that selection does not fit them."""
+        from podd.evaluate import EvalProtocol
+
+        cfg = self.config
+        protocol = EvalProtocol.from_config(cfg, seed=cfg.seed + SELECTION_SEED_OFFSET,
+                                            steps=(cfg.eval_steps[-1],), device=self.device)
+        images, labels = self.patches_and_labels()
+        return protocol.run(images, labels, self.x_real, self.y_real,
+                            num_classes=self.num_classes).mean()
+
+    def consider_best(self) -> float:
+        """Score the current poster (:meth:`training_accuracy`); keep a copy when it beats the
+        best so far (ties keep the earlier one). Returns the score."""
+        score = self.training_accuracy()
+        if self.best is None or score > self.best["train_accuracy"]:
+            self.best = {"step": self.step_count, "train_accuracy": score,
+                         "poster": self.poster.detach().cpu().clone(),
+                         "label_params": None if self.label_params is None
+                         else self.label_params.detach().cpu().clone()}
+        return score
+
+    def restore_best(self) -> None:
+        """Put the best-scoring poster (and its labels) back into the leaves, for the final
+        evaluation and the artifact; the optimizer's state is left as it is."""
+        if self.best is None:
+            raise ValueError("no poster has been scored yet (best_every=0, or no step taken)")
+        with torch.no_grad():
+            self.poster.copy_(self.best["poster"].to(self.device))
+            if self.label_params is not None:
+                self.label_params.copy_(self.best["label_params"].to(self.device))
+
     def artifact(self):
         from podd.artifacts import PosterArtifact
 
@@ -553,7 +602,7 @@ class Distiller:
             "grad_ema": None if self.grad_ema is None else self.grad_ema.cpu().clone(),
             "generator": self.generator.get_state(),
             "epoch_perm": self.epoch_perm, "epoch_pos": self.epoch_pos, "epoch": self.epoch,
-            "start": self.start,
+            "start": self.start, "best": self.best,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -566,6 +615,7 @@ class Distiller:
         self.generator.set_state(state["generator"])
         self.epoch_perm, self.epoch_pos = state["epoch_perm"], state["epoch_pos"]
         self.epoch, self.start, self.step_count = state["epoch"], state["start"], state["step"]
+        self.best = state.get("best")          # absent from checkpoints older than best_every
 
 
 def _preprocessing_state(preprocessor, config: DistillConfig) -> dict[str, Any]:

@@ -141,19 +141,22 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
     finally:
         bar.close()
 
+    end_state = _select_best(distiller, run, history)     # None without best_every
     evaluation = _final_evaluation(distiller, run, history)
     artifact = distiller.artifact()
     wall = elapsed()
     if run is not None:
-        run.save_checkpoint(distiller.state_dict(), cfg, history, wall)
+        # the checkpoint is where the trajectory ended (to resume from), not the chosen poster
+        run.save_checkpoint(end_state or distiller.state_dict(), cfg, history, wall)
         run.finish(artifact, distiller, history, evaluation, wall)
     return DistillResult(artifact, history, run.path if run is not None else None, evaluation, wall)
 
 
 def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
                  elapsed: Callable[[], float]) -> None:
-    """Step until ``config.steps``; log every ``log_every``, evaluate every ``eval_every`` (rank
-    0 only) and checkpoint every ``checkpoint_every`` steps."""
+    """Step until ``config.steps``; log every ``log_every``, evaluate every ``eval_every`` and
+    score for the best poster every ``best_every`` (rank 0 only), and checkpoint every
+    ``checkpoint_every`` steps."""
     cfg = distiller.config
     main = distiller.parallel.is_main      # rank 0 alone reports and evaluates
     log = _LossLog(distiller.step_count)
@@ -172,6 +175,9 @@ def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
             record = (record or {"step": step}) | {"eval_accuracy": result.mean(),
                                                    "eval_std": result.std()}
             log.restart_clock()             # evaluation time is not distillation speed
+        if main and cfg.best_every and step % cfg.best_every == 0 and step < cfg.steps:
+            record = (record or {"step": step}) | {"train_accuracy": distiller.consider_best()}
+            log.restart_clock()
         if record is not None:
             history.append(record)
             if run is not None:
@@ -239,6 +245,30 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _select_best(distiller: Distiller, run, history: list[dict]) -> dict | None:
+    """With ``best_every`` (rank 0): score the last poster too, then put the best-scoring one
+    in place for the final evaluation and the artifact, and record which it was. Returns the
+    state where the trajectory ended (for the checkpoint), or None without selection."""
+    cfg, step = distiller.config, distiller.step_count
+    if not cfg.best_every or not distiller.parallel.is_main:
+        return None
+    scored = any(h.get("step") == step and "train_accuracy" in h for h in history)
+    if not scored:                  # the loop scores before the last step only
+        record = {"step": step, "train_accuracy": distiller.consider_best()}
+        history.append(record)
+        if run is not None:
+            run.append_metrics(record)
+    end_state = distiller.state_dict()
+    distiller.restore_best()
+    best = distiller.best
+    record = {"step": step, "best_step": best["step"],
+              "best_train_accuracy": best["train_accuracy"]}
+    history.append(record)
+    if run is not None:
+        run.append_metrics(record)
+    return end_state
 
 
 def _final_evaluation(distiller: Distiller, run, history: list[dict]):

@@ -55,7 +55,7 @@ class RunDirBusyError(ValueError):
 # Settings a resumed run may change: they do not alter the poster's trajectory (the memory
 # savers change only the order of float summations, so a run that ran out of memory can resume
 # with them).
-RESUMABLE_CHANGES = ("steps", "device", "eval_every", "eval_models", "eval_steps",
+RESUMABLE_CHANGES = ("steps", "device", "eval_every", "best_every", "eval_models", "eval_steps",
                      "checkpoint_every", "log_every", "data_root", "real_chunk", "recompute_window")
 
 
@@ -265,6 +265,9 @@ def final_record(artifact, config, history, evaluation, wall_time_s, data_source
         "geometry": geometry.to_dict(),
         "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),
         "evaluation": None if evaluation is None else evaluation.to_dict(),
+        # best_every: which step's poster this is, and its training-set score
+        "best": next(({"step": h["best_step"], "train_accuracy": h["best_train_accuracy"]}
+                      for h in reversed(history) if "best_step" in h), None),
         "files": {"artifact": ARTIFACT, "png": PNG, "metrics": METRICS, "checkpoint": CHECKPOINT},
     }
     return {"result": result, "provenance": provenance(
