@@ -238,6 +238,29 @@ def loss_curves(report: dict) -> dict[str, list]:
     return curves
 
 
+def best_selections(report: dict) -> dict[str, dict]:
+    """With ``best_every``: which step's poster each run kept and its training-set score (from
+    its final.json); empty when no run selected."""
+    import json
+
+    chosen = {}
+    for name, run_dir in report["runs"].items():
+        path = Path(run_dir) / "final.json"
+        best = json.loads(path.read_text())["result"].get("best") if path.exists() else None
+        if best is not None:
+            chosen[name] = best
+    return chosen
+
+
+def selection_note(selections: dict[str, dict]) -> str:
+    if not selections:
+        return ""
+    kept = ", ".join(f"{name} step {best['step']} ({best['train_accuracy']:.1f} % on the "
+                     f"training images)" for name, best in selections.items())
+    return (f"Best-poster selection (best_every): each run ended with its poster scoring best on "
+            f"the training images; kept: {kept}. ")
+
+
 def loss_plot_title(report: dict) -> str:
     """Says what the curves were run at: the profile and any setting changed from it."""
     changed = "".join(f", {key}={value}" for key, value in report["overrides"].items()
@@ -338,6 +361,7 @@ def main(argv=None) -> int:
         report["reused"] = reuse_rows(report, args.reuse, ds)
     report["checks"] = checks(report)
     report["loss_curves"] = loss_curves(report)
+    report["best_selections"] = best_selections(report)
     if args.reuse is not None:        # the curves of reused runs whose metrics are gone
         report["loss_curves"] |= report["reused"].pop("loss_curves")
     command = "python benchmarks/quality_cifar10.py " + " ".join(
@@ -369,6 +393,7 @@ def main(argv=None) -> int:
         commits = sorted({report["made_at"][name][:7] for name in taken})
         note += (f"Distillations {', '.join(taken)} were taken finished from `{args.runs}` "
                  f"(--resume), made at commit(s) {', '.join(commits)}. ")
+    note += selection_note(report["best_selections"])
     paths = write_report(report, out, verdict,
                          note=f"{note}Class order: {args.class_order}. {os.cpu_count()} CPU "
                               f"cores, {workers} single-threaded workers. ")

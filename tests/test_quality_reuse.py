@@ -112,6 +112,21 @@ def test_the_loss_plot_title_names_settings_changed_from_the_profile(bench):
     assert "profile quick, width=64 —" in bench.loss_plot_title(report)
 
 
+def test_the_report_names_the_poster_each_selecting_run_kept(bench, tmp_path):
+    runs = {}
+    for name, best in (("podd-ipc0.5-seed0", {"step": 200, "train_accuracy": 41.25}),
+                       ("baseline-ipc1-seed0", None), ("podd-ipc1-seed0", "no final.json")):
+        (tmp_path / name).mkdir()
+        if best != "no final.json":
+            (tmp_path / name / "final.json").write_text(json.dumps({"result": {"best": best}}))
+        runs[name] = str(tmp_path / name)
+    chosen = bench.best_selections({"runs": runs})
+    assert chosen == {"podd-ipc0.5-seed0": {"step": 200, "train_accuracy": 41.25}}
+    assert "kept: podd-ipc0.5-seed0 step 200 (41.2 % on the training images)" in \
+        bench.selection_note(chosen)
+    assert bench.selection_note({}) == ""
+
+
 def test_continuing_needs_more_steps_than_the_earlier_run(bench, tmp_path, capsys):
     import numpy as np
 
