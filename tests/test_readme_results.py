@@ -26,6 +26,8 @@ SECTIONS = {"cifar10-subset": ("benchmarks/results/quality_cifar10.md", True),
                 "benchmarks/results/quality_cifar10_width64_steps600.md", True),
             "cifar10-subset-width64-steps900": (
                 "benchmarks/results/quality_cifar10_width64_steps900.md", True),
+            "cifar10-subset-width64-steps900-eval": (
+                "benchmarks/results/quality_cifar10_width64_steps900_eval_steps.md", False),
             "digits-table": ("benchmarks/results/quality_digits.md", False)}
 
 
