@@ -416,10 +416,18 @@ def test_evaluate_options_are_checked_first(finished_run, capsys, extra, message
 # ------------------------------------------------------------------------------------------
 # Ctrl-C, long runs, threads
 # ------------------------------------------------------------------------------------------
+def _default_ctrl_c():
+    # A shell runs a background job (`make test &`, nohup) with SIGINT ignored, and a child
+    # inherits that: Python then installs no Ctrl-C handler and the signal below would do
+    # nothing. The test is about podd's Ctrl-C, so its podd starts with the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _podd(*argv, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen([sys.executable, "-m", "podd.cli", *map(str, argv)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_ctrl_c, **kwargs)
 
 
 @pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
