@@ -134,6 +134,7 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
 
     try:
         _outer_steps(distiller, run, history, bar, elapsed)
+        end_state = _select_best(distiller, run, history)     # None without best_every
     except NonFiniteLossError as error:
         raise _non_finite_error(error, cfg, run) from None
     except torch.cuda.OutOfMemoryError as error:
@@ -141,7 +142,6 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
     finally:
         bar.close()
 
-    end_state = _select_best(distiller, run, history)     # None without best_every
     evaluation = _final_evaluation(distiller, run, history)
     artifact = distiller.artifact()
     wall = elapsed()

@@ -265,9 +265,11 @@ def final_record(artifact, config, history, evaluation, wall_time_s, data_source
         "geometry": geometry.to_dict(),
         "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),
         "evaluation": None if evaluation is None else evaluation.to_dict(),
-        # best_every: which step's poster this is, and its training-set score
+        # best_every: which step's poster this is, and its training-set score (a run resumed
+        # with best_every=0 ends with its last poster, whatever an earlier part chose)
         "best": next(({"step": h["best_step"], "train_accuracy": h["best_train_accuracy"]}
-                      for h in reversed(history) if "best_step" in h), None),
+                      for h in reversed(history) if "best_step" in h and config.best_every),
+                     None),
         "files": {"artifact": ARTIFACT, "png": PNG, "metrics": METRICS, "checkpoint": CHECKPOINT},
     }
     return {"result": result, "provenance": provenance(

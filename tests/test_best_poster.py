@@ -132,3 +132,20 @@ def test_a_resumed_run_remembers_the_best_so_far(digits, tmp_path, monkeypatch):
 def test_best_every_needs_students_to_score_with():
     with pytest.raises(ValueError, match="best_every=5 scores each poster with eval_models"):
         tiny(best_every=5, eval_models=0).validate()
+
+
+def test_resumed_without_selection_the_run_ends_with_its_last_poster(digits, tmp_path,
+                                                                     monkeypatch):
+    ds, pre = digits
+    plain6 = distill(tiny(steps=6), ds, progress=False, preprocessor=pre)
+    score, _ = scripted({2: 90.0, 4: 10.0})
+    monkeypatch.setattr(Distiller, "training_accuracy", score)
+    out = tmp_path / "run"
+    first = distill(tiny(steps=4, best_every=2), ds, out_dir=out, progress=False,
+                    preprocessor=pre)
+    assert json.loads((out / "final.json").read_text())["result"]["best"]["step"] == 2
+    longer = distill(tiny(steps=6, best_every=0), ds, out_dir=out, resume=True, progress=False,
+                     preprocessor=pre)
+    assert not torch.equal(first.artifact.poster, longer.artifact.poster)
+    assert torch.equal(longer.artifact.poster, plain6.artifact.poster)    # from step 4's end
+    assert json.loads((out / "final.json").read_text())["result"]["best"] is None
