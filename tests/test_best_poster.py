@@ -9,17 +9,10 @@ import json
 import pytest
 import torch
 
-from podd.data import load_dataset, make_preprocessor
 from podd.distill import SELECTION_SEED_OFFSET, Distiller
 from podd.evaluate import EvalProtocol
 from podd.presets import get_preset
 from podd.run_loop import distill
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    ds = load_dataset("digits", root=tmp_path_factory.mktemp("data"), download=False)
-    return ds, make_preprocessor(ds, zca=False)
 
 
 def tiny(**overrides):

@@ -6,16 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from podd.data import load_dataset, make_preprocessor
 from podd.distill import Distiller, NonFiniteLossError, patches_and_labels
 from podd.presets import PROFILES, get_preset
 from podd.run_loop import distill
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    ds = load_dataset("digits", root=tmp_path_factory.mktemp("data"), download=False)
-    return ds, make_preprocessor(ds, zca=False)
 
 
 def tiny(**overrides):

@@ -8,17 +8,10 @@ import pytest
 import torch
 
 from podd.artifacts import load_artifact
-from podd.data import load_dataset, make_preprocessor
 from podd.distill import Distiller
 from podd.presets import get_preset
 from podd.run_loop import distill
 from podd.runs import RunDir, load_run
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    ds = load_dataset("digits", root=tmp_path_factory.mktemp("data"), download=False)
-    return ds, make_preprocessor(ds, zca=False)
 
 
 def tiny(**overrides):
