@@ -28,7 +28,6 @@ double backward of the window), not elementwise ops. The achieved throughput of 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import resource
@@ -40,6 +39,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from podd.cli import parse_set  # noqa: E402
 from podd.data import make_preprocessor, stand_in  # noqa: E402
 from podd.distill import Distiller  # noqa: E402
 from podd.io import write_json  # noqa: E402
@@ -162,17 +162,6 @@ def matmul_throughput(device: torch.device, repeats: int = 5) -> dict:
     return info
 
 
-def _parse_set(items):
-    out = {}
-    for item in items or []:
-        key, _, value = item.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="digits", choices=sorted(SHAPES))
@@ -204,7 +193,7 @@ def main(argv=None) -> dict:
     print(f"matmul float32 {throughput['n']}²: {throughput['flops_per_s'] / 1e12:.3f} TFLOP/s")
 
     if not args.no_timing:
-        config = bench_config(args.dataset, args.profile, args.mode, args.start, _parse_set(args.set), device)
+        config = bench_config(args.dataset, args.profile, args.mode, args.start, parse_set(args.set), device)
         if args.real:
             from podd.data import load_dataset
             data, source = load_dataset(args.dataset, download=False), "real"

@@ -304,7 +304,7 @@ def main(argv=None) -> int:
                         help="distil only these (default: all); the random real row always runs")
     parser.add_argument("--steps", type=int, default=None, help="outer steps (default: profile's)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="other settings for every distillation (JSON values)")
+                        help="other settings for every distillation (JSON values, else strings: labels=learned)")
     parser.add_argument("--workers", type=int, default=None,
                         help="single-threaded processes (default: one per distillation, at most "
                              "2 per CPU core)")
@@ -329,6 +329,7 @@ def main(argv=None) -> int:
 
     import json
 
+    from podd.cli import parse_set
     from podd.data import load_dataset, train_val_split
 
     t0 = time.perf_counter()
@@ -336,7 +337,7 @@ def main(argv=None) -> int:
     label = (f"a 10 % SUBSET of CIFAR-10's training set ({len(ds.y_train) + len(ds.y_test)} real "
              f"images: {len(ds.y_train)} train / {len(ds.y_test)} validation, stratified, split "
              f"seed {args.split_seed}); not the paper's setting")
-    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = parse_set(args.set)   # the same KEY=VALUE rule as podd distill --set
     if args.steps is not None:
         overrides["steps"] = args.steps
     continued = None

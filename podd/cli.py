@@ -35,13 +35,26 @@ def _add_data_command(commands: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------------------------
 # distill / evaluate / show (the engine)
 # --------------------------------------------------------------------------------------------
-def _parse_value(text: str):
-    """--set values: JSON when it parses (numbers, lists, true/null), else the plain string
-    (DistillConfig.validate then says when that is not the field's type)."""
+def parse_set_value(text: str):
+    """A --set value: JSON when it parses (numbers, lists, true/null), else the plain string, so
+    that ``--set labels=learned`` needs no shell-quoted JSON (DistillConfig.validate then says
+    when the value is not the field's type)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def parse_set(items) -> dict:
+    """``["KEY=VALUE", ...]`` (the --set options of podd and the benchmarks) as a dict of values
+    read by :func:`parse_set_value`; an item without ``=`` is refused with an example."""
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set real_batch=128")
+        overrides[key.strip()] = parse_set_value(value)
+    return overrides
 
 
 def _default_out(config) -> str:
@@ -75,15 +88,11 @@ def config_from_args(args: argparse.Namespace):
     from podd.presets import resolve_config
     from podd.runs import RunDir
 
-    overrides = {}
+    overrides = parse_set(args.set)
     for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set real_batch=128")
-        key = key.strip()
+        key = item.partition("=")[0].strip()
         if key in _OWN_OPTIONS and not args.resume:
             raise ValueError(f"--set {item}: {key} has its own option, use {_OWN_OPTIONS[key]}")
-        overrides[key] = _parse_value(value)
     for name in ("steps", "device", "seed"):
         flag = getattr(args, name)
         if flag is None:

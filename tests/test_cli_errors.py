@@ -325,6 +325,20 @@ def test_orphan_tmp_files_are_removed_on_the_next_start(finished_run, tmp_path, 
 # ------------------------------------------------------------------------------------------
 # settings: the type of every field, ranges, the poster — all before any data or step
 # ------------------------------------------------------------------------------------------
+def test_set_values_read_as_json_else_as_the_plain_string():
+    """One KEY=VALUE rule for podd distill and the benchmarks' --set (podd.cli.parse_set)."""
+    from podd.cli import parse_set
+
+    assert parse_set(["labels=learned", "label_lr=1e-6", "eval_steps=[300, 600]",
+                      " recompute_window =true", "class_order=null", "note=a=b"]) == {
+        "labels": "learned", "label_lr": 1e-6, "eval_steps": [300, 600],
+        "recompute_window": True, "class_order": None, "note": "a=b"}
+    assert parse_set(None) == {}
+    for bad in ("labels", "=3"):
+        with pytest.raises(ValueError, match="write KEY=VALUE"):
+            parse_set([bad])
+
+
 @pytest.mark.parametrize("setting, message", [
     ("augment=maybe", "augment='maybe': must be true or false"),
     ("steps=abc", "steps='abc': must be a whole number"),
