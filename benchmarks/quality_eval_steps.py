@@ -20,6 +20,12 @@ into jobs of K (the same students, ``EvalProtocol.first_model``) so the workers 
 end, and every finished job is written at once to ``OUT.jobs.jsonl``; a run cut off goes on with
 the same command plus ``--resume`` and redoes only the unfinished jobs. The journal is removed
 once the tables are written.
+
+``--labels fixed|area`` trains the students on other labels than the posters' own (PoDD rows
+only): the fixed majority labels, or each class's share of the patch's pixels — what learned
+labels are before they learn (:func:`podd.labels.area_labels`). The same poster evaluated with
+its learned labels, with those it started from, and with fixed ones tells what learning the
+labels contributed.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ def _evaluate_job(job: dict) -> dict:
         artifact, _ = load_run(job["run_dir"])
         config = DistillConfig.from_dict(artifact.config)
         images, labels = patches_and_labels(artifact)
+        labels = student_labels(artifact, labels, job.get("labels", "run"))
         protocol = EvalProtocol.from_config(config, num_models=job["eval_models"], steps=steps,
                                             device="cpu", first_model=job["first_model"])
         test_x = preprocessor_for(ds, config.zca)(ds.x_test)
@@ -64,12 +71,31 @@ def _evaluate_job(job: dict) -> dict:
     return {"accuracy": accuracy.tolist(), "seconds": round(time.perf_counter() - t0, 1)}
 
 
+LABELS = ("run", "fixed", "area")
+
+
+def student_labels(artifact, own, kind: str):
+    """The labels the students train on: the poster's ``own`` (``run``), or the fixed majority
+    labels or pixel-share (``area``) labels of its geometry and class order. The baseline's
+    images each lie in one class, where all three are the same one-hot labels."""
+    from podd.labels import area_labels, fixed_labels
+
+    if kind == "run" or artifact.mode != "podd":
+        return own
+    if kind not in LABELS:
+        raise ValueError(f"labels={kind!r}: one of {', '.join(LABELS)}")
+    make = fixed_labels if kind == "fixed" else area_labels
+    return make(artifact.class_order, artifact.geometry).to(own.dtype)
+
+
 def jobs_of(report: dict, data: str, n_val: int, split_seed: int, steps,
-            models: int | None = None, models_per_job: int | None = None) -> list[dict]:
+            models: int | None = None, models_per_job: int | None = None,
+            labels: str = "run") -> list[dict]:
     """One job per row and seed of ``report`` (a quality_cifar10 JSON), in its row order;
     ``models``: the first that many of each seed's evaluation models (default: all);
     ``models_per_job``: a poster's models in jobs of that many (the random-real row, seconds
-    per seed, stays whole)."""
+    per seed, stays whole); ``labels``: what the PoDD rows' students train on (see
+    :func:`student_labels`)."""
     models = models or report["eval_models_per_seed"]
     if models > report["eval_models_per_seed"]:
         raise ValueError(f"--models {models}: the benchmark trained "
@@ -91,15 +117,17 @@ def jobs_of(report: dict, data: str, n_val: int, split_seed: int, steps,
                                  run_dir=run_dir, data=data, n_val=n_val, split_seed=split_seed,
                                  steps=list(steps), first_model=first,
                                  eval_models=min(size, models - first),
-                                 settings=report["settings"]))
+                                 settings=report["settings"], labels=labels))
     return jobs
 
 
 def job_key(job: dict) -> str:
     """What makes two jobs the same evaluation (the journal's key)."""
-    return json.dumps({k: job[k] for k in ("row", "seed", "run_dir", "data", "n_val",
-                                           "split_seed", "steps", "first_model", "eval_models")},
-                      sort_keys=True)
+    key = {k: job[k] for k in ("row", "seed", "run_dir", "data", "n_val", "split_seed", "steps",
+                               "first_model", "eval_models")}
+    if job.get("labels", "run") != "run":      # journals written before --labels stay valid
+        key["labels"] = job["labels"]
+    return json.dumps(key, sort_keys=True)
 
 
 def read_journal(path: Path) -> dict[str, dict]:
@@ -178,6 +206,10 @@ def main(argv=None) -> int:
     parser.add_argument("--models-per-job", type=int, default=None,
                         help="split each poster's models into jobs of this many (default: one "
                              "job per poster), so the workers share a long row evenly")
+    parser.add_argument("--labels", choices=LABELS, default="run",
+                        help="what the PoDD rows' students train on: the posters' own labels "
+                             "(run), the fixed majority labels, or pixel shares (area: learned "
+                             "labels before they learn)")
     parser.add_argument("--resume", action="store_true",
                         help="take the jobs that OUT.jobs.jsonl records as finished (from a run "
                              "cut off) and do only the others")
@@ -198,7 +230,7 @@ def main(argv=None) -> int:
     report = json.loads(args.results.read_text())
     try:
         jobs = jobs_of(report, args.data, args.n_val, args.split_seed, args.steps, args.models,
-                       args.models_per_job)
+                       args.models_per_job, args.labels)
     except ValueError as error:
         parser.error(str(error))
     journal = report_path(args.out, ".jobs.jsonl")
@@ -232,11 +264,14 @@ def main(argv=None) -> int:
     summary = summarise(jobs, outcomes, args.steps)
     label = (f"the benchmark's split of {report['dataset']} (profile {report['profile']}, "
              f"overrides {report['overrides']}, {len(report['seeds'])} seeds × "
-             f"{jobs[0]['eval_models']} models)")
+             f"{jobs[0]['eval_models']} models"
+             + (f"; PoDD students trained on {args.labels} labels, not the posters' own"
+                if args.labels != "run" else "") + ")")
     command = "python benchmarks/quality_eval_steps.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     out = {"from": str(args.results), "from_commit": report["provenance"]["git_commit"],
-           "dataset": report["dataset"], "steps": args.steps, "rows": summary,
+           "dataset": report["dataset"], "steps": args.steps, "labels": args.labels,
+           "rows": summary,
            "jobs": [{k: job[k] for k in ("row", "seed", "run_dir", "first_model", "eval_models")}
                     | {"seconds": o["seconds"]} for job, o in zip(jobs, outcomes)],
            "resumed_jobs": sum(job_key(job) in done for job in jobs),   # taken from the journal

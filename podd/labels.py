@@ -30,6 +30,7 @@ __all__ = [
     "patch_cell_weights",
     "class_histogram",
     "fixed_labels",
+    "area_labels",
     "majority_share",
     "init_label_params",
     "learned_labels",
@@ -93,6 +94,19 @@ def class_histogram(class_order: torch.Tensor, geometry: PosterGeometry) -> torc
     cell_onehot = torch.zeros(flat.numel(), K)
     cell_onehot[flat >= 0] = torch.nn.functional.one_hot(flat[flat >= 0], K).float()
     return patch_cell_weights(geometry) @ cell_onehot
+
+
+def area_labels(class_order: torch.Tensor, geometry: PosterGeometry) -> torch.Tensor:
+    """``(N, K)`` soft labels in proportion to each class's pixels under the window.
+
+    Not a label kind of the paper: it is what learned labels are when they start
+    (:func:`learned_labels` of :func:`init_label_params` on an exact grid), kept as a diagnostic
+    — evaluating a poster with these labels instead of its own shows what the labels' training
+    contributed. Fixed labels are their majority class. Windows over empty cells only: ``1/K``.
+    """
+    hist = class_histogram(class_order, geometry)
+    total = hist.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, hist / total.clamp_min(1), torch.full_like(hist, 1.0 / hist.shape[1]))
 
 
 def majority_share(class_order: torch.Tensor, geometry: PosterGeometry) -> torch.Tensor:

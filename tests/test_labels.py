@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from podd.labels import fixed_labels, init_label_params, learned_labels, majority_share, patch_cell_weights
+from podd.labels import area_labels, fixed_labels, init_label_params, learned_labels, majority_share, patch_cell_weights
 from podd.layout import class_map, validate_class_order
 from podd.poster import PAPER_POSTERS, baseline_geometry, make_geometry
 
@@ -79,6 +79,25 @@ def test_fixed_labels_ignore_empty_cells():
     assert_close(labels[2, 2], torch.full((3,), 1 / 3))
     assert_close(labels[1, 1], torch.full((3,), 1 / 3))      # one pixel each of 0, 1, 2
     assert_close(labels[2, 1], torch.tensor([0.0, 0.0, 1.0]))
+
+
+def test_area_labels_are_pixel_shares_and_the_learned_labels_start():
+    # 0.5 IPC on CIFAR-10's shape: shares read off the class map; the learned labels at their
+    # initialisation are exactly these; the fixed label is their majority (no ties here)
+    geometry = make_geometry(10, (3, 32, 32), size=(45, 113), patches=(6, 16))
+    order = torch.tensor([[3, 1, 4, 0, 5], [9, 2, 6, 8, 7]])
+    labels = area_labels(order, geometry)
+    hist = window_histograms(order, geometry)
+    assert_close(labels, hist / 1024)
+    assert_close(labels, learned_labels(init_label_params(order, 10), patch_cell_weights(geometry)))
+    assert torch.equal(fixed_labels(order, geometry).argmax(1), labels.argmax(1))
+    assert (labels.max(1).values < 1).any()          # below one IPC most patches are mixed
+    # empty cells count for nobody; a window over empty cells only is uniform
+    geometry = make_geometry(3, (1, 2, 2), grid=(2, 2), size=(4, 4), patches=(3, 3))
+    labels = area_labels(torch.tensor([[0, 1], [2, -1]]), geometry).view(3, 3, 3)
+    assert_close(labels[2, 2], torch.full((3,), 1 / 3))
+    assert_close(labels[2, 1], torch.tensor([0.0, 0.0, 1.0]))
+    assert_close(labels[1, 2], torch.tensor([0.0, 1.0, 0.0]))
 
 
 def test_baseline_fixed_labels_are_the_cell_classes():

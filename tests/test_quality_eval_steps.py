@@ -166,3 +166,37 @@ def test_jobs_split_a_posters_models_and_reject_a_bad_split(scripts):
     assert len({eval_steps.job_key(j) for j in jobs}) == 4
     with pytest.raises(ValueError, match="at least 1"):
         eval_steps.jobs_of(report, "x.npz", 10, 0, [300], models_per_job=0)
+
+
+def test_students_can_train_on_other_labels_than_the_posters_own(scripts, bench, monkeypatch):
+    """--labels fixed on posters distilled with fixed labels repeats the benchmark model for
+    model (the same students, the same labels); --labels area changes only the PoDD row's
+    labels, to each class's share of the patch's pixels."""
+    from podd.labels import area_labels, fixed_labels
+    from podd.runs import load_run
+
+    _, eval_steps = scripts
+    tmp_path, common = bench
+    monkeypatch.setenv("PODD_DATA", str(tmp_path / "cache"))
+    bench_json = json.loads((tmp_path / "bench.json").read_text())
+    for kind in ("fixed", "area"):
+        eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20",
+                         "--labels", kind, "--out", str(tmp_path / kind)])
+    fixed = json.loads((tmp_path / "fixed.json").read_text())
+    area = json.loads((tmp_path / "area.json").read_text())
+    assert fixed["labels"] == "fixed" and area["labels"] == "area"
+    assert [[round(m[0], 2) for m in r["accuracies"]] for r in fixed["rows"]] == [
+        r["accuracies"] for r in bench_json["rows"]]
+    assert area["rows"][:2] == fixed["rows"][:2]          # random real and baseline: one-hot
+    assert "PoDD students trained on area labels" in (tmp_path / "area.md").read_text()
+
+    podd_run = next(d for n, d in bench_json["runs"].items() if n.startswith("podd-"))
+    artifact, _ = load_run(podd_run)
+    own = fixed_labels(artifact.class_order, artifact.geometry)
+    assert artifact.label_mode == "fixed"
+    shares = eval_steps.student_labels(artifact, own, "area")
+    assert torch.equal(shares, area_labels(artifact.class_order, artifact.geometry))
+    assert not torch.equal(shares, own)                   # 0.5 IPC: mixed patches
+    assert eval_steps.student_labels(artifact, own, "run") is own
+    with pytest.raises(ValueError, match="one of run, fixed, area"):
+        eval_steps.student_labels(artifact, own, "soft")
