@@ -80,10 +80,10 @@ def student_labels(artifact, own, kind: str):
     images each lie in one class, where all three are the same one-hot labels."""
     from podd.labels import area_labels, fixed_labels
 
-    if kind == "run" or artifact.mode != "podd":
-        return own
     if kind not in LABELS:
         raise ValueError(f"labels={kind!r}: one of {', '.join(LABELS)}")
+    if kind == "run" or artifact.mode != "podd":
+        return own
     make = fixed_labels if kind == "fixed" else area_labels
     return make(artifact.class_order, artifact.geometry).to(own.dtype)
 
