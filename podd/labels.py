@@ -104,9 +104,9 @@ def area_labels(class_order: torch.Tensor, geometry: PosterGeometry) -> torch.Te
     — evaluating a poster with these labels instead of its own shows what the labels' training
     contributed. Fixed labels are their majority class. Windows over empty cells only: ``1/K``.
     """
-    hist = class_histogram(class_order, geometry)
-    total = hist.sum(dim=1, keepdim=True)
-    return torch.where(total > 0, hist / total.clamp_min(1), torch.full_like(hist, 1.0 / hist.shape[1]))
+    K = geometry.num_classes
+    order = validate_class_order(class_order, K, geometry.grid).cpu()
+    return learned_labels(init_label_params(order, K), patch_cell_weights(geometry))
 
 
 def majority_share(class_order: torch.Tensor, geometry: PosterGeometry) -> torch.Tensor:
