@@ -240,3 +240,31 @@ def test_rows_an_earlier_report_made_itself_are_checked_at_their_own_commit(benc
     path.write_text(json.dumps(earlier))
     assert bench.reuse_rows(_now(), path, DATA)["made_at"] == {"baseline-ipc1-seed0": "d" * 40}
     assert asked == [("d" * 40, None)]
+
+
+def test_methods_at_other_ipcs_and_their_checks(bench):
+    """--methods podd-0.7 adds a PoDD row between the issue's; it is held to the second target
+    (within 1 point of the baseline) and sorted by IPC, while names off the 0.05 grid, IPCs above
+    one and a baseline below one IPC are refused."""
+    assert bench.method_of("podd-0.5") == ("PoDD", "podd", 0.5)
+    assert bench.method_of("podd-0.7") == ("PoDD", "podd", 0.7)
+    for bad in ("podd-0.72", "podd-1.5", "podd-0", "baseline-0.5", "podd-x", "random-1"):
+        with pytest.raises(ValueError, match="unknown method"):
+            bench.method_of(bad)
+
+    def row(mode, ipc, mean):
+        return {**_row(mode, mode, ipc, [mean]), "mean": mean}
+
+    # effective IPCs as the posters have them (0.707, 0.497, 0.301)
+    rows = [row("podd", 0.301, 20.0), row("podd", 0.497, 30.0), row("real", 1.0, 15.0),
+            row("podd", 0.707, 33.0), row("baseline", 1.0, 34.5)]
+    checks = bench.checks({"rows": rows})
+    assert checks["PoDD 0.7 IPC within 1 point of the baseline or above"] == "MISSED (margin -0.5 points)"
+    assert checks["PoDD 0.5 IPC within 1 point of the baseline or above"] == "MISSED (margin -3.5 points)"
+    assert checks["PoDD 0.7 IPC beats random real 1 IPC"] == "met (margin +18.0 points)"
+    assert not any("0.3" in name for name in checks)      # 0.3 IPC is shown, not a target
+    rows[3]["mean"] = 33.5                                 # exactly 1 point below: met
+    assert bench.checks({"rows": rows})["PoDD 0.7 IPC within 1 point of the baseline or above"] == \
+        "met (margin +0.0 points)"
+    assert [bench._ipc_of(r) for r in sorted(rows, key=bench.row_order)] == [1.0, 1.0, 0.7, 0.5, 0.3]
+    assert [r["mode"] for r in sorted(rows, key=bench.row_order)][:2] == ["real", "baseline"]
