@@ -58,7 +58,8 @@ def test_the_readme_shows_each_distilled_row_and_its_difference(probes, tmp_path
              if line.startswith("| lr |")]
     assert len(table) == 1                    # the random-real row is not a distilled row
     assert "`inner_lr=0.003`" in table[0] and "class_order" not in table[0]
-    assert "| 13.5 ± 0.5 | 10.5 | +3.0 | 1 × 2 |" in table[0]
+    # a baseline probe's baseline columns are its reference again
+    assert "| 13.5 ± 0.5 | 10.5 | +3.0 | 10.5 | +3.0 | 1 × 2 |" in table[0]
 
 
 def test_no_probe_files_is_an_error(probes, tmp_path):
@@ -74,7 +75,8 @@ def test_overrides_the_reference_already_had_are_not_shown_as_the_probes(probes,
     text = probes.render({"patches": probe}, reference, "reference/r.json")
     row = next(line for line in text.splitlines() if line.startswith("| patches |"))
     assert "`patches=[8, 24]`" in row and "width" not in row and "steps" not in row
-    assert "| 7.0 ± 0.0 | 5.0 | +2.0 | 1 × 1 |" in row
+    # the PoDD row beside the baseline of the same seed and model (0.0)
+    assert "| 7.0 ± 0.0 | 5.0 | +2.0 | 0.0 | +7.0 | 1 × 1 |" in row
     assert "itself run with `steps=300`, `width=64`" in text and "`reference/r.json`" in text
 
 
@@ -102,3 +104,13 @@ def test_a_continued_probe_says_its_wall_time_counts_only_the_added_steps(probes
                           "runs": {}}
     assert row(probes.render({"p": probe}, REFERENCE)).endswith(
         "| 12 (from step 300, `c6e52ec`) |")
+
+
+def test_a_probe_at_an_ipc_the_reference_lacks_still_meets_the_baseline(probes):
+    """PoDD at 0.7 IPC has no reference row of its own, but its gap to the baseline on the
+    same seeds and models (the second claim's measure) is shown."""
+    probe = _report([1], 2, [{"mode": "podd", "method": "PoDD", "ipc": 0.707, "mean": 12.0,
+                              "std": 0.5}])
+    row = next(line for line in probes.render({"p": probe}, REFERENCE).splitlines()
+               if line.startswith("| p |"))
+    assert "| 0.71 | 12.0 ± 0.5 | – | – | 10.5 | +1.5 | 1 × 2 |" in row
