@@ -11,7 +11,8 @@ and seeded, into train / validation (default 4085 / 1000); every number is a res
 SUBSET of CIFAR-10, never the paper's setting, and the tables say so. The data is never
 committed and no test depends on it.
 
-Rows: random real 1 IPC, RaT-BPTT baseline 1 IPC, PoDD 1 IPC, PoDD 0.5 IPC, PoDD 0.3 IPC; each
+Rows: random real 1 IPC, RaT-BPTT baseline 1 IPC, PoDD 1 IPC, PoDD 0.5 IPC, PoDD 0.3 IPC
+(``--methods`` picks some of them, or PoDD at another IPC such as ``podd-0.7``); each
 over ``--seeds`` distillations × ``--eval-models`` fresh ConvNets. Settings: the CIFAR-10
 preset of ``--profile`` (``podd.presets``), resolved for the npz data exactly as
 ``podd distill --dataset npz:PATH --like cifar10`` resolves them. Writes JSON (every per-model
