@@ -44,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from quality_probes import IPC_STEP, requested_ipc  # noqa: E402
 from quality_report import report_path, write_report  # noqa: E402
 
 from podd.demo import compare_methods, default_workers  # noqa: E402
@@ -51,10 +52,6 @@ from podd.provenance import provenance  # noqa: E402
 
 METHODS = (("RaT-BPTT baseline", "baseline", 1.0), ("PoDD", "podd", 1.0), ("PoDD", "podd", 0.5),
            ("PoDD", "podd", 0.3))
-
-
-#: Requested IPCs lie on this grid; a poster's effective IPC is within 1 % of the requested one.
-IPC_STEP = 0.05
 
 
 def method_of(name: str) -> tuple[str, str, float]:
@@ -69,11 +66,11 @@ def method_of(name: str) -> tuple[str, str, float]:
         ipc = float(value)
     except ValueError:
         ipc = None
-    if mode != "podd" or ipc is None or not 0 < ipc <= 1 or abs(ipc / IPC_STEP - round(ipc / IPC_STEP)) > 1e-9:
+    if mode != "podd" or ipc is None or not 0 < ipc <= 1 or abs(requested_ipc(ipc) - ipc) > 1e-9:
         known = ", ".join(f"{m[1]}-{m[2]:g}" for m in METHODS)
         raise ValueError(f"unknown method {name!r}: one of {known}, or podd-IPC with IPC a multiple "
                          f"of {IPC_STEP:g} in (0, 1]")
-    return ("PoDD", "podd", round(ipc, 2))
+    return ("PoDD", "podd", requested_ipc(ipc))
 
 
 def checks(report: dict) -> dict[str, str]:
@@ -247,7 +244,7 @@ def _single_threaded():
 
 def _ipc_of(row: dict) -> float:
     """The requested IPC of a row (its ``ipc`` is the poster's effective one, e.g. 0.497)."""
-    return round(round(row["ipc"] / IPC_STEP) * IPC_STEP, 2)
+    return requested_ipc(row["ipc"])
 
 
 def row_order(row: dict) -> tuple[int, float]:

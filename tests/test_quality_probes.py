@@ -35,8 +35,9 @@ def test_the_reference_is_the_probes_seeds_and_first_models(probes):
     row = {"mode": "baseline", "ipc": 1.0}
     assert probes.reference_accuracies(REFERENCE, row, [1], 2) == [10.0, 11.0]
     assert probes.reference_accuracies(REFERENCE, row, [0, 1], 1) == [0.0, 10.0]
-    # the IPC is matched at one decimal (0.497 is the 0.5-IPC row)
+    # the IPC is matched on the requested-IPC grid (0.497 is the 0.5-IPC row, 0.55 is not)
     assert probes.reference_accuracies(REFERENCE, {"mode": "podd", "ipc": 0.5}, [0], 3) == [5.0] * 3
+    assert probes.reference_accuracies(REFERENCE, {"mode": "podd", "ipc": 0.55}, [0], 3) is None
     # more models than the reference trained, or a seed it did not run: no reference
     assert probes.reference_accuracies(REFERENCE, row, [0], 4) is None
     assert probes.reference_accuracies(REFERENCE, row, [2], 1) is None
