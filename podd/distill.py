@@ -42,7 +42,7 @@ from podd.devices import resolve_device
 from podd.models import ConvNet, default_depth, init_parameters
 from podd.modes import MODES, check_budget, plan_geometry, poster_mode
 from podd.poster import INITS
-from podd.ratbptt import ADAM_BETAS, ADAM_EPS, StepPlan, outer_loss_and_grads, unrolled_outer_loss
+from podd.ratbptt import ADAM_BETAS, ADAM_EPS, TRUNCATED_DTYPES, StepPlan, outer_loss_and_grads, unrolled_outer_loss
 
 LABEL_MODES = ("fixed", "learned")
 START_SCHEDULES = ("epoch", "step", "fixed")
@@ -77,6 +77,9 @@ class DistillConfig:
     Memory savers (same gradients, see :func:`outer_loss_and_grads`): ``real_chunk`` forwards
     the real batch that many images at a time; ``recompute_window`` keeps one inner step's graph
     instead of the whole window's, recomputing each step during the backward.
+
+    Speed (GPU): ``truncated_dtype="bfloat16"`` runs the inner steps before the window under
+    bfloat16 autocast; they carry no gradient, so only the window's starting point changes.
     """
 
     dataset: str = "digits"
@@ -95,6 +98,7 @@ class DistillConfig:
     real_batch: int = 256
     real_chunk: int | None = None
     recompute_window: bool = False
+    truncated_dtype: str = "float32"
     window: int = 10
     total_window: int = 30
     min_start: int = 0
@@ -179,6 +183,8 @@ class DistillConfig:
         need(self.distill_batch is None or self.distill_batch >= 1,
              f"distill_batch={self.distill_batch}: must be at least 1 (or None for all patches)")
         need(self.real_batch >= 1, f"real_batch={self.real_batch}: must be at least 1")
+        need(self.truncated_dtype in TRUNCATED_DTYPES,
+             f"truncated_dtype={self.truncated_dtype!r}: choose one of {', '.join(TRUNCATED_DTYPES)}")
         need(self.real_chunk is None or self.real_chunk >= 1,
              f"real_chunk={self.real_chunk}: must be at least 1 (or None for the whole real batch)")
         need(self.steps >= 0, f"steps={self.steps}: must be >= 0")
@@ -467,7 +473,7 @@ class Distiller:
         """The outer loss of ``plan`` with its full graph (for inspection and tests)."""
         return unrolled_outer_loss(self.net, self.poster, self.label_params, plan, self.source,
                                    self.x_real, self.y_real, self.config.inner_lr,
-                                   self.config.augment)
+                                   self.config.augment, self.config.truncated_dtype)
 
     def outer_gradients(self, plan: StepPlan):
         """(outer loss, gradients w.r.t. [poster, label parameters]) with the configured memory
@@ -476,7 +482,8 @@ class Distiller:
         return outer_loss_and_grads(self.net, self.poster, self.label_params, plan, self.source,
                                     self.x_real, self.y_real, cfg.inner_lr, cfg.augment,
                                     real_chunk=cfg.real_chunk,
-                                    recompute_window=cfg.recompute_window)
+                                    recompute_window=cfg.recompute_window,
+                                    truncated_dtype=cfg.truncated_dtype)
 
     def step(self) -> torch.Tensor:
         """One outer step. Returns the outer loss (a detached device tensor: no host sync)."""

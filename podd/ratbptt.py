@@ -22,6 +22,7 @@ the original bit for bit (which :func:`outer_loss_and_grads`'s ``recompute_windo
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,8 @@ from podd.models import forward_with
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
+# Precisions the truncated (no-graph) inner steps may run in: ``truncated_dtype`` of the config.
+TRUNCATED_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -121,12 +124,20 @@ def _inner_step(net: _FlatNet, plan: StepPlan, t: int, w, m, v, patches, labels,
 
 
 def _truncated_steps(net: _FlatNet, plan: StepPlan, patches, labels, inner_lr: float,
-                     augment: bool):
-    """The ``plan.start`` steps before the window: plain training, no graph to the poster."""
+                     augment: bool, dtype: str = "float32"):
+    """The ``plan.start`` steps before the window: plain training, no graph to the poster.
+
+    ``dtype="bfloat16"`` runs their forward and backward under autocast (the weights and the
+    Adam update stay float32). Nothing is differentiated through these steps, so lower precision
+    here only perturbs where the window starts; the window and the outer loss keep float32.
+    """
     w = net.initial
     m, v = torch.zeros_like(w), torch.zeros_like(w)
-    for t in range(plan.start):
-        w, m, v = _inner_step(net, plan, t, w, m, v, patches, labels, inner_lr, augment, False)
+    precision = contextlib.nullcontext() if dtype == "float32" else \
+        torch.autocast(w.device.type, dtype=TRUNCATED_DTYPES[dtype])
+    with precision:
+        for t in range(plan.start):
+            w, m, v = _inner_step(net, plan, t, w, m, v, patches, labels, inner_lr, augment, False)
     return w, m, v
 
 
@@ -158,15 +169,16 @@ def _real_batch(plan: StepPlan, x_real: torch.Tensor, y_real: torch.Tensor, augm
 def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
                         label_params: torch.Tensor | None, plan: StepPlan, source,
                         x_real: torch.Tensor, y_real: torch.Tensor, inner_lr: float,
-                        augment: bool = True) -> torch.Tensor:
+                        augment: bool = True, truncated_dtype: str = "float32") -> torch.Tensor:
     """The RaT-BPTT outer loss of one step, differentiable in ``poster`` and ``label_params``.
 
-    ``plan.start`` inner Adam steps run without a graph, then ``plan.window`` steps keep theirs;
-    the adapted net's cross-entropy on the (augmented) real batch is returned.
+    ``plan.start`` inner Adam steps run without a graph (in ``truncated_dtype``), then
+    ``plan.window`` steps keep theirs; the adapted net's cross-entropy on the (augmented) real
+    batch is returned.
     """
     flat_net = _FlatNet(net, plan.params)
     patches, labels = source.patches(poster), source.labels(label_params)
-    w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment)
+    w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment, truncated_dtype)
     w = _differentiable_window(flat_net, plan, w, m, v, patches, labels, inner_lr, augment)
     x, y = _real_batch(plan, x_real, y_real, augment)
     return F.cross_entropy(flat_net(w, x), y)
@@ -176,7 +188,7 @@ def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
                          label_params: torch.Tensor | None, plan: StepPlan, source,
                          x_real: torch.Tensor, y_real: torch.Tensor, inner_lr: float,
                          augment: bool = True, real_chunk: int | None = None,
-                         recompute_window: bool = False):
+                         recompute_window: bool = False, truncated_dtype: str = "float32"):
     """(outer loss, its gradients w.r.t. the poster [and the label parameters]) of one step.
 
     The same numbers as ``autograd.grad(unrolled_outer_loss(...))`` (up to float summation
@@ -191,16 +203,19 @@ def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
       in reverse, recomputing one step's graph at a time and pulling the gradient through it
       (reverse-mode with per-step recomputation). Peak memory holds one inner step's graph
       instead of ``window`` of them, for about one extra forward+backward per window step.
+
+    ``truncated_dtype`` is the precision of the steps before the window (see
+    :func:`_truncated_steps`); a speed option for GPUs, float32 by default.
     """
     leaves = [poster] + ([label_params] if label_params is not None else [])
     if real_chunk is None and not recompute_window:
         loss = unrolled_outer_loss(net, poster, label_params, plan, source, x_real, y_real,
-                                   inner_lr, augment)
+                                   inner_lr, augment, truncated_dtype)
         return loss.detach(), torch.autograd.grad(loss, leaves)
 
     flat_net = _FlatNet(net, plan.params)
     patches, labels = source.patches(poster), source.labels(label_params)
-    w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment)
+    w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment, truncated_dtype)
     x, y = _real_batch(plan, x_real, y_real, augment)
     if not recompute_window:
         w = _differentiable_window(flat_net, plan, w, m, v, patches, labels, inner_lr, augment)

@@ -133,6 +133,7 @@ def test_distill_returns_artifact_whose_patches_match(digits):
     (dict(mode="nope"), "mode"),
     (dict(window=5, total_window=4), "total_window"),
     (dict(patches=(40, 40)), "patch"),
+    (dict(truncated_dtype="float16"), "truncated_dtype='float16': choose one of float32, bfloat16"),
 ])
 def test_bad_settings_fail_clearly(digits, overrides, message):
     ds, pre = digits
@@ -266,3 +267,19 @@ def test_each_mode_is_one_object():
                                                                      "per-class"]
     with pytest.raises(ValueError, match="choose one of podd, baseline, per-class"):
         poster_mode("posters")
+
+
+def test_bfloat16_truncated_steps_train(digits):
+    """The GPU speed option runs end to end on the CPU too, and differs from float32 only after
+    a step that had truncated inner steps to lower."""
+    ds, pre = digits
+    posters = {}
+    for dtype in ("float32", "bfloat16"):
+        distiller = Distiller(tiny(truncated_dtype=dtype, start_schedule="fixed", fixed_start=3,
+                                   window=2, total_window=5), ds, pre)
+        for _ in range(3):
+            distiller.step()
+        distiller.check_finite()
+        posters[dtype] = distiller.poster.detach()
+    assert not torch.equal(posters["float32"], posters["bfloat16"])
+    assert torch.isfinite(posters["bfloat16"]).all()

@@ -161,3 +161,34 @@ def test_memory_savers_give_the_same_gradients(real_chunk, recompute_window, lab
     for got, want in zip(grads, reference):
         assert want.abs().sum() > 0
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def _float32_step(start: int, window: int):
+    """``_step`` in float32, the precision autocast lowers from."""
+    net, source, poster, labels, plan, x_real, y_real = _step("learned", window, start, depth=2, seed=1)
+    source.dtype = torch.float32
+    plan.params = {name: p.float() for name, p in plan.params.items()}
+    return (net.float(), source, poster.float().requires_grad_(True),
+            labels.float().requires_grad_(True), plan, x_real.float(), y_real)
+
+
+@pytest.mark.parametrize("recompute_window", [False, True])
+def test_bfloat16_truncated_steps_only_move_where_the_window_starts(recompute_window):
+    """truncated_dtype='bfloat16' lowers the precision of the steps before the window alone:
+    with no such steps the gradient is float32's bit for bit; with some it moves (autocast did
+    run) but keeps its direction, and the memory savers still give the plain step's numbers."""
+    def grads(start, dtype, recompute=False):
+        net, source, poster, labels, plan, x_real, y_real = _float32_step(start, 2)
+        return outer_loss_and_grads(net, poster, labels, plan, source, x_real, y_real, 0.05,
+                                    recompute_window=recompute, truncated_dtype=dtype)
+
+    no_truncation = grads(0, "float32", recompute_window), grads(0, "bfloat16", recompute_window)
+    for got, want in zip(no_truncation[1][1], no_truncation[0][1]):
+        assert torch.equal(got, want)
+    (loss32, grads32), (loss16, grads16) = grads(3, "float32"), grads(3, "bfloat16", recompute_window)
+    assert not torch.equal(grads16[0], grads32[0])
+    assert loss16.item() == pytest.approx(loss32.item(), rel=0.02)
+    assert F.cosine_similarity(grads16[0].flatten(), grads32[0].flatten(), dim=0) > 0.8
+    if recompute_window:
+        plain = grads(3, "bfloat16")[1][0]
+        torch.testing.assert_close(grads16[0], plain, rtol=1e-5, atol=1e-7)
