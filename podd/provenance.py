@@ -8,6 +8,7 @@ dataset, a subset or a stand-in (a number without provenance is not a result).
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -20,7 +21,10 @@ _LIBRARIES = ("podd", "torch", "torchvision", "numpy", "open_clip_torch", "sciki
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
-    """The current commit (with ``-dirty`` when the tree has changes), or ``"unknown"``."""
+    """The current commit (with ``-dirty`` when the tree has changes), or ``"unknown"``.
+
+    A copy of the tree without its ``.git`` (a GPU machine is sent the files alone) names its
+    commit in ``$PODD_GIT_COMMIT``, which is used when git cannot tell."""
     cwd = Path(cwd) if cwd else Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
@@ -28,7 +32,7 @@ def git_commit(cwd: str | Path | None = None) -> str:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get("PODD_GIT_COMMIT", "unknown")
     return f"{sha}-dirty" if dirty else sha
 
 
