@@ -1,0 +1,388 @@
+"""Benchmark: every CUDA path of podd, in one short session on a GPU (issue: the GPU).
+
+A GPU is lent for minutes, so this script does all of its checks in one process, each section
+time-boxed and written to ``--out`` as soon as it ends (a section that fails is recorded with
+its error and the others still run):
+
+* ``env``        — the GPU, the library versions, the precision flags, and the measured
+                   ``torch.matmul`` throughput in float32 (IEEE), TF32 and bfloat16: the ceilings
+                   the other sections are compared with.
+* ``agreement``  — CPU and GPU give the same numbers on a small case: one outer step's loss and
+                   meta-gradient (TF32 off, then PyTorch's default), five outer steps' poster,
+                   the memory savers against the plain step on the GPU, and the evaluation
+                   protocol (batched and one model after another) on both devices.
+* ``quick``      — ms per outer step of the quick profile for CIFAR-10 at width 64, the setting of
+                   the real-pixel benchmark (``quality_cifar10.py --set width=64``); the session
+                   script sizes that run's outer steps from it.
+* ``presets``    — ms per outer step, peak ``torch.cuda.max_memory_allocated`` and the achieved
+                   fraction of the measured throughput for the four paper presets, with the
+                   memory savers as the preset has them and switched the other way
+                   (``bench_distill.py`` at the mean window start, synthetic data of the shape).
+* ``speed``      — the CIFAR-10 paper step with one speed option at a time and all together:
+                   ``cudnn.benchmark``, in-place ReLU, the truncated steps in bfloat16
+                   (``truncated_dtype``), and TF32 switched off (what PyTorch's default TF32
+                   convolutions bring); how far bfloat16 moves the meta-gradient; a
+                   torch.profiler table of one step (which kernels, how busy the GPU is).
+* ``eval``       — 8 evaluation models batched as one grouped network vs one after another
+                   (``bench_eval.py``).
+
+The real-pixel quick-profile run (``quality_cifar10.py``) is a separate command; the device
+session script that was run is in the result's ``command`` and in ``benchmarks/README.md``.
+
+    python benchmarks/bench_cuda.py --out DIR [--sections env agreement ...] [--budget-s 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_distill  # noqa: E402
+import bench_eval  # noqa: E402
+
+from podd.data import make_preprocessor, stand_in  # noqa: E402
+from podd.distill import Distiller  # noqa: E402
+from podd.evaluate import train_and_test  # noqa: E402
+from podd.io import write_json  # noqa: E402
+from podd.presets import get_preset  # noqa: E402
+from podd.provenance import provenance  # noqa: E402
+
+SECTIONS = ("env", "agreement", "quick", "presets", "speed", "eval")
+# --dry-run: the same code on the CPU at toy sizes, to check the script before a GPU is lent.
+DEVICE = "cuda"
+DRY_RUN = False
+# A paper step shrunk for the dry run (window 2 of 4, real batch 16): seconds on a CPU.
+DRY_SETS = ["window=2", "total_window=4", "real_batch=16", "real_chunk=8"]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def _sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖, both taken to float64 on the CPU."""
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double().cpu().flatten(), b.detach().double().cpu().flatten()
+    return float(a @ b / (a.norm() * b.norm()).clamp_min(1e-30))
+
+
+class precision_flags:
+    """Set cuDNN/cuBLAS TF32 on or off inside a ``with`` block, restoring them after."""
+
+    def __init__(self, tf32: bool):
+        self.tf32 = tf32
+
+    def __enter__(self):
+        self.saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        torch.backends.cudnn.allow_tf32 = self.tf32
+        torch.backends.cuda.matmul.allow_tf32 = self.tf32
+
+    def __exit__(self, *exc):
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
+
+
+def matmul_rate(dtype: torch.dtype, tf32: bool = False, n: int = 8192, repeats: int = 5) -> float:
+    """Best-of-``repeats`` torch.matmul FLOP/s on n×n matrices of ``dtype`` on the GPU."""
+    n = 512 if DRY_RUN else n
+    a = torch.randn(n, n, device=DEVICE, dtype=dtype)
+    b = torch.randn(n, n, device=DEVICE, dtype=dtype)
+    with precision_flags(tf32):
+        torch.matmul(a, b)
+        _sync()
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            _sync()
+            best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
+
+
+# --------------------------------------------------------------------------------------------
+# sections
+# --------------------------------------------------------------------------------------------
+def section_env(out_dir: Path) -> dict:
+    gpu = {}
+    if DEVICE == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        gpu = dict(gpu=torch.cuda.get_device_name(0), capability=list(torch.cuda.get_device_capability(0)),
+                   multiprocessors=props.multi_processor_count, memory_bytes=props.total_memory)
+    return dict(
+        **gpu, torch=torch.__version__, cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+        defaults=dict(cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                      matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
+                      cudnn_benchmark=torch.backends.cudnn.benchmark),
+        matmul_tflops=dict(float32_ieee=matmul_rate(torch.float32) / 1e12,
+                           tf32=matmul_rate(torch.float32, tf32=True) / 1e12,
+                           bfloat16=matmul_rate(torch.bfloat16) / 1e12),
+        matmul_method="best of 5 torch.matmul of 8192x8192 matrices after one warm-up")
+
+
+def _small_case(**changes):
+    """A CIFAR-shaped distillation small enough to run on the CPU in seconds."""
+    data = stand_in("cifar10", 10, (3, 32, 32), 6, 2, seed=0)
+    config = get_preset("cifar10", "quick", width=16, window=3, total_window=6, real_batch=24,
+                        start_schedule="fixed", fixed_start=2, class_order="identity", zca=False,
+                        eval_models=0, checkpoint_every=0, **changes)
+    return data, config
+
+
+def _step_gradients(config, data, device: str):
+    """(loss, poster gradient, distiller) of the first outer step of ``config`` on ``device``."""
+    distiller = Distiller(config.replace(device=device), dataset=data,
+                          preprocessor=make_preprocessor(data, zca=False))
+    loss, grads = distiller.outer_gradients(distiller.plan())
+    return loss, grads[0], distiller
+
+
+def section_agreement(out_dir: Path) -> dict:
+    data, config = _small_case()
+    result: dict = {"case": dict(config=config.to_dict(), data="stand-in (synthetic, CIFAR shape)")}
+    cpu_loss, cpu_grad, _ = _step_gradients(config, data, "cpu")
+    for name, tf32 in (("tf32_off", False), ("pytorch_default", None)):
+        flags = precision_flags(tf32) if tf32 is not None else contextlib.nullcontext()
+        with flags:
+            gpu_loss, gpu_grad, _ = _step_gradients(config, data, DEVICE)
+        result[f"one_step_{name}"] = dict(
+            loss_cpu=float(cpu_loss), loss_gpu=float(gpu_loss),
+            loss_relative_error=abs(float(gpu_loss) - float(cpu_loss)) / abs(float(cpu_loss)),
+            poster_grad_relative_error=relative_error(gpu_grad, cpu_grad),
+            poster_grad_cosine=cosine(gpu_grad, cpu_grad))
+
+    with precision_flags(False):
+        posters = {}
+        for device in ("cpu", DEVICE):
+            distiller = Distiller(config.replace(device=device), dataset=data,
+                                  preprocessor=make_preprocessor(data, zca=False))
+            for _ in range(5):
+                distiller.step()
+            distiller.check_finite()
+            posters[device] = distiller.poster.detach()
+        result["five_steps_tf32_off"] = dict(poster_relative_error=relative_error(posters[DEVICE],
+                                                                                  posters["cpu"]))
+        plain_loss, plain_grad, _ = _step_gradients(config, data, DEVICE)
+        saver_loss, saver_grad, _ = _step_gradients(
+            config.replace(recompute_window=True, real_chunk=7), data, DEVICE)
+        result["savers_vs_plain_gpu_tf32_off"] = dict(
+            loss_relative_error=abs(float(saver_loss) - float(plain_loss)) / abs(float(plain_loss)),
+            poster_grad_relative_error=relative_error(saver_grad, plain_grad))
+
+    # Few steps on a harder split, so the accuracies are far from 100 % and can disagree.
+    evaluation_data = stand_in("cifar10", 10, (3, 32, 32), 4, 20, seed=1)
+    images, labels = evaluation_data.x_train.float() / 255, evaluation_data.y_train
+    test_x, test_y = evaluation_data.x_test.float() / 255, evaluation_data.y_test
+    evals = {}
+    with precision_flags(False):
+        for device in ("cpu", "cuda"):
+            for sequential in (False, True):
+                res = train_and_test(images, labels, test_x, test_y, num_models=3, steps=[2, 6],
+                                     width=16, device=DEVICE if device == "cuda" else "cpu",
+                                     sequential=sequential, seed=0)
+                evals[f"{device}_{'sequential' if sequential else 'batched'}"] = res.accuracy.flatten()
+    result["evaluation_tf32_off"] = dict(
+        accuracy_per_model={key: acc.tolist() for key, acc in evals.items()},
+        settings="3 models, 2 and 6 Adam steps on 40 stand-in images, width 16, tested on 200 images",
+        max_abs_difference_points_vs_cpu_batched=max(
+            float((acc - evals["cpu_batched"]).abs().max()) for acc in evals.values()))
+    return result
+
+
+def section_quick(out_dir: Path) -> dict:
+    steps, warmup = ("2", "1") if DRY_RUN else ("20", "3")
+    record = bench_distill.main(["--dataset", "cifar10", "--profile", "quick", "--set", "width=64",
+                                 "--steps", steps, "--warmup", warmup, "--device", DEVICE,
+                                 "--out", str(out_dir / "bench_distill_cifar10_quick_w64.json")])
+    timing = record["timing"]
+    return dict(ms_per_outer_step=1e3 / timing["outer_steps_per_s"], start=timing["start"],
+                window=timing["window"], peak_memory_gib=timing["peak_memory_bytes"] / 2 ** 30)
+
+
+def section_presets(out_dir: Path) -> dict:
+    rows = {}
+    for dataset in bench_distill.PAPER_PRESETS:
+        preset = get_preset(dataset, "paper")
+        has_savers = preset.recompute_window
+        variants = (("as_preset", []),
+                    ("savers_off" if has_savers else "savers_on",
+                     ["--set", "recompute_window=false", "real_chunk=null"] if has_savers else
+                     ["--set", "recompute_window=true", "real_chunk=250"]))
+        for name, extra in variants:
+            key = f"{dataset}_{name}"
+            if DRY_RUN:
+                extra = (extra or ["--set"]) + [s for s in DRY_SETS if "real_chunk" not in s or not extra]
+            try:
+                record = bench_distill.main(["--dataset", dataset, "--profile", "paper", "--steps", "3",
+                                             "--warmup", "1", "--device", DEVICE,
+                                             "--out", str(out_dir / f"bench_distill_{key}.json")] + extra)
+                timing = record["timing"]
+                rows[key] = dict(ms_per_outer_step=1e3 / timing["outer_steps_per_s"],
+                                 peak_memory_gib=timing["peak_memory_bytes"] / 2 ** 30,
+                                 tflop_per_outer_step=timing["flops_per_outer_step"] / 1e12,
+                                 achieved_tflops=timing["achieved_flops_per_s"] / 1e12,
+                                 fraction_of_fp32_matmul=timing["fraction_of_matmul"],
+                                 recompute_window=timing["config"]["recompute_window"],
+                                 real_chunk=timing["config"]["real_chunk"])
+            except Exception as error:      # one preset's failure (e.g. out of memory) is a result
+                rows[key] = dict(error=f"{type(error).__name__}: {error}")
+            _free()
+            print(key, rows[key], flush=True)
+    return rows
+
+
+def _set_inplace_relu(distiller: Distiller, inplace: bool) -> None:
+    for module in distiller.net.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.inplace = inplace
+
+
+def section_speed(out_dir: Path, steps: int = 3) -> dict:
+    overrides = bench_distill.parse_set(DRY_SETS) if DRY_RUN else {}
+    config = bench_distill.bench_config("cifar10", "paper", "podd", "mean", overrides, DEVICE)
+    data = bench_distill._synthetic("cifar10", config.real_batch)
+    variants = {"default": {}, "tf32_off": dict(tf32=False), "cudnn_benchmark": dict(benchmark=True),
+                "inplace_relu": dict(inplace=True), "truncated_bf16": dict(bf16=True),
+                "all_three": dict(benchmark=True, inplace=True, bf16=True)}
+    rows = {}
+    for name, opts in variants.items():
+        torch.backends.cudnn.benchmark = bool(opts.get("benchmark"))
+        cfg = config.replace(truncated_dtype="bfloat16") if opts.get("bf16") else config
+        distiller = bench_distill.make_distiller(cfg, data)
+        _set_inplace_relu(distiller, bool(opts.get("inplace")))
+        flags = precision_flags(False) if opts.get("tf32") is False else contextlib.nullcontext()
+        with flags:
+            timing = bench_distill.time_steps(distiller, steps, warmup=2 if opts.get("benchmark") else 1)
+        rows[name] = dict(ms_per_outer_step=1e3 / timing["outer_steps_per_s"],
+                          peak_memory_gib=timing["peak_memory_bytes"] / 2 ** 30, timed_steps=steps)
+        del distiller
+        _free()
+        print(name, rows[name], flush=True)
+    torch.backends.cudnn.benchmark = False
+    base = rows["default"]["ms_per_outer_step"]
+    for row in rows.values():
+        row["speedup_vs_default"] = base / row["ms_per_outer_step"]
+
+    # How far bfloat16 truncated steps move the meta-gradient, against the run-to-run spread of
+    # float32 on the GPU (non-deterministic cuDNN backward kernels), on one and the same plan.
+    distiller = bench_distill.make_distiller(config, data)
+    plan = distiller.plan()
+    grads = {}
+    for label, dtype, tf32 in (("fp32_a", "float32", None), ("fp32_b", "float32", None),
+                               ("bf16", "bfloat16", None), ("ieee", "float32", False)):
+        distiller.config = config.replace(truncated_dtype=dtype)
+        with precision_flags(tf32) if tf32 is not None else contextlib.nullcontext():
+            grads[label] = distiller.outer_gradients(plan)[1][0]
+    # "fp32" is PyTorch's default on the GPU (TF32 convolutions); "ieee" switches TF32 off.
+    accuracy = dict(fp32_repeat_relative_error=relative_error(grads["fp32_b"], grads["fp32_a"]),
+                    tf32_vs_ieee_relative_error=relative_error(grads["fp32_a"], grads["ieee"]),
+                    tf32_vs_ieee_cosine=cosine(grads["fp32_a"], grads["ieee"]),
+                    bf16_vs_ieee_relative_error=relative_error(grads["bf16"], grads["ieee"]),
+                    bf16_relative_error=relative_error(grads["bf16"], grads["fp32_a"]),
+                    bf16_cosine=cosine(grads["bf16"], grads["fp32_a"]),
+                    plan=dict(start=plan.start, window=plan.window))
+    print("bf16 meta-gradient", accuracy, flush=True)
+    distiller.config = config
+    return dict(config=config.to_dict(), data="stand-in (synthetic, CIFAR-10 shape)", variants=rows,
+                bf16_meta_gradient=accuracy, profile=_profile_step(distiller))
+
+
+def _profile_step(distiller: Distiller, rows: int = 15) -> dict:
+    """torch.profiler over one outer step: the kernels that take the GPU's time, and how much of
+    the step's wall time the GPU was busy at all (the rest is the host launching work)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+    distiller.step()
+    _sync()
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        distiller.step()
+        _sync()
+        wall = time.perf_counter() - start
+    key = "self_device_time_total" if DEVICE == "cuda" else "self_cpu_time_total"
+    table = prof.key_averages()
+    busy_us = sum(getattr(e, key) for e in table)
+    top = sorted(table, key=lambda e: getattr(e, key), reverse=True)[:rows]
+    print(table.table(sort_by=key, row_limit=rows), flush=True)
+    return dict(wall_ms_under_profiler=wall * 1e3, device_busy_ms=busy_us / 1e3,
+                kernel_launches=sum(e.count for e in table if getattr(e, key) > 0),
+                top=[dict(op=e.key, self_ms=getattr(e, key) / 1e3, calls=e.count) for e in top])
+
+
+def section_eval(out_dir: Path) -> dict:
+    steps, warmup = ("2", "1") if DRY_RUN else ("50", "5")
+    record = bench_eval.main(["--config", "cifar", "--device", DEVICE, "--num-models", "8", "--steps", steps,
+                              "--warmup", warmup, "--repeats", "2" if DRY_RUN else "3", "--no-step-bench",
+                              "--out", str(out_dir / "bench_eval_cuda.json")])
+    return {name: dict(speedup_min=row["train_and_test"]["speedup_min"],
+                       sequential_min_s=row["train_and_test"]["sequential"]["min_s"],
+                       batched_min_s=row["train_and_test"]["batched"]["min_s"])
+            for name, row in record["results"].items()}
+
+
+def _free() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+
+
+RUNNERS = {"env": section_env, "agreement": section_agreement, "quick": section_quick, "presets": section_presets,
+           "speed": section_speed, "eval": section_eval}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="folder for bench_cuda.json and the sections' JSON")
+    ap.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    ap.add_argument("--budget-s", type=float, default=math.inf,
+                    help="start no new section after this many seconds")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="check the script on the CPU at toy sizes (its numbers mean nothing)")
+    args = ap.parse_args(argv)
+    global DEVICE, DRY_RUN
+    DEVICE, DRY_RUN = ("cpu", True) if args.dry_run else ("cuda", False)
+    if not DRY_RUN and not torch.cuda.is_available():
+        ap.error("no CUDA GPU visible to torch: this benchmark needs one (or --dry-run on the CPU)")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    record = provenance(device=DEVICE, benchmark="bench_cuda", dry_run=DRY_RUN, sections={},
+                        command="python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
+                        cpu_count=os.cpu_count())
+    for name in args.sections:
+        if time.perf_counter() - started > args.budget_s:
+            record["sections"][name] = dict(skipped=f"budget of {args.budget_s:.0f} s spent")
+            continue
+        print(f"\n=== {name} ===", flush=True)
+        t0 = time.perf_counter()
+        try:
+            section = RUNNERS[name](out_dir)
+        except Exception as error:
+            section = dict(error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+            print(section["traceback"], flush=True)
+        section["wall_time_s"] = time.perf_counter() - t0
+        record["sections"][name] = section
+        record["wall_time_s"] = time.perf_counter() - started
+        write_json(out_dir / "bench_cuda.json", record)       # after every section: nothing lost
+    print(f"wrote {out_dir / 'bench_cuda.json'} in {time.perf_counter() - started:.0f} s")
+    return record
+
+
+if __name__ == "__main__":
+    main()

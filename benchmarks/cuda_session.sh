@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One lent GPU session, as one command: every CUDA check (bench_cuda.py), then PoDD on real
+# CIFAR-10 pixels with the quick profile (quality_cifar10.py), each within a hard time limit, so
+# the whole fits the minutes a GPU is lent for. Everything it writes ends up in OUT.
+#
+#   bash benchmarks/cuda_session.sh OUT [CIFAR10_NPZ] [SECONDS_FOR_QUALITY]
+#
+# The quality run's outer steps are sized from the quick-profile step time bench_cuda.py measures
+# (three distillations share the GPU, so each gets about half its speed): as many as fit in the
+# seconds given, between 300 and 3000. To try the script without a GPU (bench_cuda.py then
+# reports that it needs one): QUALITY_PROFILE=smoke QUALITY_STEPS=5 PYTHON=.venv/bin/python.
+set -u
+OUT=${1:?give an output folder}
+DATA=${2:-}
+QUALITY_S=${3:-240}
+WORK=$(mktemp -d /tmp/podd_cuda.XXXX)
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+
+{ date -u; nvidia-smi; "$PY" -c "import torch; print(torch.__version__, torch.version.cuda)"; } \
+    > "$WORK/environment.txt" 2>&1
+
+timeout -s INT 290 "$PY" benchmarks/bench_cuda.py --out "$WORK/bench" --budget-s 210 \
+    > "$WORK/bench_cuda.log" 2>&1
+echo "bench_cuda exit $?" >> "$WORK/bench_cuda.log"
+
+if [ -n "$DATA" ]; then
+    STEPS=$("$PY" - "$WORK/bench/bench_cuda.json" "$QUALITY_S" <<'EOF'
+import json, sys
+try:
+    ms = json.load(open(sys.argv[1]))["sections"]["quick"]["ms_per_outer_step"]
+except Exception:
+    ms = 150.0                      # not measured: a cautious guess
+seconds = float(sys.argv[2]) - 60   # start-up, the evaluation and the random-real row
+steps = int(seconds * 1000 / (2.0 * ms)) // 100 * 100
+print(max(300, min(3000, steps)))
+EOF
+)
+    STEPS=${QUALITY_STEPS:-$STEPS}
+    echo "quality_cifar10: $STEPS outer steps" | tee "$WORK/quality.log"
+    timeout -s INT "$QUALITY_S" "$PY" benchmarks/quality_cifar10.py --data "$DATA" --seeds 0 \
+        --profile "${QUALITY_PROFILE:-quick}" \
+        --eval-models 8 --methods baseline-1 podd-1 podd-0.5 --set width=64 --steps "$STEPS" \
+        --workers 4 --resume --runs "$WORK/runs" --out "$WORK/quality_cifar10_gpu" >> "$WORK/quality.log" 2>&1
+    echo "quality_cifar10 exit $?" >> "$WORK/quality.log"
+fi
+
+# At most 8 files come back from a lent machine: the logs and JSON at the top, the rest packed.
+cp "$WORK"/*.log "$WORK/environment.txt" "$OUT"/ 2>/dev/null
+cp "$WORK/bench/bench_cuda.json" "$OUT"/ 2>/dev/null
+cp "$WORK"/quality_cifar10_gpu.json "$OUT"/ 2>/dev/null
+tar czf "$OUT/session.tgz" -C "$WORK" --exclude='*.pt' . 2>/dev/null
+ls -la "$OUT"
