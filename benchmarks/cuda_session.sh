@@ -9,6 +9,7 @@
 # (three distillations share the GPU, so each gets about half its speed): as many as fit in the
 # seconds given, between 300 and 3000. To try the script without a GPU (bench_cuda.py then
 # reports that it needs one): QUALITY_PROFILE=smoke QUALITY_STEPS=5 PYTHON=.venv/bin/python.
+# BENCH=0 skips bench_cuda.py (a second session for the quality run alone: give QUALITY_STEPS).
 set -u
 OUT=${1:?give an output folder}
 DATA=${2:-}
@@ -21,9 +22,11 @@ mkdir -p "$OUT"
 { date -u; nvidia-smi; "$PY" -c "import torch; print(torch.__version__, torch.version.cuda)"; } \
     > "$WORK/environment.txt" 2>&1
 
-timeout -s INT 290 "$PY" benchmarks/bench_cuda.py --out "$WORK/bench" --budget-s 210 \
-    > "$WORK/bench_cuda.log" 2>&1
-echo "bench_cuda exit $?" >> "$WORK/bench_cuda.log"
+if [ "${BENCH:-1}" != 0 ]; then
+    timeout -s INT 290 "$PY" benchmarks/bench_cuda.py --out "$WORK/bench" --budget-s 210 \
+        > "$WORK/bench_cuda.log" 2>&1
+    echo "bench_cuda exit $?" >> "$WORK/bench_cuda.log"
+fi
 
 if [ -n "$DATA" ]; then
     STEPS=$("$PY" - "$WORK/bench/bench_cuda.json" "$QUALITY_S" <<'EOF'
@@ -41,7 +44,7 @@ EOF
     echo "quality_cifar10: $STEPS outer steps" | tee "$WORK/quality.log"
     timeout -s INT "$QUALITY_S" "$PY" benchmarks/quality_cifar10.py --data "$DATA" --seeds 0 \
         --profile "${QUALITY_PROFILE:-quick}" \
-        --eval-models 8 --methods baseline-1 podd-1 podd-0.5 --set width=64 --steps "$STEPS" \
+        --eval-models 8 --methods ${QUALITY_METHODS:-baseline-1 podd-1 podd-0.5} --set width=64 --steps "$STEPS" \
         --workers 4 --resume --runs "$WORK/runs" --out "$WORK/quality_cifar10_gpu" >> "$WORK/quality.log" 2>&1
     echo "quality_cifar10 exit $?" >> "$WORK/quality.log"
 fi
@@ -50,5 +53,5 @@ fi
 cp "$WORK"/*.log "$WORK/environment.txt" "$OUT"/ 2>/dev/null
 cp "$WORK/bench/bench_cuda.json" "$OUT"/ 2>/dev/null
 cp "$WORK"/quality_cifar10_gpu.json "$OUT"/ 2>/dev/null
-tar czf "$OUT/session.tgz" -C "$WORK" --exclude='*.pt' . 2>/dev/null
+tar czf "$OUT/session.tgz" -C "$WORK" . 2>/dev/null     # posters and checkpoints are small here
 ls -la "$OUT"
