@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quality_probes import IPC_STEP, requested_ipc  # noqa: E402
 from quality_report import report_path, write_report  # noqa: E402
 
+from podd.devices import resolve_device  # noqa: E402
 from podd.demo import compare_methods, default_workers  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
 
@@ -400,7 +401,9 @@ def main(argv=None) -> int:
         report["loss_curves"] |= report["reused"].pop("loss_curves")
     command = "python benchmarks/quality_cifar10.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
+    # the device the distillations and evaluations ran on, not this (parent) process's CPU
     report["provenance"] = provenance(
+        device=resolve_device(report["settings"].get("device", "auto")),
         dataset="cifar10 (10% subset, npz)", data_source=ds.source, profile=args.profile,
         hyperparameters=report["settings"], seeds={"distill": args.seeds,
                                                    "real_subset": args.seeds,

@@ -23,8 +23,11 @@ _LIBRARIES = ("podd", "torch", "torchvision", "numpy", "open_clip_torch", "sciki
 def git_commit(cwd: str | Path | None = None) -> str:
     """The current commit (with ``-dirty`` when the tree has changes), or ``"unknown"``.
 
-    A copy of the tree without its ``.git`` (a GPU machine is sent the files alone) names its
-    commit in ``$PODD_GIT_COMMIT``, which is used when git cannot tell."""
+    ``$PODD_GIT_COMMIT``, when set, is taken instead of asking git: a copy of the tree sent to
+    another machine (a lent GPU) may come without its ``.git``, or with an older one, so git
+    there names the wrong commit or none; the sender names the commit it sent."""
+    if os.environ.get("PODD_GIT_COMMIT"):
+        return os.environ["PODD_GIT_COMMIT"]
     cwd = Path(cwd) if cwd else Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
@@ -32,7 +35,7 @@ def git_commit(cwd: str | Path | None = None) -> str:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("PODD_GIT_COMMIT", "unknown")
+        return "unknown"
     return f"{sha}-dirty" if dirty else sha
 
 

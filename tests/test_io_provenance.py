@@ -41,3 +41,15 @@ def test_provenance_carries_environment_and_caller_facts():
     assert record["dataset"] == "digits" and record["data_source"] == "full"
     assert record["versions"]["torch"] and record["device"].startswith("cpu")
     assert record["git_commit"]  # a sha, sha-dirty, or "unknown" outside a checkout
+
+
+def test_a_commit_named_by_the_sender_wins_over_git(monkeypatch, tmp_path):
+    """A tree copied to a lent GPU may carry no .git, or the session's older one: the commit the
+    sender names in PODD_GIT_COMMIT is recorded; without it, git's answer (or "unknown")."""
+    from podd.provenance import git_commit
+
+    monkeypatch.delenv("PODD_GIT_COMMIT", raising=False)
+    assert git_commit(tmp_path) == "unknown"                  # no checkout there
+    monkeypatch.setenv("PODD_GIT_COMMIT", "4fe0f14cb01dfd8cc0b75f7a414c9893dfa15c08")
+    assert git_commit(tmp_path) == "4fe0f14cb01dfd8cc0b75f7a414c9893dfa15c08"
+    assert provenance()["git_commit"] == "4fe0f14cb01dfd8cc0b75f7a414c9893dfa15c08"
