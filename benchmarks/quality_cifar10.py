@@ -47,8 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quality_probes import IPC_STEP, requested_ipc  # noqa: E402
 from quality_report import report_path, write_report  # noqa: E402
 
-from podd.devices import resolve_device  # noqa: E402
 from podd.demo import compare_methods, default_workers  # noqa: E402
+from podd.devices import resolve_device  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
 
 METHODS = (("RaT-BPTT baseline", "baseline", 1.0), ("PoDD", "podd", 1.0), ("PoDD", "podd", 0.5),
