@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import time
@@ -353,7 +354,12 @@ def main(argv=None) -> int:
                         help="where the run directories (posters, metrics) go")
     parser.add_argument("--out", default="benchmarks/results/quality_cifar10",
                         help="output path without extension (.json and .md are written)")
+    parser.add_argument("--render", type=Path, default=None, metavar="JSON",
+                        help="only write the markdown and loss plot of this earlier report again")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        print(f"written: {', '.join(str(p) for p in render(args.render))}")
+        return 0
     if not args.data:
         parser.error("--data PATH is needed: an npz of real CIFAR-10 training images")
     try:
@@ -411,9 +417,15 @@ def main(argv=None) -> int:
                                                    "split": args.split_seed},
         command=command, wall_time_s=round(time.perf_counter() - t0, 1),
         threads_per_worker=1, workers=workers, cpu_cores=os.cpu_count())
-    out = Path(args.out)
+    paths = write_outputs(report, Path(args.out), runs_dir=args.runs)
+    print(f"written: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def write_outputs(report: dict, out: Path, runs_dir: str) -> tuple[Path, ...]:
+    """The report's JSON, its markdown (table, verdicts, how it was made) and its loss plot."""
     verdict = "\n".join(f"- {name}: {text}" for name, text in report["checks"].items())
-    reused = report.get("reused")
+    reused, continued = report.get("reused"), report.get("continued")
     note = "" if reused is None else (
         f"Rows {', '.join(reused['rows'])} are those of the run at commit "
         f"`{reused['commit'][:7]}` ({reused['from']}; distilled at "
@@ -428,15 +440,30 @@ def main(argv=None) -> int:
     taken = report["taken_finished"]
     if taken:
         commits = sorted({report["made_at"][name][:7] for name in taken})
-        note += (f"Distillations {', '.join(taken)} were taken finished from `{args.runs}` "
+        note += (f"Distillations {', '.join(taken)} were taken finished from `{runs_dir}` "
                  f"(--resume), made at commit(s) {', '.join(commits)}. ")
     note += selection_note(report["best_selections"])
+    prov = report["provenance"]
     paths = write_report(report, out, verdict,
-                         note=f"{note}Class order: {args.class_order}. {os.cpu_count()} CPU "
-                              f"cores, {workers} single-threaded workers. ")
-    plot = write_loss_plot(report, report_path(out, "_loss.png"))
-    print(f"written: {', '.join(str(p) for p in (*paths, plot))}")
-    return 0
+                         note=f"{note}Class order: {report['settings']['class_order']}. {prov['cpu_cores']} CPU "
+                              f"cores, {report['workers']} single-threaded workers. ")
+    return (*paths, write_loss_plot(report, report_path(out, "_loss.png")))
+
+
+def render(json_path: Path) -> tuple[Path, ...]:
+    """Write the markdown and the loss plot of an earlier report again from its JSON alone
+    (e.g. one whose other files did not come back from a lent GPU)."""
+    report = json.loads(Path(json_path).read_text())
+    # The JSON keeps its keys sorted; the verdicts are listed in the order checks() gives them
+    # (recomputed from the rows, so they must say what the file says).
+    recomputed = checks(report)
+    if recomputed != report["checks"]:
+        raise ValueError(f"{json_path}: its verdicts do not follow from its rows")
+    report["checks"] = recomputed
+    runs = {Path(d).parent for d in report["runs"].values()}
+    return write_outputs(report, report_path(json_path, ""), runs_dir=", ".join(sorted(map(str, runs))))
+
+
 
 
 if __name__ == "__main__":

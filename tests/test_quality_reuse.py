@@ -268,3 +268,28 @@ def test_methods_at_other_ipcs_and_their_checks(bench):
         "met (margin +0.0 points)"
     assert [bench._ipc_of(r) for r in sorted(rows, key=bench.row_order)] == [1.0, 1.0, 0.7, 0.5, 0.3]
     assert [r["mode"] for r in sorted(rows, key=bench.row_order)][:2] == ["real", "baseline"]
+
+
+GPU_RESULTS = BENCHMARKS / "results" / "cuda_h200"
+
+
+def test_render_writes_again_what_the_run_wrote(bench, tmp_path):
+    """--render makes the markdown of a report from its JSON alone: for the GPU session's
+    500-step run it gives back, byte for byte, the markdown that run wrote on the GPU machine."""
+    name = "quality_cifar10_gpu_width64_steps500"
+    copy = tmp_path / f"{name}.json"
+    copy.write_text((GPU_RESULTS / f"{name}.json").read_text())
+    written = bench.render(copy)
+    assert (tmp_path / f"{name}.md").read_text() == (GPU_RESULTS / f"{name}.md").read_text()
+    assert (tmp_path / f"{name}_loss.png") in written
+    assert copy.read_text() == (GPU_RESULTS / f"{name}.json").read_text()
+
+
+def test_render_refuses_verdicts_the_rows_do_not_give(bench, tmp_path):
+    report = json.loads((GPU_RESULTS / "quality_cifar10_gpu_width64_steps500.json").read_text())
+    podd = next(row for row in report["rows"] if row["mode"] == "podd" and row["ipc"] == 1.0)
+    podd["mean"] += 10.0          # an edited number: the stored verdict no longer follows
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="verdicts do not follow from its rows"):
+        bench.render(path)
