@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import sys
@@ -53,7 +54,7 @@ import bench_eval  # noqa: E402
 from podd.data import make_preprocessor, stand_in  # noqa: E402
 from podd.distill import Distiller  # noqa: E402
 from podd.evaluate import train_and_test  # noqa: E402
-from podd.io import write_json  # noqa: E402
+from podd.io import write_json, write_text  # noqa: E402
 from podd.presets import get_preset  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
 
@@ -306,6 +307,7 @@ def section_speed(out_dir: Path, steps: int = 3) -> dict:
 def _profile_step(distiller: Distiller, rows: int = 15) -> dict:
     """torch.profiler over one outer step: the kernels that take the GPU's time, and how much of
     the step's wall time the GPU was busy at all (the rest is the host launching work)."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
@@ -318,11 +320,14 @@ def _profile_step(distiller: Distiller, rows: int = 15) -> dict:
         wall = time.perf_counter() - start
     key = "self_device_time_total" if DEVICE == "cuda" else "self_cpu_time_total"
     table = prof.key_averages()
-    busy_us = sum(getattr(e, key) for e in table)
+    # A kernel is listed under its own name AND (as self device time) under the operator that
+    # launched it: count the kernels alone, the events that ran on the device.
+    kernels = [e for e in table if e.device_type == DeviceType.CUDA] if DEVICE == "cuda" else list(table)
     top = sorted(table, key=lambda e: getattr(e, key), reverse=True)[:rows]
     print(table.table(sort_by=key, row_limit=rows), flush=True)
-    return dict(wall_ms_under_profiler=wall * 1e3, device_busy_ms=busy_us / 1e3,
-                kernel_launches=sum(e.count for e in table if getattr(e, key) > 0),
+    return dict(wall_ms_under_profiler=wall * 1e3,
+                kernel_ms=sum(getattr(e, key) for e in kernels) / 1e3,
+                kernels=sum(e.count for e in kernels),
                 top=[dict(op=e.key, self_ms=getattr(e, key) / 1e3, calls=e.count) for e in top])
 
 
@@ -342,6 +347,123 @@ def _free() -> None:
         torch.cuda.empty_cache()
 
 
+# --------------------------------------------------------------------------------------------
+# the written report: markdown tables made from the JSON, never typed
+# --------------------------------------------------------------------------------------------
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def _env_lines(env: dict) -> list[str]:
+    rates = env["matmul_tflops"]
+    return [f"{env.get('gpu', 'CPU (dry run)')}, torch {env['torch']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}; "
+            f"PyTorch's defaults: cuDNN TF32 {env['defaults']['cudnn_allow_tf32']}, matmul TF32 "
+            f"{env['defaults']['matmul_allow_tf32']}, cudnn.benchmark {env['defaults']['cudnn_benchmark']}.", ""] + \
+        _table(["torch.matmul 8192³", "float32 (IEEE)", "TF32", "bfloat16"],
+               [["TFLOP/s (best of 5)", f"{rates['float32_ieee']:.1f}", f"{rates['tf32']:.1f}",
+                 f"{rates['bfloat16']:.1f}"]])
+
+
+def _agreement_lines(a: dict) -> list[str]:
+    rows = []
+    for name, label in (("one_step_tf32_off", "one outer step, TF32 off"),
+                        ("one_step_pytorch_default", "one outer step, PyTorch's default (TF32)")):
+        r = a[name]
+        rows.append([f"{label}: GPU vs CPU", f"loss {r['loss_relative_error']:.1e}",
+                     f"poster gradient {r['poster_grad_relative_error']:.1e} (cosine {r['poster_grad_cosine']:.5f})"])
+    rows.append(["five outer steps, TF32 off: GPU vs CPU", "",
+                 f"poster {a['five_steps_tf32_off']['poster_relative_error']:.1e}"])
+    r = a["savers_vs_plain_gpu_tf32_off"]
+    rows.append(["memory savers vs plain step, on the GPU", f"loss {r['loss_relative_error']:.1e}",
+                 f"poster gradient {r['poster_grad_relative_error']:.1e}"])
+    e = a["evaluation_tf32_off"]
+    rows.append(["evaluation, CPU/GPU × batched/sequential (" + e["settings"] + ")", "",
+                 f"largest accuracy difference {e['max_abs_difference_points_vs_cpu_batched']:.1f} points"])
+    return _table(["check (relative error ‖a−b‖/‖b‖)", "loss", "result"], rows)
+
+
+def _presets_lines(presets: dict, env: dict) -> list[str]:
+    tf32 = env["matmul_tflops"]["tf32"] if env else float("nan")
+    rows = []
+    for key, r in presets.items():
+        if not isinstance(r, dict):
+            continue
+        if "error" in r:
+            rows.append([key, "", "", r["error"], "", "", "", ""])
+            continue
+        savers = f"window recomputed, real chunk {r['real_chunk']}" if r["recompute_window"] else \
+            ("real chunk " + str(r["real_chunk"]) if r["real_chunk"] else "none")
+        rows.append([key.split("_")[0], savers,
+                     f"{r['ms_per_outer_step']:.0f}", f"{r['peak_memory_gib']:.2f}",
+                     f"{r['tflop_per_outer_step']:.2f}", f"{r['achieved_tflops']:.1f}",
+                     f"{100 * r['fraction_of_fp32_matmul']:.0f} %", f"{100 * r['achieved_tflops'] / tf32:.1f} %"])
+    return _table(["paper preset", "memory savers", "ms / outer step", "peak GiB", "TFLOP / step",
+                   "achieved TFLOP/s", "of float32 matmul", "of TF32 matmul"], rows)
+
+
+def _speed_lines(speed: dict) -> list[str]:
+    rows = [[name, f"{r['ms_per_outer_step']:.0f}", f"{r['speedup_vs_default']:.2f}×", f"{r['peak_memory_gib']:.2f}"]
+            for name, r in speed["variants"].items()]
+    lines = _table(["CIFAR-10 paper step", "ms / outer step", "vs default", "peak GiB"], rows)
+    acc = speed["bf16_meta_gradient"]
+    lines += ["", f"Meta-gradient of one plan (start {acc['plan']['start']} + window {acc['plan']['window']}), "
+                  "relative difference:", ""]
+    lines += _table(["compared", "relative difference"], [
+        ["float32 (TF32 convolutions) run twice: the GPU's own run-to-run spread",
+         f"{acc['fp32_repeat_relative_error']:.3f}"],
+        ["TF32 vs IEEE float32", f"{acc['tf32_vs_ieee_relative_error']:.3f} (cosine {acc['tf32_vs_ieee_cosine']:.4f})"],
+        ["bfloat16 truncated steps vs float32 (TF32)",
+         f"{acc['bf16_relative_error']:.3f} (cosine {acc['bf16_cosine']:.4f})"],
+        ["bfloat16 truncated steps vs IEEE float32", f"{acc['bf16_vs_ieee_relative_error']:.3f}"]])
+    prof = speed["profile"]
+    if "kernel_ms" in prof:
+        busy = f"{prof['kernels']} kernels, together {prof['kernel_ms']:.0f} ms on the GPU"
+    else:   # the first GPU session summed operators and kernels: each kernel counted twice
+        busy = (f"{prof['device_busy_ms']:.0f} ms of GPU time and {prof['kernel_launches']} launches summed over "
+                f"the table's operators and kernels, which counts each kernel twice (under its own name and "
+                f"under the operator that launched it): about half of each were kernels")
+    lines += ["", f"torch.profiler over one default step: {busy}; the step took "
+                  f"{prof['wall_ms_under_profiler']:.0f} ms of wall time under the profiler. "
+                  "Top entries by their own GPU time (operators and kernels):", ""]
+    lines += _table(["operator", "GPU ms", "calls"],
+                    [[t["op"][:90], f"{t['self_ms']:.1f}", t["calls"]] for t in prof["top"][:10]])
+    return lines
+
+
+def _eval_lines(evaluation: dict) -> list[str]:
+    rows = [[name, f"{r['sequential_min_s']:.3f}", f"{r['batched_min_s']:.3f}", f"{r['speedup_min']:.2f}×"]
+            for name, r in evaluation.items() if isinstance(r, dict)]
+    return _table(["8 models, 50 training steps (CIFAR shape, width 128)", "one after another, s",
+                   "batched, s", "speed-up"], rows)
+
+
+def write_markdown(record: dict) -> str:
+    """The sections of a bench_cuda.json as markdown tables (what the README quotes)."""
+    sections = record["sections"]
+    env = sections.get("env", {})
+    dry = " DRY RUN on the CPU: the numbers mean nothing." if record.get("dry_run") else ""
+    parts = [f"GPU benchmark (`bench_cuda.py`), commit `{record['git_commit']}`, {record['device']}, "
+             f"{record['created_utc']}.{dry}"]
+    writers = [("Ceilings", "env", _env_lines), ("CPU and GPU agree", "agreement", _agreement_lines),
+               ("Paper presets (synthetic data of the preset's shape, mean window start)", "presets",
+                lambda v: _presets_lines(v, env)),
+               ("Speed options", "speed", _speed_lines),
+               ("Evaluation models batched", "eval", _eval_lines)]
+    for title, key, writer in writers:
+        section = sections.get(key)
+        if section is None:
+            continue
+        body = [f"Not measured: {section.get('error') or section.get('skipped')}"] \
+            if "error" in section or "skipped" in section else writer(section)
+        parts.append(f"### {title}\n\n" + "\n".join(body))
+    if "quick" in sections and "error" not in sections["quick"]:
+        q = sections["quick"]
+        parts.append(f"Quick profile, CIFAR-10 at width 64 (start {q['start']} + window {q['window']}): "
+                     f"{q['ms_per_outer_step']:.0f} ms per outer step, peak {q['peak_memory_gib']:.2f} GiB.")
+    return "\n\n".join(parts) + "\n"
+
+
 RUNNERS = {"env": section_env, "agreement": section_agreement, "quick": section_quick, "presets": section_presets,
            "speed": section_speed, "eval": section_eval}
 
@@ -354,7 +476,15 @@ def main(argv=None) -> dict:
                     help="start no new section after this many seconds")
     ap.add_argument("--dry-run", action="store_true",
                     help="check the script on the CPU at toy sizes (its numbers mean nothing)")
+    ap.add_argument("--report", metavar="JSON", default=None,
+                    help="only write the markdown of an earlier bench_cuda.json (into --out)")
     args = ap.parse_args(argv)
+    if args.report:
+        record = json.loads(Path(args.report).read_text())
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        write_text(Path(args.out) / "bench_cuda.md", write_markdown(record))
+        print(f"wrote {Path(args.out) / 'bench_cuda.md'}")
+        return record
     global DEVICE, DRY_RUN
     DEVICE, DRY_RUN = ("cpu", True) if args.dry_run else ("cuda", False)
     if not DRY_RUN and not torch.cuda.is_available():
@@ -380,7 +510,8 @@ def main(argv=None) -> dict:
         record["sections"][name] = section
         record["wall_time_s"] = time.perf_counter() - started
         write_json(out_dir / "bench_cuda.json", record)       # after every section: nothing lost
-    print(f"wrote {out_dir / 'bench_cuda.json'} in {time.perf_counter() - started:.0f} s")
+    write_text(out_dir / "bench_cuda.md", write_markdown(record))
+    print(f"wrote {out_dir / 'bench_cuda.json'} and .md in {time.perf_counter() - started:.0f} s")
     return record
 
 
