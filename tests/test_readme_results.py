@@ -28,14 +28,27 @@ SECTIONS = {"cifar10-subset": ("benchmarks/results/quality_cifar10.md", True),
                 "benchmarks/results/quality_cifar10_width64_steps900.md", True),
             "cifar10-subset-width64-steps900-eval": (
                 "benchmarks/results/quality_cifar10_width64_steps900_eval_steps.md", False),
+            "cifar10-subset-gpu-steps1500": (
+                "benchmarks/results/cuda_h200/quality_cifar10_gpu_width64_steps1500.md", True),
             "digits-table": ("benchmarks/results/quality_digits.md", False)}
+# Sections that quote a second results file too (marker -> its results file, verdicts too?).
+MORE = {"cifar10-subset-gpu-steps1500": (
+    "benchmarks/results/cuda_h200/quality_cifar10_gpu_width64_steps500.md", True)}
 
 
-def readme_section(name: str) -> str:
-    text = (ROOT / "README.md").read_text()
+def readme_section(name: str, readme: str = "README.md") -> str:
+    text = (ROOT / readme).read_text()
     match = re.search(rf"<!-- {name}:start -->(.*?)<!-- {name}:end -->", text, re.S)
-    assert match, f"README.md has no <!-- {name}:start/end --> markers"
+    assert match, f"{readme} has no <!-- {name}:start/end --> markers"
     return match.group(1)
+
+
+def test_the_benchmarks_readme_shows_the_gpu_tables():
+    """benchmarks/README.md quotes the GPU session's written tables unchanged."""
+    lines = result_lines(ROOT / "benchmarks/results/cuda_h200/bench_cuda.md", verdicts=False)
+    assert len(lines) >= 20
+    shown = readme_section("cuda-h200", "benchmarks/README.md").splitlines()
+    assert [line for line in lines if line not in shown] == []
 
 
 def result_lines(path: Path, verdicts: bool = True) -> list[str]:
@@ -45,9 +58,10 @@ def result_lines(path: Path, verdicts: bool = True) -> list[str]:
             if line.startswith("| ") or (verdicts and line.startswith("- "))]
 
 
-@pytest.mark.parametrize("section", sorted(SECTIONS))
-def test_the_readme_shows_the_written_results(section):
-    results, verdicts = SECTIONS[section]
+@pytest.mark.parametrize("section, source", [(name, SECTIONS) for name in sorted(SECTIONS)] +
+                         [(name, MORE) for name in sorted(MORE)])
+def test_the_readme_shows_the_written_results(section, source):
+    results, verdicts = source[section]
     lines = result_lines(ROOT / results, verdicts)
     assert len(lines) >= 4, f"{results} has no table"
     shown = readme_section(section).splitlines()
