@@ -110,9 +110,8 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
     preset rule below 1 IPC) reruns only those, and the table says which rows came from which
     commit and how they were checked.
     """
-    import json
-
     from podd.demo import job_config
+    from podd.distill import DistillConfig
 
     earlier = json.loads(Path(earlier_path).read_text())
     for key in ("profile", "seeds", "eval_models_per_seed", "eval_steps", "overrides"):
@@ -145,7 +144,10 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
             now = job_config(ds, report["profile"], row["mode"], _ipc_of(row), seed,
                              report["eval_models_per_seed"], (report["eval_steps"],),
                              report["overrides"], preset="cifar10").to_dict()
-            now, then = json.loads(json.dumps(now)), json.loads(config_path.read_text())
+            # Through DistillConfig, so a setting added since (absent from the earlier
+            # config.json) counts as its default, which keeps the earlier behaviour.
+            then = DistillConfig.from_dict(json.loads(config_path.read_text())).to_dict()
+            now, then = json.loads(json.dumps(now)), json.loads(json.dumps(then))
             if now != then:
                 changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
                 raise SystemExit(f"--reuse: {name} was made with other settings ({changed}); "

@@ -205,7 +205,8 @@ def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
       instead of ``window`` of them, for about one extra forward+backward per window step.
 
     ``truncated_dtype`` is the precision of the steps before the window (see
-    :func:`_truncated_steps`); a speed option for GPUs, float32 by default.
+    :func:`_truncated_steps`), float32 by default; bfloat16 was tried for speed on a GPU and
+    measured slower there (see :class:`podd.distill.DistillConfig`).
     """
     leaves = [poster] + ([label_params] if label_params is not None else [])
     if real_chunk is None and not recompute_window:

@@ -74,6 +74,17 @@ def test_unchanged_rows_are_taken_and_named(bench, tmp_path):
     assert report["runs"]["baseline-ipc1-seed0"] == str(tmp_path / "baseline-ipc1-seed0")
 
 
+def test_a_run_made_before_a_setting_existed_is_taken(bench, tmp_path):
+    """An earlier config.json without a setting added since (here truncated_dtype) had that
+    setting's default: the row is the same and is taken."""
+    earlier = _earlier(tmp_path)
+    config_path = tmp_path / "baseline-ipc1-seed0" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["truncated_dtype"]
+    config_path.write_text(json.dumps(config))
+    assert bench.reuse_rows(_now(), earlier, DATA)["rows"] == ["RaT-BPTT baseline 1 IPC"]
+
+
 def test_a_row_made_with_other_settings_is_refused(bench, tmp_path):
     with pytest.raises(SystemExit, match="window"):
         bench.reuse_rows(_now(), _earlier(tmp_path, {"window": 11}), DATA)
