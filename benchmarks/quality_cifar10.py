@@ -258,8 +258,6 @@ def row_order(row: dict) -> tuple[int, float]:
 
 def loss_curves(report: dict) -> dict[str, list]:
     """Outer loss every ``log_every`` steps of every run (from its metrics.jsonl)."""
-    import json
-
     curves = {}
     for name, run_dir in report["runs"].items():
         path = Path(run_dir) / "metrics.jsonl"
@@ -272,8 +270,6 @@ def loss_curves(report: dict) -> dict[str, list]:
 def best_selections(report: dict) -> dict[str, dict]:
     """With ``best_every``: which step's poster each run kept and its training-set score (from
     its final.json); empty when no run selected."""
-    import json
-
     chosen = {}
     for name, run_dir in report["runs"].items():
         path = Path(run_dir) / "final.json"
@@ -369,8 +365,6 @@ def main(argv=None) -> int:
             sorted({method_of(name) for name in args.methods}, key=lambda m: (m[1] != "baseline", -m[2]))
     except ValueError as error:
         parser.error(str(error))
-
-    import json
 
     from podd.cli import parse_set
     from podd.data import load_dataset, train_val_split
