@@ -405,7 +405,8 @@ class _TimeEstimate:
             smaller = ("--profile quick finishes in minutes on a CPU"
                        if cfg.profile == "paper" else "fewer --steps are quicker")
             hint = (f"hint: {cfg.steps} outer steps of profile {cfg.profile!r} take long on a "
-                    f"CPU; {smaller} (or run on a GPU: --device cuda)")
+                    f"CPU; {smaller} (or run where torch sees a CUDA GPU: the default device "
+                    "'auto' then uses it)")
             if torch.get_num_threads() > 1:
                 hint += (f"; on a busy machine --threads 1 can be much faster than "
                          f"{torch.get_num_threads()} threads")
