@@ -460,7 +460,5 @@ def render(json_path: Path) -> tuple[Path, ...]:
     return write_outputs(report, report_path(json_path, ""), runs_dir=", ".join(sorted(map(str, runs))))
 
 
-
-
 if __name__ == "__main__":
     raise SystemExit(main())
