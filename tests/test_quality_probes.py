@@ -115,3 +115,29 @@ def test_a_probe_at_an_ipc_the_reference_lacks_still_meets_the_baseline(probes):
     row = next(line for line in probes.render({"p": probe}, REFERENCE).splitlines()
                if line.startswith("| p |"))
     assert "| 0.71 | 12.0 ± 0.5 | – | – | 10.5 | +1.5 | 1 × 2 |" in row
+
+
+def test_below_one_ipc_is_podd_minus_the_same_seeds_baseline(probes, tmp_path):
+    # only the IPC changed (the reference's own overrides again): on the curve
+    ipc_probe = _report([1], 2, [{"mode": "podd", "method": "PoDD", "ipc": 0.707, "mean": 13.0,
+                                  "std": 1.0, "accuracies": [12.0, 14.0]}],
+                        overrides={"width": 64})
+    # another setting changed: not on the curve
+    other = _report([0], 3, [{"mode": "podd", "method": "PoDD", "ipc": 0.707, "mean": 50.0,
+                              "std": 0.0, "accuracies": [50.0] * 3}],
+                    overrides={"width": 64, "inner_lr": 0.003})
+    reference = dict(REFERENCE, overrides={"width": 64})
+    points = probes.below_one_ipc({"ipc": ipc_probe, "lr": other}, reference)
+    gaps = sorted((p["source"], p["seed"], p["gap"]) for p in points)
+    # the reference's 0.5-IPC row (5.0) against its baseline per seed (means 1.0 and 11.0); the
+    # probe's mean 13.0 against seed 1's first two baseline models (10.0, 11.0)
+    assert gaps == [("ipc", 1, 2.5), ("reference", 0, 4.0), ("reference", 1, -6.0)]
+
+    folder = tmp_path / "probes"
+    folder.mkdir()
+    (folder / "ipc.json").write_text(json.dumps(ipc_probe))
+    (tmp_path / "reference.json").write_text(json.dumps(reference))
+    assert probes.main(["--probes", str(folder), "--reference", str(tmp_path / "reference.json")]) == 0
+    text = (folder / "README.md").read_text()
+    assert "| ipc | 0.71 | 1 | 13.0 | +2.5 |" in text and "](below_one_ipc.png)" in text
+    assert (folder / "below_one_ipc.png").read_bytes()[:4] == b"\x89PNG"
