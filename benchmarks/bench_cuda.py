@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import math
 import os
@@ -57,6 +58,7 @@ from podd.evaluate import train_and_test  # noqa: E402
 from podd.io import write_json, write_text  # noqa: E402
 from podd.presets import get_preset  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
+from podd.ratbptt import outer_loss_and_grads  # noqa: E402
 
 SECTIONS = ("env", "agreement", "quick", "presets", "speed", "eval")
 # --dry-run: the same code on the CPU at toy sizes, to check the script before a GPU is lent.
@@ -154,10 +156,33 @@ def _step_gradients(config, data, device: str):
     return loss, grads[0], distiller
 
 
+def _float64_step_gradients(config, data):
+    """(loss, poster gradient) of the same first outer step in float64 on the CPU: the yardstick
+    for the float32 rows. An unrolled inner Adam divides by sqrt(v), so float32 roundoff in the
+    inner steps reaches the meta-gradient amplified (measured ~1-2 % on this case and on the
+    quick width-64 step); a GPU-vs-CPU difference of that size is float32's, not the GPU's."""
+    distiller = Distiller(config.replace(device="cpu"), dataset=data,
+                          preprocessor=make_preprocessor(data, zca=False))
+    plan = distiller.plan()
+    plan.params = {name: p.double() for name, p in plan.params.items()}
+    poster = distiller.poster.detach().double().requires_grad_(True)
+    labels = distiller.label_params
+    labels = None if labels is None else labels.detach().double().requires_grad_(True)
+    loss, grads = outer_loss_and_grads(copy.deepcopy(distiller.net).double(), poster, labels, plan,
+                                       distiller.source, distiller.x_real.double(),
+                                       distiller.y_real, config.inner_lr, config.augment)
+    return loss, grads[0]
+
+
 def section_agreement(out_dir: Path) -> dict:
     data, config = _small_case()
     result: dict = {"case": dict(config=config.to_dict(), data="stand-in (synthetic, CIFAR shape)")}
     cpu_loss, cpu_grad, _ = _step_gradients(config, data, "cpu")
+    exact_loss, exact_grad = _float64_step_gradients(config, data)
+    result["float32_vs_float64_cpu"] = dict(
+        loss_relative_error=abs(float(cpu_loss) - float(exact_loss)) / abs(float(exact_loss)),
+        poster_grad_relative_error=relative_error(cpu_grad, exact_grad),
+        poster_grad_cosine=cosine(cpu_grad, exact_grad))
     for name, tf32 in (("tf32_off", False), ("pytorch_default", None)):
         flags = precision_flags(tf32) if tf32 is not None else contextlib.nullcontext()
         with flags:
@@ -371,6 +396,11 @@ def _agreement_lines(a: dict) -> list[str]:
                         ("one_step_pytorch_default", "one outer step, PyTorch's default (TF32)")):
         r = a[name]
         rows.append([f"{label}: GPU vs CPU", f"loss {r['loss_relative_error']:.1e}",
+                     f"poster gradient {r['poster_grad_relative_error']:.1e} (cosine {r['poster_grad_cosine']:.5f})"])
+    if "float32_vs_float64_cpu" in a:     # the first GPU session's JSON predates this row
+        r = a["float32_vs_float64_cpu"]
+        rows.append(["one outer step, float32 vs float64 on the CPU (float32's own error: the "
+                     "yardstick for the GPU rows)", f"loss {r['loss_relative_error']:.1e}",
                      f"poster gradient {r['poster_grad_relative_error']:.1e} (cosine {r['poster_grad_cosine']:.5f})"])
     rows.append(["five outer steps, TF32 off: GPU vs CPU", "",
                  f"poster {a['five_steps_tf32_off']['poster_relative_error']:.1e}"])

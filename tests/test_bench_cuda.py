@@ -32,7 +32,17 @@ def test_the_agreement_checks_measure_zero_for_one_device(bench_cuda, tmp_path):
     assert "error" not in agreement, agreement.get("traceback")
     assert agreement["one_step_tf32_off"]["poster_grad_relative_error"] == 0.0
     assert agreement["five_steps_tf32_off"]["poster_relative_error"] == 0.0
-    assert agreement["savers_vs_plain_gpu_tf32_off"]["poster_grad_relative_error"] < 1e-5
+    # float32 is not exact (roundoff through the unrolled Adam's 1/sqrt(v) reaches the
+    # meta-gradient), yet points the same way: the yardstick is measured, not zero
+    yardstick = agreement["float32_vs_float64_cpu"]
+    assert 0.0 < yardstick["poster_grad_relative_error"] < 0.1 and yardstick["poster_grad_cosine"] > 0.99
+    # The savers are exact in float64 (test_metagradient); in float32 they take other kernels on
+    # some CPUs (no-graph forward), so they may differ by float32's own error (1.6e-2 measured
+    # on an AVX-512 Xeon where the yardstick was 0.9e-2; 0 elsewhere), never by more than a few
+    # times it: a broken saver differs by O(1).
+    savers = agreement["savers_vs_plain_gpu_tf32_off"]
+    assert savers["poster_grad_relative_error"] < max(1e-5, 3 * yardstick["poster_grad_relative_error"])
+    assert savers["loss_relative_error"] < 1e-4
     assert agreement["evaluation_tf32_off"]["max_abs_difference_points_vs_cpu_batched"] == 0.0
     markdown = (tmp_path / "bench_cuda.md").read_text()
     assert "DRY RUN" in markdown and "| five outer steps, TF32 off: GPU vs CPU |  | poster 0.0e+00 |" in markdown
