@@ -36,10 +36,10 @@ def test_the_agreement_checks_measure_zero_for_one_device(bench_cuda, tmp_path):
     # meta-gradient), yet points the same way: the yardstick is measured, not zero
     yardstick = agreement["float32_vs_float64_cpu"]
     assert 0.0 < yardstick["poster_grad_relative_error"] < 0.1 and yardstick["poster_grad_cosine"] > 0.99
-    # The savers are exact in float64 (test_metagradient); in float32 they take other kernels on
-    # some CPUs (no-graph forward), so they may differ by float32's own error (1.6e-2 measured
-    # on an AVX-512 Xeon where the yardstick was 0.9e-2; 0 elsewhere), never by more than a few
-    # times it: a broken saver differs by O(1).
+    # The savers are exact in float64 (test_metagradient). In float32 their window runs forward
+    # without a graph, presumably through other kernels on some CPUs, so they may differ by
+    # float32's own error (1.6e-2 measured on an AVX-512 Xeon where the yardstick was 0.9e-2;
+    # below 1e-5 on an earlier CPU), never by more than a few times it: a broken saver is O(1).
     savers = agreement["savers_vs_plain_gpu_tf32_off"]
     assert savers["poster_grad_relative_error"] < max(1e-5, 3 * yardstick["poster_grad_relative_error"])
     assert savers["loss_relative_error"] < 1e-4
