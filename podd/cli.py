@@ -199,12 +199,14 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     if args.executor != "local":
         return _submit_distill(args, config)
     parallel = par.from_env(args.distributed, config.device)
+    finished = None
     try:
         out = args.out or _default_out(config)
         result = distill(config, out_dir=out, resume=args.resume,
                          progress=not args.quiet and parallel.is_main, parallel=parallel)
+        finished = parallel
     finally:
-        par.shutdown()
+        par.shutdown(finished)
     if not parallel.is_main:
         return 0
     print(f"run directory: {result.out_dir}")

@@ -153,8 +153,16 @@ def from_env(variant: str | None, device: str = "auto") -> Parallel:
     return Parallel(variant, rank, world_size, object_group=object_group)
 
 
-def shutdown() -> None:
+def shutdown(finished: Parallel | None = None) -> None:
+    """Leave the process group. Given the :class:`Parallel` of a run that ``finished``, every
+    rank first waits at a barrier for the others: rank 0 still writes the run's files after the
+    last step, and a rank that tore its gloo connections down meanwhile once aborted at exit in
+    CI (SIGABRT, "terminate called without an active exception"). After a failure there is no
+    barrier (the other ranks may never come); torchrun stops them."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if finished is not None:
+        finished.barrier()
+    dist.destroy_process_group()

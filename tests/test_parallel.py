@@ -1,6 +1,7 @@
 """One distillation on two gloo processes (CPU): the ``tasks`` all-reduce is the mean of the
 single-process gradients of the same plans; the ``real-batch`` split follows one process; rank 0
-alone writes the run directory, which resumes at another world size; the torchrun entry point."""
+alone writes the run directory, which resumes at another world size; a finished rank leaves the
+group only when every rank is done; the torchrun entry point."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,12 @@ import torch.multiprocessing as mp
 
 from podd.data import load_dataset, make_preprocessor
 from podd.distill import Distiller
-from podd.parallel import SINGLE, Parallel, from_env
+from podd.parallel import SINGLE, Parallel, from_env, shutdown
 from podd.presets import get_preset
 from podd.run_loop import distill
 
 ROOT = Path(__file__).resolve().parents[1]
+RANK0_LINGERS_S = 1.0
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,6 +55,7 @@ def _worker(rank: int, world_size: int, tmp: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank,
                             world_size=world_size)
+    finished = None
     try:
         ds, pre = _data(tmp)
         parallel = Parallel("tasks", rank, world_size)
@@ -64,8 +68,12 @@ def _worker(rank: int, world_size: int, tmp: str) -> None:
         result = distill(tiny(steps=4, checkpoint_every=2), ds, out_dir=f"{tmp}/run",
                          progress=False, preprocessor=pre, parallel=parallel)
         torch.save(result.artifact.poster, f"{tmp}/poster{rank}.pt")
+        if rank == 0:
+            time.sleep(RANK0_LINGERS_S)     # as when rank 0 writes the run's last files
+        finished, leaving = parallel, time.perf_counter()
     finally:
-        dist.destroy_process_group()
+        shutdown(finished)
+    Path(f"{tmp}/shutdown{rank}.txt").write_text(str(time.perf_counter() - leaving))
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +131,12 @@ def test_real_batch_split_follows_one_process_and_resumes_at_world_size_one(two_
                      progress=False, preprocessor=pre)
     straight = distill(tiny(steps=6), ds, progress=False, preprocessor=pre)
     assert torch.allclose(longer.artifact.poster, straight.artifact.poster, atol=1e-5)
+
+
+def test_a_finished_rank_leaves_the_group_only_when_every_rank_is_done(two_ranks):
+    waited = [float((two_ranks / f"shutdown{r}.txt").read_text()) for r in range(2)]
+    assert waited[1] >= 0.5 * RANK0_LINGERS_S     # rank 1 waited for rank 0 at the barrier
+    assert waited[0] < 0.5 * RANK0_LINGERS_S      # rank 0, the last to arrive, did not wait
 
 
 def test_real_batch_needs_a_world_size_that_divides_the_batch(tmp_path):
