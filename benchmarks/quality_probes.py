@@ -131,7 +131,7 @@ def plot_below_one_ipc(points: list[dict], out: Path, settings: str = "") -> Pat
     ax.set_xlabel("PoDD poster size (IPC)")
     ax.set_ylabel("PoDD − RaT-BPTT 1 IPC (points)")
     ax.set_title(f"PoDD below one IPC, CIFAR-10 10 % subset, quick profile{settings}", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")          # where it hides the fewest markers
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
