@@ -36,13 +36,30 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def draw_flip_rotate(n: int, generator: torch.Generator | None = None,
+                     max_degrees: float = MAX_DEGREES,
+                     flip_probability: float = FLIP_PROBABILITY) -> tuple[str, torch.Tensor]:
+    """The random part of :func:`flip_rotate` for a batch of ``n``: ``("flip", mask)`` (bool,
+    shape (n,)) or ``("rotate", degrees)`` (float64, shape (n,)), on the CPU.
+
+    Kept apart from applying it so that an engine can draw a whole step's augmentations up
+    front and hand them to compiled code as plain tensors.
+    """
+    if torch.randint(2, (1,), generator=generator).item() == 0:
+        return "flip", torch.rand(n, generator=generator) < flip_probability
+    return "rotate", (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * max_degrees
+
+
+def apply_flip_rotate(x: torch.Tensor, op: str, values: torch.Tensor) -> torch.Tensor:
+    """Apply a drawn augmentation (:func:`draw_flip_rotate`) to the batch ``x``."""
+    if op == "flip":
+        return horizontal_flip(x, values.to(x.device, non_blocking=True))
+    return rotate(x, values.to(x.device, x.dtype, non_blocking=True))
+
+
 def flip_rotate(x: torch.Tensor, generator: torch.Generator | None = None,
                 max_degrees: float = MAX_DEGREES,
                 flip_probability: float = FLIP_PROBABILITY) -> torch.Tensor:
     """Apply one randomly chosen augmentation (flip or rotate) to the whole batch ``x``."""
-    n = x.shape[0]
-    if torch.randint(2, (1,), generator=generator).item() == 0:
-        flip = torch.rand(n, generator=generator) < flip_probability
-        return horizontal_flip(x, flip.to(x.device, non_blocking=True))
-    degrees = (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * max_degrees
-    return rotate(x, degrees.to(x.device, x.dtype, non_blocking=True))
+    op, values = draw_flip_rotate(x.shape[0], generator, max_degrees, flip_probability)
+    return apply_flip_rotate(x, op, values)

@@ -39,10 +39,11 @@ import torch
 from podd import labels as L
 from podd import poster as P
 from podd.devices import resolve_device
+from podd.engine import ENGINES, make_engine
 from podd.models import ConvNet, default_depth, init_parameters
 from podd.modes import MODES, check_budget, plan_geometry, poster_mode
 from podd.poster import INITS
-from podd.ratbptt import ADAM_BETAS, ADAM_EPS, TRUNCATED_DTYPES, StepPlan, outer_loss_and_grads, unrolled_outer_loss
+from podd.ratbptt import ADAM_BETAS, ADAM_EPS, TRUNCATED_DTYPES, StepPlan, unrolled_outer_loss
 
 LABEL_MODES = ("fixed", "learned")
 START_SCHEDULES = ("epoch", "step", "fixed")
@@ -74,7 +75,7 @@ class DistillConfig:
     and ends with the best-scoring poster; ``0`` keeps the last one. Scoring draws nothing from
     the run's generator, so the trajectory is the same either way.
 
-    Memory savers (same gradients, see :func:`outer_loss_and_grads`): ``real_chunk`` forwards
+    Memory savers (same gradients, see :func:`podd.ratbptt.outer_loss_and_grads`): ``real_chunk`` forwards
     the real batch that many images at a time; ``recompute_window`` keeps one inner step's graph
     instead of the whole window's, recomputing each step during the backward.
 
@@ -83,6 +84,12 @@ class DistillConfig:
     an H200 (benchmarks/README.md, GPU section) it made the CIFAR-10 paper step 9 % SLOWER (the
     step is bound by kernel launches, and autocast adds cast kernels) and moved the
     meta-gradient by 12 %; kept as an option for the measurement, float32 by default.
+
+    ``engine`` is how a step is executed (:mod:`podd.engine`): ``eager`` (autograd through the
+    unrolled window), ``compiled`` (the inner steps compiled with torch.compile, CUDA graphs on
+    a GPU) or ``auto`` (compiled wherever torch.compile can run, else eager, saying why). The
+    engines compute the same meta-gradient up to float rounding; a run resumes bit-identically
+    within one engine on the CPU.
     """
 
     dataset: str = "digits"
@@ -102,6 +109,7 @@ class DistillConfig:
     real_chunk: int | None = None
     recompute_window: bool = False
     truncated_dtype: str = "float32"
+    engine: str = "auto"
     window: int = 10
     total_window: int = 30
     min_start: int = 0
@@ -188,6 +196,8 @@ class DistillConfig:
         need(self.real_batch >= 1, f"real_batch={self.real_batch}: must be at least 1")
         need(self.truncated_dtype in TRUNCATED_DTYPES,
              f"truncated_dtype={self.truncated_dtype!r}: choose one of {', '.join(TRUNCATED_DTYPES)}")
+        need(self.engine in ENGINES,
+             f"engine={self.engine!r}: choose one of {', '.join(ENGINES)}")
         need(self.real_chunk is None or self.real_chunk >= 1,
              f"real_chunk={self.real_chunk}: must be at least 1 (or None for the whole real batch)")
         need(self.steps >= 0, f"steps={self.steps}: must be >= 0")
@@ -366,6 +376,8 @@ class Distiller:
         self.parallel = parallel or SINGLE
         self.parallel.check(config)
         self.device = resolve_device(config.device)
+        # how each step runs (podd.engine); a fallback to eager says why, once
+        self.engine = make_engine(config.engine, self.device, on_fallback=_say_engine_fallback)
         self.poster_mode = poster_mode(config.mode)  # what podd/baseline/per-class do differently
         if dataset is None:
             from podd.data import load_dataset
@@ -479,14 +491,13 @@ class Distiller:
                                    self.config.augment, self.config.truncated_dtype)
 
     def outer_gradients(self, plan: StepPlan):
-        """(outer loss, gradients w.r.t. [poster, label parameters]) with the configured memory
-        savers."""
+        """(outer loss, gradients w.r.t. [poster, label parameters]) with the configured engine
+        and memory savers."""
         cfg = self.config
-        return outer_loss_and_grads(self.net, self.poster, self.label_params, plan, self.source,
-                                    self.x_real, self.y_real, cfg.inner_lr, cfg.augment,
-                                    real_chunk=cfg.real_chunk,
-                                    recompute_window=cfg.recompute_window,
-                                    truncated_dtype=cfg.truncated_dtype)
+        return self.engine.outer_loss_and_grads(
+            self.net, self.poster, self.label_params, plan, self.source, self.x_real, self.y_real,
+            cfg.inner_lr, cfg.augment, real_chunk=cfg.real_chunk,
+            recompute_window=cfg.recompute_window, truncated_dtype=cfg.truncated_dtype)
 
     def step(self) -> torch.Tensor:
         """One outer step. Returns the outer loss (a detached device tensor: no host sync)."""
@@ -626,6 +637,12 @@ class Distiller:
         self.epoch_perm, self.epoch_pos = state["epoch_perm"], state["epoch_pos"]
         self.epoch, self.start, self.step_count = state["epoch"], state["start"], state["step"]
         self.best = state.get("best")          # absent from checkpoints older than best_every
+
+
+def _say_engine_fallback(reason: str) -> None:
+    import sys
+
+    print(f"note: engine=eager: {reason}", file=sys.stderr)
 
 
 def _preprocessing_state(preprocessor, config: DistillConfig) -> dict[str, Any]:

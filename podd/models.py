@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -87,3 +88,21 @@ def stacked_parameters(net: nn.Module, num_models: int, generator: torch.Generat
 def forward_with(net: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Run ``net`` with the given parameters instead of its own (differentiable in both)."""
     return functional_call(net, params, (x,))
+
+
+def convnet_forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """:class:`ConvNet`'s forward as plain functions of its parameters, given in
+    ``named_parameters`` order (per block: conv weight, conv bias, norm weight, norm bias; then
+    the linear head's weight and bias).
+
+    The same maths as ``forward_with(ConvNet(...), params, x)`` without the module dispatch of
+    :func:`torch.func.functional_call`: the compiled engine (:mod:`podd.engine`) traces this, so
+    its graphs hold a few operators per block and nothing else.
+    """
+    *blocks, head_weight, head_bias = params
+    for i in range(0, len(blocks), 4):
+        conv_weight, conv_bias, norm_weight, norm_bias = blocks[i:i + 4]
+        x = F.conv2d(x, conv_weight, conv_bias, padding=1)
+        x = F.group_norm(x, norm_weight.shape[0], norm_weight, norm_bias)   # instance norm
+        x = F.avg_pool2d(F.relu(x), 2)
+    return F.linear(x.flatten(1), head_weight, head_bias)

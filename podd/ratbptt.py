@@ -9,7 +9,7 @@ One outer step, given the distilled set (patches of the poster and their soft la
 3. the next ``plan.window`` steps keep their graph (:func:`_differentiable_window`), through a
    differentiable Adam (:func:`_adam`);
 4. the outer loss is the adapted network's cross-entropy on a batch of real images
-   (:func:`_real_batch`), and its gradient w.r.t. the poster and the label parameters is the
+   (:func:`real_batch`), and its gradient w.r.t. the poster and the label parameters is the
    meta-gradient (:func:`unrolled_outer_loss`, :func:`outer_loss_and_grads`).
 
 All randomness of a step lives in its :class:`StepPlan`, so these functions are deterministic:
@@ -153,7 +153,7 @@ def _differentiable_window(net: _FlatNet, plan: StepPlan, w, m, v, patches, labe
 # --------------------------------------------------------------------------------------------
 # the outer loss on real data, and its meta-gradient
 # --------------------------------------------------------------------------------------------
-def _real_batch(plan: StepPlan, x_real: torch.Tensor, y_real: torch.Tensor, augment: bool):
+def real_batch(plan: StepPlan, x_real: torch.Tensor, y_real: torch.Tensor, augment: bool):
     """The outer loss's real images (augmented with the plan's last seed) and their labels;
     this process's share of them when the plan has a ``real_part`` (augmented as a whole batch
     first, so every image gets the augmentation it gets in one process)."""
@@ -180,7 +180,7 @@ def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
     patches, labels = source.patches(poster), source.labels(label_params)
     w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment, truncated_dtype)
     w = _differentiable_window(flat_net, plan, w, m, v, patches, labels, inner_lr, augment)
-    x, y = _real_batch(plan, x_real, y_real, augment)
+    x, y = real_batch(plan, x_real, y_real, augment)
     return F.cross_entropy(flat_net(w, x), y)
 
 
@@ -217,7 +217,7 @@ def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
     flat_net = _FlatNet(net, plan.params)
     patches, labels = source.patches(poster), source.labels(label_params)
     w, m, v = _truncated_steps(flat_net, plan, patches, labels, inner_lr, augment, truncated_dtype)
-    x, y = _real_batch(plan, x_real, y_real, augment)
+    x, y = real_batch(plan, x_real, y_real, augment)
     if not recompute_window:
         w = _differentiable_window(flat_net, plan, w, m, v, patches, labels, inner_lr, augment)
         loss, grad_w = _real_loss_and_grad(flat_net, w, x, y, real_chunk)

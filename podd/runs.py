@@ -53,10 +53,11 @@ class RunDirBusyError(ValueError):
     """Another process holds the run directory's lock."""
 
 # Settings a resumed run may change: they do not alter the poster's trajectory (the memory
-# savers change only the order of float summations, so a run that ran out of memory can resume
-# with them).
+# savers and the engine change only float rounding, so a run that ran out of memory can resume
+# with them, and a run can move between the eager and the compiled engine).
 RESUMABLE_CHANGES = ("steps", "device", "eval_every", "best_every", "eval_models", "eval_steps",
-                     "checkpoint_every", "log_every", "data_root", "real_chunk", "recompute_window")
+                     "checkpoint_every", "log_every", "data_root", "real_chunk", "recompute_window",
+                     "engine")
 
 
 class RunDir:
@@ -230,7 +231,8 @@ class RunDir:
         write_json(self.file(FINAL), final_record(artifact, distiller.config, history, evaluation,
                                                   wall_time_s, data_source=getattr(
                                                       distiller.dataset, "source", "full"),
-                                                  device=distiller.device))
+                                                  device=distiller.device,
+                                                  engine=distiller.engine.name))
 
 
 def _run_dir_error(path: Path, error: OSError) -> Exception:
@@ -249,7 +251,7 @@ def _run_dir_error(path: Path, error: OSError) -> Exception:
 
 
 def final_record(artifact, config, history, evaluation, wall_time_s, data_source="full",
-                 device=None) -> dict:
+                 device=None, engine=None) -> dict:
     from podd.modes import poster_mode
     from podd.provenance import provenance
 
@@ -270,6 +272,8 @@ def final_record(artifact, config, history, evaluation, wall_time_s, data_source
         "best": next(({"step": h["best_step"], "train_accuracy": h["best_train_accuracy"]}
                       for h in reversed(history) if "best_step" in h and config.best_every),
                      None),
+        # the engine that ran the last steps (config's ``engine`` is what was asked for)
+        "engine": engine,
         "files": {"artifact": ARTIFACT, "png": PNG, "metrics": METRICS, "checkpoint": CHECKPOINT},
     }
     return {"result": result, "provenance": provenance(

@@ -115,7 +115,7 @@ def _loss_by_hand(net, source, poster, truncated_poster, plan, x_real, y_real, i
         patches = early_patches if t < plan.start else window_patches
         w, m, v = ratbptt._inner_step(flat, plan, t, w, m, v, patches, labels, inner_lr,
                                       augment=True, create_graph=True)
-    x, y = ratbptt._real_batch(plan, x_real, y_real, augment=True)
+    x, y = ratbptt.real_batch(plan, x_real, y_real, augment=True)
     return F.cross_entropy(flat(w, x), y)
 
 
