@@ -10,6 +10,7 @@
 # seconds given, between 300 and 3000. To try the script without a GPU (bench_cuda.py then
 # reports that it needs one): QUALITY_PROFILE=smoke QUALITY_STEPS=5 PYTHON=.venv/bin/python.
 # BENCH=0 skips bench_cuda.py (a second session for the quality run alone: give QUALITY_STEPS).
+# bench_engine.py (eager vs compiled, the four paper presets) runs after it; ENGINE=0 skips it.
 set -u
 OUT=${1:?give an output folder}
 DATA=${2:-}
@@ -26,6 +27,14 @@ if [ "${BENCH:-1}" != 0 ]; then
     timeout -s INT 290 "$PY" benchmarks/bench_cuda.py --out "$WORK/bench" --budget-s 210 \
         > "$WORK/bench_cuda.log" 2>&1
     echo "bench_cuda exit $?" >> "$WORK/bench_cuda.log"
+fi
+
+# The engines side by side on the four paper presets (ms/step, peak memory; CUDA graphs for
+# the compiled one). ENGINE=0 skips it. Each row is written as soon as it is measured.
+if [ "${ENGINE:-1}" != 0 ]; then
+    timeout -s INT "${ENGINE_S:-300}" "$PY" benchmarks/bench_engine.py --sections gpu \
+        --out "$WORK/engine" > "$WORK/bench_engine.log" 2>&1
+    echo "bench_engine exit $?" >> "$WORK/bench_engine.log"
 fi
 
 if [ -n "$DATA" ]; then
@@ -52,6 +61,7 @@ fi
 # At most 8 files come back from a lent machine: the logs and JSON at the top, the rest packed.
 cp "$WORK"/*.log "$WORK/environment.txt" "$OUT"/ 2>/dev/null
 cp "$WORK/bench/bench_cuda.json" "$OUT"/ 2>/dev/null
+cp "$WORK/engine/bench_engine.json" "$OUT"/ 2>/dev/null
 cp "$WORK"/quality_cifar10_gpu.json "$OUT"/ 2>/dev/null
 tar czf "$OUT/session.tgz" -C "$WORK" . 2>/dev/null     # posters and checkpoints are small here
 ls -la "$OUT"

@@ -83,6 +83,7 @@ def compile_unavailable(device: torch.device) -> str | None:
     compiling: an operator the compiler rejects is only found at the first step)."""
     if sys.platform == "win32":
         return "torch.compile's inductor backend is not supported on this platform"
+    use_persistent_cache()      # before inductor is imported: its import sets its own default
     try:
         import torch._inductor  # noqa: F401
     except Exception as error:  # a build without inductor, or a broken one
@@ -107,7 +108,8 @@ def _cpp_compiler() -> str | None:
 def use_persistent_cache() -> None:
     """Keep compiled kernels between processes (inductor's FX-graph and autotune caches) in
     ``$PODD_COMPILE_CACHE``, else ``~/.cache/podd/inductor``, unless the user has chosen a cache
-    directory already: a second run of the same shapes then starts in seconds."""
+    directory already: a second run of the same shapes then starts in seconds (inductor's own
+    default, a folder in /tmp, is wiped on many machines and cluster nodes)."""
     if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
         root = os.environ.get("PODD_COMPILE_CACHE") or os.path.join(
             os.path.expanduser("~"), ".cache", "podd", "inductor")
@@ -202,6 +204,9 @@ class _StepInputs:
         return self.flips[t] if self.ops[t] == "flip" else self.degrees[t]
 
 
+_COMPILED: dict[tuple[FlatLayout, bool], tuple] = {}
+
+
 class CompiledSteps:
     """The compiled engine: ``outer_loss_and_grads`` with the signature and the results (up to
     float rounding) of :func:`podd.ratbptt.outer_loss_and_grads`."""
@@ -211,20 +216,25 @@ class CompiledSteps:
     def __init__(self, device: torch.device):
         self.device = device
         self.graphs = device.type == "cuda"     # CUDA graphs: one launch per piece
-        self._compiled: dict[FlatLayout, tuple] = {}
+        self.ops_seen: set[str] = set()     # augmentations run so far (each is its own graph)
+        # Each piece compiles once per (network layout, augmentation, precision); past dynamo's
+        # default limit of 8 per function it would silently run eagerly.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         use_persistent_cache()
 
     def _pieces(self, layout: FlatLayout):
-        if layout not in self._compiled:
+        key = (layout, self.graphs)
+        if key not in _COMPILED:
+            # One set of compiled pieces per layout in a process, shared by every engine: a
+            # new set would trace and compile again (and count against dynamo's limit).
             options = dict(fullgraph=True, dynamic=False)
             if self.graphs:
                 options["mode"] = "reduce-overhead"
-            self._compiled[layout] = tuple(torch.compile(f, **options)
-                                           for f in _make_pieces(layout))
+            _COMPILED[key] = tuple(torch.compile(f, **options) for f in _make_pieces(layout))
             _say_once("engine=compiled: the first steps compile the inner step for these shapes "
                       "(a minute or two on a CPU, the first time); later runs reuse the cache in "
                       f"{os.environ['TORCHINDUCTOR_CACHE_DIR']}")
-        return self._compiled[layout]
+        return _COMPILED[key]
 
     def _keep(self, tensors):
         """CUDA-graph outputs are overwritten by the next replay: copy what must outlive it."""
@@ -264,6 +274,7 @@ class CompiledSteps:
         patches, labels = source.patches(poster), source.labels(label_params)
         P, L = patches.detach(), labels.detach()
         inputs = self._draw(plan, plan.batch_index.shape[1], inner_lr, augment, P.dtype)
+        self.ops_seen.update(inputs.ops)
 
         w = torch.cat([p.detach().reshape(-1) for p in plan.params.values()])
         m, v = torch.zeros_like(w), torch.zeros_like(w)
