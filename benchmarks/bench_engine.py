@@ -10,6 +10,11 @@ ends, with provenance:
                 step each, so a busy machine slows all of them alike; the median is reported.
                 Also: the time of the first compiled steps (the compile), and each setting's
                 meta-gradient distance to the same step in float64 (the yardstick).
+* ``where``   — where the quick step's time goes: its FLOPs (convolutions and matmuls, counted
+                on the eager step with FlopCounterMode), the CPU's measured float32 and bfloat16
+                torch.matmul rates on the same threads, and the compiled step's four phases
+                (truncated steps, window forward, real loss, window backward) under
+                torch.profiler.
 * ``cache``   — the compile cache: the first compiled step of a fresh process with an empty
                 cache directory, then of a second process with the cache the first one left.
 * ``ops``     — operator calls in one outer step of the CIFAR-10 paper preset's structure
@@ -50,10 +55,10 @@ from podd.distill import Distiller  # noqa: E402
 from podd.engine import float32_distance  # noqa: E402
 from podd.io import write_json, write_text  # noqa: E402
 from podd.presets import resolve_config  # noqa: E402
-from podd.provenance import provenance  # noqa: E402
+from podd.provenance import git_commit, provenance  # noqa: E402
 from podd.ratbptt import outer_loss_and_grads  # noqa: E402
 
-SECTIONS = ("quick", "cache", "ops", "digits", "gpu")
+SECTIONS = ("quick", "where", "cache", "ops", "digits", "gpu")
 # (label, config changes) of the settings the quick section compares
 SETTINGS = (("eager", dict(engine="eager")),
             ("compiled", dict(engine="compiled")),
@@ -140,6 +145,49 @@ def section_quick(args) -> dict:
                 config=_cifar_quick(args.widths[0]).to_dict(),
                 data="stand-in (synthetic, CIFAR-10 shape)",
                 cpu_has_bf16=_cpu_bf16())
+
+
+def matmul_rate(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
+    """Best-of-``repeats`` torch.matmul FLOP/s of n×n matrices of ``dtype`` on the CPU."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
+
+
+PHASES = ("podd.truncated_steps", "podd.window_forward", "podd.real_loss", "podd.window_backward")
+
+
+def section_where(args) -> dict:
+    torch.set_num_threads(args.threads)
+    rows = []
+    for width in args.widths:
+        config = _cifar_quick(width)
+        data = _cifar_data(config)
+        flops = bench_distill.count_flops(config.replace(engine="eager"), data)
+        d = _distiller(config.replace(engine="compiled"), data)
+        d.step()
+        while not {"flip", "rotate"} <= _ops_seen(d):
+            d.step()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
+            d.step()
+            d.check_finite()
+            seconds = time.perf_counter() - start
+        phases = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages() if e.key in PHASES}
+        rows.append(dict(width=width, flops_per_step=flops, compiled_s_under_profiler=seconds,
+                         phases_s=phases, start=config.fixed_start, window=config.window))
+    return dict(rows=rows, threads=args.threads,
+                matmul_gflops=dict(float32=matmul_rate(torch.float32) / 1e9,
+                                   bfloat16=matmul_rate(torch.bfloat16) / 1e9),
+                flops_note="FlopCounterMode on the eager step: convolutions and matmuls of the "
+                           "forward, backward and the window's double backward; the compiled "
+                           "engine also recomputes each window step once (its VJP), so it does "
+                           "more arithmetic than counted")
 
 
 def _cpu_bf16() -> bool:
@@ -305,6 +353,24 @@ def markdown(results: dict) -> str:
                          f"{r['grad_distance_to_float64']:.2%} | "
                          f"{r['grad_distance_to_eager']:.2%} |")
         lines.append("")
+    where = results["sections"].get("where")
+    if where and "rows" in where:
+        rate = where["matmul_gflops"]
+        seconds = {(r["width"], r["setting"]): r["s_per_step"] for r in (quick or {}).get("rows", [])}
+        lines += ["## Where the time goes (quick step, CPU)", "",
+                  f"torch.matmul on this CPU, {where['threads']} thread(s): float32 "
+                  f"{rate['float32']:.0f} GFLOP/s, bfloat16 {rate['bfloat16']:.0f} GFLOP/s. "
+                  f"FLOPs: {where['flops_note']}.", "",
+                  "| width | GFLOP / step | eager GFLOP/s | compiled GFLOP/s | compiled step: "
+                  "truncated / window fwd / real loss / window bwd (s) |", "|---|---|---|---|---|"]
+        for r in where["rows"]:
+            gflop = r["flops_per_step"] / 1e9
+            rates = [f"{gflop / seconds[(r['width'], k)]:.0f}" if (r["width"], k) in seconds
+                     else "–" for k in ("eager", "compiled")]
+            phases = " / ".join(f"{r['phases_s'].get(p, 0):.2f}" for p in PHASES)
+            lines.append(f"| {r['width']} | {gflop:.0f} | {rates[0]} | {rates[1]} | {phases} "
+                         f"(start {r['start']}, window {r['window']}) |")
+        lines.append("")
     cache = results["sections"].get("cache")
     if cache and "runs" in cache:
         lines += ["## Compile cache", "", cache["what"] + f" (width {cache['width']}):", "",
@@ -331,8 +397,16 @@ def markdown(results: dict) -> str:
                   "| seed | engine | accuracy (%) | distill (s) |", "|---|---|---|---|"]
         lines += [f"| {r['seed']} | {r['engine']} | {r['accuracy_mean']:.1f} ± "
                   f"{r['accuracy_std']:.1f} | {r['distill_s']:.1f} |" for r in digits["rows"]]
+        by_seed = {}
+        for r in digits["rows"]:
+            by_seed.setdefault(r["seed"], {})[r["engine"]] = r["accuracy_mean"]
+        gaps = [v["compiled"] - v["eager"] for v in by_seed.values() if len(v) == 2]
+        spread = f" ± {statistics.stdev(gaps):.1f} (sd over seeds)" if len(gaps) > 1 else ""
         lines += ["", "Mean over seeds: " + ", ".join(
-            f"{e} {v:.1f}" for e, v in digits["mean_accuracy"].items()) + ".", ""]
+            f"{e} {v:.1f}" for e, v in digits["mean_accuracy"].items()) +
+            f"; compiled − eager per seed: {', '.join(f'{g:+.1f}' for g in gaps)}, mean "
+            f"{statistics.mean(gaps):+.1f}{spread}. One seed's two runs part after the first "
+            "steps (float rounding differs), so they are two draws of the same process.", ""]
     gpu = results["sections"].get("gpu")
     if gpu is not None:
         lines += ["## Paper presets on a GPU", ""]
@@ -363,6 +437,8 @@ def main(argv=None) -> None:
     parser.add_argument("--presets", nargs="+", choices=bench_distill.PAPER_PRESETS,
                         default=list(bench_distill.PAPER_PRESETS), help="for the gpu section")
     parser.add_argument("--first-step", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other sections of an earlier bench_engine.json in --out")
     parser.add_argument("--report", type=Path, default=None,
                         help="rewrite the markdown of an earlier JSON and exit")
     args = parser.parse_args(argv)
@@ -380,6 +456,12 @@ def main(argv=None) -> None:
     command = "python benchmarks/bench_engine.py " + " ".join(argv if argv is not None else sys.argv[1:])
     t0 = time.perf_counter()
     results = dict(command=command, sections={})
+    earlier = args.out / "bench_engine.json"
+    if args.merge and earlier.exists():
+        import json
+
+        results = json.loads(earlier.read_text())
+        results["command"] = results["command"] + " ; then " + command
 
     def save(name=None, section=None):
         if name is not None:
@@ -398,6 +480,7 @@ def main(argv=None) -> None:
         except Exception:
             results["sections"][name] = dict(error=traceback.format_exc())
         results["sections"][name]["wall_s"] = time.perf_counter() - start
+        results["sections"][name]["git_commit"] = git_commit()   # sections may come from two runs
         print(f"[bench_engine] {name}: {results['sections'][name]['wall_s']:.0f} s", flush=True)
         save()
 

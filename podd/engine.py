@@ -110,7 +110,11 @@ def use_persistent_cache() -> None:
     ``$PODD_COMPILE_CACHE``, else ``~/.cache/podd/inductor``, unless the user has chosen a cache
     directory already: a second run of the same shapes then starts in seconds (inductor's own
     default, a folder in /tmp, is wiped on many machines and cluster nodes)."""
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # importing parts of inductor writes its default into the variable: that is no choice
+    if chosen is None or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()):
         root = os.environ.get("PODD_COMPILE_CACHE") or os.path.join(
             os.path.expanduser("~"), ".cache", "podd", "inductor")
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = root
@@ -276,31 +280,39 @@ class CompiledSteps:
         inputs = self._draw(plan, plan.batch_index.shape[1], inner_lr, augment, P.dtype)
         self.ops_seen.update(inputs.ops)
 
+        def step(t, w, m, v, dtype="float32"):
+            return self._keep(train_step(w, m, v, P, L, plan.batch_index[t], inputs.values(t),
+                                         inputs.scales[t], inputs.ops[t], dtype))
+
+        # (the record_function labels name the phases in a torch.profiler trace)
         w = torch.cat([p.detach().reshape(-1) for p in plan.params.values()])
         m, v = torch.zeros_like(w), torch.zeros_like(w)
+        with torch.profiler.record_function("podd.truncated_steps"):
+            for t in range(plan.start):
+                w, m, v = step(t, w, m, v, truncated_dtype)
         states = []
-        for t in range(plan.start + plan.window):
-            if t >= plan.start:
+        with torch.profiler.record_function("podd.window_forward"):
+            for t in range(plan.start, plan.start + plan.window):
                 states.append((w, m, v))
-            dtype = truncated_dtype if t < plan.start else "float32"
-            w, m, v = self._keep(train_step(w, m, v, P, L, plan.batch_index[t], inputs.values(t),
-                                            inputs.scales[t], inputs.ops[t], dtype))
+                w, m, v = step(t, w, m, v)
 
-        x, y = real_batch(plan, x_real, y_real, augment)
-        n = x.shape[0]
-        loss, grad_w = torch.zeros((), dtype=w.dtype, device=w.device), torch.zeros_like(w)
-        for xs, ys in zip(x.split(real_chunk or n), y.split(real_chunk or n)):
-            part_loss, part_grad = self._keep(real_loss(w, xs, ys))
-            loss, grad_w = loss + part_loss / n, grad_w + part_grad / n
+        with torch.profiler.record_function("podd.real_loss"):
+            x, y = real_batch(plan, x_real, y_real, augment)
+            n = x.shape[0]
+            loss, grad_w = torch.zeros((), dtype=w.dtype, device=w.device), torch.zeros_like(w)
+            for xs, ys in zip(x.split(real_chunk or n), y.split(real_chunk or n)):
+                part_loss, part_grad = self._keep(real_loss(w, xs, ys))
+                loss, grad_w = loss + part_loss / n, grad_w + part_grad / n
 
         grad_m, grad_v = torch.zeros_like(w), torch.zeros_like(w)
         grad_P, grad_L = torch.zeros_like(P), torch.zeros_like(L)
-        for t in reversed(range(plan.start, plan.start + plan.window)):
-            w_t, m_t, v_t = states[t - plan.start]
-            grad_w, grad_m, grad_v, dP, dL = self._keep(step_vjp(
-                w_t, m_t, v_t, P, L, plan.batch_index[t], inputs.values(t), inputs.scales[t],
-                grad_w, grad_m, grad_v, inputs.ops[t]))
-            grad_P, grad_L = grad_P + dP, grad_L + dL
+        with torch.profiler.record_function("podd.window_backward"):
+            for t in reversed(range(plan.start, plan.start + plan.window)):
+                w_t, m_t, v_t = states[t - plan.start]
+                grad_w, grad_m, grad_v, dP, dL = self._keep(step_vjp(
+                    w_t, m_t, v_t, P, L, plan.batch_index[t], inputs.values(t), inputs.scales[t],
+                    grad_w, grad_m, grad_v, inputs.ops[t]))
+                grad_P, grad_L = grad_P + dP, grad_L + dL
 
         outputs, upstream = [patches], [grad_P]
         if labels.requires_grad:

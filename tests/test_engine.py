@@ -163,3 +163,19 @@ def test_compiled_run_resumes_bit_identically(digits, tmp_path):
     eager = distill(config.replace(engine="eager"), ds, tmp_path / "eager", progress=False,
                     preprocessor=pre)
     torch.testing.assert_close(whole.artifact.poster, eager.artifact.poster, rtol=1e-3, atol=1e-4)
+
+
+def test_the_compile_cache_is_persistent_unless_the_user_chose_one(monkeypatch, tmp_path):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("PODD_COMPILE_CACHE", str(tmp_path / "podd-cache"))
+    for before in (None, default_cache_dir()):      # unset, or inductor's own default
+        if before is None:
+            monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+        else:
+            monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", before)
+        E.use_persistent_cache()
+        assert E.os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "podd-cache")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    E.use_persistent_cache()
+    assert E.os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

@@ -51,6 +51,17 @@ def test_the_benchmarks_readme_shows_the_gpu_tables():
     assert [line for line in lines if line not in shown] == []
 
 
+def test_the_engine_tables_are_the_benchmarks():
+    """README.md and benchmarks/README.md quote bench_engine.md's table rows unchanged."""
+    lines = result_lines(ROOT / "benchmarks/results/bench_engine_cpu/bench_engine.md", verdicts=False)
+    assert len(lines) >= 10
+    shown = readme_section("bench-engine", "benchmarks/README.md").splitlines()
+    assert [line for line in lines if line not in shown] == []
+    quick = [line for line in lines if line.startswith(("| 32 |", "| 64 |"))]
+    assert quick and [line for line in quick if line not in readme_section("engine-cpu")
+                      .splitlines()] == []
+
+
 def result_lines(path: Path, verdicts: bool = True) -> list[str]:
     """The table rows (``| … |``) and, with ``verdicts``, the verdict lines (``- …``) of a
     results file."""
