@@ -3,8 +3,9 @@
 The maths of a step is :mod:`podd.ratbptt`; this module only decides how it runs.
 
 * ``eager`` is :func:`podd.ratbptt.outer_loss_and_grads`: autograd records the whole unrolled
-  window and differentiates it. Every inner step costs hundreds of small operator calls, so on
-  small and medium networks the step pays for its operator count, not for its arithmetic.
+  window and differentiates it. Every inner step costs hundreds of small operator calls: where
+  each call is cheap arithmetic (a small network, or a GPU where each call is a kernel launch)
+  the step pays for its operator count rather than for its arithmetic.
 * ``compiled`` runs the same step as three fixed-shape pieces, each compiled once with
   :func:`torch.compile` and called many times:
 
@@ -27,8 +28,16 @@ The maths of a step is :mod:`podd.ratbptt`; this module only decides how it runs
   the same Python arguments: no recompilation, and on a GPU no host synchronisation inside the
   inner loop. On CUDA the pieces run as CUDA graphs (``mode="reduce-overhead"``).
 
-  The patch extraction and the learned labels stay eager: they run once per outer step, and
-  their backward is one ``autograd.grad`` from the accumulated patch and label gradients.
+  Tensors stay NCHW: channels_last patches and real images were no faster on the CPU in a
+  side-by-side test (inductor picks the convolutions' layout itself). The patch extraction and
+  the learned labels stay eager: they run once per outer step, and their backward is one
+  ``autograd.grad`` from the accumulated patch and label gradients.
+
+What the compiled engine cannot remove: the window's VJP is a second-order derivative (reverse
+over reverse) and recomputes its step's forward and backward first, so each window step costs
+about four inner steps' arithmetic in either engine. On a CPU at the quick profile's widths the
+convolutions and the normalisation kernels of that VJP, not the operator calls, take most of the
+step; ``benchmarks/bench_engine.py`` measures where the time goes.
 
 When ``compiled`` cannot run (no C++ compiler for the CPU backend, a torch without inductor, an
 operator the compiler rejects), :func:`make_engine` or the first step falls back to ``eager``
@@ -197,15 +206,15 @@ def _make_pieces(layout: FlatLayout):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class _StepInputs:
-    """A step's randomness as device tensors, drawn once before its inner loop."""
+    """A step's randomness as device tensors, drawn once before its inner loop: per inner step
+    its patch indices, augmentation values and Adam scales, each its own allocation (a row view
+    of one big tensor can start off the alignment the compiled code was built for, which makes
+    it compile again)."""
 
-    ops: list[str]              # per inner step: "flip", "rotate" or "none"
-    flips: torch.Tensor         # (steps, batch) bool
-    degrees: torch.Tensor       # (steps, batch) float
-    scales: torch.Tensor        # (steps, 2) Adam bias corrections
-
-    def values(self, t: int) -> torch.Tensor:
-        return self.flips[t] if self.ops[t] == "flip" else self.degrees[t]
+    ops: list[str]                  # per inner step: "flip", "rotate" or "none"
+    index: list[torch.Tensor]       # (batch,) patch indices
+    values: list[torch.Tensor]      # (batch,) flip mask (bool) or rotation degrees
+    scales: list[torch.Tensor]      # (2,) Adam bias corrections
 
 
 _COMPILED: dict[tuple[FlatLayout, bool], tuple] = {}
@@ -244,23 +253,26 @@ class CompiledSteps:
         """CUDA-graph outputs are overwritten by the next replay: copy what must outlive it."""
         return tuple(t.clone() for t in tensors) if self.graphs else tuple(tensors)
 
-    def _draw(self, plan: StepPlan, batch: int, lr: float, augment: bool,
-              dtype: torch.dtype) -> _StepInputs:
-        steps = plan.start + plan.window
-        ops, flips, degrees = [], torch.zeros(steps, batch, dtype=torch.bool), \
-            torch.zeros(steps, batch, dtype=torch.float64)
+    def _draw(self, plan: StepPlan, lr: float, augment: bool, dtype: torch.dtype) -> _StepInputs:
+        steps, batch = plan.batch_index.shape
+        ops, drawn = [], []
         for t in range(steps):
-            if not augment:
-                ops.append("none")
-                continue
-            op, values = draw_flip_rotate(batch, torch.Generator().manual_seed(plan.aug_seeds[t]))
+            op, values = "none", torch.zeros(batch, dtype=torch.float64)
+            if augment:
+                op, values = draw_flip_rotate(batch, torch.Generator().manual_seed(plan.aug_seeds[t]))
             ops.append(op)
-            (flips if op == "flip" else degrees)[t] = values
+            drawn.append(values.to(torch.float64))      # a flip mask as 0/1, degrees as drawn
         b1, b2 = ADAM_BETAS
         scales = torch.tensor([[lr / (1 - b1 ** (t + 1)), 1 / (1 - b2 ** (t + 1))]
                                for t in range(steps)], dtype=torch.float64)
-        return _StepInputs(ops, flips.to(self.device), degrees.to(self.device, dtype),
-                           scales.to(self.device, dtype))
+        # one host-to-device copy of each, then a tensor of its own per step (copy=True: even
+        # where no conversion is needed)
+        drawn, scales = torch.stack(drawn).to(self.device), scales.to(self.device)
+        return _StepInputs(
+            ops, [plan.batch_index[t].clone() for t in range(steps)],
+            [drawn[t] != 0 if op == "flip" else drawn[t].to(dtype, copy=True)
+             for t, op in enumerate(ops)],
+            [scales[t].to(dtype, copy=True) for t in range(steps)])
 
     def outer_loss_and_grads(self, net, poster, label_params, plan: StepPlan, source, x_real,
                              y_real, inner_lr: float, augment: bool = True,
@@ -277,11 +289,11 @@ class CompiledSteps:
         leaves = [poster] + ([label_params] if label_params is not None else [])
         patches, labels = source.patches(poster), source.labels(label_params)
         P, L = patches.detach(), labels.detach()
-        inputs = self._draw(plan, plan.batch_index.shape[1], inner_lr, augment, P.dtype)
+        inputs = self._draw(plan, inner_lr, augment, P.dtype)
         self.ops_seen.update(inputs.ops)
 
         def step(t, w, m, v, dtype="float32"):
-            return self._keep(train_step(w, m, v, P, L, plan.batch_index[t], inputs.values(t),
+            return self._keep(train_step(w, m, v, P, L, inputs.index[t], inputs.values[t],
                                          inputs.scales[t], inputs.ops[t], dtype))
 
         # (the record_function labels name the phases in a torch.profiler trace)
@@ -310,7 +322,7 @@ class CompiledSteps:
             for t in reversed(range(plan.start, plan.start + plan.window)):
                 w_t, m_t, v_t = states[t - plan.start]
                 grad_w, grad_m, grad_v, dP, dL = self._keep(step_vjp(
-                    w_t, m_t, v_t, P, L, plan.batch_index[t], inputs.values(t), inputs.scales[t],
+                    w_t, m_t, v_t, P, L, inputs.index[t], inputs.values[t], inputs.scales[t],
                     grad_w, grad_m, grad_v, inputs.ops[t]))
                 grad_P, grad_L = grad_P + dP, grad_L + dL
 
