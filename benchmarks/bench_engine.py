@@ -109,21 +109,21 @@ def section_quick(args) -> dict:
         # the meta-gradient of one and the same plan, against float64
         plan = distillers["eager"].plan()
         exact = _float64_gradient(distillers["eager"], plan)
-        first, grads = {}, {}
+        first, grads, warm_steps = {}, {}, {}
         for label, d in distillers.items():
             start = time.perf_counter()
             grads[label] = d.outer_gradients(plan)[1][0]
             first[label] = time.perf_counter() - start
-        # a second compile happens when the other augmentation first comes up: warm up until
-        # every compiled setting has run both (and at least --warmup steps)
+        # more compiles happen as the other augmentation first comes up: warm each setting up
+        # until it compiles nothing new (and at least --warmup steps)
         warm = {label: [] for label in distillers}
-        while min(len(w) for w in warm.values()) < args.warmup or not all(
-                {"flip", "rotate"} <= _ops_seen(d) for d in distillers.values()
-                if d.engine.name == "compiled"):
-            for label, d in distillers.items():
-                start = time.perf_counter()
+        for label, d in distillers.items():
+            start = time.perf_counter()
+            steps = _warm_up(d)
+            for _ in range(max(0, args.warmup - steps)):
                 d.step()
-                warm[label].append(time.perf_counter() - start)
+            warm[label] = [time.perf_counter() - start]
+            warm_steps[label] = max(steps, args.warmup)
         times = {label: [] for label in distillers}
         for _ in range(args.steps):
             for label, d in distillers.items():
@@ -137,7 +137,7 @@ def section_quick(args) -> dict:
             rows.append(dict(
                 width=width, setting=label, engine=d.engine.name, s_per_step=median,
                 s_per_step_all=times[label], speedup_vs_eager=eager_s / median,
-                compile_s=(first[label] + sum(warm[label]) - (1 + len(warm[label])) * median)
+                compile_s=(first[label] + sum(warm[label]) - (1 + warm_steps[label]) * median)
                 if label != "eager" else 0.0,
                 grad_distance_to_float64=float32_distance(exact, grads[label]),
                 grad_distance_to_eager=float32_distance(grads["eager"], grads[label])))
@@ -170,9 +170,7 @@ def section_where(args) -> dict:
         data = _cifar_data(config)
         flops = bench_distill.count_flops(config.replace(engine="eager"), data)
         d = _distiller(config.replace(engine="compiled"), data)
-        d.step()
-        while not {"flip", "rotate"} <= _ops_seen(d):
-            d.step()
+        _warm_up(d)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             start = time.perf_counter()
             d.step()
@@ -212,8 +210,9 @@ def section_cache(args) -> dict:
             first = float(result.stdout.strip().splitlines()[-1])
             runs.append(dict(cache=attempt, first_steps_s=first, process_wall_s=wall))
     return dict(width=args.widths[0], runs=runs,
-                what="seconds for the first two compiled outer steps (flip and rotation both "
-                     "compiled) of the quick CIFAR-10 PoDD 1-IPC step, in a new process")
+                what="seconds until the quick CIFAR-10 PoDD 1-IPC step has compiled all it "
+                     "needs (both augmentations, in the truncated steps and in the window), in "
+                     "a new process")
 
 
 def first_step(width: int, threads: int) -> float:
@@ -221,11 +220,24 @@ def first_step(width: int, threads: int) -> float:
     config = _cifar_quick(width, engine="compiled")
     d = _distiller(config, _cifar_data(config))
     start = time.perf_counter()
-    while True:          # until both augmentations have run (each is its own graph)
-        d.step()
-        if {"flip", "rotate"} <= _ops_seen(d):
-            break
+    _warm_up(d)
     return time.perf_counter() - start
+
+
+def _warm_up(d: Distiller) -> int:
+    """Step until nothing is left to compile: both augmentations seen (each is its own graph,
+    and the window's VJP of one is only compiled when it first falls in the window) and a step
+    that compiled no new graph. Returns the steps taken."""
+    from torch._dynamo.utils import counters
+
+    steps = 0
+    while True:
+        graphs = counters["stats"]["unique_graphs"]
+        d.step()
+        steps += 1
+        if d.engine.name != "compiled" or (
+                {"flip", "rotate"} <= _ops_seen(d) and counters["stats"]["unique_graphs"] == graphs):
+            return steps
 
 
 def _ops_seen(d: Distiller) -> set[str]:
@@ -247,9 +259,7 @@ def section_ops(args) -> dict:
                               real_batch=config.real_batch), engines={})
     for engine in ("eager", "compiled"):
         d = _distiller(config.replace(engine=engine), data)
-        d.step()                        # warm-up: the compiled engine compiles here, once
-        while d.engine.name == "compiled" and not {"flip", "rotate"} <= _ops_seen(d):
-            d.step()                    # per augmentation
+        _warm_up(d)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             start = time.perf_counter()
             d.step()
@@ -343,8 +353,11 @@ def markdown(results: dict) -> str:
     if quick and "rows" in quick:
         lines += ["## Quick-profile outer step (CIFAR-10 PoDD 1 IPC, CPU)", "",
                   f"{quick['data']}; {quick['threads']} thread(s); median of "
-                  f"{quick['timed_steps']} steps after {quick['warmup_steps']} warm-up steps, "
-                  "the settings stepped in turn; window start fixed at its mean.", "",
+                  f"{quick['timed_steps']} steps after warm-up (at least {quick['warmup_steps']} "
+                  "steps, until nothing new compiles), the settings stepped in turn; window start "
+                  "fixed at its mean. Compile: the first steps' time beyond the median, with the "
+                  "compile cache as this run found it (an empty cache: see Compile cache). "
+                  f"Commit {_commit(quick)}.", "",
                   "| width | setting | s / outer step | speed-up vs eager | compile (s) | "
                   "grad distance to float64 | to eager |", "|---|---|---|---|---|---|---|"]
         for r in quick["rows"]:
@@ -360,7 +373,7 @@ def markdown(results: dict) -> str:
         lines += ["## Where the time goes (quick step, CPU)", "",
                   f"torch.matmul on this CPU, {where['threads']} thread(s): float32 "
                   f"{rate['float32']:.0f} GFLOP/s, bfloat16 {rate['bfloat16']:.0f} GFLOP/s. "
-                  f"FLOPs: {where['flops_note']}.", "",
+                  f"FLOPs: {where['flops_note']}. Commit {_commit(where)}.", "",
                   "| width | GFLOP / step | eager GFLOP/s | compiled GFLOP/s | compiled step: "
                   "truncated / window fwd / real loss / window bwd (s) |", "|---|---|---|---|---|"]
         for r in where["rows"]:
@@ -373,7 +386,8 @@ def markdown(results: dict) -> str:
         lines.append("")
     cache = results["sections"].get("cache")
     if cache and "runs" in cache:
-        lines += ["## Compile cache", "", cache["what"] + f" (width {cache['width']}):", "",
+        lines += ["## Compile cache", "", cache["what"] + f" (width {cache['width']}, commit "
+                  f"{_commit(cache)}):", "",
                   "| cache | first steps (s) | process wall (s) |", "|---|---|---|"]
         lines += [f"| {r['cache']} | {r['first_steps_s']:.1f} | {r['process_wall_s']:.1f} |"
                   for r in cache["runs"]]
@@ -384,7 +398,8 @@ def markdown(results: dict) -> str:
         lines += ["## Operator calls per outer step (CIFAR-10 paper structure, CPU)", "",
                   f"start {s['start']} + window {s['window']}, {s['distill_batch']} patches of "
                   f"{s['image']}, depth {s['depth']}, width {s['width']}, real batch "
-                  f"{s['real_batch']}; torch.profiler events of one step after warm-up.", "",
+                  f"{s['real_batch']}; torch.profiler events of one step after warm-up; commit "
+                  f"{_commit(ops)}.", "",
                   "| engine | operator calls | per inner step | most frequent |",
                   "|---|---|---|---|"]
         for engine, v in ops["engines"].items():
@@ -393,7 +408,8 @@ def markdown(results: dict) -> str:
         lines += ["", f"Compiled / eager: {ops['ratio_compiled_to_eager']:.3f}.", ""]
     digits = results["sections"].get("digits")
     if digits and "rows" in digits:
-        lines += ["## Same accuracy: 50 outer steps on digits", "", digits["note"] + ".", "",
+        lines += ["## Same accuracy: 50 outer steps on digits", "",
+                  digits["note"] + f"; commit {_commit(digits)}.", "",
                   "| seed | engine | accuracy (%) | distill (s) |", "|---|---|---|---|"]
         lines += [f"| {r['seed']} | {r['engine']} | {r['accuracy_mean']:.1f} ± "
                   f"{r['accuracy_std']:.1f} | {r['distill_s']:.1f} |" for r in digits["rows"]]
@@ -422,6 +438,10 @@ def markdown(results: dict) -> str:
         if "error" in section:
             lines += [f"## {name}: failed", "", "```", section["error"][-2000:], "```", ""]
     return "\n".join(lines)
+
+
+def _commit(section: dict) -> str:
+    return f"`{section.get('git_commit', 'unknown')[:7]}`"
 
 
 def main(argv=None) -> None:
