@@ -13,8 +13,8 @@ ends, with provenance:
 * ``where``   — where the quick step's time goes: its FLOPs (convolutions and matmuls, counted
                 on the eager step with FlopCounterMode), the CPU's measured float32 and bfloat16
                 torch.matmul rates on the same threads, and the compiled step's four phases
-                (truncated steps, window forward, real loss, window backward) under
-                torch.profiler.
+                (truncated steps, window forward, real loss, window backward), timed by the
+                engine (median of 3 steps).
 * ``cache``   — the compile cache: the first compiled step of a fresh process with an empty
                 cache directory, then of a second process with the cache the first one left.
 * ``ops``     — operator calls in one outer step of the CIFAR-10 paper preset's structure
@@ -75,7 +75,9 @@ def _cifar_quick(width: int, device: str = "cpu", **changes):
 
 
 def _cifar_data(config):
-    return stand_in("cifar10", 10, (3, 32, 32), max(1, config.real_batch // 10 + 1), 1, seed=0)
+    # 10 × real_batch images: every real batch of every epoch is a full one (a last, short
+    # batch would make every other step cheaper)
+    return stand_in("cifar10", 10, (3, 32, 32), config.real_batch, 1, seed=0)
 
 
 def _distiller(config, data):
@@ -159,7 +161,7 @@ def matmul_rate(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
     return 2 * n ** 3 / best
 
 
-PHASES = ("podd.truncated_steps", "podd.window_forward", "podd.real_loss", "podd.window_backward")
+PHASES = ("truncated_steps", "window_forward", "real_loss", "window_backward")
 
 
 def section_where(args) -> dict:
@@ -171,14 +173,17 @@ def section_where(args) -> dict:
         flops = bench_distill.count_flops(config.replace(engine="eager"), data)
         d = _distiller(config.replace(engine="compiled"), data)
         _warm_up(d)
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        phases, seconds = {p: [] for p in PHASES}, []
+        for _ in range(3):
             start = time.perf_counter()
             d.step()
             d.check_finite()
-            seconds = time.perf_counter() - start
-        phases = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages() if e.key in PHASES}
-        rows.append(dict(width=width, flops_per_step=flops, compiled_s_under_profiler=seconds,
-                         phases_s=phases, start=config.fixed_start, window=config.window))
+            seconds.append(time.perf_counter() - start)
+            for p in PHASES:
+                phases[p].append(d.engine.compiled.last_phases[p])
+        rows.append(dict(width=width, flops_per_step=flops, compiled_s=statistics.median(seconds),
+                         phases_s={p: statistics.median(v) for p, v in phases.items()},
+                         start=config.fixed_start, window=config.window))
     return dict(rows=rows, threads=args.threads,
                 matmul_gflops=dict(float32=matmul_rate(torch.float32) / 1e9,
                                    bfloat16=matmul_rate(torch.bfloat16) / 1e9),

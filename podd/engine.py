@@ -47,10 +47,12 @@ compiled one is checked against it (tests/test_engine.py).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -230,6 +232,7 @@ class CompiledSteps:
         self.device = device
         self.graphs = device.type == "cuda"     # CUDA graphs: one launch per piece
         self.ops_seen: set[str] = set()     # augmentations run so far (each is its own graph)
+        self.last_phases: dict[str, float] = {}     # seconds per phase of the last step
         # Each piece compiles once per (network layout, augmentation, precision); past dynamo's
         # default limit of 8 per function it would silently run eagerly.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
@@ -248,6 +251,13 @@ class CompiledSteps:
                       "(a minute or two on a CPU, the first time); later runs reuse the cache in "
                       f"{os.environ['TORCHINDUCTOR_CACHE_DIR']}")
         return _COMPILED[key]
+
+    @contextlib.contextmanager
+    def _phase(self, name: str):
+        start = time.perf_counter()
+        with torch.profiler.record_function(f"podd.{name}"):
+            yield
+        self.last_phases[name] = time.perf_counter() - start
 
     def _keep(self, tensors):
         """CUDA-graph outputs are overwritten by the next replay: copy what must outlive it."""
@@ -296,19 +306,20 @@ class CompiledSteps:
             return self._keep(train_step(w, m, v, P, L, inputs.index[t], inputs.values[t],
                                          inputs.scales[t], inputs.ops[t], dtype))
 
-        # (the record_function labels name the phases in a torch.profiler trace)
+        # The phases are named for a torch.profiler trace, and their host wall times kept in
+        # ``last_phases`` (on a GPU only launch time, as nothing waits for the device).
         w = torch.cat([p.detach().reshape(-1) for p in plan.params.values()])
         m, v = torch.zeros_like(w), torch.zeros_like(w)
-        with torch.profiler.record_function("podd.truncated_steps"):
+        with self._phase("truncated_steps"):
             for t in range(plan.start):
                 w, m, v = step(t, w, m, v, truncated_dtype)
         states = []
-        with torch.profiler.record_function("podd.window_forward"):
+        with self._phase("window_forward"):
             for t in range(plan.start, plan.start + plan.window):
                 states.append((w, m, v))
                 w, m, v = step(t, w, m, v)
 
-        with torch.profiler.record_function("podd.real_loss"):
+        with self._phase("real_loss"):
             x, y = real_batch(plan, x_real, y_real, augment)
             n = x.shape[0]
             loss, grad_w = torch.zeros((), dtype=w.dtype, device=w.device), torch.zeros_like(w)
@@ -318,7 +329,7 @@ class CompiledSteps:
 
         grad_m, grad_v = torch.zeros_like(w), torch.zeros_like(w)
         grad_P, grad_L = torch.zeros_like(P), torch.zeros_like(L)
-        with torch.profiler.record_function("podd.window_backward"):
+        with self._phase("window_backward"):
             for t in reversed(range(plan.start, plan.start + plan.window)):
                 w_t, m_t, v_t = states[t - plan.start]
                 grad_w, grad_m, grad_v, dP, dL = self._keep(step_vjp(
