@@ -14,7 +14,8 @@ ends, with provenance:
                 on the eager step with FlopCounterMode), the CPU's measured float32 and bfloat16
                 torch.matmul rates on the same threads, and the compiled step's four phases
                 (truncated steps, window forward, real loss, window backward), timed by the
-                engine (median of 3 steps).
+                engine (median of 3 steps), and torch.profiler's share of the step's self time
+                in oneDNN's convolutions and in inductor's generated kernels.
 * ``cache``   — the compile cache: the first compiled step of a fresh process with an empty
                 cache directory, then of a second process with the cache the first one left.
 * ``ops``     — operator calls in one outer step of the CIFAR-10 paper preset's structure
@@ -181,7 +182,17 @@ def section_where(args) -> dict:
             seconds.append(time.perf_counter() - start)
             for p in PHASES:
                 phases[p].append(d.engine.compiled.last_phases[p])
+        # what the step's time is spent on: oneDNN's convolutions vs inductor's own kernels
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            d.step()
+        averages = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in averages)
+        share = {kind: sum(e.self_cpu_time_total for e in averages if match(e.key)) / total
+                 for kind, match in (("convolutions (oneDNN)", lambda k: "convolution" in k),
+                                     ("inductor's generated kernels",
+                                      lambda k: k.startswith("## Call CompiledFxGraph")))}
         rows.append(dict(width=width, flops_per_step=flops, compiled_s=statistics.median(seconds),
+                         self_time_share=share,
                          phases_s={p: statistics.median(v) for p, v in phases.items()},
                          start=config.fixed_start, window=config.window))
     return dict(rows=rows, threads=args.threads,
@@ -380,14 +391,16 @@ def markdown(results: dict) -> str:
                   f"{rate['float32']:.0f} GFLOP/s, bfloat16 {rate['bfloat16']:.0f} GFLOP/s. "
                   f"FLOPs: {where['flops_note']}. Commit {_commit(where)}.", "",
                   "| width | GFLOP / step | eager GFLOP/s | compiled GFLOP/s | compiled step: "
-                  "truncated / window fwd / real loss / window bwd (s) |", "|---|---|---|---|---|"]
+                  "truncated / window fwd / real loss / window bwd (s) | self time: convolutions"
+                  " / generated kernels |", "|---|---|---|---|---|---|"]
         for r in where["rows"]:
             gflop = r["flops_per_step"] / 1e9
             rates = [f"{gflop / seconds[(r['width'], k)]:.0f}" if (r["width"], k) in seconds
                      else "–" for k in ("eager", "compiled")]
             phases = " / ".join(f"{r['phases_s'].get(p, 0):.2f}" for p in PHASES)
+            shares = " / ".join(f"{v:.0%}" for v in r.get("self_time_share", {}).values()) or "–"
             lines.append(f"| {r['width']} | {gflop:.0f} | {rates[0]} | {rates[1]} | {phases} "
-                         f"(start {r['start']}, window {r['window']}) |")
+                         f"(start {r['start']}, window {r['window']}) | {shares} |")
         lines.append("")
     cache = results["sections"].get("cache")
     if cache and "runs" in cache:
