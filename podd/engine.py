@@ -355,9 +355,11 @@ class EagerSteps:
 
 
 class FallbackSteps:
-    """The compiled engine that falls back to eager, for good, if its first step fails (an
-    operator the compiler rejects, a compiler that breaks): the step is then recomputed
-    eagerly, so a run is never lost to the compiler."""
+    """The compiled engine that falls back to eager, for good, when compiling fails: at its
+    first step for any error (an operator the compiler rejects, a compiler that breaks), later
+    for the compiler's own errors (a graph compiled later, e.g. when the other augmentation
+    first comes up). The failed step is recomputed eagerly, so a run is never lost to the
+    compiler; running out of memory is not a compiler failure and is raised as it is."""
 
     def __init__(self, compiled: CompiledSteps, on_fallback=None):
         self.compiled, self.on_fallback = compiled, on_fallback
@@ -370,14 +372,16 @@ class FallbackSteps:
         return self.active.name
 
     def outer_loss_and_grads(self, *args, **kwargs):
-        if self._proven or self.active is not self.compiled:
+        if self.active is not self.compiled:
             return self.active.outer_loss_and_grads(*args, **kwargs)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")      # the compiler's own chatter
                 result = self.compiled.outer_loss_and_grads(*args, **kwargs)
-        except Exception as error:   # noqa: BLE001 - any compiler failure means: run eagerly
-            if isinstance(error, (KeyboardInterrupt, MemoryError)):
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as error:   # noqa: BLE001 - a compiler failure means: run eagerly
+            if self._proven and not _is_compiler_error(error):
                 raise
             self.reason = f"torch.compile failed ({type(error).__name__}: " \
                           f"{_first_line(error)})"
@@ -387,6 +391,13 @@ class FallbackSteps:
             return self.active.outer_loss_and_grads(*args, **kwargs)
         self._proven = True
         return result
+
+
+def _is_compiler_error(error: BaseException) -> bool:
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor.exc import InductorError
+
+    return isinstance(error, (TorchDynamoException, InductorError))
 
 
 _SAID: set[str] = set()

@@ -179,3 +179,27 @@ def test_the_compile_cache_is_persistent_unless_the_user_chose_one(monkeypatch, 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     E.use_persistent_cache()
     assert E.os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def test_a_compiler_error_at_a_later_step_also_falls_back_but_other_errors_propagate(monkeypatch):
+    from torch._inductor.exc import InductorError
+
+    said = []
+    engine = E.FallbackSteps(E.CompiledSteps(CPU), on_fallback=said.append)
+    engine._proven = True                   # as after a first step that compiled and ran
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("a bug, not the compiler")
+        raise InductorError(RuntimeError("a later graph broke"), None)
+
+    monkeypatch.setattr(engine.compiled, "outer_loss_and_grads", failing)
+    args = _case("fixed", 0, 2)
+    with pytest.raises(ValueError, match="a bug"):
+        engine.outer_loss_and_grads(*args)
+    assert engine.name == "compiled" and said == []
+    loss, grads = engine.outer_loss_and_grads(*args)
+    assert engine.name == "eager" and len(said) == 1 and "InductorError" in said[0]
+    assert torch.equal(grads[0], outer_loss_and_grads(*args)[1][0])
