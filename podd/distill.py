@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -640,8 +641,6 @@ class Distiller:
 
 
 def _say_engine_fallback(reason: str) -> None:
-    import sys
-
     print(f"note: engine=eager: {reason}", file=sys.stderr)
 
 

@@ -83,8 +83,9 @@ _DIGITS = dict(ipc=1.0, grid=(2, 5), patches=(4, 10), distill_batch=40, real_bat
                min_start=0, start_schedule="epoch", clip_factor=2.0, clip_ema=0.9,
                steps=400, eval_models=4, eval_steps=(300,), eval_every=0, checkpoint_every=100,
                engine="eager")
-# engine: digits' 8×8 steps are so small that compiling them never pays back within a run
-# (benchmarks/bench_engine.py measures both engines); CIFAR-size data gets the compiled engine.
+# engine: digits' 8×8 steps are small; compiling them the first time takes longer than the
+# whole demo, for little gain per step afterwards (benchmarks/bench_engine.py, digits section).
+# CIFAR-size data gets the compiled engine (the dataclass default, auto).
 _DIGITS_QUICK = dict(width=32, steps=300, outer_lr=2e-2, labels="fixed")
 
 
