@@ -94,11 +94,11 @@ def compile_unavailable(device: torch.device) -> str | None:
     compiling: an operator the compiler rejects is only found at the first step)."""
     if sys.platform == "win32":
         return "torch.compile's inductor backend is not supported on this platform"
-    use_persistent_cache()      # before inductor is imported: its import sets its own default
     try:
         import torch._inductor  # noqa: F401
     except Exception as error:  # a build without inductor, or a broken one
         return f"this torch has no working inductor backend ({type(error).__name__}: {error})"
+    use_persistent_cache()
     if device.type == "cpu" and not _cpp_compiler():
         return "no C++ compiler found (torch.compile needs one on the CPU; set CXX or install g++)"
     if device.type == "cuda":
@@ -234,7 +234,7 @@ class CompiledSteps:
         self.ops_seen: set[str] = set()     # augmentations run so far (each is its own graph)
         self.last_phases: dict[str, float] = {}     # seconds per phase of the last step
         # Each piece compiles once per (network layout, augmentation, precision); past dynamo's
-        # default limit of 8 per function it would silently run eagerly.
+        # default limit of 8 per function the next compile would fail (fullgraph=True).
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         use_persistent_cache()
 
