@@ -149,8 +149,9 @@ def test_distiller_says_once_why_it_runs_eager(digits, monkeypatch, capsys):
 # -- a whole run with the compiled engine -------------------------------------------------------
 def test_compiled_run_resumes_bit_identically(digits, tmp_path):
     ds, pre = digits
+    # augmentation off: fewer graphs to compile (the float64 test covers both augmentations)
     config = resolve_config("digits", "smoke", device="cpu", engine="compiled", steps=4,
-                            checkpoint_every=2, eval_models=0)
+                            checkpoint_every=2, eval_models=0, augment=False)
     whole = distill(config, ds, tmp_path / "whole", progress=False, preprocessor=pre)
     distill(config.replace(steps=2), ds, tmp_path / "part", progress=False, preprocessor=pre)
     resumed = distill(config, ds, tmp_path / "part", resume=True, progress=False,
