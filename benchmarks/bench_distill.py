@@ -167,7 +167,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--dataset", default="digits", choices=sorted(SHAPES))
     ap.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"))
     ap.add_argument("--mode", default="podd", choices=("podd", "baseline", "per-class"))
-    ap.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override preset values (JSON values)")
+    ap.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
+                    help="override preset values (JSON values); repeatable")
     ap.add_argument("--real", action="store_true", help="use the real dataset (already downloaded)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--steps", type=int, default=5, help="timed outer steps")

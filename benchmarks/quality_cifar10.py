@@ -315,7 +315,7 @@ def write_loss_plot(report: dict, path: Path) -> Path:
     return path
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=os.environ.get("PODD_CIFAR10_NPZ"),
                         help="npz of real CIFAR-10 training images (default $PODD_CIFAR10_NPZ)")
@@ -332,8 +332,10 @@ def main(argv=None) -> int:
                              "; or podd-IPC at another IPC, a multiple of 0.05); the random "
                              "real row always runs")
     parser.add_argument("--steps", type=int, default=None, help="outer steps (default: profile's)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="other settings for every distillation (JSON values, else strings: labels=learned)")
+    # extend: a repeated --set adds to the earlier ones (it used to replace them silently)
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="other settings for every distillation (JSON values, else strings: "
+                             "labels=learned); repeatable")
     parser.add_argument("--workers", type=int, default=None,
                         help="single-threaded processes (default: one per distillation, at most "
                              "2 per CPU core)")
@@ -354,6 +356,11 @@ def main(argv=None) -> int:
                         help="output path without extension (.json and .md are written)")
     parser.add_argument("--render", type=Path, default=None, metavar="JSON",
                         help="only write the markdown and loss plot of this earlier report again")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.render is not None:
         print(f"written: {', '.join(str(p) for p in render(args.render))}")

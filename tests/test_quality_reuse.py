@@ -304,3 +304,12 @@ def test_render_refuses_verdicts_the_rows_do_not_give(bench, tmp_path):
     path.write_text(json.dumps(report))
     with pytest.raises(ValueError, match="verdicts do not follow from its rows"):
         bench.render(path)
+
+
+def test_a_repeated_set_adds_to_the_earlier_ones(bench):
+    """`--set width=64 --set engine=compiled` keeps both (the second used to replace the
+    first without a word, so a run meant for width 64 ran at the profile's width)."""
+    args = bench.build_parser().parse_args(
+        ["--set", "width=64", "--set", "engine=compiled", "labels=fixed"])
+    assert args.set == ["width=64", "engine=compiled", "labels=fixed"]
+    assert bench.build_parser().parse_args([]).set == []
