@@ -50,10 +50,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_distill  # noqa: E402
+from bench_cuda import relative_error  # noqa: E402
 
 from podd.data import load_dataset, make_preprocessor, stand_in  # noqa: E402
 from podd.distill import Distiller  # noqa: E402
-from podd.engine import float32_distance  # noqa: E402
 from podd.io import write_json, write_text  # noqa: E402
 from podd.presets import resolve_config  # noqa: E402
 from podd.provenance import git_commit, provenance  # noqa: E402
@@ -119,13 +119,13 @@ def section_quick(args) -> dict:
             first[label] = time.perf_counter() - start
         # more compiles happen as the other augmentation first comes up: warm each setting up
         # until it compiles nothing new (and at least --warmup steps)
-        warm = {label: [] for label in distillers}
+        warm_s = {}
         for label, d in distillers.items():
             start = time.perf_counter()
             steps = _warm_up(d)
             for _ in range(max(0, args.warmup - steps)):
                 d.step()
-            warm[label] = [time.perf_counter() - start]
+            warm_s[label] = time.perf_counter() - start
             warm_steps[label] = max(steps, args.warmup)
         times = {label: [] for label in distillers}
         for _ in range(args.steps):
@@ -140,10 +140,10 @@ def section_quick(args) -> dict:
             rows.append(dict(
                 width=width, setting=label, engine=d.engine.name, s_per_step=median,
                 s_per_step_all=times[label], speedup_vs_eager=eager_s / median,
-                compile_s=(first[label] + sum(warm[label]) - (1 + warm_steps[label]) * median)
+                compile_s=(first[label] + warm_s[label] - (1 + warm_steps[label]) * median)
                 if label != "eager" else 0.0,
-                grad_distance_to_float64=float32_distance(exact, grads[label]),
-                grad_distance_to_eager=float32_distance(grads["eager"], grads[label])))
+                grad_distance_to_float64=relative_error(grads[label], exact),
+                grad_distance_to_eager=relative_error(grads[label], grads["eager"])))
     return dict(rows=rows, threads=args.threads, timed_steps=args.steps, warmup_steps=args.warmup,
                 config=_cifar_quick(args.widths[0]).to_dict(),
                 data="stand-in (synthetic, CIFAR-10 shape)",

@@ -48,7 +48,6 @@ compiled one is checked against it (tests/test_engine.py).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shutil
 import sys
@@ -59,7 +58,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from podd.augment import draw_flip_rotate, horizontal_flip, rotate
+from podd.augment import apply_flip_rotate, draw_flip_rotate
 from podd.models import convnet_forward
 from podd.ratbptt import (
     ADAM_BETAS,
@@ -153,11 +152,7 @@ class FlatLayout:
 
 
 def _augmented(x: torch.Tensor, op: str, values: torch.Tensor) -> torch.Tensor:
-    if op == "flip":
-        return horizontal_flip(x, values)
-    if op == "rotate":
-        return rotate(x, values)
-    return x
+    return x if op == "none" else apply_flip_rotate(x, op, values)
 
 
 def _adam(w, g, m, v, scale):
@@ -423,10 +418,3 @@ def make_engine(name: str, device: torch.device, on_fallback=None):
             on_fallback(reason)
         return EagerSteps()
     return FallbackSteps(CompiledSteps(device), on_fallback)
-
-
-def float32_distance(reference: torch.Tensor, other: torch.Tensor) -> float:
-    """Relative L2 distance ‖other − reference‖ / ‖reference‖ (how far two engines' meta-
-    gradients are apart, read against float32's own error)."""
-    reference, other = reference.double(), other.double()
-    return float((other - reference).norm() / max(float(reference.norm()), math.ulp(0.0)))
