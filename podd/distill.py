@@ -41,6 +41,7 @@ from podd import labels as L
 from podd import poster as P
 from podd.devices import resolve_device
 from podd.engine import ENGINES, make_engine
+from podd.memory import check_step_memory
 from podd.models import ConvNet, default_depth, init_parameters
 from podd.modes import MODES, check_budget, plan_geometry, poster_mode
 from podd.poster import INITS
@@ -384,6 +385,7 @@ class Distiller:
             from podd.data import load_dataset
 
             dataset = load_dataset(config.dataset, root=config.data_root)
+        self._check_memory(dataset)     # before the preprocessing, which can take minutes
         if preprocessor is None:
             from podd.data import make_preprocessor
 
@@ -414,6 +416,15 @@ class Distiller:
         self.start = self._draw_start() if config.start_schedule == "fixed" else 0
         self._pending: list[tuple[int, torch.Tensor]] = []  # (step, finite flag) not yet checked
         self.best: dict[str, Any] | None = None    # best_every: the best-scoring poster so far
+
+    def _check_memory(self, dataset) -> None:
+        """Refuse a run whose first step would not fit in memory (:mod:`podd.memory`)."""
+        cfg, K, shape = self.config, dataset.num_classes, tuple(dataset.image_shape)
+        geometry = plan_geometry(cfg, K, shape)
+        patches = geometry.num_patches * self.poster_mode.posters(K)
+        depth = cfg.depth if cfg.depth is not None else default_depth(shape[1])
+        check_step_memory(cfg, shape, len(dataset.y_train) + len(dataset.y_test),
+                          cfg.distill_batch or patches, depth, self.device)
 
     def _plan_poster(self) -> None:
         """Geometry, class order, labels and patches: the poster layout (§4.1–§4.3)."""
