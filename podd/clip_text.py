@@ -139,17 +139,21 @@ def _cached_checkpoint(pretrained_cfg: dict, clip_cache_dir: str | None) -> str 
 
 
 def _unavailable_message(model: str, pretrained: str, reason: str) -> str:
+    # Said for every way of running podd, the command line first: most users meet it there.
     return (
-        f"CLIP weights for model={model!r}, pretrained={pretrained!r} are not available: {reason}.\n"
-        "Supply them in one of these ways:\n"
-        "  * a local checkpoint: text_embeddings(names, pretrained='/path/to/open_clip_pytorch_model.bin')\n"
-        "    (for ViT-B-32/openai: the file from the Hugging Face repository "
+        f"CLIP weights for model={model!r}, pretrained={pretrained!r} are not available: {reason}. "
+        "PoCO (class_order 'poco') orders the classes by CLIP text embeddings of their names. "
+        "Without the weights:\n"
+        "  * podd distill: --embeddings FILE (precomputed embeddings, one row per class, .pt or "
+        ".npy) or --set class_order=identity (the dataset's order, no weights needed);\n"
+        "  * notebooks (papermill): -p embeddings FILE or -p class_order identity;\n"
+        "  * Python: resolve_config(..., embeddings=FILE) or class_order='identity'; or a local "
+        "checkpoint, text_embeddings(names, pretrained='/path/to/open_clip_pytorch_model.bin') "
+        "(for ViT-B-32/openai the file of the Hugging Face repository "
         "timm/vit_base_patch32_clip_224.openai);\n"
-        "  * precomputed embeddings, one row per class (.pt tensor or dict with 'embeddings', or .npy):\n"
-        "    resolve_class_order('/path/to/embeddings.pt', class_names, rows, cols) or load_embeddings(path);\n"
-        "    the files text_embeddings caches under <data root>/embeddings are in this format;\n"
-        "  * or run once with network access (unset HF_HUB_OFFLINE) so the weights are downloaded and cached.\n"
-        "Class order 'identity' needs no weights."
+        "  * or run once with network access (unset HF_HUB_OFFLINE): the weights are then cached, "
+        "and text_embeddings caches every set of embeddings it computes under <data "
+        "root>/embeddings, in the --embeddings format."
     )
 
 

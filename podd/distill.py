@@ -385,15 +385,17 @@ class Distiller:
             from podd.data import load_dataset
 
             dataset = load_dataset(config.dataset, root=config.data_root)
-        self._check_memory(dataset)     # before the preprocessing, which can take minutes
+        self.dataset, self.num_classes = dataset, dataset.num_classes
+        self.generator = torch.Generator().manual_seed(config.seed)
+        # Memory and the poster's layout (its class order may need CLIP weights) are checked
+        # before the preprocessing, which can take minutes (ZCA).
+        self._check_memory(dataset)
+        self._plan_poster()
         if preprocessor is None:
             from podd.data import make_preprocessor
 
             preprocessor = make_preprocessor(dataset, zca=config.zca, root=config.data_root)
-        self.dataset, self.preprocessor = dataset, preprocessor
-        self.num_classes = dataset.num_classes
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self._plan_poster()
+        self.preprocessor = preprocessor
         # Real data, preprocessed once and kept on the device.
         self.x_real = preprocessor(dataset.x_train).to(self.device)
         self.y_real = dataset.y_train.to(self.device)

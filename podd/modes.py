@@ -212,6 +212,14 @@ def per_class_patches(ipc: float, image_shape=None) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 # refusing impossible posters before anything is allocated
 # --------------------------------------------------------------------------------------------
+def check_class_order(config, class_names, image_shape) -> None:
+    """Resolve ``config``'s class order now (PoCO needs CLIP weights or an embeddings file), so
+    that a sweep fails when it is submitted, not after its other runs; CLIP's embeddings are
+    cached on disk, so the run itself reads them again at no cost."""
+    rows, cols = plan_geometry(config, len(class_names), image_shape).grid
+    poster_mode(config.mode).class_order(config, list(class_names), len(class_names), rows, cols)
+
+
 def plan_geometry(config, num_classes: int, image_shape) -> Any:
     """The poster geometry ``config`` asks for on data of ``num_classes`` classes of
     ``image_shape`` (c, h, w) — arithmetic only, nothing allocated — or a ValueError that names

@@ -25,6 +25,7 @@ import dataclasses
 import math
 
 from podd import poster as P
+from podd.clip_text import load_embeddings
 from podd.data.sources import DATASET_SHAPES, canonical_name
 from podd.distill import DistillConfig
 from podd.layout import default_class_grid
@@ -204,8 +205,9 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
        to the image side (:func:`podd.poster.default_patch_counts`);
     3. ``distill_batch`` is capped at the number of patches;
     4. PoCO needs CLIP text embeddings: ``embeddings`` (a ``.pt``/``.npy`` file) makes PoCO use
-       them; under ``smoke`` without one the class order falls back to the dataset order (with a
-       printed note), since smoke runs offline;
+       them, in any preset (it is checked now, and refused outside podd mode or beside another
+       ``class_order``); under ``smoke`` without one the class order falls back to the dataset
+       order (with a printed note), since smoke runs offline;
     5. under ``smoke``, ZCA is off for images larger than :data:`SMOKE_ZCA_MAX_DIM` values
        (fitting it takes minutes on a CPU; quick and paper keep it).
 
@@ -267,10 +269,10 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
             values["patches"] = _patch_counts(preset_name, preset, same_data, K, shape, values)
     _cap_distill_batch(values, overrides, K, shape)
 
-    if mode == "podd" and free("class_order") and values["class_order"] == "poco":
-        if embeddings:
-            values["class_order"] = str(embeddings)
-        elif profile == "smoke":
+    if embeddings:
+        values["class_order"] = _embeddings_order(embeddings, mode, overrides, K)
+    elif mode == "podd" and free("class_order") and values["class_order"] == "poco":
+        if profile == "smoke":
             values["class_order"] = "identity"
             if verbose:
                 note_once("NOTE: class order = dataset order (PoCO needs CLIP text embeddings, "
@@ -284,6 +286,20 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
                       f"{c * h * w}-dimensional whitening takes minutes on a CPU); quick and "
                       f"paper keep it.")
     return DistillConfig(**values)
+
+
+def _embeddings_order(embeddings, mode: str, overrides: dict, K: int | None) -> str:
+    """Rule 4 with an embeddings file: PoCO on it, whatever class order the preset has (digits'
+    is the dataset order): a file given is never ignored. Checked now (it exists, one row per
+    class), not when the run reaches the poster after loading and whitening the data."""
+    if mode != "podd":
+        raise ValueError(f"embeddings={str(embeddings)!r} (--embeddings) orders the classes on "
+                         f"a shared poster; {mode} mode has none to order: drop it")
+    if "class_order" in overrides and overrides["class_order"] != str(embeddings):
+        raise ValueError(f"embeddings={str(embeddings)!r} (--embeddings) and class_order="
+                         f"{overrides['class_order']!r} both choose the class order: give one")
+    load_embeddings(embeddings, K)     # a missing file or wrong row count is said now
+    return str(embeddings)
 
 
 def _patch_counts(preset_name: str, preset: dict, same_data: bool, K: int, shape, values: dict

@@ -161,9 +161,11 @@ def test_paper_stride_fraction_is_the_authors_cifar10_stride():
     assert tuple(32 * f for f in poster.PAPER_STRIDE_FRACTION) == (6, 8)
 
 
-def test_smoke_rules():
+def test_smoke_rules(tmp_path):
     assert resolve_config("cifar10", "smoke").class_order == "identity"
-    assert resolve_config("cifar10", "smoke", embeddings="e.npy").class_order == "e.npy"
+    np.save(tmp_path / "e.npy", np.eye(10, dtype=np.float32))
+    embeddings = str(tmp_path / "e.npy")
+    assert resolve_config("cifar10", "smoke", embeddings=embeddings).class_order == embeddings
     assert resolve_config("cifar10", "quick").class_order == "poco"
     assert resolve_config("tinyimagenet", "smoke").zca is False
     assert resolve_config("tinyimagenet", "quick").zca is True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from podd.modes import check_class_order
+
 from podd.notebooks.data_choice import DataRequest, request_for
 from podd.notebooks.experiment import RunOutcome, distill_and_evaluate, real_reference
 
@@ -52,7 +54,10 @@ class Sweep:
         return data if inline or request is None else request
 
     def distill(self, config, **row_extra):
-        """Submit :func:`distill_and_evaluate` of ``config`` (``row_extra`` goes into its row)."""
+        """Submit :func:`distill_and_evaluate` of ``config`` (``row_extra`` goes into its row).
+        Its class order is resolved first: missing CLIP weights stop the sweep here, before any
+        of its runs."""
+        check_class_order(config, self.data.class_names, tuple(self.data.image_shape))
         future = self.executor.submit(_distill_job, config, self._payload, row_extra)
         self.futures.append(future)
         return future
