@@ -93,7 +93,7 @@ def compare_methods(ds, preset: str, data_label: str, profile: str = "quick", se
         raise ValueError("resume needs out_dir: the run directories to go on from")
     jobs = [_Job("random real", "real", 1.0, seed) for seed in seeds]
     jobs += [_Job(method, mode, ipc, seed) for method, mode, ipc in methods for seed in seeds]
-    for method, mode, ipc in methods:   # missing CLIP weights: said now, not after other runs
+    for _, mode, ipc in methods:   # missing CLIP weights: said now, not after other runs
         check_class_order(job_config(ds, profile, mode, ipc, seeds[0], eval_models, eval_steps,
                                      overrides, preset), ds.class_names, tuple(ds.image_shape))
     shared = dict(ds=ds, preset=preset, profile=profile, overrides=overrides,

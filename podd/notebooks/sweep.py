@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from podd.modes import check_class_order
-
 from podd.notebooks.data_choice import DataRequest, request_for
 from podd.notebooks.experiment import RunOutcome, distill_and_evaluate, real_reference
 

@@ -1,0 +1,106 @@
+"""Bad input, round 2 (issue 37): class order and embeddings said up front, through the real
+entry points. Each test checks the message and that nothing runs before it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from podd import clip_text, demo, ordering
+from podd.cli import main
+from podd.data import load_dataset
+from podd.notebooks.sweep import Sweep
+from podd.presets import resolve_config
+
+TINY = ["--profile", "smoke", "--steps", "2", "--device", "cpu", "--quiet",
+        "--set", "eval_models=1", "--set", "eval_steps=[5]"]
+
+
+@pytest.fixture(autouse=True)
+def data_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("PODD_DATA", str(tmp_path / "data"))
+
+
+def cli(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return code, out, err
+
+
+@pytest.fixture
+def no_clip(monkeypatch):
+    """CLIP weights unavailable, as on a machine without the hub (and counted)."""
+    calls = []
+
+    def unavailable(names, **kwargs):
+        calls.append(list(names))
+        raise clip_text.WeightsUnavailableError(
+            clip_text._unavailable_message("ViT-B-32", "openai", "no copy is cached (test)"))
+
+    monkeypatch.setattr(ordering, "text_embeddings", unavailable)
+    return calls
+
+
+def test_embeddings_are_used_on_digits_and_checked_up_front(tmp_path, capsys):
+    embeddings = tmp_path / "emb.pt"
+    torch.save(torch.randn(10, 6), embeddings)
+    out = tmp_path / "run"
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "1", "--out", out,
+                        "--embeddings", embeddings, *TINY], capsys)
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["class_order"] == str(embeddings)
+
+    refused = {
+        "does not exist": ["--embeddings", tmp_path / "missing.pt"],
+        "baseline mode has none to order": ["--embeddings", embeddings, "--mode", "baseline"],
+        "both choose the class order": ["--embeddings", embeddings, "--set", "class_order=identity"],
+    }
+    torch.save(torch.randn(3, 6), tmp_path / "three.pt")
+    refused["10"] = ["--embeddings", tmp_path / "three.pt"]     # one row per class
+    for message, extra in refused.items():
+        target = tmp_path / "refused"
+        code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "1", "--out", target,
+                            *TINY, *extra], capsys)
+        assert code == 2 and message in err, (extra, err)
+        assert not target.exists()
+
+
+def test_missing_clip_weights_stop_a_run_before_its_preprocessing(tmp_path, capsys, monkeypatch,
+                                                                   no_clip):
+    import podd.data
+
+    fitted = []
+    real = podd.data.make_preprocessor
+    monkeypatch.setattr(podd.data, "make_preprocessor",
+                        lambda *a, **k: fitted.append(1) or real(*a, **k))
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "1", "--out", tmp_path / "run",
+                        "--set", "class_order=poco", *TINY], capsys)
+    assert code == 2 and no_clip and not fitted
+    first = err.splitlines()[0]
+    assert "CLIP weights" in first and "not available" in first
+    assert "--embeddings FILE" in err and "--set class_order=identity" in err
+    assert "-p class_order identity" in err
+
+
+def test_missing_clip_weights_stop_a_sweep_before_any_run(no_clip, monkeypatch):
+    ds = load_dataset("digits")
+    ran = []
+    monkeypatch.setattr(demo, "_run_jobs", lambda *a, **k: ran.append(1))
+    methods = (("RaT-BPTT baseline", "baseline", 1.0), ("PoDD", "podd", 1.0))
+    with pytest.raises(clip_text.WeightsUnavailableError):
+        demo.compare_methods(ds, "digits", "digits", profile="smoke", methods=methods,
+                             class_order="poco")
+    assert no_clip and not ran
+
+    import podd.notebooks.sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "distill_and_evaluate", lambda *a, **k: ran.append(1))
+    sweep = Sweep(ds)
+    sweep.distill(resolve_config("digits", "smoke", mode="baseline", verbose=False))
+    assert ran == [1]                       # the baseline needs no class order
+    with pytest.raises(clip_text.WeightsUnavailableError):
+        sweep.distill(resolve_config("digits", "smoke", class_order="poco", verbose=False))
+    assert ran == [1]                       # the PoDD run was never started
