@@ -91,7 +91,10 @@ class Parallel:
             start, stop, n = plan.real_part
             weight = (stop - start) / n
         grads = list(grads)
-        flat = torch.cat([loss.detach().reshape(1)] + [g.reshape(-1) for g in grads]) * weight
+        flat = torch.cat([loss.detach().reshape(1)] + [g.reshape(-1) for g in grads])
+        # A short last batch of an epoch can leave a rank no real image: its loss is a mean over
+        # nothing (NaN), and its share of the sum is zero.
+        flat = flat * weight if weight else torch.zeros_like(flat)
         dist.all_reduce(flat, group=self.group)
         pieces = flat[1:].split([g.numel() for g in grads])
         return flat[0], [p.view_as(g) for p, g in zip(pieces, grads)]

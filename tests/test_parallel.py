@@ -68,6 +68,11 @@ def _worker(rank: int, world_size: int, tmp: str) -> None:
         result = distill(tiny(steps=4, checkpoint_every=2), ds, out_dir=f"{tmp}/run",
                          progress=False, preprocessor=pre, parallel=parallel)
         torch.save(result.artifact.poster, f"{tmp}/poster{rank}.pt")
+        # digits' 1437 training images in batches of 718: the third batch has one image, and
+        # rank 1 none of it
+        short = distill(tiny(steps=3, real_batch=718), ds, progress=False, preprocessor=pre,
+                        parallel=parallel)
+        torch.save(short.artifact.poster, f"{tmp}/short{rank}.pt")
         if rank == 0:
             time.sleep(RANK0_LINGERS_S)     # as when rank 0 writes the run's last files
         finished, leaving = parallel, time.perf_counter()
@@ -131,6 +136,16 @@ def test_real_batch_split_follows_one_process_and_resumes_at_world_size_one(two_
                      progress=False, preprocessor=pre)
     straight = distill(tiny(steps=6), ds, progress=False, preprocessor=pre)
     assert torch.allclose(longer.artifact.poster, straight.artifact.poster, atol=1e-5)
+
+
+def test_a_rank_without_real_images_in_a_short_last_batch_adds_nothing(two_ranks):
+    ds, pre = _data(two_ranks)
+    assert len(ds.y_train) % 718 == 1                   # the repro of the bug: one image left
+    alone = distill(tiny(steps=3, real_batch=718), ds, progress=False, preprocessor=pre)
+    for rank in range(2):
+        poster = torch.load(two_ranks / f"short{rank}.pt")
+        assert torch.isfinite(poster).all()
+        assert torch.allclose(poster, alone.artifact.poster, atol=1e-5)
 
 
 def test_a_finished_rank_leaves_the_group_only_when_every_rank_is_done(two_ranks):
