@@ -14,6 +14,17 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _absolute(node: ast.ImportFrom, importer: str, is_package: bool) -> str:
+    """The absolute module of ``from X import …`` in ``importer``, relative forms included
+    (``from .models import …``; level 1 is the importer's package, or the package itself for an
+    ``__init__``)."""
+    if node.level == 0:
+        return node.module
+    package = importer.split(".") if is_package else importer.split(".")[:-1]
+    base = package[:len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def import_graph() -> dict[str, set[str]]:
     """{module: podd modules it imports anywhere in its source}."""
     files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
@@ -23,8 +34,9 @@ def import_graph() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                module = _absolute(node, name, path.name == "__init__.py")
+                targets |= {module} | {f"{module}.{a.name}" for a in node.names}
         graph[name] = {t for t in targets if t in files and t != name}
     return graph
 
@@ -66,6 +78,7 @@ def test_podd_has_no_import_cycles():
     graph = import_graph()
     assert {"podd.distill", "podd.run_loop", "podd.poster", "podd.labels"} <= set(graph)
     assert "podd.distill" in graph["podd.run_loop"]          # the graph sees real edges
+    assert "podd.models" in graph["podd.evaluate"]           # relative imports too
     assert cycles(graph) == []
 
 
