@@ -60,6 +60,7 @@ import torch.nn.functional as F
 
 from podd.augment import apply_flip_rotate, draw_flip_rotate
 from podd.models import convnet_forward
+from podd.notes import note_once
 from podd.ratbptt import (
     ADAM_BETAS,
     ADAM_EPS,
@@ -395,13 +396,8 @@ def _is_compiler_error(error: BaseException) -> bool:
     return isinstance(error, (TorchDynamoException, InductorError))
 
 
-_SAID: set[str] = set()
-
-
 def _say_once(message: str) -> None:
-    if message not in _SAID:
-        _SAID.add(message)
-        print(message, file=sys.stderr)
+    note_once(message, file=sys.stderr, prefix="")
 
 
 def _first_line(error: BaseException) -> str:

@@ -22,7 +22,7 @@ result tables (:mod:`~podd.notebooks.tables`). :func:`reset_caches` empties the 
 from __future__ import annotations
 
 # DATASET_SHAPES: the paper's datasets (and digits), class count and image shape (c, h, w) — what
-# a smoke stand-in must imitate. SMOKE_ZCA_MAX_DIM and note_once: see podd.presets.resolve_config.
+# a smoke stand-in must imitate. SMOKE_ZCA_MAX_DIM: see podd.presets.resolve_config; note_once: podd.notes.
 from podd.data.sources import DATASET_SHAPES
 from podd.notebooks import data_choice, experiment
 from podd.notebooks.configs import class_order_override, patch_counts_for_strides, run_config
@@ -41,7 +41,8 @@ from podd.notebooks.names import PRETTY_NAMES, pretty, slug
 from podd.notebooks.profiles import PROFILE_ENV, profile_default, resolve_profile
 from podd.notebooks.sweep import Sweep
 from podd.notebooks.tables import PAPER_DATASETS, majority_share_table, measured_and_reported, poster_budget_table
-from podd.presets import PROFILES, SMOKE_ZCA_MAX_DIM, note_once
+from podd.notes import note_once
+from podd.presets import PROFILES, SMOKE_ZCA_MAX_DIM
 
 __all__ = [
     "DATASET_SHAPES", "class_order_override", "patch_counts_for_strides", "run_config",

@@ -31,6 +31,7 @@ from podd.distill import DistillConfig
 from podd.layout import default_class_grid
 from podd.models import default_depth
 from podd.modes import per_class_patches
+from podd.notes import note_once
 from podd.poster import PAPER_POSTERS
 
 PROFILES = ("smoke", "quick", "paper")
@@ -163,16 +164,6 @@ def _table(dataset: str, profile: str) -> dict:
 
 
 _PAIRS = ("grid", "patches", "poster_size", "eval_steps")   # tuples in a DistillConfig
-_NOTES_SHOWN: set[str] = set()
-
-
-def note_once(message: str) -> None:
-    """Print a note the first time it comes up in this session (loops stay readable)."""
-    if message not in _NOTES_SHOWN:
-        _NOTES_SHOWN.add(message)
-        print(message)
-
-
 def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = None,
                    mode: str = "podd", ipc: float | None = None, num_classes: int | None = None,
                    image_shape=None, embeddings: str | None = None, verbose: bool = True,
@@ -275,14 +266,14 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
         if profile == "smoke":
             values["class_order"] = "identity"
             if verbose:
-                note_once("NOTE: class order = dataset order (PoCO needs CLIP text embeddings, "
+                note_once("class order = dataset order (PoCO needs CLIP text embeddings, "
                           "and the smoke profile runs offline; pass embeddings=PATH to use PoCO).")
     if profile == "smoke" and values["zca"] and free("zca") and shape is not None \
             and math.prod(shape) > SMOKE_ZCA_MAX_DIM:
         values["zca"] = False
         if verbose:
             c, h, w = shape
-            note_once(f"NOTE: ZCA whitening off under smoke for {c}×{h}×{w} images (fitting a "
+            note_once(f"ZCA whitening off under smoke for {c}×{h}×{w} images (fitting a "
                       f"{c * h * w}-dimensional whitening takes minutes on a CPU); quick and "
                       f"paper keep it.")
     return DistillConfig(**values)
