@@ -56,7 +56,7 @@ from podd.data import make_preprocessor, stand_in  # noqa: E402
 from podd.distill import Distiller  # noqa: E402
 from podd.evaluate import train_and_test  # noqa: E402
 from podd.io import write_json, write_text  # noqa: E402
-from podd.presets import get_preset  # noqa: E402
+from podd.presets import resolve_config  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
 from podd.ratbptt import outer_loss_and_grads  # noqa: E402
 
@@ -142,7 +142,7 @@ def section_env(out_dir: Path) -> dict:
 def _small_case(**changes):
     """A CIFAR-shaped distillation small enough to run on the CPU in seconds."""
     data = stand_in("cifar10", 10, (3, 32, 32), 6, 2, seed=0)
-    config = get_preset("cifar10", "quick", width=16, window=3, total_window=6, real_batch=24,
+    config = resolve_config("cifar10", "quick", width=16, window=3, total_window=6, real_batch=24,
                         start_schedule="fixed", fixed_start=2, class_order="identity", zca=False,
                         eval_models=0, checkpoint_every=0, **changes)
     return data, config
@@ -244,7 +244,7 @@ def section_quick(out_dir: Path) -> dict:
 def section_presets(out_dir: Path) -> dict:
     rows = {}
     for dataset in bench_distill.PAPER_PRESETS:
-        preset = get_preset(dataset, "paper")
+        preset = resolve_config(dataset, "paper")
         has_savers = preset.recompute_window
         variants = (("as_preset", []),
                     ("savers_off" if has_savers else "savers_on",

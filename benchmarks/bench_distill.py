@@ -43,7 +43,7 @@ from podd.cli import parse_set  # noqa: E402
 from podd.data import make_preprocessor, stand_in  # noqa: E402
 from podd.distill import Distiller  # noqa: E402
 from podd.io import write_json  # noqa: E402
-from podd.presets import get_preset  # noqa: E402
+from podd.presets import resolve_config  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
 
 # (classes, image shape) of each dataset podd has presets for.
@@ -65,7 +65,7 @@ def _synthetic(dataset: str, real_batch: int):
 
 def bench_config(dataset: str, profile: str, mode: str, start: str, overrides: dict, device: str):
     """The config that is timed: the preset with a fixed window start and no side work."""
-    base = get_preset(dataset, profile, mode=mode, **overrides)
+    base = resolve_config(dataset, profile, mode=mode, **overrides)
     high = base.total_window - base.window
     fixed = {"mean": high // 2, "max": high, "min": base.min_start}[start]
     return base.replace(start_schedule="fixed", fixed_start=fixed, class_order="identity", zca=False,
@@ -113,7 +113,7 @@ def count_flops(config, data) -> int:
 
 def paper_step_flops(dataset: str, device: str, small_real_batch: int = 8) -> dict:
     """FLOPs of one paper-preset outer step by linear extrapolation from small steps (see top)."""
-    paper = get_preset(dataset, "paper")
+    paper = resolve_config(dataset, "paper")
     data = _synthetic(dataset, 2 * small_real_batch)
 
     def at(start, window, real_batch):

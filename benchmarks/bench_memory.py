@@ -61,9 +61,9 @@ def measure_point(dataset: str, window: int, real_batch: int, recompute_window: 
     import torch
     from bench_distill import _synthetic, make_distiller
 
-    from podd.presets import get_preset
+    from podd.presets import resolve_config
 
-    config = get_preset(dataset, "paper").replace(
+    config = resolve_config(dataset, "paper").replace(
         start_schedule="fixed", fixed_start=0, min_start=0, window=window, total_window=window,
         real_batch=real_batch, real_chunk=real_chunk, recompute_window=recompute_window,
         class_order="identity", zca=False, eval_models=0, device="cpu")
@@ -94,9 +94,9 @@ def preset_memory(dataset: str, savers: bool, chunk: int) -> dict:
     """Peak step memory of the paper preset at its full real batch: measured at windows 1 and 2,
     extrapolated linearly to the preset's window, checked at window 3 (see the module
     docstring)."""
-    from podd.presets import get_preset
+    from podd.presets import resolve_config
 
-    paper = get_preset(dataset, "paper")
+    paper = resolve_config(dataset, "paper")
 
     def at(window):
         return _in_fresh_process(dataset=dataset, window=window, real_batch=paper.real_batch,

@@ -37,9 +37,9 @@ CONFIGS = {
 
 
 def _config(name: str, half_batch: bool = False):
-    from podd.presets import get_preset
+    from podd.presets import resolve_config
 
-    config = get_preset("digits", "quick", verbose=False, device="cpu", eval_models=0,
+    config = resolve_config("digits", "quick", verbose=False, device="cpu", eval_models=0,
                         start_schedule="fixed", **CONFIGS[name])
     return config.replace(real_batch=config.real_batch // 2) if half_batch else config
 

@@ -65,7 +65,7 @@ data = nbs.load_for_profile(dataset, profile, seed=seed)
 # %% [markdown]
 # ## 2. Distil
 #
-# `podd.presets.get_preset(dataset, profile)` holds the settings (here wrapped by
+# `podd.presets.resolve_config(dataset, profile)` holds the settings (here wrapped by
 # `run_config`, which adapts them for offline use); `podd.run_loop.distill` runs RaT-BPTT on the
 # poster and evaluates the result. All randomness comes from `seed`.
 

@@ -12,10 +12,10 @@ A profile changes sizes and step counts, never the algorithm. :func:`resolve_con
 way from a request to a run's settings — ``podd distill``, :mod:`podd.demo` and the notebooks all
 call it, so the same request gives the same config: ``resolve_config("CIFAR-10", "quick",
 ipc=0.5, steps=50, seed=3)``. It holds the rules that keep the paper's choices meaningful at other
-budgets and offline (see its docstring); :func:`get_preset` is the same function under its older
-name. Names outside the table (``npz:…``, ``imagefolder:…``) get a generic preset (the paper's
-CIFAR-10 choices) whose shape-dependent values (class grid, patches, depth) come from the data's
-class count and image shape, or from the engine when the run starts; ``like="cifar10"`` gives
+budgets and offline (see its docstring). Names outside the table (``npz:…``,
+``imagefolder:…``) get a generic preset (the paper's CIFAR-10 choices) whose shape-dependent
+values (class grid, patches, depth) come from the data's class count and image shape, or from
+the engine when the run starts; ``like="cifar10"`` gives
 such data a built-in dataset's preset instead.
 """
 
@@ -334,13 +334,3 @@ def _cap_distill_batch(values: dict, overrides: dict, K, shape) -> None:
     except ValueError:
         return      # an impossible poster: the engine says why, with the run's own words
     values["distill_batch"] = min(values["distill_batch"], n)
-
-
-def get_preset(dataset: str, profile: str = "paper", **overrides) -> DistillConfig:
-    """The distillation settings for ``dataset`` in ``profile``, with ``overrides`` applied last:
-    :func:`resolve_config` under its older name (``mode=``, ``ipc=``, ``like=`` … pass through).
-
-    ``mode="baseline"`` is RaT-BPTT at 1 IPC: ipc 1, all K images in every inner step and fixed
-    one-hot labels, unless those are overridden too.
-    """
-    return resolve_config(dataset, profile, **overrides)

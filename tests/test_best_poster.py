@@ -11,7 +11,7 @@ import torch
 
 from podd.distill import SELECTION_SEED_OFFSET, Distiller
 from podd.evaluate import EvalProtocol
-from podd.presets import get_preset
+from podd.presets import resolve_config
 from podd.run_loop import distill
 
 
@@ -20,7 +20,7 @@ def tiny(**overrides):
                   steps=6, eval_models=1, eval_steps=(3,), device="cpu", checkpoint_every=2,
                   log_every=1)
     values.update(overrides)
-    return get_preset("digits", "smoke", **values)
+    return resolve_config("digits", "smoke", **values)
 
 
 def scripted(scores: dict[int, float]):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from podd.distill import Distiller, NonFiniteLossError, patches_and_labels
-from podd.presets import PROFILES, get_preset
+from podd.presets import PROFILES, resolve_config
 from podd.run_loop import distill
 
 
@@ -15,7 +15,7 @@ def tiny(**overrides):
     values = dict(width=8, depth=1, window=2, total_window=4, real_batch=64, distill_batch=8,
                   steps=4, eval_models=0, device="cpu", checkpoint_every=0)
     values.update(overrides)
-    return get_preset("digits", "smoke", **values)
+    return resolve_config("digits", "smoke", **values)
 
 
 def test_short_run_lowers_the_outer_loss(digits):
@@ -192,37 +192,37 @@ def test_out_of_memory_names_the_batch_sizes(digits, monkeypatch):
                                      "npz:/somewhere/x.npz"])
 @pytest.mark.parametrize("profile", PROFILES)
 def test_presets_are_valid(dataset, profile):
-    config = get_preset(dataset, profile).validate()
+    config = resolve_config(dataset, profile).validate()
     assert config.dataset == dataset and config.profile == profile
-    assert get_preset(dataset, profile, seed=7, steps=3).steps == 3
+    assert resolve_config(dataset, profile, seed=7, steps=3).steps == 3
 
 
 def test_paper_presets_match_the_authors_table():
-    c10 = get_preset("cifar10", "paper")
+    c10 = resolve_config("cifar10", "paper")
     assert (c10.ipc, c10.grid, c10.patches, c10.distill_batch, c10.real_batch) == \
         (0.9, (2, 5), (6, 16), 96, 5000)
     assert (c10.window, c10.total_window, c10.inner_lr, c10.labels, c10.zca) == \
         (60, 200, 1e-3, "fixed", True)
     assert c10.steps == 10_000 * 10
-    tin = get_preset("tinyimagenet", "paper")
+    tin = resolve_config("tinyimagenet", "paper")
     assert (tin.patches, tin.distill_batch, tin.real_batch, tin.inner_lr, tin.labels) == \
         ((20, 40), 30, 500, 5e-4, "learned")
-    assert get_preset("cifar10", "paper", mode="baseline", ipc=1.0).distill_batch is None
+    assert resolve_config("cifar10", "paper", mode="baseline", ipc=1.0).distill_batch is None
     # At the authors' batch sizes only CUB and Tiny-ImageNet need the memory savers (the
     # real batch stays the authors'; only how it is pushed through the net changes).
     for name in ("cub200", "tinyimagenet"):
-        paper = get_preset(name, "paper")
+        paper = resolve_config(name, "paper")
         assert (paper.recompute_window, paper.real_chunk) == (True, 250)
-        assert not get_preset(name, "quick").recompute_window
+        assert not resolve_config(name, "quick").recompute_window
     assert (c10.recompute_window, c10.real_chunk) == (False, None)
-    assert get_preset("cub200", "paper").real_batch == 3000
+    assert resolve_config("cub200", "paper").real_batch == 3000
 
 
 def test_unknown_override_fails_clearly():
     with pytest.raises(ValueError, match="real_batchh"):
-        get_preset("digits", "smoke", real_batchh=3)
+        resolve_config("digits", "smoke", real_batchh=3)
     with pytest.raises(ValueError, match="profile"):
-        get_preset("digits", "huge")
+        resolve_config("digits", "huge")
 
 
 @pytest.mark.parametrize("labels", ["fixed", "learned"])

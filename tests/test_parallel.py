@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 from podd.data import load_dataset, make_preprocessor
 from podd.distill import Distiller
 from podd.parallel import SINGLE, Parallel, from_env, shutdown
-from podd.presets import get_preset
+from podd.presets import resolve_config
 from podd.run_loop import distill
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def tiny(**overrides):
     values = dict(width=8, depth=1, window=2, total_window=4, real_batch=64, distill_batch=8,
                   steps=3, eval_models=0, device="cpu", checkpoint_every=0, log_every=1)
     values.update(overrides)
-    return get_preset("digits", "smoke", verbose=False, **values)
+    return resolve_config("digits", "smoke", verbose=False, **values)
 
 
 def _data(root):

@@ -16,7 +16,7 @@ from podd.data import canonical_name, load_dataset, stand_in
 from podd.demo import job_config
 from podd.distill import DistillConfig
 from podd.notebook_support import run_config
-from podd.presets import get_preset, resolve_config
+from podd.presets import resolve_config
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +68,6 @@ def test_any_spelling_gets_the_cifar10_preset(spelling):
     assert resolve_config(spelling, "paper") == reference
     assert cli_config("--dataset", spelling, "--ipc", "0.9", "--profile", "paper") == reference
     assert reference.dataset == "cifar10" and reference.patches == (6, 16)
-    assert get_preset(spelling, "paper") == reference
 
 
 # ---------------------------------------------------------------------------------------------

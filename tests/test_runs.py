@@ -9,7 +9,7 @@ import torch
 
 from podd.artifacts import load_artifact
 from podd.distill import Distiller
-from podd.presets import get_preset
+from podd.presets import resolve_config
 from podd.run_loop import distill
 from podd.runs import RunDir, load_run
 
@@ -20,7 +20,7 @@ def tiny(**overrides):
     values = dict(width=8, depth=1, window=2, total_window=5, real_batch=500, distill_batch=8,
                   steps=8, eval_models=0, device="cpu", checkpoint_every=2, log_every=1)
     values.update(overrides)
-    return get_preset("digits", "smoke", **values)
+    return resolve_config("digits", "smoke", **values)
 
 
 class Crash(Exception):
