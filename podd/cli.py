@@ -258,15 +258,21 @@ def _submit_distill(args: argparse.Namespace, config) -> int:
     return 0
 
 
-def _load_run_parts(run_dir: str):
-    """artifact, config, dataset and preprocessor of a finished run."""
+def _load_run_parts(run_dir: str, allow_changed_data: bool = False):
+    """artifact, config, dataset and preprocessor of a finished run; data that changed since the
+    run was distilled is refused unless ``allow_changed_data``."""
     from podd.data import load_dataset, make_preprocessor
+    from podd.data.dataset import check_fingerprint
     from podd.distill import DistillConfig
     from podd.runs import load_run
 
     artifact, _ = load_run(run_dir)
     config = DistillConfig.from_dict(artifact.config)
     dataset = load_dataset(config.dataset, root=config.data_root)
+    if not allow_changed_data:
+        check_fingerprint(artifact.config.get("data_fingerprint"), dataset, run_dir,
+                          "restore that data, or distil again on the new data; to evaluate this poster "
+                          "on the new data anyway, add --allow-changed-data")
     preprocessor = make_preprocessor(dataset, zca=config.zca, root=config.data_root)
     return artifact, config, dataset, preprocessor
 
@@ -287,7 +293,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.steps and (min(args.steps) < 1 or list(args.steps) != sorted(set(args.steps))):
         raise ValueError(f"--steps {' '.join(map(str, args.steps))}: give increasing step counts "
                          f"of at least 1, e.g. --steps 300 1000")
-    artifact, config, dataset, preprocessor = _load_run_parts(args.run_dir)
+    artifact, config, dataset, preprocessor = _load_run_parts(args.run_dir, args.allow_changed_data)
     if len(dataset.y_test) == 0:
         raise ValueError(f"{config.dataset} has no test images (a train-only npz), so there is "
                          f"nothing to evaluate on; add x_test and y_test to the file")
@@ -420,6 +426,9 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                    help="training steps at which to test (default: the run's eval_steps)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation models")
+    p.add_argument("--allow-changed-data", action="store_true",
+                   help="evaluate even if the run's dataset changed since it was distilled "
+                        "(by default that is refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_threads_option(p)
     p.set_defaults(handler=_cmd_evaluate)

@@ -389,6 +389,10 @@ class Distiller:
         self.generator = torch.Generator().manual_seed(config.seed)
         # Memory and the poster's layout (its class order may need CLIP weights) are checked
         # before the preprocessing, which can take minutes (ZCA).
+        if preprocessor is None and config.zca:     # the ZCA's D×D matrices first: they can dwarf a step
+            from podd.data.preprocess import check_zca_memory
+
+            check_zca_memory(tuple(dataset.image_shape))
         self._check_memory(dataset)
         self._plan_poster()
         if preprocessor is None:
@@ -624,7 +628,18 @@ class Distiller:
             label_mode=self.label_mode, mode=self.config.mode,
             class_names=list(self.dataset.class_names),
             preprocessing=_preprocessing_state(self.preprocessor, self.config),
-            config={**self.config.to_dict(), "data_source": getattr(self.dataset, "source", "full")})
+            config={**self.config.to_dict(), "data_source": getattr(self.dataset, "source", "full"),
+                    "data_fingerprint": self.data_fingerprint})
+
+    @property
+    def data_fingerprint(self) -> dict[str, str]:
+        """:func:`podd.data.dataset.fingerprint` of the data, kept in checkpoints and the artifact so
+        that ``--resume`` and ``podd evaluate`` notice data replaced after distillation (hashed once)."""
+        if getattr(self, "_data_fingerprint", None) is None:
+            from podd.data.dataset import fingerprint
+
+            self._data_fingerprint = fingerprint(self.dataset)
+        return self._data_fingerprint
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -637,7 +652,7 @@ class Distiller:
             "grad_ema": None if self.grad_ema is None else self.grad_ema.cpu().clone(),
             "generator": self.generator.get_state(),
             "epoch_perm": self.epoch_perm, "epoch_pos": self.epoch_pos, "epoch": self.epoch,
-            "start": self.start, "best": self.best,
+            "start": self.start, "best": self.best, "data_fingerprint": self.data_fingerprint,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -101,6 +101,12 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
     if run is not None and parallel.world_size > 1:
         _record_parallel(run, parallel, distiller.step_count if state is None else state["step"])
     if state is not None:
+        if run is not None:     # data replaced since the run began: refused, not silently mixed
+            from podd.data.dataset import check_fingerprint
+
+            check_fingerprint(state.get("data_fingerprint"), distiller.dataset, f"--resume {run.path}",
+                              "restore the data the run began with to continue it, or start a new "
+                              "run on the new data in another --out")
         distiller.load_state_dict(state)
         if run is not None:
             run.rewrite_metrics(history)

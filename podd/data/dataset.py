@@ -9,6 +9,7 @@ a full-data result.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,42 @@ class Dataset:
         c, h, w = self.image_shape
         return (f"Dataset(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
                 f"classes={self.num_classes}, image_shape=({c}, {h}, {w}), source={self.source!r})")
+
+
+def fingerprint(ds: Dataset) -> dict[str, str]:
+    """A short content hash of each split, recorded in a run to tell whether its data changed.
+
+    ``{"train": …, "test": …, "source": …}``: SHA-256 of each split's images, labels and shape
+    (the class names go with "train"). A hash of the arrays rather than of the files' size and
+    modification time: data copied to another machine, downloaded again or saved again keeps its
+    fingerprint, a built-in dataset is fingerprinted the same way as a file, and any changed
+    pixel or label changes it. SHA-256 makes one pass over the bytes at hardware speed on
+    current CPUs, a small part of what loading the same data costs.
+    """
+    def digest(*parts) -> str:
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(part.contiguous().numpy().tobytes() if isinstance(part, torch.Tensor) else
+                     repr(part).encode())
+            h.update(b"\0")
+        return h.hexdigest()[:16]
+
+    return {"train": digest(tuple(ds.x_train.shape), ds.x_train, ds.y_train, list(ds.class_names)),
+            "test": digest(tuple(ds.x_test.shape), ds.x_test, ds.y_test), "source": ds.source}
+
+
+def check_fingerprint(recorded, ds: Dataset, what: str, todo: str) -> None:
+    """Refuse ``ds`` when it differs from the data whose ``recorded`` :func:`fingerprint` a run
+    keeps. Nothing is checked for runs older than fingerprints, nor for a run distilled on data
+    of another source (a subset or a stand-in passed in by code, evaluated on the full data)."""
+    if not isinstance(recorded, dict) or recorded.get("source") != ds.source:
+        return
+    now = fingerprint(ds)
+    changed = [split for split in ("train", "test") if recorded.get(split) != now[split]]
+    if changed:
+        parts = " and ".join(f"{split}{'ing' if split == 'train' else ''} split" for split in changed)
+        raise ValueError(f"{what}: {ds.name} now holds other data than the run was distilled on (its "
+                         f"{parts} changed); {todo}")
 
 
 def summary(ds: Dataset) -> str:

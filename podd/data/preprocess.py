@@ -32,11 +32,16 @@ import torch
 import torch.nn.functional as F
 
 from podd.data.dataset import Dataset, data_root
-from podd.io import torch_save, verify_checksum, with_checksum
+from podd.io import _size, torch_save, verify_checksum, with_checksum
 
 ZCA_REG = 0.1
 _FIT_BLOCK = 4096       # images per block when accumulating XᵀX (bounds memory, not a hot path)
 _PREPROCESSOR_FORMAT = 1
+# D×D float64 matrices alive at once at the peak of a fit on the CPU (XᵀX, XᵀX/N, eigh's
+# eigenvectors and workspace, then the float64 products that build W and W⁻¹): measured ~6.1.
+# On a GPU at least three of them (XᵀX, XᵀX/N, the eigenvectors) are on the device.
+_ZCA_PEAK_MATRICES = 6
+_ZCA_PEAK_MATRICES_GPU = 3
 
 
 def _normalise_images(x_uint8: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -185,6 +190,14 @@ def fit_zca(x_train: torch.Tensor, reg: float = ZCA_REG, device: str | torch.dev
     n = len(x_train)
     if n < 2:
         raise ValueError(f"ZCA needs at least 2 training images, got {n}")
+    flat = x_train.flatten(1)
+    if bool((flat.amax(dim=1) == flat.amin(dim=1)).all()):
+        # Each image minus its own mean is then zero: XᵀX = 0, its eigenvalues and so the
+        # regularisation ε are 0, and W = U diag(0^-1/2) Uᵀ is inf/NaN (every input NaN).
+        raise ValueError(f"ZCA whitening: each of the {n} training images is a single value in every "
+                         f"pixel and channel, so the whitening is undefined (it would make every input "
+                         f"NaN); check how the images were written, or use --set zca=false")
+    check_zca_memory(tuple(x_train.shape[1:]), device)
     d = x_train[0].numel()
     gram = torch.zeros(d, d, dtype=torch.float64, device=device)
     for block in x_train.split(_FIT_BLOCK):
@@ -194,6 +207,36 @@ def fit_zca(x_train: torch.Tensor, reg: float = ZCA_REG, device: str | torch.dev
     # Rounding can make the smallest eigenvalues slightly negative; they are zero.
     return Preprocessor("zca", x_train.shape[1:], eigvecs=eigvecs.cpu(), eigvals=eigvals.clamp_min(0).cpu(),
                         reg=reg)
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM of this machine (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_zca_memory(image_shape: tuple[int, ...], device: str | torch.device | None = None) -> None:
+    """Refuse a ZCA whose D×D matrices cannot fit in memory, before allocating them (the
+    allocator's own error names neither the cause nor the way out). ``device``: where the fit
+    would run (default as in :func:`fit_zca`); W and W⁻¹ are built on the CPU in any case."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    c, h, w = image_shape
+    d = c * h * w
+    one = 8 * d * d         # one D×D float64 matrix
+    limits = [("this machine's memory", _physical_memory(), _ZCA_PEAK_MATRICES)]
+    if device.type == "cuda":
+        limits.append(("the GPU's memory", torch.cuda.get_device_properties(device).total_memory,
+                       _ZCA_PEAK_MATRICES_GPU))
+    for where, have, copies in limits:
+        if have is not None and copies * one > have:
+            raise ValueError(f"ZCA whitening of {c}×{h}×{w} images works on {d}×{d} matrices ({_size(one)} "
+                             f"each in float64); fitting it needs about {_size(copies * one)}, more than "
+                             f"{where} ({_size(have)}): use --set zca=false (per-channel standardisation), "
+                             f"or resize the images (the paper whitens 32×32 and 64×64 images)")
 
 
 def fit_standardize(x_train: torch.Tensor) -> Preprocessor:
@@ -224,6 +267,12 @@ def make_preprocessor(ds: Dataset, zca: bool, root: str | os.PathLike | None = N
     ``data_root(root)/cache/zca-<name>-<hash>-reg<reg>.pt``. ``zca=False``: per-channel
     standardisation (cheap, never cached).
     """
+    lo, hi = torch.aminmax(ds.x_train) if ds.x_train.numel() else (0, 1)
+    if lo == hi:
+        raise ValueError(f"dataset {ds.name!r}: every pixel of all {len(ds.x_train)} training images is "
+                         f"{int(lo)}, so there is nothing to distil (every input "
+                         f"would be the same); check how the images were written (an all-zero array "
+                         f"from a failed conversion?)")
     if not zca:
         return fit_standardize(ds.x_train)
     path = zca_cache_path(ds, reg, root) if cache else None

@@ -59,6 +59,10 @@ DIGITS_SPLIT_SEED = 0
 ORPHAN_TMP_AGE_S = 3600                # see _cached
 CACHE_FORMAT = 1                        # bump when the cache layout changes: old files are rebuilt
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Part of the cache key of npz and image-folder data: bumped when reading the same files gives
+# other arrays or refuses them, so that a cache written by an older reader is not reused
+# (r2: 16-bit PNGs scaled to 8 bits instead of clipped, duplicate class_names refused).
+LOCAL_READER = "r2"
 
 
 class ChecksumError(ValueError):
@@ -267,12 +271,29 @@ def _open_image(path: Path):
         raise UnreadableImageError(path, error) from error
 
 
+# PIL's modes of 16-bit grayscale (a 16-bit grayscale PNG opens as "I;16"; older Pillows gave "I").
+# PIL's convert to "L" or "RGB" clips these at 255 instead of scaling: _decode scales them itself.
+# (16-bit colour PNGs open as "RGB"/"RGBA", already scaled to 8 bits by PIL.)
+GRAY16_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _gray16_to_8(img):
+    """A 16-bit grayscale image → 8-bit "L", scaled by the 16-bit range (v · 255 / 65535, rounded)."""
+    from PIL import Image
+
+    values = np.clip(np.asarray(img).astype(np.int64), 0, 65535)    # decodes
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8))
+
+
 def _decode(path: Path, size: tuple[int, int] | None = None, mode: str = "RGB") -> np.ndarray:
-    """One image file → uint8 (H, W, C). ``size`` (W, H) resizes with antialiased bilinear."""
+    """One image file → uint8 (H, W, C). ``size`` (W, H) resizes with antialiased bilinear.
+    16-bit grayscale is scaled to 8 bits (:data:`GRAY16_MODES`), not clipped."""
     from PIL import Image
 
     with _open_image(path) as img:
         try:
+            if img.mode in GRAY16_MODES:
+                img = _gray16_to_8(img)
             img = img.convert(mode)     # decodes: a truncated file fails here
             if size is not None and img.size != size:
                 img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
@@ -460,11 +481,11 @@ def _read_path_dataset(scheme: str, path: Path, name: str, root: Path) -> Datase
         if not path.is_file():
             raise FileNotFoundError(f"npz dataset not found: {path} is not a file. Expected a .npz with keys "
                                     f"x_train, y_train, x_test, y_test (optional class_names)")
-        key = _file_signature([path], path.parent)
+        key = _file_signature([path], path.parent) + LOCAL_READER
         return _cached(root / "cache" / f"npz-{_safe_stem(path)}-{key}.pt", key, lambda: read_npz(path, name),
                        name)
     files = _image_folder_files(path)
-    key = _file_signature(files["train"] + files["test"], path)
+    key = _file_signature(files["train"] + files["test"], path) + LOCAL_READER
     return _cached(root / "cache" / f"imagefolder-{_safe_stem(path)}-{key}.pt", key,
                    lambda: read_image_folder(path, name, files), name)
 
@@ -504,15 +525,21 @@ def read_image_folder(path: Path, name: str, files: dict[str, list[Path]] | None
 
     try:
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            modes = set(pool.map(mode_of, every))
+            file_modes = list(pool.map(mode_of, every))
     except UnreadableImageError as error:
         raise ValueError(f"image folder dataset {path}: {error}") from None
-    mode = "L" if modes <= {"L", "1"} else "RGB"
+    modes = set(file_modes)
+    mode = "L" if modes <= {"L", "1", *GRAY16_MODES} else "RGB"
+    notes = []
+    deep = sum(m in GRAY16_MODES for m in file_modes)
+    if deep:
+        notes.append(f"imagefolder:{path}: {deep} of {len(every)} images are 16-bit grayscale; scaled to "
+                     f"the 8 bits podd works with (value × 255 / 65535, rounded)")
     index = {c: i for i, c in enumerate(classes)}
     x = _decode_all(every, f"image folder dataset {path}", mode=mode)
     y = torch.tensor([index[p.parent.name] for p in every], dtype=torch.int64)
     n = len(files["train"])
-    return Dataset(name, x[:n], y[:n], x[n:], y[n:], classes)
+    return Dataset(name, x[:n], y[:n], x[n:], y[n:], classes, notes=notes)
 
 
 def _require_two_classes(where: str, class_names: Sequence[str], how: str) -> None:
@@ -537,6 +564,11 @@ def read_npz(path: Path, name: str) -> Dataset:
         archive = np.load(path, allow_pickle=False)
     except Exception as error:
         raise ValueError(f"{where}: cannot be read as .npz ({type(error).__name__}: {error})") from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):   # np.load reads a .npy as one bare array
+        raise ValueError(f"{where} is a single .npy array (shape {archive.shape}, dtype {archive.dtype}), "
+                         f"not an .npz archive; expected an .npz with keys x_train, y_train (and x_test, "
+                         f"y_test): make one with np.savez('data.npz', x_train=x, y_train=y, x_test=xt, "
+                         f"y_test=yt)")
     with archive:
         needed = ("x_train", "y_train", "x_test", "y_test")
         train_only = "x_test" not in archive.files and "y_test" not in archive.files
@@ -571,7 +603,7 @@ def read_npz(path: Path, name: str) -> Dataset:
         x = arrays[k]
         if x.dtype != np.uint8:
             raise ValueError(f"{where}: key {k!r} has dtype {x.dtype}; expected uint8 images with values 0..255 "
-                             f"(convert e.g. with (x * 255).round().astype(np.uint8))")
+                             f"({_to_uint8_hint(x)})")
         if x.ndim != 4:
             raise ValueError(f"{where}: key {k!r} has shape {x.shape} (rank {x.ndim}); expected rank 4, "
                              f"(N, C, H, W) or (N, H, W, C) with C = 1 or 3")
@@ -609,6 +641,26 @@ def read_npz(path: Path, name: str) -> Dataset:
                    notes=notes)
 
 
+def _to_uint8_hint(x: np.ndarray) -> str:
+    """How to turn images that are not uint8 into uint8 0..255, for the range the array holds
+    (scaling by 255 is right for 0..1 floats only: 0..255 floats would overflow)."""
+    if x.dtype.kind not in "biuf" or not x.size:
+        return "store the images as numbers 0..255 with x.astype(np.uint8)"
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        return "the array holds NaN or inf values: replace them, then convert to uint8 0..255"
+    lo, hi = float(x.min()), float(x.max())
+    if lo >= 0 and hi <= 1 and x.dtype.kind in "bf":
+        return f"values lie in {lo:.4g}..{hi:.4g}, images in 0..1: convert with (x * 255).round().astype(np.uint8)"
+    if lo >= 0 and hi <= 255:
+        cast = "x.round().astype(np.uint8)" if x.dtype.kind == "f" else "x.astype(np.uint8)"
+        return f"values lie in {lo:.4g}..{hi:.4g}, they look like 0..255 already: cast with {cast}, no * 255"
+    if x.dtype == np.uint16:
+        return (f"values reach {hi:.6g}: for 16-bit images convert with (x / 257).round().astype(np.uint8) "
+                f"(or scale by your images' own bit depth)")
+    return (f"values span {lo:.4g}..{hi:.4g}, outside 0..255 (normalised images?): undo the normalisation, or "
+            f"rescale with ((x - x.min()) / (x.max() - x.min()) * 255).round().astype(np.uint8)")
+
+
 def _label_list(labels, limit: int = 8) -> str:
     labels = [int(v) for v in labels]
     shown = ", ".join(map(str, labels[:limit]))
@@ -643,6 +695,15 @@ def _npz_classes(where: str, names, ys: dict[str, np.ndarray], notes: list[str])
             raise ValueError(f"{where}: key 'class_names' must be a 1-D string array, got dtype {names.dtype} "
                              f"and shape {names.shape}")
         class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist()]
+        seen: dict[str, list[int]] = {}
+        for k, n in enumerate(class_names):
+            seen.setdefault(n, []).append(k)
+        twice = {n: ks for n, ks in seen.items() if len(ks) > 1}
+        if twice:
+            listed = "; ".join(f"{n!r} at {', '.join(map(str, ks))}" for n, ks in list(twice.items())[:8])
+            raise ValueError(f"{where}: key 'class_names' names {len(twice)} class(es) more than once ({listed}"
+                             f"{'; …' if len(twice) > 8 else ''}); each class needs its own name: rename "
+                             f"them, or merge their labels into one class and drop the extra names")
         for split, y in ys.items():
             if len(y) and y.max() >= len(class_names):
                 raise ValueError(f"{where}: key 'y_{split}' has label {int(y.max())}, out of range for "
