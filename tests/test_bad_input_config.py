@@ -104,3 +104,18 @@ def test_missing_clip_weights_stop_a_sweep_before_any_run(no_clip, monkeypatch):
     with pytest.raises(clip_text.WeightsUnavailableError):
         sweep.distill(resolve_config("digits", "smoke", class_order="poco", verbose=False))
     assert ran == [1]                       # the PoDD run was never started
+
+
+def test_a_long_zca_fit_is_announced_once_and_then_read_from_its_cache(tmp_path, monkeypatch, capsys):
+    from podd.data import make_preprocessor, preprocess, stand_in
+    from podd.notes import _SHOWN
+
+    monkeypatch.setattr(preprocess, "SLOW_FIT_FLOPS", 0)    # a small stand-in counts as slow
+    monkeypatch.setattr("podd.notes._SHOWN", set(_SHOWN))
+    ds = stand_in("cifar10", 10, (3, 8, 8), 4, 2, seed=0)
+    make_preprocessor(ds, zca=True, root=tmp_path)
+    out = capsys.readouterr().out
+    assert "NOTE: fitting ZCA whitening on 40 training images of 3×8×8" in out and "later runs read it" in out
+    monkeypatch.setattr(preprocess, "fit_zca", lambda *a, **k: pytest.fail("fitted again"))
+    make_preprocessor(ds, zca=True, root=tmp_path)          # the cache: no fit, no note
+    assert "fitting" not in capsys.readouterr().out

@@ -33,10 +33,13 @@ import torch.nn.functional as F
 
 from podd.data.dataset import Dataset, data_root
 from podd.io import _size, torch_save, verify_checksum, with_checksum
+from podd.notes import note_once
 
 ZCA_REG = 0.1
 _FIT_BLOCK = 4096       # images per block when accumulating XᵀX (bounds memory, not a hot path)
 _PREPROCESSOR_FORMAT = 1
+#: n·d² of a ZCA fit from which it is announced (XᵀX alone is n·d² multiply-adds: seconds on a CPU)
+SLOW_FIT_FLOPS = 10 ** 10
 # D×D float64 matrices alive at once at the peak of a fit on the CPU (XᵀX, XᵀX/N, eigh's
 # eigenvectors and workspace, then the float64 products that build W and W⁻¹): measured ~6.1.
 # On a GPU at least three of them (XᵀX, XᵀX/N, the eigenvectors) are on the device.
@@ -283,6 +286,11 @@ def make_preprocessor(ds: Dataset, zca: bool, root: str | os.PathLike | None = N
                 return Preprocessor.from_state_dict(state)
         except Exception:   # unreadable or damaged cache: fit again and overwrite it
             pass
+    n, d = len(ds.x_train), ds.x_train[0].numel()
+    if n * d * d >= SLOW_FIT_FLOPS:     # seconds to minutes on a CPU: say what is happening
+        where = f"; later runs read it from {path}" if path is not None else ""
+        note_once(f"fitting ZCA whitening on {n} training images of {'×'.join(map(str, ds.x_train.shape[1:]))} "
+                  f"(once{where})")
     pre = fit_zca(ds.x_train, reg=reg, device=device)
     if path is not None:
         try:
