@@ -1,8 +1,9 @@
 """A distilled poster on disk: everything needed to reuse it, in one loadable file.
 
 :func:`save_artifact` writes a :class:`PosterArtifact` (the poster, its geometry, class order,
-labels and the run's configuration) as plain tensors and dicts with a format marker, a version
-and a SHA-256 of its contents; :func:`load_artifact` reads it back with
+labels and the run's configuration) as plain tensors and dicts with a format marker, a version,
+a SHA-256 of its contents and a SHA-256 of the file's records (:func:`podd.io.add_file_digest`);
+:func:`load_artifact` checks the latter before it unpickles anything, reads the file with
 ``torch.load(weights_only=True)``, which never runs code, and refuses foreign, newer or damaged
 files with a message that says what to do.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from podd.io import torch_save, verify_checksum, with_checksum
+from podd.io import UnreadableFileError, torch_load_checked, torch_save, verify_checksum, with_checksum
 from podd.poster import PosterGeometry
 
 __all__ = ["PosterArtifact", "save_artifact", "load_artifact"]
@@ -100,7 +101,7 @@ def save_artifact(path: str | os.PathLike, artifact: PosterArtifact) -> Path:
         "preprocessing": _plain(dict(artifact.preprocessing or {})),
         "config": _plain(dict(artifact.config or {})),
     }
-    return torch_save(path, with_checksum(payload))
+    return torch_save(path, with_checksum(payload), digest=True)
 
 
 def load_artifact(path: str | os.PathLike) -> PosterArtifact:
@@ -115,8 +116,14 @@ def load_artifact(path: str | os.PathLike) -> PosterArtifact:
     if not path.is_file():
         raise FileNotFoundError(f"no poster artifact at {path}; pass the file written by "
                                 f"`podd distill` (poster.pt in its run folder)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+    advice = "copy it again from where it came from, or distil it again"
+    try:    # the file's digest (when it has one) is checked before anything is unpickled
+        payload, _ = torch_load_checked(path, advice)
+    except UnreadableFileError as e:
+        raise ValueError(f"{path} is not a podd poster artifact (could not be read as one: "
+                         f"{e})") from None
+    except ValueError:      # ChecksumMismatchError: damaged, says so
+        raise
     except Exception as e:  # pickle errors, zip errors, disallowed globals: all mean "not ours"
         raise ValueError(f"{path} is not a podd poster artifact (could not be read as one: "
                          f"{type(e).__name__}: {e})") from None
@@ -127,7 +134,7 @@ def load_artifact(path: str | os.PathLike) -> PosterArtifact:
     if not isinstance(version, int) or version > _ARTIFACT_VERSION:
         raise ValueError(f"{path} has poster artifact version {version!r}; this podd reads up to "
                          f"version {_ARTIFACT_VERSION}: upgrade podd")
-    verify_checksum(payload, path, "copy it again from where it came from, or distil it again")
+    verify_checksum(payload, path, advice)
     for key in ("poster", "labels"):
         value = payload.get(key)
         if isinstance(value, torch.Tensor) and value.is_floating_point() and \

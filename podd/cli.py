@@ -86,7 +86,7 @@ def config_from_args(args: argparse.Namespace):
     from podd.distill import DistillConfig
     from podd.modes import plan_geometry
     from podd.presets import resolve_config
-    from podd.runs import RunDir
+    from podd.runs import RunDir, check_resume_steps
 
     overrides = parse_set(args.set)
     for item in args.set or []:
@@ -104,8 +104,10 @@ def config_from_args(args: argparse.Namespace):
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out RUN_DIR, the directory of the run to continue")
-        saved = DistillConfig.from_dict(RunDir(args.out).load_checkpoint()["config"])
-        return _resumed_config(args, saved, overrides).validate()
+        checkpoint = RunDir(args.out).load_checkpoint()
+        config = _resumed_config(args, DistillConfig.from_dict(checkpoint["config"]), overrides)
+        check_resume_steps(config, int(checkpoint["distiller"]["step"]), args.out)  # every rank
+        return config.validate()
     if args.dataset is None or args.ipc is None:
         raise ValueError("podd distill needs --dataset NAME and --ipc R (or --resume --out DIR)")
     if not args.ipc > 0 or args.ipc == float("inf"):
@@ -258,15 +260,17 @@ def _submit_distill(args: argparse.Namespace, config) -> int:
     return 0
 
 
-def _load_run_parts(run_dir: str, allow_changed_data: bool = False):
+def _load_run_parts(run_dir: str, allow_changed_data: bool = False, artifact=None):
     """artifact, config, dataset and preprocessor of a finished run; data that changed since the
-    run was distilled is refused unless ``allow_changed_data``."""
+    run was distilled is refused unless ``allow_changed_data``. ``artifact``: already loaded
+    from it."""
     from podd.data import load_dataset, make_preprocessor
     from podd.data.dataset import check_fingerprint
     from podd.distill import DistillConfig
     from podd.runs import load_run
 
-    artifact, _ = load_run(run_dir)
+    if artifact is None:
+        artifact, _ = load_run(run_dir)
     config = DistillConfig.from_dict(artifact.config)
     dataset = load_dataset(config.dataset, root=config.data_root)
     if not allow_changed_data:
@@ -284,8 +288,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from podd.devices import resolve_device
     from podd.distill import patches_and_labels
     from podd.evaluate import EvalProtocol
-    from podd.io import write_json
+    from podd.io import WriteError, check_writable, write_json
     from podd.provenance import provenance
+    from podd.runs import load_run
 
     _set_threads(args.threads)
     if args.models < 1:
@@ -293,7 +298,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.steps and (min(args.steps) < 1 or list(args.steps) != sorted(set(args.steps))):
         raise ValueError(f"--steps {' '.join(map(str, args.steps))}: give increasing step counts "
                          f"of at least 1, e.g. --steps 300 1000")
-    artifact, config, dataset, preprocessor = _load_run_parts(args.run_dir, args.allow_changed_data)
+    artifact, _ = load_run(args.run_dir)
+    target = Path(args.out or args.run_dir)
+    target = target / "eval.json" if target.is_dir() else target
+    try:        # before any model trains: a read-only run directory is said now, not at the end
+        check_writable(target)
+    except WriteError as error:
+        elsewhere = "" if args.out else "; give --out FILE.json to write the results elsewhere"
+        raise WriteError(f"{error} (nothing was evaluated){elsewhere}") from None
+    artifact, config, dataset, preprocessor = _load_run_parts(args.run_dir, args.allow_changed_data,
+                                                              artifact)
     if len(dataset.y_test) == 0:
         raise ValueError(f"{config.dataset} has no test images (a train-only npz), so there is "
                          f"nothing to evaluate on; add x_test and y_test to the file")
@@ -311,7 +325,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
           f"IPC {config.ipc:g}: {result.num_models} fresh ConvNets")
     for step in result.steps:
         print(f"  {step:>6} steps: {result.mean(step):5.1f} ± {result.std(step):.1f} %")
-    out = write_json(Path(args.run_dir) / "eval.json", {
+    out = write_json(target, {
         "result": result.to_dict(),
         "provenance": provenance(device=device, dataset=config.dataset,
                                  data_source=getattr(dataset, "source", "full"),
@@ -327,15 +341,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from podd.display import save_poster_png
     from podd.runs import PNG, load_run
 
-    artifact, _ = load_run(args.run_dir)
+    artifact, _ = load_run(args.run_dir, allow_file=True)
     state = (artifact.preprocessing or {}).get("state")
     if state is not None:  # the run stored its preprocessor: no need to load the dataset
         from podd.data import Preprocessor
 
         preprocessor = Preprocessor.from_state_dict(state)
     else:
-        _, _, _, preprocessor = _load_run_parts(args.run_dir)
-    path = save_poster_png(Path(args.run_dir) / PNG, artifact.poster, preprocessor)
+        _, _, _, preprocessor = _load_run_parts(args.run_dir, artifact=artifact)
+    given = Path(args.run_dir)      # a run directory, or a poster file: FILE.pt → FILE.png
+    png = given.with_suffix(".png") if given.is_file() else given / PNG
+    path = save_poster_png(png, artifact.poster, preprocessor)
     print(path.resolve())
     if args.open:
         import webbrowser
@@ -429,6 +445,9 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-changed-data", action="store_true",
                    help="evaluate even if the run's dataset changed since it was distilled "
                         "(by default that is refused)")
+    p.add_argument("--out", metavar="FILE", default=None,
+                   help="where to write the results: a file, or a directory for eval.json "
+                        "(default RUN_DIR/eval.json), e.g. for a run directory you cannot write to")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_threads_option(p)
     p.set_defaults(handler=_cmd_evaluate)
@@ -436,8 +455,10 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "show", help="write a run's poster as a PNG and print its path",
         description="Render RUN_DIR/poster.pt to RUN_DIR/poster.png (undoing the "
-                    "preprocessing) and print the file's path; --open also opens it.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="directory written by podd distill")
+                    "preprocessing) and print the file's path; --open also opens it. A poster "
+                    "file may be given instead of its run directory: FILE.pt is drawn to FILE.png.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="directory written by podd distill (or a "
+                   "poster.pt)")
     p.add_argument("--open", action="store_true", help="open the PNG in the default viewer")
     p.set_defaults(handler=_cmd_show)
 
@@ -479,7 +500,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with _sigterm_as_interrupt():
-            return args.handler(args)
+            code = args.handler(args)
+            sys.stdout.flush()      # a closed pipe is found here, not at interpreter exit
+            return code
+    except BrokenPipeError:
+        # The reader of stdout went away (`podd data digits | head -2`): stop quietly, as Unix
+        # tools do. Exit 141 (128 + SIGPIPE) is what the shell reports for a tool that SIGPIPE
+        # stopped (`seq 1000000 | head -1`), so `set -o pipefail` scripts see podd like any other
+        # tool, and output cut short is not reported as success. stdout goes to /dev/null, so the
+        # flush at interpreter exit does not fail again.
+        _stdout_to_devnull()
+        return 141
     except KeyboardInterrupt as interrupt:
         # Ctrl-C or SIGTERM: where things stand (podd.run_loop.RunInterrupted says how to
         # resume); exit 130 or 143, the shell's codes for the two signals.
@@ -490,6 +521,15 @@ def main(argv: list[str] | None = None) -> int:
         # (OSError: podd.io.WriteError — no space, read-only, no permission — and missing files).
         print(f"podd {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):   # no real file descriptor (captured output)
+        pass
 
 
 def _terminated(interrupt: BaseException) -> bool:

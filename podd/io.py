@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,22 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 
 class WriteError(OSError):
     """A file could not be written: no space left, a read-only disk, no permission."""
+
+
+def check_writable(target: str | os.PathLike) -> None:
+    """Raise the :class:`WriteError` that writing ``target`` later would meet (read-only disk,
+    no permission, a file in the way), before the work that produces it: a temporary file is
+    made where ``target`` would go (its nearest existing folder) and removed again."""
+    target = Path(target)
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise write_error(target, error) from error
+    os.close(fd)
+    os.unlink(tmp)
 
 
 #: Below this many free bytes, a failed write is put down to a full disk.
@@ -167,9 +184,14 @@ def write_json(target: str | os.PathLike, obj: Any) -> Path:
     return write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def torch_save(target: str | os.PathLike, obj: Any) -> Path:
+def torch_save(target: str | os.PathLike, obj: Any, digest: bool = False) -> Path:
+    """``torch.save`` atomically; ``digest``: also store a SHA-256 of the file's records in it
+    (:func:`add_file_digest`), so that :func:`torch_load_checked` can refuse a damaged copy
+    before unpickling anything."""
     with atomic_path(target) as tmp:
         torch.save(obj, tmp)
+        if digest:
+            add_file_digest(tmp)
     return Path(target)
 
 
@@ -229,3 +251,86 @@ def verify_checksum(payload: dict, path: str | os.PathLike, advice: str) -> bool
             f"{actual[:12]}…, stored {str(stored)[:12]}…), e.g. flipped or cut-off bytes from a "
             f"bad copy or disk; {advice}")
     return True
+
+
+# --------------------------------------------------------------------------------------------
+# the file digest: checked before anything is unpickled
+# --------------------------------------------------------------------------------------------
+# torch.save writes a zip archive (data.pkl, the tensors' bytes, a few small records). The
+# digest is one more record in that archive: the SHA-256 of every other record's name and bytes.
+# It is read with zipfile, which unpickles nothing, so a flipped byte in data.pkl is refused
+# before torch.load runs (zipfile also checks each record's CRC-32 while reading it). torch.load
+# ignores records it does not know, so the files load as before.
+DIGEST_RECORD = "podd.sha256"
+
+
+def _record_name(info: zipfile.ZipInfo) -> str:
+    """A record's name without the archive's folder (torch names that folder after the
+    temporary file it wrote, so it differs from file to file)."""
+    return info.filename.split("/", 1)[-1]
+
+
+def _archive_digest(archive: zipfile.ZipFile) -> str:
+    h = hashlib.sha256()
+    for info in sorted(archive.infolist(), key=_record_name):
+        if _record_name(info) == DIGEST_RECORD:
+            continue
+        h.update(f"{_record_name(info)}\0{info.file_size}\0".encode())
+        with archive.open(info) as record:
+            while chunk := record.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def add_file_digest(path: str | os.PathLike) -> None:
+    """Append the :data:`DIGEST_RECORD` to the zip archive ``torch.save`` wrote at ``path``."""
+    with zipfile.ZipFile(path, "a") as archive:
+        folder = archive.infolist()[0].filename.split("/", 1)[0]
+        archive.writestr(f"{folder}/{DIGEST_RECORD}", _archive_digest(archive))
+
+
+class UnreadableFileError(ValueError):
+    """A file is not a zip archive written by ``torch.save`` at all (a foreign or cut-off file);
+    the message says so without naming the file (the caller does)."""
+
+
+def check_file_digest(path: str | os.PathLike, advice: str) -> bool:
+    """Check the digest that :func:`add_file_digest` stored in ``path``, unpickling nothing.
+
+    Returns whether the file carries one (files written before digests do not). Raises
+    :class:`ChecksumMismatchError` when its records differ from the digest or from their CRC-32,
+    :class:`UnreadableFileError` when it is no zip archive (e.g. cut off before its end)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise UnreadableFileError(f"not a file written by torch.save, or cut off before its end "
+                                  f"({error})") from None
+    with archive:
+        stored_info = next((i for i in archive.infolist() if _record_name(i) == DIGEST_RECORD),
+                           None)
+        try:
+            actual = _archive_digest(archive)
+            stored = None if stored_info is None else archive.read(stored_info).decode("ascii",
+                                                                                      "replace")
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as error:
+            # a record whose bytes do not match its CRC-32 or header: damaged in the same way
+            raise ChecksumMismatchError(
+                f"{path} is damaged: its contents do not match the checksum stored in it "
+                f"({error}), e.g. flipped or cut-off bytes from a bad copy or disk; "
+                f"{advice}") from None
+    if stored is None:
+        return False
+    if actual != stored.strip():
+        raise ChecksumMismatchError(
+            f"{path} is damaged: its contents do not match the checksum stored in it (sha256 "
+            f"{actual[:12]}…, stored {stored.strip()[:12]}…), e.g. flipped or cut-off bytes from "
+            f"a bad copy or disk; {advice}")
+    return True
+
+
+def torch_load_checked(path: str | os.PathLike, advice: str) -> tuple[Any, bool]:
+    """``(object, whether it carried a file digest)`` of a file written by :func:`torch_save`:
+    the digest is checked first (:func:`check_file_digest`), then the file is loaded with
+    ``torch.load(weights_only=True)``, which never imports or runs code."""
+    digested = check_file_digest(path, advice)
+    return torch.load(path, map_location="cpu", weights_only=True), digested

@@ -90,6 +90,8 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
             checkpoint = run.load_checkpoint()
             config = runs.resume_config(checkpoint["config"], config)
             state, history = checkpoint["distiller"], checkpoint["history"]
+            runs.check_resume_steps(config, int(state["step"]), run.path)
+            run.restore_config_file(checkpoint)
             wall_before = float(checkpoint.get("wall_time_s", 0.0))
         config, state, history, wall_before = parallel.from_main(
             (config, state, history, wall_before))

@@ -2,7 +2,8 @@
 
 ```
 RUN_DIR/
-  config.json       the full DistillConfig (written when the run begins)
+  config.json       the full DistillConfig the run began with (for people and tools: podd never
+                    reads it back; a resume refuses a hand-edited one, see RunDir.load_checkpoint)
   poster.pt         podd.artifacts.PosterArtifact: poster + labels + geometry + class order + config
   poster.png        the poster as an image (through the preprocessor's inverse)
   metrics.jsonl     one JSON object per logged step: loss, steps/s, evaluation accuracy
@@ -11,8 +12,10 @@ RUN_DIR/
   checkpoint.pt     poster, label parameters, outer optimizer, gradient EMA, generator state,
                     epoch permutation and window start, step, history (written atomically)
 ```
-poster.pt and checkpoint.pt carry a SHA-256 of their contents: a damaged copy is refused on load
-(as are NaN/inf posters), never evaluated or resumed.
+poster.pt and checkpoint.pt carry a SHA-256 of their records (podd.io.add_file_digest), checked
+before anything in them is unpickled; they are then read with ``torch.load(weights_only=True)``,
+which never imports or runs code. A damaged copy is refused on load (as are NaN/inf posters),
+never evaluated or resumed.
 Every file is written through podd.io (temporary file + rename), so a crash never leaves a
 half-written checkpoint: the previous one stays. While a run writes into RUN_DIR it holds the
 lock ``RUN_DIR/.podd.lock`` (:meth:`RunDir.locked`): a second ``podd distill`` with the same
@@ -31,19 +34,24 @@ from typing import Any
 import torch
 
 from podd.io import (
+    ChecksumMismatchError,
+    UnreadableFileError,
     WriteError,
     remove_orphan_tmp,
+    torch_load_checked,
     torch_save,
     verify_checksum,
-    with_checksum,
     write_error,
     write_json,
     write_text,
 )
 
 CHECKPOINT_FORMAT = "podd-checkpoint"
-CHECKPOINT_VERSION = 2      # 2: a SHA-256 of the contents is stored in the file
-READABLE_CHECKPOINT_VERSIONS = (1, 2)
+# 2: a SHA-256 of the contents is stored in the file; 3: a SHA-256 of the file's records instead,
+# checked before unpickling (podd.io.add_file_digest), and the config that config.json was
+# written with ("begun_with")
+CHECKPOINT_VERSION = 3
+READABLE_CHECKPOINT_VERSIONS = (1, 2, 3)
 ARTIFACT, PNG, METRICS, FINAL, CHECKPOINT, CONFIG = (
     "poster.pt", "poster.png", "metrics.jsonl", "final.json", "checkpoint.pt", "config.json")
 LOCK = ".podd.lock"
@@ -64,6 +72,7 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._checkpoint_step: int | None = None
+        self._begun_with: dict | None = None    # what config.json was written with
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -73,6 +82,10 @@ class RunDir:
         """Refuse, before any work, an --out that cannot become a writable run directory: a
         file, a path under a file, or a place this user cannot write to."""
         path = self.path
+        link = dangling_link(path)
+        if link is not None:
+            raise ValueError(f"--out {path}: {_dangling(link)}; remove the link (rm {link}) or "
+                             f"point it at a directory, or choose another --out")
         if path.exists() and not path.is_dir():
             raise ValueError(f"--out {path} is a file, not a directory; give a directory for the "
                              f"run (a new or an existing one)")
@@ -153,54 +166,150 @@ class RunDir:
     # -- beginning and resuming ------------------------------------------------------------
     def check_new(self) -> None:
         """Refuse to start a new run over another run."""
-        if self.file(CHECKPOINT).exists() or self.file(FINAL).exists():
+        if self.file(CHECKPOINT).exists():
             raise ValueError(f"{self.path} already holds a podd run; continue it with --resume "
                              f"(resume=True) or choose another --out directory")
+        if self.file(FINAL).exists():
+            raise ValueError(f"{self.path} already holds a finished podd run (its {CHECKPOINT} "
+                             f"was removed, so it cannot be continued); start the new run in "
+                             f"another --out directory, or delete {self.path} to start over there")
 
     def begin(self, config) -> None:
         """Start a new run here (config.json, empty metrics.jsonl)."""
         self.check_new()
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.file(CONFIG), config.to_dict())
+        self._begun_with = config.to_dict()
+        write_json(self.file(CONFIG), self._begun_with)
         write_text(self.file(METRICS), "")
 
     def load_checkpoint(self) -> dict[str, Any]:
-        """The last checkpoint, or a clear error when this is not a resumable podd run."""
+        """The last checkpoint, or a clear error when this is not a resumable podd run.
+
+        The file's digest is checked before anything in it is unpickled, and it is read with
+        ``torch.load(weights_only=True)``; a hand-edited config.json is refused
+        (:meth:`_check_config_file`)."""
         if not self.path.is_dir():
+            link = dangling_link(self.path)
+            if link is not None:
+                raise FileNotFoundError(f"--out {self.path}: {_dangling(link)}; nothing to resume "
+                                        f"there: point the link at the run directory, or give the "
+                                        f"run directory itself")
+            if self.path.exists():
+                raise ValueError(f"--out {self.path} is a file, not a run directory; give the "
+                                 f"--out directory of the run to resume")
             raise FileNotFoundError(f"run directory {self.path} does not exist; nothing to "
                                     f"resume (start a run without --resume)")
         path = self.file(CHECKPOINT)
         if not path.exists():
+            if self.file(FINAL).exists() or self.file(ARTIFACT).exists():
+                raise FileNotFoundError(
+                    f"{self.path} holds a finished run whose {CHECKPOINT} was removed, so it "
+                    f"cannot be continued with --resume; to distil more steps, start a new run in "
+                    f"another --out, or restore {CHECKPOINT} from a copy (podd show and podd "
+                    f"evaluate work without it)")
             raise FileNotFoundError(
                 f"{self.path} has no {CHECKPOINT}: it is not a podd run directory, or the run "
                 f"stopped before its first checkpoint; start it again without --resume")
+        advice = "restore it from a copy, or delete it to restart the run"
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+            checkpoint, digested = torch_load_checked(path, advice)
+        except ChecksumMismatchError:
+            raise
+        except UnreadableFileError as error:
             raise ValueError(f"{path} could not be read as a podd checkpoint ({error}); delete "
-                             f"it to restart the run") from error
+                             f"it to restart the run") from None
+        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise ValueError(f"{path} could not be read as a podd checkpoint "
+                             f"({_load_failure(error)}): it is damaged or was not written by "
+                             f"podd (podd unpickles only tensors and plain data); {advice}") from None
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a podd checkpoint (no '{CHECKPOINT_FORMAT}' "
                              f"marker); point --out at a directory written by podd distill")
-        if checkpoint.get("version") not in READABLE_CHECKPOINT_VERSIONS:
-            raise ValueError(f"{path} has checkpoint version {checkpoint.get('version')}, this "
+        version = checkpoint.get("version")
+        if version not in READABLE_CHECKPOINT_VERSIONS:
+            raise ValueError(f"{path} has checkpoint version {version}, this "
                              f"podd reads versions {', '.join(map(str, READABLE_CHECKPOINT_VERSIONS))}")
-        verify_checksum(checkpoint, path, "restore it from a copy, or delete it to restart the run")
+        if version >= 3 and not digested:
+            raise ChecksumMismatchError(f"{path} is damaged: the checksum stored in it is missing; "
+                                        f"{advice}")
+        verify_checksum(checkpoint, path, advice)      # version 2: the contents' checksum
         poster = checkpoint.get("distiller", {}).get("poster")
         if isinstance(poster, torch.Tensor) and not bool(torch.isfinite(poster).all()):
             raise ValueError(f"{path}: the poster in this checkpoint holds NaN/inf values; restore "
                              f"the checkpoint from a copy, or delete it to restart the run")
+        self._check_config_file(checkpoint)
         self._checkpoint_step = int(checkpoint["distiller"]["step"])
+        self._begun_with = checkpoint.get("begun_with")
         return checkpoint
+
+    def _check_config_file(self, checkpoint: dict) -> None:
+        """Refuse a config.json that differs from what podd wrote into it when the run began (the
+        checkpoint keeps a copy): podd never reads it back, so a hand edit would be ignored and
+        contradict final.json. Checkpoints older than that copy are compared on the settings a
+        resume cannot change. A missing or unreadable config.json is written again by
+        :meth:`restore_config_file`."""
+        began = checkpoint.get("begun_with")
+        reference = _as_json(began if began is not None else checkpoint.get("config") or {})
+        try:
+            on_disk = json.loads(self.file(CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if not isinstance(on_disk, dict):
+            return
+        missing = object()
+        differ = [k for k in sorted(set(reference) | set(on_disk))
+                  if reference.get(k, missing) != on_disk.get(k, missing)
+                  and (began is not None or k not in RESUMABLE_CHANGES)]
+        if not differ:
+            return
+
+        def shown(d: dict, key: str) -> str:
+            return json.dumps(d[key]) if key in d else "absent"
+
+        pairs = ", ".join(f"{k}: config.json {shown(on_disk, k)}, the run "
+                          f"{'began with' if began is not None else 'has'} {shown(reference, k)}"
+                          for k in differ)
+        resumable = [k for k in differ if k in RESUMABLE_CHANGES and k in on_disk]
+        fixed = [k for k in differ if k not in RESUMABLE_CHANGES]
+        ways = []
+        if resumable:
+            sets = " ".join(f"--set {k}={json.dumps(on_disk[k], separators=(',', ':'))}"
+                            for k in resumable)
+            ways.append(f"{', '.join(resumable)} may change on resume only through options "
+                        f"(e.g. {sets})")
+        if fixed:
+            ways.append(f"{', '.join(fixed)} cannot change on resume (start a new run with "
+                        f"{'it' if len(fixed) == 1 else 'them'} in another --out)")
+        raise ValueError(
+            f"{self.file(CONFIG)} was edited after the run began ({pairs}); podd does not read "
+            f"config.json back, so the edit would be ignored. Undo it (or delete config.json, "
+            f"and the resume writes it again); {'; '.join(ways)}")
+
+    def restore_config_file(self, checkpoint: dict) -> None:
+        """On resume (holding the lock): write config.json again when it is missing or not
+        readable JSON, from the checkpoint's copy (or, for older checkpoints, its config)."""
+        path = self.file(CONFIG)
+        try:
+            if isinstance(json.loads(path.read_text(encoding="utf-8")), dict):
+                return
+        except (OSError, ValueError):
+            pass
+        began = checkpoint.get("begun_with")
+        write_json(path, began if began is not None else checkpoint["config"])
+        from podd.notes import note_once
+
+        note_once(f"{path} was missing or not readable; written again from {CHECKPOINT}")
 
     def checkpoint_step(self) -> int | None:
         return self._checkpoint_step
 
     def save_checkpoint(self, state: dict, config, history: list[dict], wall_time_s: float) -> None:
-        torch_save(self.file(CHECKPOINT), with_checksum({
+        """Plain tensors, numbers, strings, lists and dicts only, so that it loads with
+        ``torch.load(weights_only=True)``; its digest goes into the file (podd.io)."""
+        torch_save(self.file(CHECKPOINT), {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "config": config.to_dict(), "distiller": state, "history": list(history),
-            "wall_time_s": wall_time_s}))
+            "wall_time_s": wall_time_s, "begun_with": self._begun_with}, digest=True)
         self._checkpoint_step = int(state["step"])
 
     # -- metrics -------------------------------------------------------------------------------
@@ -233,6 +342,54 @@ class RunDir:
                                                       distiller.dataset, "source", "full"),
                                                   device=distiller.device,
                                                   engine=distiller.engine.name))
+
+
+def dangling_link(path: str | Path) -> Path | None:
+    """The part of ``path`` that is a symbolic link to nowhere (``ln -s`` to a path that does not
+    exist, or no longer does), if any: the first part of it that does not exist, when that part
+    is a link."""
+    path = Path(path).absolute()
+    for part in [*reversed(path.parents), path]:
+        if not part.exists():
+            return part if part.is_symlink() else None
+    return None
+
+
+def _dangling(link: Path) -> str:
+    import os
+
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return f"{link} is a dangling symbolic link (it points to {target}, which does not exist)"
+
+
+def _load_failure(error: BaseException) -> str:
+    """The line of a ``torch.load`` error that says what went wrong (torch's weights-only refusal
+    is a page of advice around one line naming the refused object)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _as_json(obj: Any) -> Any:
+    """``obj`` as config.json holds it (tuples as lists, other objects as strings)."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def check_resume_steps(config, step: int, path: Path) -> None:
+    """Refuse to resume a run that is already past ``config.steps`` (it would end with the
+    checkpoint's later poster recorded as ``steps`` = the smaller number)."""
+    if config.steps < step:
+        raise ValueError(f"--steps {config.steps}: the run in {path} is already at step {step}; "
+                         f"give --steps {step} or more to continue it (or leave --steps out), or "
+                         f"start a new run in another --out for fewer steps")
 
 
 def _run_dir_error(path: Path, error: OSError) -> Exception:
@@ -301,12 +458,23 @@ def resume_config(saved: dict, requested=None):
     return config.replace(**changes)
 
 
-def load_run(path: str | Path):
-    """(artifact, final record or None) of a finished run, with clear errors otherwise."""
+def load_run(path: str | Path, allow_file: bool = False):
+    """(artifact, final record or None) of a finished run, with clear errors otherwise.
+
+    A damaged final.json is not fatal: the poster and its configuration are in poster.pt, so the
+    record is None and a note says what is missing. ``allow_file``: ``path`` may also be a
+    poster file itself (``podd show RUN/poster.pt``); any other file is refused with the name of
+    the run directory that holds it."""
     from podd.artifacts import load_artifact
 
     run = RunDir(path)
+    if run.path.is_file():
+        return _load_poster_file(run.path, allow_file)
     if not run.path.is_dir():
+        link = dangling_link(run.path)
+        if link is not None:
+            raise FileNotFoundError(f"run directory {run.path}: {_dangling(link)}; point the link "
+                                    f"at the run directory, or pass the run directory itself")
         raise FileNotFoundError(f"run directory {run.path} does not exist; pass the --out "
                                 f"directory of a `podd distill` run")
     if not run.file(ARTIFACT).exists():
@@ -320,10 +488,41 @@ def load_run(path: str | Path):
         raise
     except Exception as error:  # noqa: BLE001
         raise ValueError(f"{run.file(ARTIFACT)} could not be read as a podd poster ({error})") from error
-    final = None
-    if run.file(FINAL).exists():
-        try:
-            final = json.loads(run.file(FINAL).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{run.file(FINAL)} is not valid JSON ({error})") from error
-    return artifact, final
+    return artifact, _read_final(run)
+
+
+def _read_final(run: RunDir) -> dict | None:
+    """final.json, or None (with a note) when it is damaged; None when there is none."""
+    path = run.file(FINAL)
+    if not path.exists():
+        return None
+    try:
+        final = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(final, dict):
+            raise ValueError(f"it holds a JSON {type(final).__name__}, not an object")
+        return final
+    except (OSError, ValueError) as error:
+        from podd.notes import note_once
+
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        note_once(f"{path} is damaged ({detail}); going on from {ARTIFACT}, which holds the "
+                  f"poster and its settings. Missing with final.json: the run's recorded result "
+                  f"(its final test accuracy, best step, engine) and provenance (commit, device, "
+                  f"wall time); `podd evaluate {run.path}` measures the accuracy again")
+        return None
+
+
+def _load_poster_file(path: Path, allow_file: bool):
+    """``podd show FILE``: a poster file is shown; any other file is refused, naming the run
+    directory that holds it."""
+    from podd.artifacts import load_artifact
+
+    folder = path.parent
+    is_run = any((folder / name).exists() for name in (ARTIFACT, FINAL, CHECKPOINT))
+    if allow_file and path.suffix == ".pt" and path.name != CHECKPOINT:
+        artifact = load_artifact(path)
+        return artifact, (_read_final(RunDir(folder)) if path.name == ARTIFACT else None)
+    takes = "a run directory or a poster file (poster.pt)" if allow_file else "a run directory"
+    where = (f"; it belongs to the run directory {folder}: pass that directory"
+             if is_run else "; pass the --out directory of a `podd distill` run")
+    raise ValueError(f"{path} is a file, not {takes}{where}")
