@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -55,6 +55,7 @@ from podd import notebook_support as nbs
 from podd.display import poster_image
 
 profile = nbs.resolve_profile(profile)
+per_class_patches = nbs.list_parameter(per_class_patches, "per_class_patches", int, length=2)
 paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 160)

@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -57,6 +57,7 @@ from podd import figures
 from podd import notebook_support as nbs
 
 profile = nbs.resolve_profile(profile)
+ipcs = nbs.list_parameter(ipcs, "ipcs")       # papermill -p passes a list as text
 paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
 figures.use_style()
 pd.set_option("display.width", 160)

@@ -38,6 +38,7 @@ from podd.notebooks.experiment import (
     runs_sidecar,
 )
 from podd.notebooks.names import PRETTY_NAMES, pretty, slug
+from podd.notebooks.parameters import list_parameter
 from podd.notebooks.profiles import PROFILE_ENV, profile_default, resolve_profile
 from podd.notebooks.sweep import Sweep
 from podd.notebooks.tables import PAPER_DATASETS, majority_share_table, measured_and_reported, poster_budget_table
@@ -51,7 +52,7 @@ __all__ = [
     "preprocessor_for", "real_reference", "runs_sidecar", "PRETTY_NAMES", "pretty", "slug",
     "PROFILE_ENV", "profile_default", "resolve_profile", "Sweep", "PAPER_DATASETS",
     "majority_share_table", "measured_and_reported", "poster_budget_table", "PROFILES",
-    "SMOKE_ZCA_MAX_DIM", "note_once", "reset_caches",
+    "SMOKE_ZCA_MAX_DIM", "note_once", "reset_caches", "list_parameter",
 ]
 
 

@@ -119,3 +119,21 @@ def test_a_long_zca_fit_is_announced_once_and_then_read_from_its_cache(tmp_path,
     monkeypatch.setattr(preprocess, "fit_zca", lambda *a, **k: pytest.fail("fitted again"))
     make_preprocessor(ds, zca=True, root=tmp_path)          # the cache: no fit, no note
     assert "fitting" not in capsys.readouterr().out
+
+
+def test_list_parameters_read_as_papermill_hands_them_over():
+    from papermill.cli import _resolve_type
+
+    from podd.notebooks.parameters import list_parameter
+
+    as_text = _resolve_type("[0.5, 0.3]")            # what `papermill -p ipcs '[0.5, 0.3]'` passes
+    assert as_text == "[0.5, 0.3]"
+    assert list_parameter(as_text, "ipcs") == [0.5, 0.3]
+    assert list_parameter([0.9, 0.5], "ipcs") == [0.9, 0.5]    # -y "ipcs: [0.9, 0.5]", or the cell
+    assert list_parameter(_resolve_type("0.5"), "ipcs") == [0.5]
+    assert list_parameter("(3, 3)", "per_class_patches", int, length=2) == [3, 3]
+    for bad, message in [("0.5;0.3", "give a list of numbers"), ("['a']", "give a list of numbers"),
+                         ("[2.5, 3]", "whole numbers"), ("[3]", "give 2 numbers")]:
+        with pytest.raises(ValueError, match=message) as refused:
+            list_parameter(bad, "per_class_patches", int, length=2)
+        assert "-y" in str(refused.value) or message != "give a list of numbers"
