@@ -23,6 +23,7 @@ import torch
 
 from podd import runs
 from podd.distill import DistillConfig, Distiller, NonFiniteLossError
+from podd.io import write_json
 
 
 @dataclass
@@ -100,8 +101,6 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
     distiller = Distiller(config, dataset, preprocessor, parallel)  # fails before any file
     if run is not None and not resume:
         run.begin(distiller.config)
-    if run is not None and parallel.world_size > 1:
-        _record_parallel(run, parallel, distiller.step_count if state is None else state["step"])
     if state is not None:
         if run is not None:     # data replaced since the run began: refused, not silently mixed
             from podd.data.dataset import check_fingerprint
@@ -112,6 +111,8 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
         distiller.load_state_dict(state)
         if run is not None:
             run.rewrite_metrics(history)
+    if run is not None and (parallel.world_size > 1 or run.file("distributed.json").exists()):
+        _record_parallel(run, parallel, distiller.step_count)
     try:
         return _train(distiller, run, history, wall_before, progress)
     except KeyboardInterrupt:
@@ -120,11 +121,14 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
 
 def _record_parallel(run, parallel, step: int) -> None:
     """Append (from which step, variant, world size) to the run's ``distributed.json``: the
-    ``tasks`` variant's trajectory depends on the world size."""
+    ``tasks`` variant's trajectory depends on the world size. A distributed run resumed in one
+    process gets a segment too (variant None, world size 1), so the file never claims more
+    processes than ran."""
     path = run.file("distributed.json")
     segments = json.loads(path.read_text()) if path.exists() else []
-    segments.append({"from_step": int(step), **parallel.describe()})
-    path.write_text(json.dumps(segments, indent=1) + "\n")
+    where = parallel.describe() if parallel.world_size > 1 else {"variant": None, "world_size": 1}
+    segments.append({"from_step": int(step), **where})
+    write_json(path, segments)
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,11 +333,11 @@ def _oom_message(config: DistillConfig) -> str:
         cli = " ".join(f"--set {k}={str(v).lower()}" for k, v in savers.items())
         python = ", ".join(f"{k}={v}" for k, v in savers.items())
         first = (f"first try the memory savers, which keep the gradient the same: {cli} "
-                 f"(get_preset(..., {python})); ")
+                 f"(resolve_config(..., {python})); ")
     return (f"the GPU ran out of memory; {first}otherwise lower the batch sizes: "
             f"distill_batch={config.distill_batch}, real_batch={config.real_batch}, "
             f"window={config.window} (e.g. --set real_batch={max(1, config.real_batch // 2)}, "
-            f"in Python get_preset(..., real_batch={max(1, config.real_batch // 2)}), or a "
+            f"in Python resolve_config(..., real_batch={max(1, config.real_batch // 2)}), or a "
             f"smaller --profile)")
 
 

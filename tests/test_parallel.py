@@ -134,6 +134,9 @@ def test_real_batch_split_follows_one_process_and_resumes_at_world_size_one(two_
                 if "loss" in r]) == 4          # one writer: each step logged once
     longer = distill(tiny(steps=6, checkpoint_every=2), ds, out_dir=run, resume=True,
                      progress=False, preprocessor=pre)
+    assert json.loads((run / "distributed.json").read_text()) == [     # not "2 from step 0" alone
+        {"from_step": 0, "variant": "real-batch", "world_size": 2},
+        {"from_step": 4, "variant": None, "world_size": 1}]
     straight = distill(tiny(steps=6), ds, progress=False, preprocessor=pre)
     assert torch.allclose(longer.artifact.poster, straight.artifact.poster, atol=1e-5)
 
