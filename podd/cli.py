@@ -10,6 +10,8 @@ import signal
 import sys
 import threading
 
+from podd.choices import DEVICES, EXECUTORS, MODES, PROFILES, VARIANTS
+
 
 def _cmd_data(args: argparse.Namespace) -> int:
     from podd.data import load_dataset, summary
@@ -383,16 +385,17 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                         "CLIP embeddings, smoke uses the dataset order")
     p.add_argument("--ipc", type=float, metavar="R", help="pixel budget in images per class "
                    "(e.g. 0.5; baseline mode needs 1)")
-    p.add_argument("--mode", choices=("podd", "baseline", "per-class"), default=None,
+    p.add_argument("--mode", choices=MODES, default=None,
                    help="podd (shared poster, default), baseline (RaT-BPTT at 1 IPC), per-class")
-    p.add_argument("--profile", choices=("smoke", "quick", "paper"), default=None,
-                   help="preset size: smoke (seconds), quick (minutes on a CPU), paper (the "
+    p.add_argument("--profile", choices=PROFILES, default=None,
+                   help="preset size: smoke (seconds on digits; a real dataset is downloaded and whitened "
+                        "once first), quick (minutes on a CPU), paper (the "
                         "authors' settings, sized for a GPU: days on a CPU; the default, unless "
                         "$PODD_PROFILE says otherwise)")
     p.add_argument("--steps", type=int, default=None, help="outer steps (overrides the preset)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="run directory (default runs/DATASET-MODE-ipcR-seedS)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+    p.add_argument("--device", choices=DEVICES, default=None,
                    help="where to run (default auto: CUDA when available)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true",
@@ -403,7 +406,7 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                         "recompute_window=true --set real_chunk=250 keep the gradients and "
                         "the batch sizes and need far less memory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--distributed", choices=("tasks", "real-batch"), default=None,
+    p.add_argument("--distributed", choices=VARIANTS, default=None,
                    help="under torchrun (torchrun --nproc-per-node N -m podd.cli distill ...): "
                         "'tasks' = each process trains its own inner network on its own window "
                         "and the meta-gradients are averaged (N tasks per outer step); "
@@ -413,7 +416,7 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
         "as a job", "submit the run instead of running it here (submitit); unset settings "
                     "come from PODD_SLURM_PARTITION, PODD_SLURM_TIME_MIN, PODD_SLURM_GPUS, "
                     "PODD_SLURM_CPUS, PODD_SLURM_MEM_GB, PODD_SLURM_ACCOUNT, PODD_SLURM_QOS")
-    jobs.add_argument("--executor", choices=("local", "slurm", "submitit-local", "debug"),
+    jobs.add_argument("--executor", choices=EXECUTORS,
                       default="local", help="local (default): run here; slurm: one Slurm job; "
                       "submitit-local: a local subprocess through submitit (a dry run of the "
                       "slurm path); debug: submitit's in-process debug executor")
@@ -440,7 +443,7 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--models", type=int, default=8, help="number of evaluation models (default 8)")
     p.add_argument("--steps", type=int, nargs="+", default=None,
                    help="training steps at which to test (default: the run's eval_steps)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation models")
     p.add_argument("--allow-changed-data", action="store_true",
                    help="evaluate even if the run's dataset changed since it was distilled "

@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from podd.augment import apply_flip_rotate, draw_flip_rotate
+from podd.choices import ENGINES
 from podd.models import convnet_forward
 from podd.notes import note_once
 from podd.ratbptt import (
@@ -70,8 +71,6 @@ from podd.ratbptt import (
     real_batch,
     soft_cross_entropy,
 )
-
-ENGINES = ("auto", "eager", "compiled")
 
 
 def resolve_engine(name: str, device: torch.device) -> tuple[str, str | None]:

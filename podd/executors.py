@@ -26,7 +26,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-KINDS = ("local", "slurm", "debug", "submitit-local")
+from podd.choices import EXECUTORS
+
+KINDS = EXECUTORS
 
 #: option name -> (environment variable, type, submitit parameter)
 SLURM_OPTIONS = {

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from podd import labels as L
 from podd import poster as P
+from podd.choices import MODES as MODE_NAMES
 from podd.layout import default_class_grid
 from podd.ordering import resolve_class_order
 
@@ -178,6 +179,7 @@ class PerClassMode(PosterMode):
 
 _MODES = {mode.name: mode for mode in (PoddMode(), BaselineMode(), PerClassMode())}
 MODES = tuple(_MODES)
+assert MODES == MODE_NAMES, "podd.choices.MODES names every mode object, in order"
 
 
 def poster_mode(name: str) -> PosterMode:

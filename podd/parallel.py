@@ -32,7 +32,8 @@ from typing import Any
 
 import torch
 
-VARIANTS = ("tasks", "real-batch")
+from podd.choices import VARIANTS
+
 #: Seconds a rank waits for the others in a collective (rank 0 alone evaluates the poster during
 #: a run, which can take long on a paper-size configuration); ``PODD_DIST_TIMEOUT_S`` overrides.
 DEFAULT_TIMEOUT_S = 4 * 3600

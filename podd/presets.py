@@ -25,6 +25,7 @@ import dataclasses
 import math
 
 from podd import poster as P
+from podd.choices import PROFILES
 from podd.clip_text import load_embeddings
 from podd.data.sources import DATASET_SHAPES, canonical_name
 from podd.distill import DistillConfig
@@ -33,8 +34,6 @@ from podd.models import default_depth
 from podd.modes import per_class_patches
 from podd.notes import note_once
 from podd.poster import PAPER_POSTERS
-
-PROFILES = ("smoke", "quick", "paper")
 
 #: Largest image dimension (c·h·w) whose ZCA a smoke run fits; 3×32×32 = 3072 takes seconds,
 #: Tiny-ImageNet's 3×64×64 = 12288 takes minutes and gigabytes.

@@ -87,3 +87,20 @@ def test_the_engine_never_imports_the_run_loop_or_notebook_code():
     for engine in ("podd.ratbptt", "podd.distill", "podd.modes", "podd.poster", "podd.labels",
                    "podd.layout", "podd.ordering"):
         assert not {m for m in graph[engine] if m.startswith(("podd.run_loop", "podd.notebook"))}, engine
+
+
+def test_the_names_a_user_chooses_from_live_in_one_leaf():
+    """podd.choices imports nothing (so ``podd --help`` needs no torch), and the library checks
+    against the same tuples the command line offers."""
+    import argparse
+
+    from podd import choices, cli, executors, modes, parallel, presets
+
+    assert import_graph()["podd.choices"] == set()
+    assert modes.MODES == choices.MODES and presets.PROFILES is choices.PROFILES
+    assert parallel.VARIANTS is choices.VARIANTS and executors.KINDS is choices.EXECUTORS
+    distill = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+                   ).choices["distill"]
+    offered = {a.dest: tuple(a.choices) for a in distill._actions if a.choices}
+    assert offered["mode"] == choices.MODES and offered["profile"] == choices.PROFILES
+    assert offered["distributed"] == choices.VARIANTS and offered["executor"] == choices.EXECUTORS
