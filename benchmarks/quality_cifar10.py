@@ -110,8 +110,8 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
     preset rule below 1 IPC) reruns only those, and the table says which rows came from which
     commit and how they were checked.
     """
+    from podd.config import DistillConfig
     from podd.demo import job_config
-    from podd.distill import DistillConfig
 
     earlier = json.loads(Path(earlier_path).read_text())
     for key in ("profile", "seeds", "eval_models_per_seed", "eval_steps", "overrides"):

@@ -45,9 +45,10 @@ from quality_report import report_path  # noqa: E402  (benchmarks/, the script's
 
 def _evaluate_job(job: dict) -> dict:
     """One row-seed: train ``eval_models`` students and test them at every step (percent)."""
+    from podd.config import DistillConfig
     from podd.data import load_dataset, train_val_split
     from podd.demo import random_real_accuracy
-    from podd.distill import DistillConfig, patches_and_labels
+    from podd.distill import patches_and_labels
     from podd.evaluate import EvalProtocol
     from podd.notebooks.experiment import preprocessor_for
     from podd.runs import load_run

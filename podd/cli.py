@@ -85,8 +85,8 @@ def config_from_args(args: argparse.Namespace):
     """
     import os
 
-    from podd.distill import DistillConfig
-    from podd.modes import plan_geometry
+    from podd.config import DistillConfig
+    from podd.modes import plan_geometry, validate
     from podd.presets import resolve_config
     from podd.runs import RunDir, check_resume_steps
 
@@ -109,7 +109,7 @@ def config_from_args(args: argparse.Namespace):
         checkpoint = RunDir(args.out).load_checkpoint()
         config = _resumed_config(args, DistillConfig.from_dict(checkpoint["config"]), overrides)
         check_resume_steps(config, int(checkpoint["distiller"]["step"]), args.out)  # every rank
-        return config.validate()
+        return validate(config)
     if args.dataset is None or args.ipc is None:
         raise ValueError("podd distill needs --dataset NAME and --ipc R (or --resume --out DIR)")
     if not args.ipc > 0 or args.ipc == float("inf"):
@@ -125,10 +125,9 @@ def config_from_args(args: argparse.Namespace):
         shape = dict(num_classes=local.num_classes, image_shape=tuple(local.image_shape))
     config = resolve_config(dataset, profile, like=args.like, mode=args.mode or "podd",
                             ipc=args.ipc, embeddings=args.embeddings, **shape, **overrides)
-    config.validate()
     K, image_shape = (shape["num_classes"], shape["image_shape"]) if shape else \
         DATASET_SHAPES[dataset]
-    plan_geometry(config, K, image_shape)      # an impossible poster: said now, not at step 1
+    plan_geometry(config, K, image_shape)      # validates it; an impossible poster: said now, not at step 1
     return config
 
 
@@ -266,9 +265,9 @@ def _load_run_parts(run_dir: str, allow_changed_data: bool = False, artifact=Non
     """artifact, config, dataset and preprocessor of a finished run; data that changed since the
     run was distilled is refused unless ``allow_changed_data``. ``artifact``: already loaded
     from it."""
+    from podd.config import DistillConfig
     from podd.data import load_dataset, make_preprocessor
     from podd.data.dataset import check_fingerprint
-    from podd.distill import DistillConfig
     from podd.runs import load_run
 
     if artifact is None:

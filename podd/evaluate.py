@@ -326,7 +326,7 @@ class EvalProtocol:
 
     @classmethod
     def from_config(cls, config, **changes) -> EvalProtocol:
-        """The protocol of a :class:`podd.distill.DistillConfig`: its eval_models, eval_steps
+        """The protocol of a :class:`podd.config.DistillConfig`: its eval_models, eval_steps
         and seed, the inner loop's learning rate, batch size (``distill_batch``), network and
         augmentation, on its device; ``changes`` override any of them."""
         protocol = cls(num_models=config.eval_models, steps=tuple(config.eval_steps),

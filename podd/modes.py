@@ -11,8 +11,9 @@
 
 :func:`poster_mode` is the only place that turns a mode's name into behaviour: the engine asks
 the :class:`PosterMode` it returns for the poster's geometry, class order, initial pixels,
-patches and labels, and never compares mode names itself. :func:`plan_geometry` and
-:func:`check_budget` refuse impossible posters before anything is allocated.
+patches and labels, and never compares mode names itself. :func:`validate` adds each mode's
+own rules to the settings' (:meth:`podd.config.DistillConfig.validate`); :func:`plan_geometry`
+and :func:`check_budget` refuse impossible posters before anything is allocated.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class PosterMode:
         return 1
 
     def check_config(self, config) -> None:
-        """Refuse settings this mode cannot run (called by DistillConfig.validate)."""
+        """Refuse settings this mode cannot run (called by :func:`validate`)."""
 
     def geometry(self, config, num_classes: int, image_shape):
         raise NotImplementedError
@@ -189,6 +190,15 @@ def poster_mode(name: str) -> PosterMode:
     return _MODES[name]
 
 
+def validate(config):
+    """``config`` (a :class:`podd.config.DistillConfig`) when its settings are possible
+    (:meth:`~podd.config.DistillConfig.validate`) and its mode's own rules hold
+    (:meth:`PosterMode.check_config`), else a ValueError naming the first impossible setting."""
+    config.validate()
+    poster_mode(config.mode).check_config(config)
+    return config
+
+
 def _refuse_too_small(config, geometry, image_shape, note: str = "", hint: str = "") -> None:
     """The poster module never makes a poster smaller than one image: a budget that cannot hold
     one patch is refused, since silently spending more pixels would misreport the IPC."""
@@ -229,7 +239,7 @@ def plan_geometry(config, num_classes: int, image_shape) -> Any:
     from it, and ``podd distill`` calls it before loading any data."""
     K, shape = int(num_classes), tuple(int(v) for v in image_shape)
     c, h, w = shape
-    config.validate()
+    validate(config)
     mode = poster_mode(config.mode)
     where = (f"ipc={config.ipc:g} ({config.mode} mode, {K} classes of {h}×{w} images"
              + (f", grid {list(config.grid)}" if config.grid else "")

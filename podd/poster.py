@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from podd.choices import INITS  # the poster initialisations a user chooses from
 from podd.layout import check_fits, check_grid, default_class_grid, identity_order, pixel_cells, validate_class_order
 
 __all__ = [
@@ -426,12 +427,6 @@ def overlap_count(geometry: PosterGeometry) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Initialisation
 # --------------------------------------------------------------------------------------------
-
-#: Poster initialisations. ``class_areas`` is the authors' (the presets' default); ``gaussian``
-#: is the paper text's "standard Gaussian noise" at the same per-pixel scale; ``real`` starts
-#: from the class means of the real images.
-INITS = ("class_areas", "gaussian", "real")
-
 
 def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: str = "class_areas",
                 *, class_order: torch.Tensor | None = None, real_x: torch.Tensor | None = None,

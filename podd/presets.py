@@ -27,8 +27,8 @@ import math
 from podd import poster as P
 from podd.choices import PROFILES
 from podd.clip_text import load_embeddings
+from podd.config import DistillConfig
 from podd.data.sources import DATASET_SHAPES, canonical_name
-from podd.distill import DistillConfig
 from podd.layout import default_class_grid
 from podd.models import default_depth
 from podd.modes import per_class_patches
@@ -176,7 +176,7 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
     ``image_shape`` (c, h, w): the data's, when known; built-in datasets have them in
     :data:`podd.data.DATASET_SHAPES`, local data must pass them (else its grid, patches and depth
     stay ``None`` and the engine derives them with the same rules when the data is loaded).
-    ``overrides``: any :class:`~podd.distill.DistillConfig` field, applied last and never
+    ``overrides``: any :class:`~podd.config.DistillConfig` field, applied last and never
     adjusted by the rules below.
 
     Rules, in order (each only for settings not in ``overrides``):

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from podd import choices
 from podd.augment import flip_rotate
 from podd.models import forward_with
 
@@ -35,6 +36,7 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 # Precisions the truncated (no-graph) inner steps may run in: ``truncated_dtype`` of the config.
 TRUNCATED_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+assert tuple(TRUNCATED_DTYPES) == choices.TRUNCATED_DTYPES, "podd.choices names every precision, in order"
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -206,7 +208,7 @@ def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
 
     ``truncated_dtype`` is the precision of the steps before the window (see
     :func:`_truncated_steps`), float32 by default; bfloat16 was tried for speed on a GPU and
-    measured slower there (see :class:`podd.distill.DistillConfig`).
+    measured slower there (see :class:`podd.config.DistillConfig`).
     """
     leaves = [poster] + ([label_params] if label_params is not None else [])
     if real_chunk is None and not recompute_window:

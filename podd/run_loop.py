@@ -22,8 +22,10 @@ from typing import Any
 import torch
 
 from podd import runs
-from podd.distill import DistillConfig, Distiller, NonFiniteLossError
+from podd.config import DistillConfig
+from podd.distill import Distiller, NonFiniteLossError
 from podd.io import write_json
+from podd.modes import validate
 
 
 @dataclass
@@ -67,7 +69,7 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
     if not parallel.is_main:
         return _distill(config, dataset, None, resume, False, preprocessor, parallel)
     run = runs.RunDir(out_dir)
-    config.validate()               # impossible settings: refused before the directory is made
+    validate(config)                # impossible settings: refused before the directory is made
     if resume:
         if not run.path.is_dir():
             run.load_checkpoint()   # says that there is nothing to resume

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from podd.config import DistillConfig
 from podd.io import (
     ChecksumMismatchError,
     UnreadableFileError,
@@ -441,8 +442,6 @@ def final_record(artifact, config, history, evaluation, wall_time_s, data_source
 
 def resume_config(saved: dict, requested=None):
     """The configuration of a resumed run: the saved one, with only harmless changes allowed."""
-    from podd.distill import DistillConfig
-
     config = DistillConfig.from_dict(saved)
     if requested is None:
         return config

@@ -104,3 +104,25 @@ def test_the_names_a_user_chooses_from_live_in_one_leaf():
     offered = {a.dest: tuple(a.choices) for a in distill._actions if a.choices}
     assert offered["mode"] == choices.MODES and offered["profile"] == choices.PROFILES
     assert offered["distributed"] == choices.VARIANTS and offered["executor"] == choices.EXECUTORS
+
+
+def test_the_config_is_plain_data_without_the_engine():
+    """podd.config (DistillConfig, its types and validation) imports no engine module, not even
+    lazily, and no torch: a config is made, checked and saved before anything heavy loads."""
+    import subprocess
+    import sys
+
+    graph = import_graph()
+    reached, todo = set(), ["podd.config"]
+    while todo:
+        for module in graph[todo.pop()] - reached:
+            reached.add(module)
+            todo.append(module)
+    assert reached <= {"podd.choices", "podd.layout"}, reached
+    engine = {"podd.distill", "podd.ratbptt", "podd.engine", "podd.modes", "podd.poster",
+              "podd.labels", "podd.models", "podd.ordering", "podd.memory", "podd.devices"}
+    assert "podd.config" in graph["podd.distill"] and not reached & engine
+    code = "import sys, podd.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+

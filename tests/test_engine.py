@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from podd import engine as E
-from podd.distill import DistillConfig, Distiller, PatchSource
+from podd.config import DistillConfig
+from podd.distill import Distiller, PatchSource
 from podd.labels import init_label_params
 from podd.models import ConvNet, init_parameters
 from podd.poster import make_geometry

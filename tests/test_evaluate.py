@@ -241,7 +241,7 @@ def test_cuda_without_cuda_is_a_clear_error():
 def test_protocol_runs_like_train_and_test_and_follows_the_config():
     """EvalProtocol.run is train_and_test; from_config takes the run's evaluation settings, and
     batch_size=None trains on all images in every step (the engine's distill_batch=None)."""
-    from podd.distill import DistillConfig
+    from podd.config import DistillConfig
 
     x, y, tx, ty = _data()
     protocol = EvalProtocol(num_models=2, steps=(3,), lr=1e-2, batch_size=8, width=8, seed=4)

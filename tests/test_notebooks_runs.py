@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from podd import reported
+from podd.config import DistillConfig
 from podd.data import stand_in
-from podd.distill import DistillConfig
 from podd.notebooks import configs, data_choice, experiment, sweep, tables
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from podd import poster
 from podd.cli import build_parser, config_from_args
+from podd.config import DistillConfig
 from podd.data import canonical_name, load_dataset, stand_in
 from podd.demo import job_config
-from podd.distill import DistillConfig
 from podd.notebook_support import run_config
 from podd.presets import resolve_config
 
