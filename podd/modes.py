@@ -11,9 +11,10 @@
 
 :func:`poster_mode` is the only place that turns a mode's name into behaviour: the engine asks
 the :class:`PosterMode` it returns for the poster's geometry, class order, initial pixels,
-patches and labels, and never compares mode names itself. :func:`validate` adds each mode's
-own rules to the settings' (:meth:`podd.config.DistillConfig.validate`); :func:`plan_geometry`
-and :func:`check_budget` refuse impossible posters before anything is allocated.
+patches and labels, :func:`podd.presets.resolve_config` asks it how a preset's settings fit the
+mode, and neither compares mode names itself. :func:`validate` adds each mode's own rules to the
+settings' (:meth:`podd.config.DistillConfig.validate`); :func:`plan_geometry` and
+:func:`check_budget` refuse impossible posters before anything is allocated.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class PosterMode:
 
     name = ""
     labels_learnable = True
+    #: whether ``class_order`` (PoCO, an embeddings file) places this mode's classes; the other
+    #: modes fix which class each poster or cell holds
+    orders_classes = False
 
     def posters(self, num_classes: int) -> int:
         """How many posters the distilled set has."""
@@ -50,6 +54,19 @@ class PosterMode:
 
     def check_config(self, config) -> None:
         """Refuse settings this mode cannot run (called by :func:`validate`)."""
+
+    # -- presets (podd.presets.resolve_config) ------------------------------------------------
+    def preset_defaults(self, values: dict) -> None:
+        """Set in a preset's ``values`` what this mode fixes, before the request's ipc and
+        overrides are applied (which may still change it)."""
+
+    def preset_poster(self, values: dict, free) -> bool:
+        """Reset the preset's poster settings this mode has no use for to None (its own default),
+        each only where ``free(name)`` (not requested); True when the preset's poster size and
+        patch counts are this mode's, to be fitted to the IPC (resolve_config's rule 2)."""
+        if free("poster_size"):
+            values["poster_size"] = None      # only a shared poster sized by the IPC has one
+        return False
 
     def geometry(self, config, num_classes: int, image_shape):
         raise NotImplementedError
@@ -85,6 +102,10 @@ class PosterMode:
 
 class PoddMode(PosterMode):
     name = "podd"
+    orders_classes = True
+
+    def preset_poster(self, values, free):
+        return True         # the presets' posters are PoDD's: resolve_config fits them to the IPC
 
     def geometry(self, config, num_classes, image_shape):
 
@@ -121,6 +142,10 @@ class BaselineMode(PosterMode):
             raise ValueError(f"ipc={config.ipc}: baseline mode is RaT-BPTT at exactly 1 IPC (one "
                              f"non-overlapping patch per class); use --ipc 1 or --mode podd")
 
+    def preset_defaults(self, values):
+        # RaT-BPTT at 1 IPC: K images, each one-hot its class, all of them in every inner step.
+        values.update(distill_batch=None, labels="fixed", ipc=1.0)
+
     def geometry(self, config, num_classes, image_shape):
 
         return P.baseline_geometry(num_classes, image_shape, grid=config.grid)
@@ -138,6 +163,12 @@ class PerClassMode(PosterMode):
 
     def posters(self, num_classes):
         return num_classes
+
+    def preset_poster(self, values, free):
+        super().preset_poster(values, free)
+        if free("patches"):
+            values["patches"] = None          # per_class_patches: 2×2 per class
+        return False
 
     def geometry(self, config, num_classes, image_shape):
 

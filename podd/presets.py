@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 from podd import poster as P
 from podd.choices import PROFILES
@@ -31,7 +32,7 @@ from podd.config import DistillConfig
 from podd.data.sources import DATASET_SHAPES, canonical_name
 from podd.layout import default_class_grid
 from podd.models import default_depth
-from podd.modes import per_class_patches
+from podd.modes import poster_mode
 from podd.notes import note_once
 from podd.poster import PAPER_POSTERS
 
@@ -224,9 +225,8 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
     values = _table(preset_name, profile)
     preset = dict(values)
     values.update(dataset=dataset, profile=profile, mode=mode)
-    if mode == "baseline":
-        # RaT-BPTT at 1 IPC: K images, each one-hot its class, all of them in every inner step.
-        values.update(distill_batch=None, labels="fixed", ipc=1.0)
+    kind = poster_mode(mode)          # what the mode fixes and takes from the preset: its own rules
+    kind.preset_defaults(values)      # baseline: RaT-BPTT at 1 IPC, all K images in every inner step
     if ipc is not None:
         values["ipc"] = float(ipc)
     values.update(overrides)
@@ -245,12 +245,7 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
     if shape is not None and free("depth") and values["depth"] is None:
         values["depth"] = default_depth(shape[1])
 
-    if mode != "podd":
-        if free("poster_size"):
-            values["poster_size"] = None      # only a shared poster has one
-        if mode == "per-class" and free("patches"):
-            values["patches"] = None          # the engine's per-class default (2×2 per class)
-    elif shape is not None and K is not None:
+    if kind.preset_poster(values, free) and shape is not None and K is not None:
         at_preset = (same_data and abs(values["ipc"] - preset["ipc"]) < 1e-9
                      and values["grid"] == preset["grid"])
         if free("poster_size") and not at_preset:
@@ -261,7 +256,7 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
 
     if embeddings:
         values["class_order"] = _embeddings_order(embeddings, mode, overrides, K)
-    elif mode == "podd" and free("class_order") and values["class_order"] == "poco":
+    elif kind.orders_classes and free("class_order") and values["class_order"] == "poco":
         if profile == "smoke":
             values["class_order"] = "identity"
             if verbose:
@@ -282,7 +277,7 @@ def _embeddings_order(embeddings, mode: str, overrides: dict, K: int | None) -> 
     """Rule 4 with an embeddings file: PoCO on it, whatever class order the preset has (digits'
     is the dataset order): a file given is never ignored. Checked now (it exists, one row per
     class), not when the run reaches the poster after loading and whitening the data."""
-    if mode != "podd":
+    if not poster_mode(mode).orders_classes:
         raise ValueError(f"embeddings={str(embeddings)!r} (--embeddings) orders the classes on "
                          f"a shared poster; {mode} mode has none to order: drop it")
     if "class_order" in overrides and overrides["class_order"] != str(embeddings):
@@ -321,15 +316,9 @@ def _cap_distill_batch(values: dict, overrides: dict, K, shape) -> None:
     """Rule 3: no more patches per inner step than the poster has."""
     if "distill_batch" in overrides or not values["distill_batch"] or K is None or shape is None:
         return
-    try:
-        if values["mode"] == "podd":
-            n = P.make_geometry(K, shape, values["ipc"], grid=values["grid"],
-                                patches=values["patches"], size=values["poster_size"]).num_patches
-        elif values["mode"] == "per-class":
-            patches = values["patches"] or per_class_patches(values["ipc"], shape)
-            n = K * P.per_class_geometry(K, shape, values["ipc"], patches).num_patches
-        else:
-            return
+    kind = poster_mode(values["mode"])
+    try:    # the mode's own geometry of these settings (baseline: distill_batch is None already)
+        n = kind.posters(K) * kind.geometry(SimpleNamespace(**values), K, shape).num_patches
     except ValueError:
         return      # an impossible poster: the engine says why, with the run's own words
     values["distill_batch"] = min(values["distill_batch"], n)

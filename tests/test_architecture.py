@@ -126,3 +126,14 @@ def test_the_config_is_plain_data_without_the_engine():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
+
+def test_the_presets_ask_the_mode_instead_of_comparing_its_name():
+    """What a mode does differently is podd.modes' (its PosterMode objects): podd.presets and
+    podd.distill never compare a value with a mode's name."""
+    from podd.choices import MODES
+
+    for module in ("presets", "distill", "config"):
+        tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+        compared = {c.value for node in ast.walk(tree) if isinstance(node, ast.Compare)
+                    for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)}
+        assert not compared & set(MODES), (module, compared & set(MODES))
