@@ -220,12 +220,13 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _distill_job(config, out: str, resume: bool, threads: int | None) -> dict:
-    """``podd distill`` as a job (``--executor``): the run, and a short summary back."""
+def _distill_job(config, threads: int | None, *, out_dir: str, resume: bool, stop=None) -> dict:
+    """``podd distill`` as a job (``--executor``, through :class:`podd.jobs.ResumableJob`): the
+    run, and a short summary back."""
     from podd.run_loop import distill
 
     _set_threads(threads)
-    result = distill(config, out_dir=out, resume=resume, progress=False)
+    result = distill(config, out_dir=out_dir, resume=resume, progress=False, stop=stop)
     summary = {"out_dir": str(result.out_dir), "wall_time_s": result.wall_time_s}
     if result.evaluation is not None:
         summary.update(accuracy=result.evaluation.mean(), std=result.evaluation.std(),
@@ -236,6 +237,7 @@ def _distill_job(config, out: str, resume: bool, threads: int | None) -> dict:
 def _submit_distill(args: argparse.Namespace, config) -> int:
     """--executor slurm (or submitit-local / debug): the run as one submitit job."""
     from podd.executors import make_executor
+    from podd.jobs import ResumableJob
 
     if args.distributed:
         raise ValueError("--distributed is for processes started by torchrun; a job submitted "
@@ -245,7 +247,8 @@ def _submit_distill(args: argparse.Namespace, config) -> int:
                ("partition", "time_min", "gpus", "cpus", "mem_gb", "account", "qos")}
     executor = make_executor(args.executor, folder=args.jobs_folder, **options)
     out = os.path.abspath(args.out or _default_out(config))
-    job = executor.submit(_distill_job, config, out, args.resume, args.threads)
+    # checkpointable: requeued on its time limit and on preemption, resumed from a checkpoint
+    job = executor.submit(ResumableJob(_distill_job, out, config, args.threads, resume=args.resume))
     job_id = getattr(job, "job_id", "?")
     print(f"submitted job {job_id} ({args.executor}); run directory: {out}")
     if hasattr(job, "paths"):
@@ -416,7 +419,8 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                     "come from PODD_SLURM_PARTITION, PODD_SLURM_TIME_MIN, PODD_SLURM_GPUS, "
                     "PODD_SLURM_CPUS, PODD_SLURM_MEM_GB, PODD_SLURM_ACCOUNT, PODD_SLURM_QOS")
     jobs.add_argument("--executor", choices=EXECUTORS,
-                      default="local", help="local (default): run here; slurm: one Slurm job; "
+                      default="local", help="local (default): run here; slurm: one Slurm job, "
+                      "requeued on its time limit or preemption and resumed from a checkpoint; "
                       "submitit-local: a local subprocess through submitit (a dry run of the "
                       "slurm path); debug: submitit's in-process debug executor")
     jobs.add_argument("--wait", action="store_true", help="wait for the job and print its result")

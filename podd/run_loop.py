@@ -41,12 +41,21 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says where the last checkpoint is and how to resume."""
 
 
+class RunStopped(Exception):
+    """The run's ``stop`` event was set (a job's warning signal, :mod:`podd.jobs`): the step in
+    progress was finished, a checkpoint written, and ``resume=True`` continues from it."""
+
+    def __init__(self, step: int, message: str):
+        super().__init__(message)
+        self.step = step
+
+
 # --------------------------------------------------------------------------------------------
 # starting and resuming
 # --------------------------------------------------------------------------------------------
 def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = None,
             resume: bool = False, progress: bool = True, preprocessor=None,
-            parallel=None) -> DistillResult:
+            parallel=None, stop=None) -> DistillResult:
     """Run ``config.steps`` outer steps, evaluating, logging and checkpointing as configured.
 
     With ``out_dir`` a run directory is written (see podd.runs); ``resume=True`` continues the
@@ -57,6 +66,10 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
     ``parallel`` (:func:`podd.parallel.from_env`): this process is one rank of several. Only
     rank 0 touches the run directory, shows progress and evaluates; the others receive the
     checkpoint to resume from rank 0 and return a result without evaluation.
+
+    ``stop`` (a :class:`threading.Event`, set e.g. by a signal handler): once set, the run ends
+    after the step in progress with a checkpoint of that step and raises :class:`RunStopped`
+    (one process only: the ranks of a distributed run would not agree on the step).
     """
     from podd.parallel import SINGLE
 
@@ -65,9 +78,9 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
         if resume:
             raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
         return _distill(config, dataset, None, False, progress and parallel.is_main,
-                        preprocessor, parallel)
+                        preprocessor, parallel, stop)
     if not parallel.is_main:
-        return _distill(config, dataset, None, resume, False, preprocessor, parallel)
+        return _distill(config, dataset, None, resume, False, preprocessor, parallel, stop)
     run = runs.RunDir(out_dir)
     validate(config)                # impossible settings: refused before the directory is made
     if resume:
@@ -77,11 +90,11 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
         run.check_target()
         run.check_new()
     with run.locked():
-        return _distill(config, dataset, run, resume, progress, preprocessor, parallel)
+        return _distill(config, dataset, run, resume, progress, preprocessor, parallel, stop)
 
 
 def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, preprocessor,
-             parallel) -> DistillResult:
+             parallel, stop=None) -> DistillResult:
     """:func:`distill` in a run directory already held (``run``), or without one (also every
     rank but 0 of a distributed run, ``run=None``, which gets a resumed run's state from rank 0).
     """
@@ -116,7 +129,7 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
     if run is not None and (parallel.world_size > 1 or run.file("distributed.json").exists()):
         _record_parallel(run, parallel, distiller.step_count)
     try:
-        return _train(distiller, run, history, wall_before, progress)
+        return _train(distiller, run, history, wall_before, progress, stop)
     except KeyboardInterrupt:
         raise RunInterrupted(_interrupted_message(distiller, run)) from None
 
@@ -137,7 +150,7 @@ def _record_parallel(run, parallel, step: int) -> None:
 # the outer steps
 # --------------------------------------------------------------------------------------------
 def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
-           progress: bool) -> DistillResult:
+           progress: bool, stop=None) -> DistillResult:
     """The outer steps, evaluation and final files of :func:`distill` (after its setup)."""
     cfg = distiller.config
     bar = _Bar(cfg, distiller.step_count, progress, history)
@@ -147,7 +160,7 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
         return wall_before + time.perf_counter() - t0
 
     try:
-        _outer_steps(distiller, run, history, bar, elapsed)
+        _outer_steps(distiller, run, history, bar, elapsed, stop)
         end_state = _select_best(distiller, run, history)     # None without best_every
     except NonFiniteLossError as error:
         raise _non_finite_error(error, cfg, run) from None
@@ -167,10 +180,10 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
 
 
 def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
-                 elapsed: Callable[[], float]) -> None:
+                 elapsed: Callable[[], float], stop=None) -> None:
     """Step until ``config.steps``; log every ``log_every``, evaluate every ``eval_every`` and
     score for the best poster every ``best_every`` (rank 0 only), and checkpoint every
-    ``checkpoint_every`` steps."""
+    ``checkpoint_every`` steps, and when ``stop`` is set (:class:`RunStopped`)."""
     cfg = distiller.config
     main = distiller.parallel.is_main      # rank 0 alone reports and evaluates
     log = _LossLog(distiller.step_count)
@@ -200,7 +213,23 @@ def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
         bar.update()
         if run is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             run.save_checkpoint(distiller.state_dict(), cfg, history, elapsed())
+        if stop is not None and stop.is_set() and step < cfg.steps:
+            _stop_here(distiller, run, history, elapsed())
     distiller.check_finite()
+
+
+def _stop_here(distiller: Distiller, run, history: list[dict], wall: float) -> None:
+    """End the run at this step boundary, its state saved (unless the step just saved it)."""
+    distiller.check_finite()            # never a checkpoint of a NaN poster
+    step, cfg = distiller.step_count, distiller.config
+    if run is None:
+        raise RunStopped(step, f"stopped at step {step} of {cfg.steps} on request (no run "
+                               f"directory: nothing was kept)")
+    if run.checkpoint_step() != step:
+        run.save_checkpoint(distiller.state_dict(), cfg, history, wall)
+    raise RunStopped(step, f"stopped at step {step} of {cfg.steps} on request; the checkpoint "
+                           f"is {run.file(runs.CHECKPOINT)}: resume=True (podd distill --resume "
+                           f"--out {run.path}) continues the run")
 
 
 class _LossLog:
