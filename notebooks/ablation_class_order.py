@@ -87,10 +87,11 @@ for name, order in orders.items():
 # ## Distil each order
 
 # %%
-sweep = nbs.Sweep(data, executor)          # executor = "slurm": one cluster job per order
+sweep = nbs.Sweep(data, executor,          # executor = "slurm": one cluster job per order
+                  name=f"class-order-{nbs.slug(dataset)}-{profile}")
 for name, order in orders.items():
     config = base.replace(class_order=order.tolist())   # an explicit (rows, cols) class grid
-    sweep.distill(config, ordering=name, score=ordering.ordering_score(order, distances))
+    sweep.distill(config, cell=name, ordering=name, score=ordering.ordering_score(order, distances))
 outcomes = sweep.gather()
 for name, outcome in zip(orders, outcomes):
     print(f"{name:>10}: {outcome.row['accuracy']:.1f} ± {outcome.row['std']:.1f} %  "

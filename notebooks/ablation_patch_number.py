@@ -72,12 +72,13 @@ print(f"profile: {profile}, dataset: {dataset}, IPC {ipc}; patch grids (ny, nx):
 # The distilled batch is capped at the number of patches.
 
 # %%
-sweep = nbs.Sweep(data, executor)          # executor = "slurm": one cluster job per count
+sweep = nbs.Sweep(data, executor,          # executor = "slurm": one cluster job per count
+                  name=f"patch-number-{nbs.slug(dataset)}-{profile}")
 for counts in patch_counts:
     config = nbs.run_config(data, profile, like=like, mode="podd", ipc=ipc, patches=counts,
                             embeddings=embeddings, **nbs.class_order_override(class_order),
                             seed=seed, **({"steps": steps} if steps else {}))
-    sweep.distill(config, **{"patches (ny×nx)": f"{counts[0]}×{counts[1]}"})
+    sweep.distill(config, cell=f"patches-{counts[0]}x{counts[1]}", **{"patches (ny×nx)": f"{counts[0]}×{counts[1]}"})
 outcomes = sweep.gather()
 for counts, outcome in zip(patch_counts, outcomes):
     print(f"{counts[0] * counts[1]:>5} patches ({counts[0]}×{counts[1]}): "

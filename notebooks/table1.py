@@ -73,7 +73,7 @@ data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 # with `executor = "slurm"` each is a cluster job, submitted here and gathered in order.
 
 # %%
-sweep = nbs.Sweep(data, executor)
+sweep = nbs.Sweep(data, executor, name=f"table1-{nbs.slug(dataset)}-{profile}")
 for ipc in ipcs:
     sweep.distill(nbs.run_config(data, profile, mode="podd", ipc=ipc, embeddings=embeddings,
                                  **nbs.class_order_override(class_order),

@@ -70,7 +70,8 @@ podd_config = nbs.run_config(data, profile, mode="podd", ipc=1.0, embeddings=emb
                              **nbs.class_order_override(class_order),
                              like=like, seed=seed)
 baseline_config = nbs.run_config(data, profile, mode="baseline", ipc=1.0, like=like, seed=seed)
-sweep = nbs.Sweep(data, executor)          # executor = "slurm": one cluster job per run
+sweep = nbs.Sweep(data, executor,          # executor = "slurm": one cluster job per run
+                  name=f"table2-{nbs.slug(dataset)}-{profile}")
 sweep.distill(podd_config)
 sweep.distill(baseline_config)
 sweep.reference(podd_config, images_per_class=1, subset_seed=seed)

@@ -95,6 +95,13 @@ class EvalResult:
             "settings": dict(self.settings),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalResult:
+        """The result :meth:`to_dict` wrote (e.g. read back from a run's final.json)."""
+        return cls(steps=list(d["steps"]), accuracy=torch.tensor(d["accuracy"], dtype=torch.float64),
+                   num_models=int(d["num_models"]), wall_time_s=float(d["wall_time_s"]),
+                   settings=dict(d.get("settings") or {}))
+
     def __str__(self) -> str:
         return ", ".join(f"{s} steps: {self.mean(s):.2f} ± {self.std(s):.2f}" for s in self.steps) + \
             f" (% over {self.num_models} models)"

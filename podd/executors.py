@@ -123,10 +123,17 @@ class SubmititExecutor:
             raise RuntimeError(f"executor {kind!r}: {error} Submit from a Slurm login node "
                                f"(sbatch and srun on PATH); executor='submitit-local' runs the "
                                f"same submitit path on this machine") from None
+        self.folder = os.path.abspath(folder)     # where submitit keeps each job's files
         self.parameters = slurm_parameters(**options)
+        self.name = name
         self.executor.update_parameters(name=name, **self.parameters)
 
     def submit(self, fn: Callable, *args, **kwargs):
+        return self.submit_as(self.name, fn, *args, **kwargs)
+
+    def submit_as(self, name: str, fn: Callable, *args, **kwargs):
+        """``submit`` under the job name ``name`` (a sweep names each job after its cell)."""
+        self.executor.update_parameters(name=name)
         return self.executor.submit(fn, *args, **kwargs)   # a submitit Job: .result(), .done()
 
 

@@ -87,7 +87,7 @@ def in_process(digits):
 def test_a_sweep_gives_the_same_results_in_process_and_through_submitit(digits, in_process,
                                                                           tmp_path):
     here = in_process
-    debug = _sweep(digits, "debug", folder=str(tmp_path / "%j"))
+    debug = _sweep(digits, "debug", folder=str(tmp_path / "%j"), out_dir=tmp_path / "sweep")
     assert [o.row["method"] for o in here] == ["PoDD", "PoDD", "random real images (1 per class)"]
     assert here[0].row["note"] == "ipc 1.0"
     assert [o.row for o in debug] == [o.row for o in here]
@@ -98,7 +98,7 @@ def test_a_sweep_gives_the_same_results_in_process_and_through_submitit(digits, 
 def test_a_job_in_another_process_loads_the_data_itself_and_gives_the_same_run(
         digits, in_process, tmp_path):
     (job,) = _sweep(digits, "submitit-local", ipcs=(1.0,), reference=False,
-                    folder=str(tmp_path / "%j"),
+                    folder=str(tmp_path / "%j"), out_dir=tmp_path / "sweep",
                     extra={"local_setup": ["export OMP_NUM_THREADS=1"]})
     assert job.row == in_process[0].row
     assert torch.equal(job.artifact.poster, in_process[0].artifact.poster)

@@ -55,7 +55,7 @@ class _Evaluation:
         return 1.25
 
 
-def _fake_distill(config, dataset, out_dir, progress, preprocessor, resume=False):
+def _fake_distill(config, dataset, out_dir, progress, preprocessor, resume=False, stop=None):
     geometry = SimpleNamespace(ipc=0.49876, size=(40, 100), num_patches=33)
     artifact = SimpleNamespace(geometry=geometry, label_mode="fixed")
     return SimpleNamespace(artifact=artifact, evaluation=_Evaluation())
@@ -85,14 +85,15 @@ class _Recorder:
         return SimpleNamespace(result=lambda: None)
 
 
-def test_a_sweep_sends_a_request_to_jobs_elsewhere_and_the_data_inline():
+def test_a_sweep_sends_a_request_to_jobs_elsewhere_and_the_data_inline(tmp_path):
     ds = data_choice.load_for_profile("cifar10", "smoke", verbose=False)
     config = DistillConfig(dataset="cifar10")
     away, here = _Recorder(in_process=False), _Recorder(in_process=True)
-    sweep.Sweep(ds, away).distill(config, note="x")
+    sweep.Sweep(ds, away, out_dir=tmp_path).distill(config, note="x")
     sweep.Sweep(ds, here).reference(config, 2, 5)
-    assert away.calls == [(sweep._distill_job, (config, data_choice.request_for(ds),
-                                                {"note": "x"}))]
+    ((job, args),) = away.calls         # elsewhere: a resumable job in the cell's run directory
+    assert args == () and job.fn is sweep._distill_job and job.out_dir == str(tmp_path / "podd-ipc1")
+    assert job.args == (config, data_choice.request_for(ds), {"note": "x"})
     assert here.calls[0][0] is sweep._reference_job and here.calls[0][1][1] is ds
     assert here.calls[0][1][2:] == (2, 5)
 

@@ -58,14 +58,15 @@ def _eval_text(evaluation) -> str:
 
 
 def distill_and_evaluate(config, ds, *, out_dir=None, progress: bool = False,
-                         resume: bool = False, **row_extra) -> RunOutcome:
+                         resume: bool = False, stop=None, **row_extra) -> RunOutcome:
     """Distil with ``config`` on ``ds``; the engine then evaluates the poster (§5.1 protocol:
     ``config.eval_models`` fresh ConvNets, test accuracy at ``config.eval_steps``).
 
     Returns the artifact, the :class:`~podd.evaluate.EvalResult` and a table row: method, nominal
     IPC, the poster's exact IPC, size, patches, and test accuracy mean and std (percent) at the
     last evaluated step. ``row_extra`` is added to the row (e.g. the ordering score).
-    ``resume=True`` continues the run in ``out_dir`` to ``config.steps`` (:func:`podd.run_loop.distill`).
+    ``resume=True`` continues the run in ``out_dir`` to ``config.steps``; ``stop``: see
+    :func:`podd.run_loop.distill`.
     """
     from podd.run_loop import distill
 
@@ -73,10 +74,29 @@ def distill_and_evaluate(config, ds, *, out_dir=None, progress: bool = False,
         raise ValueError("config.eval_models is 0: nothing would be evaluated; set eval_models >= 1")
     with Stopwatch() as watch:
         result = distill(config, dataset=ds, out_dir=out_dir, progress=progress, resume=resume,
-                         preprocessor=preprocessor_for(ds, config.zca))
+                         preprocessor=preprocessor_for(ds, config.zca), stop=stop)
     evaluation = result.evaluation
     return RunOutcome(config=config, artifact=result.artifact, evaluation=evaluation,
                       wall_time_s=watch.seconds, row=_poster_row(config, result, row_extra))
+
+
+def outcome_of_run(run_dir, config, row_extra: dict) -> RunOutcome:
+    """The :class:`RunOutcome` of a run that finished in ``run_dir`` (a sweep collecting a cell
+    of an earlier session): its poster and final evaluation, read back, not computed again."""
+    from types import SimpleNamespace
+
+    from podd.evaluate import EvalResult
+    from podd.runs import load_run
+
+    artifact, final = load_run(run_dir)
+    evaluation = (final or {}).get("result", {}).get("evaluation")
+    if evaluation is None:
+        raise ValueError(f"{run_dir} holds no final evaluation (its final.json is missing or "
+                         f"damaged); delete the directory to run it again")
+    result = SimpleNamespace(artifact=artifact, evaluation=EvalResult.from_dict(evaluation))
+    wall = float(final.get("provenance", {}).get("wall_time_s") or 0.0)
+    return RunOutcome(config=config, artifact=artifact, evaluation=result.evaluation,
+                      wall_time_s=wall, row=_poster_row(config, result, row_extra))
 
 
 def _poster_row(config, result, row_extra: dict) -> dict[str, Any]:

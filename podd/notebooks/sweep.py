@@ -1,17 +1,39 @@
-"""A notebook's runs as jobs (:mod:`podd.executors`): submitted, then gathered in order."""
+"""A notebook's runs as jobs (:mod:`podd.executors`): submitted, then gathered in order.
+
+A sweep whose runs execute elsewhere (Slurm, submitit) gives every cell its own run directory
+under the sweep's folder and keeps a manifest there, ``sweep.json`` (cell → job id → run
+directory), so that running the notebook again collects the cells that finished, waits for the
+Slurm jobs still queued or running, and submits only the cells that were lost: those continue
+from their last checkpoint (:class:`podd.jobs.ResumableJob`).
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
+import os
+import re
+import time
+from pathlib import Path
 from typing import Any
 
 from podd.modes import check_class_order
 from podd.notebooks.data_choice import DataRequest, request_for
-from podd.notebooks.experiment import RunOutcome, distill_and_evaluate, real_reference
+from podd.notebooks.experiment import RunOutcome, distill_and_evaluate, outcome_of_run, real_reference
+
+MANIFEST = "sweep.json"
+#: where sweeps keep their cells when no folder is given: $PODD_SWEEPS, else runs/sweeps
+SWEEPS_ENV, DEFAULT_SWEEPS = "PODD_SWEEPS", os.path.join("runs", "sweeps")
+#: Slurm states of a job that will still run (or is running): a sweep waits for it
+ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+                           "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "SIGNALING",
+                           "STAGE_OUT"})
 
 
-def _distill_job(config, data, row_extra: dict) -> RunOutcome:
+def _distill_job(config, data, row_extra: dict, *, out_dir=None, resume: bool = False,
+                 stop=None) -> RunOutcome:
     ds = data.load() if isinstance(data, DataRequest) else data
-    return distill_and_evaluate(config, ds, **row_extra)
+    return distill_and_evaluate(config, ds, out_dir=out_dir, resume=resume, stop=stop, **row_extra)
 
 
 def _reference_job(config, data, images_per_class: int, subset_seed: int) -> RunOutcome:
@@ -30,20 +52,33 @@ class Sweep:
     :func:`~podd.notebooks.data_choice.load_for_profile` made it) and loads the data itself; the
     runs are deterministic, so the results are the same as in this kernel::
 
-        sweep = Sweep(data, executor)
+        sweep = Sweep(data, executor, name="table1-cifar10-paper")
         for ipc in ipcs:
             sweep.distill(run_config(data, profile, ipc=ipc))
         outcomes = sweep.gather()
+
+    ``name`` names the jobs (``podd-NAME-CELL``) and the sweep's folder ``out_dir`` (default
+    ``$PODD_SWEEPS/NAME``, else ``runs/sweeps/NAME``). Runs that execute elsewhere always get a
+    run directory there, one per cell (``out_dir/CELL``) and a manifest; runs in this kernel only
+    when ``out_dir`` is given. Delete the folder (or a cell's directory) to run it again from
+    scratch: a finished cell is collected, not distilled again.
     """
 
-    def __init__(self, data, executor: Any = "local", **executor_options):
+    def __init__(self, data, executor: Any = "local", *, name: str | None = None,
+                 out_dir: str | os.PathLike | None = None, **executor_options):
         from podd.executors import make_executor
 
         self.executor = make_executor(executor, **executor_options) \
             if isinstance(executor, str) else executor
         self.data = data
+        self.name = _safe(name or "sweep")
         self._payload = self._payload_for(data)
+        in_process = getattr(self.executor, "in_process", False)
+        if out_dir is None and not in_process:
+            out_dir = Path(os.environ.get(SWEEPS_ENV) or DEFAULT_SWEEPS) / self.name
+        self.folder = Path(out_dir).absolute() if out_dir is not None else None
         self.futures: list[Any] = []
+        self.cells: list[str] = []
 
     def _payload_for(self, data):
         """What a job receives: the data itself when it runs in this process (or when no request
@@ -52,19 +87,24 @@ class Sweep:
         inline = getattr(self.executor, "in_process", False)
         return data if inline or request is None else request
 
-    def distill(self, config, **row_extra):
+    def distill(self, config, cell: str | None = None, **row_extra):
         """Submit :func:`distill_and_evaluate` of ``config`` (``row_extra`` goes into its row).
         Its class order is resolved first: missing CLIP weights stop the sweep here, before any
-        of its runs."""
+        of its runs. ``cell``: the run's name in the sweep (default ``MODE-ipcR``; give one when
+        several runs share mode and IPC)."""
         check_class_order(config, self.data.class_names, tuple(self.data.image_shape))
-        future = self.executor.submit(_distill_job, config, self._payload, row_extra)
+        if self.folder is None:
+            future = self.executor.submit(_distill_job, config, self._payload, row_extra)
+        else:
+            future = self._cell_future(_safe(cell or f"{config.mode}-ipc{config.ipc:g}"), config,
+                                       row_extra)
         self.futures.append(future)
         return future
 
     def reference(self, config, images_per_class: int = 1, subset_seed: int = 0):
         """Submit :func:`real_reference` (random real images, evaluated like the posters)."""
-        future = self.executor.submit(_reference_job, config, self._payload, images_per_class,
-                                      subset_seed)
+        future = self._submit(f"reference-{images_per_class}", _reference_job, config,
+                              self._payload, images_per_class, subset_seed)
         self.futures.append(future)
         return future
 
@@ -73,3 +113,110 @@ class Sweep:
         from podd.executors import gather
 
         return gather(self.futures)
+
+    # -- cells with a run directory --------------------------------------------------------------
+    def _cell_future(self, cell: str, config, row_extra: dict):
+        """A finished cell's outcome, the job still running it, or a new (resumed) job."""
+        from podd.jobs import ResumableJob
+        from podd.runs import CHECKPOINT, FINAL
+
+        if cell in self.cells:
+            raise ValueError(f"sweep {self.name}: two runs named {cell!r}; give each its own "
+                             f"cell=NAME")
+        self.cells.append(cell)
+        run_dir = self.folder / cell
+        _check_same_run(run_dir, config, cell)
+        if (run_dir / FINAL).is_file():
+            print(f"{self.name}/{cell}: finished earlier, collected from {run_dir}")
+            return _done(outcome_of_run(run_dir, config, row_extra))
+        entry = _read_manifest(self.folder).get(cell)
+        job = _active_job(entry, getattr(self.executor, "kind", None))
+        if job is not None:
+            print(f"{self.name}/{cell}: job {entry['job_id']} is still "
+                  f"{str(job.state).lower()}; waiting for it")
+            return job
+        resume = (run_dir / CHECKPOINT).is_file()
+        if resume:
+            print(f"{self.name}/{cell}: continues from its checkpoint in {run_dir}")
+        return self._submit(cell, ResumableJob(_distill_job, run_dir, config, self._payload,
+                                               row_extra, resume=resume), run_dir=run_dir)
+
+    def _submit(self, cell: str, fn, *args, run_dir: Path | None = None):
+        """Submit ``fn(*args)`` as the job ``podd-NAME-CELL``; recorded in the manifest."""
+        submit_as = getattr(self.executor, "submit_as", None)
+        if submit_as is None:
+            return self.executor.submit(fn, *args)
+        job = submit_as(f"podd-{self.name}-{cell}", fn, *args)
+        if self.folder is not None and run_dir is not None:
+            _record(self.folder, cell, {
+                "job_id": str(getattr(job, "job_id", "")), "run_dir": str(run_dir),
+                "executor": self.executor.kind, "jobs_folder": str(self.executor.folder),
+                "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        return job
+
+
+def _safe(name: str) -> str:
+    """A name fit for a folder and a Slurm job name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-.") or "cell"
+
+
+def _done(value) -> concurrent.futures.Future:
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    future.set_result(value)
+    return future
+
+
+def _check_same_run(run_dir: Path, config, cell: str) -> None:
+    """Refuse a cell whose directory holds a run with other settings (the sweep's parameters
+    changed, not its name): continuing or collecting it would mix two experiments."""
+    from podd.runs import CONFIG, RESUMABLE_CHANGES
+
+    try:
+        saved = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
+        run = type(config).from_dict(saved)
+    except (OSError, ValueError, TypeError):
+        return
+    different = [name for name in saved if name not in RESUMABLE_CHANGES
+                 and hasattr(config, name) and getattr(config, name) != getattr(run, name)]
+    if different:
+        pairs = ", ".join(f"{n}: run has {getattr(run, n)!r}, asked {getattr(config, n)!r}"
+                          for n in different[:3])
+        raise ValueError(f"sweep cell {cell}: {run_dir} holds a run with other settings ({pairs}"
+                         f"{', …' if len(different) > 3 else ''}); delete that directory to run "
+                         f"the cell again with the new settings, or give the sweep another name")
+
+
+def _read_manifest(folder: Path) -> dict:
+    try:
+        cells = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("cells")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return cells if isinstance(cells, dict) else {}
+
+
+def _record(folder: Path, cell: str, entry: dict) -> None:
+    from podd.io import write_json
+
+    cells = _read_manifest(folder)
+    cells[cell] = entry
+    write_json(folder / MANIFEST, {"cells": cells})
+
+
+def _active_job(entry: dict | None, kind: str | None):
+    """The Slurm job of a manifest entry when it is still queued or running (a job of an
+    earlier session of this sweep), else None."""
+    if not entry or entry.get("executor") != "slurm" or kind != "slurm" or not entry.get("job_id"):
+        return None
+    job = slurm_job(entry["jobs_folder"], entry["job_id"])
+    try:
+        state = str(job.state).upper()
+    except Exception:       # noqa: BLE001 - sacct unavailable: treat the job as lost
+        return None
+    return job if state in ACTIVE_STATES else None
+
+
+def slurm_job(folder: str, job_id: str):
+    """submitit's handle of an existing Slurm job (its ``.result()`` waits for it)."""
+    import submitit
+
+    return submitit.SlurmJob(folder=folder, job_id=job_id)
