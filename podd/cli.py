@@ -520,13 +520,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         # Ctrl-C or SIGTERM: where things stand (podd.run_loop.RunInterrupted says how to
         # resume); exit 130 or 143, the shell's codes for the two signals.
-        print(f"\npodd {args.command}: {str(interrupt) or 'interrupted'}", file=sys.stderr)
+        _say(f"\npodd {args.command}: {str(interrupt) or 'interrupted'}")
         return 143 if _terminated(interrupt) else 130
     except (ValueError, OSError, RuntimeError) as error:
         # Errors a user can cause carry a message that says what to do: show it, not a traceback
         # (OSError: podd.io.WriteError — no space, read-only, no permission — and missing files).
-        print(f"podd {args.command}: error: {error}", file=sys.stderr)
+        _say(f"podd {args.command}: error: {error}")
         return 2
+
+
+def _say(line: str) -> None:
+    """A line for the user on stderr. Under torchrun only rank 0 says it (every rank meets the
+    same mistake, and N copies of its line help nobody); another rank hands its line to
+    torchrun's error file instead, so that a failure of that rank alone is still named, with
+    its reason, in torchrun's summary."""
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr)
+        return
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:
+        import time
+
+        with contextlib.suppress(OSError):
+            with open(error_file, "w", encoding="utf-8") as handle:
+                json.dump({"message": line.strip(), "timestamp": int(time.time())}, handle)
 
 
 def _stdout_to_devnull() -> None:

@@ -14,6 +14,7 @@ corrupted download never leaves something that a later run would mistake for goo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -129,7 +130,20 @@ def _cached(path: Path, key: str, build: Callable[[], Dataset], name: str | None
     """Return the dataset cached at ``path`` if it is valid for ``key``, else build and cache it.
 
     ``name`` overrides the cached name (the same file may be spelt differently on each load).
+    The build (download, extraction, decoding) holds a lock file in the data folder, so that the
+    ranks or jobs sharing a fresh data folder build it once: the others wait, then read the cache.
     """
+    ds = _read_cache(path, key, name)
+    if ds is not None:
+        return ds
+    with _build_lock(path, name or key):
+        ds = _read_cache(path, key, name)   # built by the process this one waited for
+        if ds is None:
+            ds = _build_and_cache(path, key, build)
+    return ds
+
+
+def _read_cache(path: Path, key: str, name: str | None) -> Dataset | None:
     if path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -140,6 +154,41 @@ def _cached(path: Path, key: str, build: Callable[[], Dataset], name: str | None
                                notes=list(blob.get("notes") or []))
         except Exception:   # unreadable, damaged or foreign file: rebuild it rather than fail
             pass
+    return None
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path, what: str):
+    """Hold ``ROOT/.NAME.lock`` for the cache file ``ROOT/cache/NAME.pt`` (waiting, with a note,
+    while another process holds it). A data folder this user cannot write to is read unlocked."""
+    from filelock import FileLock, Timeout
+
+    root = path.parent.parent
+    lock_path = root / f".{path.stem}.lock"
+    lock: FileLock | None = FileLock(str(lock_path))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            note_once(f"waiting for another process that is preparing {what} in {root} (it "
+                      f"holds {lock_path})")
+            lock.acquire()
+    except OSError:
+        lock = None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+            # nothing left behind (as RunDir.locked). A process still waiting holds the old
+            # file and finds the cache when it gets it; only after a failed build could it
+            # and a newcomer build at the same time, as every process did before this lock.
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
+
+
+def _build_and_cache(path: Path, key: str, build: Callable[[], Dataset]) -> Dataset:
     ds = build()
     # Temporary files of a process killed while writing a cache (an hour old: another process
     # may be writing its own right now).
@@ -151,7 +200,7 @@ def _cached(path: Path, key: str, build: Callable[[], Dataset], name: str | None
             "class_names": list(ds.class_names), "source": ds.source, "notes": list(ds.notes)}))
     except OSError as error:    # a read-only data folder still lets the user load the data
         import warnings
-        warnings.warn(f"could not write the dataset cache {path}: {error}", stacklevel=3)
+        warnings.warn(f"could not write the dataset cache {path}: {error}", stacklevel=4)
     return ds
 
 
