@@ -29,7 +29,8 @@
 #
 # **Profiles.** `smoke`: synthetic embeddings (CLIP is not downloaded) and a few steps on a
 # stand-in — the correlation printed there is noise and says nothing about the claim. `quick` /
-# `paper`: CLIP ViT-B/32 text embeddings and real data.
+# `paper`: CLIP ViT-B/32 text embeddings and real data. `embeddings="data"` (any profile): the
+# distances measured on the training images, and "PoCO" is then `class_order="data"`'s order.
 
 # %% tags=["parameters"]
 import os
@@ -40,7 +41,8 @@ num_orderings = None     # random orders to try (default per profile: smoke 4, q
 ipc = None               # pixel budget (default: the preset's)
 steps = None             # outer steps per distillation (default: the preset's)
 seed = 0
-embeddings = None        # optional class-embeddings file (offline use of real CLIP embeddings)
+embeddings = None        # optional class-embeddings file (offline use of real CLIP embeddings), or
+                         # "data": measured on the training images (what class_order "data" uses)
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings
@@ -62,7 +64,7 @@ num_orderings = num_orderings or nbs.profile_default(profile, smoke=4, quick=8, 
 print(f"profile: {profile}, dataset: {dataset}, {num_orderings} random orderings, seed {seed}")
 data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 vectors, embedding_source = nbs.class_embeddings(data.class_names, profile, embeddings=embeddings,
-                                                 seed=seed)
+                                                 seed=seed, data=data)
 distances = ordering.distance_matrix(vectors)
 
 # %% [markdown]
@@ -116,6 +118,8 @@ results
 
 # %%
 poco_row = results[results["ordering"] == "PoCO"].iloc[0]
+embeddings_kind = ("synthetic embeddings" if embedding_source.startswith("SYNTHETIC")
+                   else "data-derived embeddings" if embeddings == "data" else "CLIP")
 fig, ax = plt.subplots(figsize=(7.5, 4.5))
 figures.plot_score_vs_accuracy(ax, random_rows["score"], random_rows["accuracy"],
                                random_rows["std"],
@@ -123,7 +127,7 @@ figures.plot_score_vs_accuracy(ax, random_rows["score"], random_rows["accuracy"]
                                highlight=(poco_row["score"], poco_row["accuracy"], "PoCO order"))
 ax.set_title(f"{nbs.pretty(paper_name)}: class order score vs accuracy\nmeasured on: "
              f"{nbs.measured_on(data, profile, paper_name)}; "
-             f"{'synthetic embeddings' if embedding_source.startswith('SYNTHETIC') else 'CLIP'}",
+             f"{embeddings_kind}",
              fontsize=10)
 fig.tight_layout()
 figures.save_figure(fig, f"fig_ablation_class_order_{nbs.slug(paper_name)}", sidecar)

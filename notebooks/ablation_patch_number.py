@@ -40,7 +40,8 @@ stride_fractions = None  # patch stride as a fraction of the image side (default
 steps = None             # outer steps per distillation (default: the preset's)
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
-class_order = "poco"     # "identity" (dataset order) runs PoDD without CLIP weights, e.g. offline
+class_order = "poco"     # "data" (classes ordered by their images) or "identity" (dataset order):
+                         # PoDD without CLIP weights, e.g. offline
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings

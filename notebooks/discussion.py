@@ -41,7 +41,8 @@ per_class_ipc = 4.0      # pixels of each class poster, in images (fig 9)
 per_class_patches = (3, 3)   # patches cut from each class poster
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
-class_order = "poco"     # "identity" (dataset order) runs PoDD without CLIP weights, e.g. offline
+class_order = "poco"     # "data" (classes ordered by their images) or "identity" (dataset order):
+                         # PoDD without CLIP weights, e.g. offline
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings

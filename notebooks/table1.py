@@ -42,7 +42,8 @@ profile = os.environ.get("PODD_PROFILE", "paper")   # smoke | quick | paper
 ipcs = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
 seed = 0
 embeddings = None        # optional class-embeddings file for PoCO (offline use)
-class_order = "poco"     # "identity" (dataset order) runs PoDD without CLIP weights, e.g. offline
+class_order = "poco"     # "data" (classes ordered by their images) or "identity" (dataset order):
+                         # PoDD without CLIP weights, e.g. offline
 n_val = None             # hold out this many training images as the test set (data without one)
 like = None              # for local data (npz:PATH): the paper dataset it holds, e.g. "cifar10":
                          # use that dataset's settings and show its reported numbers

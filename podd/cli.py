@@ -103,6 +103,16 @@ def config_from_args(args: argparse.Namespace):
             raise ValueError(f"--{name} {flag} and --set {name}={overrides[name]} disagree; give "
                              f"it once")
         overrides[name] = flag
+    class_order = getattr(args, "class_order", None)
+    if class_order is not None:       # --class-order SPEC is --set class_order=SPEC
+        if "class_order" in overrides and overrides["class_order"] != class_order:
+            raise ValueError(f"--class-order {class_order} and --set class_order="
+                             f"{json.dumps(overrides['class_order'])} disagree; give it once")
+        if args.embeddings is not None:
+            raise ValueError(f"--class-order {class_order} and --embeddings {args.embeddings} both "
+                             f"choose the class order; give one (--embeddings FILE is PoCO on that "
+                             f"file)")
+        overrides["class_order"] = class_order
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out RUN_DIR, the directory of the run to continue")
@@ -385,6 +395,12 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                    help="class text embeddings (.pt/.npy, one row per class) for PoCO, the "
                         "class order of the paper presets; without them quick/paper compute "
                         "CLIP embeddings, smoke uses the dataset order")
+    p.add_argument("--class-order", metavar="SPEC", default=None,
+                   help="where the classes sit on the poster (same as --set class_order=SPEC): "
+                        "poco (CLIP text embeddings of the names, the paper presets' default), "
+                        "data (PoCO's placement on class similarities measured on the training "
+                        "images: no CLIP weights, any class names), identity (dataset order), "
+                        "random:SEED, or an embeddings file")
     p.add_argument("--ipc", type=float, metavar="R", help="pixel budget in images per class "
                    "(e.g. 0.5; baseline mode needs 1)")
     p.add_argument("--mode", choices=MODES, default=None,

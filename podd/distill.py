@@ -178,8 +178,9 @@ class Distiller:
         cfg, K, shape = self.config, self.num_classes, tuple(self.dataset.image_shape)
         check_budget(cfg, self.geometry, K, shape, n_train=len(self.dataset.y_train))
         rows, cols = self.geometry.grid
-        self.class_order = self.poster_mode.class_order(cfg, self.dataset.class_names, K, rows,
-                                                        cols)
+        self.class_order = self.poster_mode.class_order(
+            cfg, self.dataset.class_names, K, rows, cols,
+            data=(self.dataset.x_train, self.dataset.y_train))    # class_order="data" reads them
         self.label_mode = self.poster_mode.label_mode(cfg.labels)
         self.source = PatchSource(cfg.mode, self.geometry, self.class_order, self.label_mode,
                                   K, self.device)

@@ -78,8 +78,9 @@ class PosterMode:
         """The poster size (H, W) the config asks for, to advise on patches; None: no advice."""
         return None
 
-    def class_order(self, config, class_names, num_classes: int, rows: int,
-                    cols: int) -> torch.Tensor:
+    def class_order(self, config, class_names, num_classes: int, rows: int, cols: int,
+                    data=None) -> torch.Tensor:
+        """The (rows, cols) class grid; ``data=(x_train, y_train)`` for ``class_order="data"``."""
         raise NotImplementedError
 
     def label_mode(self, labels: str) -> str:
@@ -129,9 +130,9 @@ class PoddMode(PosterMode):
         return tuple(config.poster_size) if config.poster_size else \
             P.poster_size(num_classes, image_shape, config.ipc, config.grid)
 
-    def class_order(self, config, class_names, num_classes, rows, cols):
+    def class_order(self, config, class_names, num_classes, rows, cols, data=None):
 
-        return resolve_class_order(config.class_order, class_names, rows, cols)
+        return resolve_class_order(config.class_order, class_names, rows, cols, data=data)
 
 
 class BaselineMode(PosterMode):
@@ -150,7 +151,7 @@ class BaselineMode(PosterMode):
 
         return P.baseline_geometry(num_classes, image_shape, grid=config.grid)
 
-    def class_order(self, config, class_names, num_classes, rows, cols):
+    def class_order(self, config, class_names, num_classes, rows, cols, data=None):
         # cell k holds class k: each patch is one class
         order = torch.full((rows * cols,), -1, dtype=torch.long)
         order[:num_classes] = torch.arange(num_classes)
@@ -183,7 +184,7 @@ class PerClassMode(PosterMode):
 
         return P.per_class_geometry(1, image_shape, config.ipc, patches=(1, 1)).size
 
-    def class_order(self, config, class_names, num_classes, rows, cols):
+    def class_order(self, config, class_names, num_classes, rows, cols, data=None):
         return torch.arange(num_classes).view(1, num_classes)   # poster k holds class k
 
     def label_mode(self, labels):
@@ -255,12 +256,17 @@ def per_class_patches(ipc: float, image_shape=None) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 # refusing impossible posters before anything is allocated
 # --------------------------------------------------------------------------------------------
-def check_class_order(config, class_names, image_shape) -> None:
+def check_class_order(config, class_names, image_shape, data=None) -> None:
     """Resolve ``config``'s class order now (PoCO needs CLIP weights or an embeddings file), so
     that a sweep fails when it is submitted, not after its other runs; CLIP's embeddings are
-    cached on disk, so the run itself reads them again at no cost."""
+    cached on disk, so the run itself reads them again at no cost. ``class_order="data"`` needs
+    no weights: without ``data=(x_train, y_train)`` only the geometry is checked here, and each
+    run measures its classes on its images when it starts (a pass over them)."""
     rows, cols = plan_geometry(config, len(class_names), image_shape).grid
-    poster_mode(config.mode).class_order(config, list(class_names), len(class_names), rows, cols)
+    if config.class_order == "data" and data is None:
+        return
+    poster_mode(config.mode).class_order(config, list(class_names), len(class_names), rows, cols,
+                                         data=data)
 
 
 def plan_geometry(config, num_classes: int, image_shape) -> Any:

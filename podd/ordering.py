@@ -3,7 +3,8 @@
 On a poster neighbouring classes share pixels, so *which* classes are neighbours matters.
 PoCO places semantically related classes next to each other:
 
-1. embed every class name with the CLIP text encoder (:func:`podd.clip_text.text_embeddings`);
+1. embed every class name with the CLIP text encoder (:func:`podd.clip_text.text_embeddings`)
+   — or, for ``class_order="data"``, every class by its images (:mod:`podd.data_embeddings`);
 2. turn the embeddings into pairwise distances, 1 − cosine similarity (:func:`distance_matrix`);
 3. walk the class grid in zigzag order (:func:`zigzag`) and greedily give each cell the
    unplaced class closest (summed distance) to its already-placed 4-neighbours (:func:`poco`).
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from podd.clip_text import EMBEDDINGS_SUFFIXES, check_embeddings, load_embeddings, text_embeddings
+from podd.data_embeddings import class_distances
 from podd.layout import check_fits, check_grid, identity_order, validate_class_order
 
 __all__ = [
@@ -235,13 +237,17 @@ def random_orderings(num_classes: int, rows: int, cols: int, count: int, seed) -
 
 
 def resolve_class_order(
-    spec, class_names: Sequence[str], rows: int, cols: int, *, alternate: bool = True, **clip_kwargs
+    spec, class_names: Sequence[str], rows: int, cols: int, *, alternate: bool = True, data=None,
+    **clip_kwargs
 ) -> torch.LongTensor:
     """Turn a class-order spec (as in a config) into a (rows, cols) LongTensor, −1 in empty cells.
 
     Specs:
         ``"poco"``: PoCO on CLIP text embeddings of ``class_names`` (``clip_kwargs`` go to
             :func:`podd.clip_text.text_embeddings`, e.g. ``pretrained=...``, ``template=...``, ``cache_dir=...``).
+        ``"data"``: PoCO's placement on class distances measured on the training images,
+            ``data=(x_train, y_train)`` (:func:`podd.data_embeddings.class_distances`): no CLIP
+            weights, no meaningful class names needed.
         ``"identity"``: dataset order, row-major (:func:`podd.layout.identity_order`).
         ``"random:SEED"``: one seeded random order (:func:`random_orderings`).
         a path to an embeddings file (``.pt``/``.pth``/``.npy``, one row per class): PoCO on those,
@@ -259,12 +265,18 @@ def resolve_class_order(
         spec = os.fspath(spec)
     if not isinstance(spec, str):
         raise ValueError(
-            f"class order spec {spec!r} is not understood; use 'poco', 'identity', 'random:SEED' or a path."
+            f"class order spec {spec!r} is not understood; use 'poco', 'data', 'identity', 'random:SEED' or a path."
         )
     traversal = zigzag(rows, cols, alternate=alternate)
     if spec == "poco":
         emb = text_embeddings(class_names, **clip_kwargs)
         return poco(distance_matrix(emb), rows, cols, traversal)
+    if spec == "data":
+        if data is None:
+            raise ValueError("class order 'data' measures the classes on the training images: pass "
+                             "data=(x_train, y_train)")
+        x, y = data
+        return poco(class_distances(x, y, k, class_names), rows, cols, traversal)
     if spec == "identity":
         return identity_order(k, rows, cols)
     if spec.startswith("random:"):
@@ -278,7 +290,7 @@ def resolve_class_order(
         emb = load_embeddings(spec, k)  # FileNotFoundError if the path is missing
         return poco(distance_matrix(emb), rows, cols, traversal)
     raise ValueError(
-        f"class order spec {spec!r} is not understood; use 'poco', 'identity', 'random:SEED', "
+        f"class order spec {spec!r} is not understood; use 'poco', 'data', 'identity', 'random:SEED', "
         "or a path to an embeddings file (.pt/.npy, one row per class)."
     )
 

@@ -81,7 +81,8 @@ def test_missing_clip_weights_stop_a_run_before_its_preprocessing(tmp_path, caps
     assert code == 2 and no_clip and not fitted
     first = err.splitlines()[0]
     assert "CLIP weights" in first and "not available" in first
-    assert "--embeddings FILE" in err and "--set class_order=identity" in err
+    assert "--embeddings FILE" in err and "--class-order identity" in err
+    assert "--class-order data" in err and "-p class_order data" in err
     assert "-p class_order identity" in err
 
 

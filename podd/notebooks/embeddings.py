@@ -10,19 +10,29 @@ from podd.notebooks.profiles import resolve_profile
 
 
 def class_embeddings(class_names, profile: str, *, embeddings: str | None = None,
-                     seed: int = 0, dim: int = 32, verbose: bool = True
+                     seed: int = 0, dim: int = 32, verbose: bool = True, data=None
                      ) -> tuple[torch.Tensor, str]:
     """Class embeddings for PoCO and a label saying where they come from.
 
-    ``embeddings`` (a ``.pt``/``.npy`` file) wins; otherwise quick/paper compute CLIP ViT-B/32
-    text embeddings with :func:`podd.clip_text.text_embeddings` (needs the weights: downloaded
-    once and cached); smoke never reaches the network and uses seeded random unit vectors, clearly
-    labelled "synthetic" — CLIP did not run, and the ordering is then only a code-path check.
+    ``embeddings="data"``: measured on the training images of ``data`` (a
+    :class:`podd.data.Dataset`) in any profile, what ``class_order="data"`` places
+    (:mod:`podd.data_embeddings`). Another ``embeddings`` (a ``.pt``/``.npy`` file) is read;
+    without one quick/paper compute CLIP ViT-B/32 text embeddings with
+    :func:`podd.clip_text.text_embeddings` (needs the weights: downloaded once and cached);
+    smoke never reaches the network and uses seeded random unit vectors, clearly labelled
+    "synthetic" — CLIP did not run, and the ordering is then only a code-path check.
     """
     from podd import clip_text
 
     names = list(class_names)
-    if embeddings:
+    if embeddings == "data":
+        from podd.data_embeddings import DATA_ORDER_SOURCE, class_mean_embeddings
+
+        if data is None:
+            raise ValueError("embeddings='data' measures the classes on the training images: pass data=")
+        emb = class_mean_embeddings(data.x_train, data.y_train, len(names), names)
+        source = DATA_ORDER_SOURCE
+    elif embeddings:
         emb = clip_text.load_embeddings(embeddings, num_classes=len(names))
         source = f"precomputed embeddings from {os.path.basename(str(embeddings))}"
     elif resolve_profile(profile) == "smoke":
