@@ -27,7 +27,7 @@ its error and the others still run):
                    (``bench_eval.py``).
 
 The real-pixel quick-profile run (``quality_cifar10.py``) is a separate command; the device
-session script that was run is in the result's ``command`` and in ``benchmarks/README.md``.
+session script that was run is in the result's ``command`` and in ``benchmarks/results/LOG.md``.
 
     python benchmarks/bench_cuda.py --out DIR [--sections env agreement ...] [--budget-s 300]
 """

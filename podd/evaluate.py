@@ -187,7 +187,7 @@ def grouped_forward(net: ConvNet, params: dict[str, torch.Tensor], x: torch.Tens
     The activations stay in this (B, M·C, H, W) layout throughout: a convolution becomes one grouped
     convolution (groups = M), instance norm one group_norm with M·C groups, ReLU and pooling are
     elementwise, and the head one batched matmul. No transposes between layers — measured faster
-    than ``vmap(functional_call)`` on the CPU (see benchmarks/README.md) and equal to it (tests).
+    than ``vmap(functional_call)`` on the CPU (see benchmarks/results/LOG.md) and equal to it (tests).
     """
     num_models = params["classifier.weight"].shape[0]
     h = x

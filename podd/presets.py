@@ -48,7 +48,7 @@ _PAPER_EPOCHS = 10_000
 # CUB-200 and Tiny-ImageNet at the authors' batch sizes need tens of GB for one outer step with
 # the whole window's graph; with the window recomputed step by step and the real batch in chunks
 # of 250 they need a few, for some more FLOPs per outer step (measured: benchmarks/bench_memory.py,
-# benchmarks/README.md). Same gradients (tests/test_metagradient.py).
+# benchmarks/results/LOG.md). Same gradients (tests/test_metagradient.py).
 _MEMORY_SAVERS = dict(recompute_window=True, real_chunk=250)
 
 # The authors' published commands, one per dataset. patches = (rows, cols).
