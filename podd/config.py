@@ -50,9 +50,9 @@ class DistillConfig:
 
     ``truncated_dtype="bfloat16"`` runs the inner steps before the window under bfloat16
     autocast; they carry no gradient, so only the window's starting point changes. Measured on
-    an H200 (benchmarks/results/LOG.md, GPU section) it made the CIFAR-10 paper step 9 % SLOWER (the
-    step is bound by kernel launches, and autocast adds cast kernels) and moved the
-    meta-gradient by 12 %; kept as an option for the measurement, float32 by default.
+    an H200 with the eager engine (benchmarks/results/LOG.md, GPU section) it made the CIFAR-10
+    paper step slower (the step was bound by kernel launches, and autocast adds cast kernels) and
+    moved the meta-gradient well beyond float32's own error; an option, float32 by default.
 
     ``engine`` is how a step is executed (:mod:`podd.engine`): ``eager`` (autograd through the
     unrolled window), ``compiled`` (the inner steps compiled with torch.compile, CUDA graphs on
