@@ -32,7 +32,7 @@ SECTIONS = {"cifar10-subset": ("benchmarks/results/quality_cifar10.md", True),
             "cifar10-subset-gpu-steps1500": (
                 "benchmarks/results/cuda_h200/quality_cifar10_gpu_width64_steps1500.md", True),
             "digits-table": ("benchmarks/results/quality_digits.md", False),
-            "cifar10-quick": ("benchmarks/results/quality_cifar10_width64.md", True)}
+            "cifar10-quick": ("benchmarks/results/quality_cifar10_quick.md", True)}
 # Sections that quote a second results file too (marker -> its results file, verdicts too?).
 MORE = {"cifar10-subset-gpu-steps1500": (
     "benchmarks/results/cuda_h200/quality_cifar10_gpu_width64_steps500.md", True)}
