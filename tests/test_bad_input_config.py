@@ -7,15 +7,12 @@ import json
 
 import pytest
 import torch
+from cli_support import TINY, cli
 
 from podd import clip_text, demo, ordering
-from podd.cli import main
 from podd.data import load_dataset
 from podd.notebooks.sweep import Sweep
 from podd.presets import resolve_config
-
-TINY = ["--profile", "smoke", "--steps", "2", "--device", "cpu", "--quiet",
-        "--set", "eval_models=1", "--set", "eval_steps=[5]"]
 
 
 @pytest.fixture(autouse=True)
@@ -23,11 +20,6 @@ def data_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("PODD_DATA", str(tmp_path / "data"))
 
 
-def cli(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err, err
-    return code, out, err
 
 
 @pytest.fixture

@@ -8,12 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_support import TINY, cli
 from PIL import Image
-
-from podd.cli import main
-
-TINY = ["--profile", "smoke", "--steps", "2", "--device", "cpu", "--quiet",
-        "--set", "eval_models=1", "--set", "eval_steps=[5]"]
 
 
 @pytest.fixture(autouse=True)
@@ -21,12 +17,6 @@ def data_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("PODD_DATA", str(tmp_path / "data"))
 
 
-def cli(argv, capsys):
-    """(exit code, stdout, stderr) of ``podd ARGV``; never a traceback."""
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out, err
-    return code, out, err
 
 
 def assert_refused(code, err, *fragments, out_dir: Path | None = None):

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_support import TINY, cli
 
 from podd.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--profile", "smoke", "--steps", "2", "--device", "cpu", "--quiet",
-        "--set", "eval_models=1", "--set", "eval_steps=[5]"]
 
 
 @pytest.fixture(autouse=True)
@@ -31,12 +30,6 @@ def data_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("PODD_DATA", str(tmp_path / "data"))
 
 
-def cli(argv, capsys):
-    """(exit code, stdout, stderr) of ``podd ARGV``; never a traceback."""
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "Traceback" not in out, err
-    return code, out, err
 
 
 def refused(code, err, *fragments):
