@@ -322,8 +322,13 @@ def plot_reference_line(ax, value: float | None, label: str, color: str | None =
 
 def plot_score_vs_accuracy(ax, scores: Iterable[float], accuracies: Iterable[float],
                            stds: Iterable[float] | None = None, *, r: float | None = None,
-                           highlight: tuple[float, float, str] | None = None) -> None:
-    """Class-order ablation (§5.3): ordering score vs accuracy, with a least-squares trend line."""
+                           highlight: tuple[float, float, str] | None = None,
+                           also: Sequence[tuple[float, float, str]] = ()) -> None:
+    """Class-order ablation (§5.3): ordering score vs accuracy, with a least-squares trend line.
+
+    ``highlight``: one order drawn as a star (PoCO's); ``also``: more named orders drawn as
+    diamonds (e.g. the dataset's own order), outside the trend line like the star.
+    """
     scores = np.asarray(list(scores), dtype=float)
     accuracies = np.asarray(list(accuracies), dtype=float)
     yerr = None if stds is None else np.asarray(list(stds), dtype=float)
@@ -337,6 +342,8 @@ def plot_score_vs_accuracy(ax, scores: Iterable[float], accuracies: Iterable[flo
     if highlight is not None:
         hx, hy, hlabel = highlight
         ax.scatter([hx], [hy], marker="*", s=160, color=COLORS["highlight"], zorder=5, label=hlabel)
+    for i, (ox, oy, olabel) in enumerate(also):
+        ax.scatter([ox], [oy], marker="D", s=60, color=plt.get_cmap("tab10")(i + 2), zorder=5, label=olabel)
     ax.set_xlabel("ordering score = 1 / Σ neighbour distances (higher = more similar neighbours)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(loc="best")

@@ -38,7 +38,7 @@ from podd.notebooks.experiment import (
     runs_sidecar,
 )
 from podd.notebooks.names import PRETTY_NAMES, pretty, slug
-from podd.notebooks.parameters import list_parameter
+from podd.notebooks.parameters import list_parameter, settings_parameter
 from podd.notebooks.profiles import PROFILE_ENV, profile_default, resolve_profile
 from podd.notebooks.sweep import Sweep
 from podd.notebooks.tables import PAPER_DATASETS, majority_share_table, measured_and_reported, poster_budget_table
@@ -53,6 +53,7 @@ __all__ = [
     "PROFILE_ENV", "profile_default", "resolve_profile", "Sweep", "PAPER_DATASETS",
     "majority_share_table", "measured_and_reported", "poster_budget_table", "PROFILES",
     "SMOKE_ZCA_MAX_DIM", "note_once", "reset_caches", "list_parameter",
+    "settings_parameter",
 ]
 
 
