@@ -3,9 +3,13 @@
 Two variants, chosen with ``--distributed`` (``podd distill``) or :func:`from_env`:
 
 ``tasks``
-    Every rank trains its own fresh inner network on its own window and real batch: per outer
-    step, all ranks draw the same ``world_size`` :class:`~podd.ratbptt.StepPlan`\\ s from the one
-    shared generator (which therefore stays identical everywhere) and rank ``r`` runs plan ``r``.
+    Every rank trains its own fresh inner network on its own patch batches, augmentations and
+    real batch: per outer step, all ranks draw the same ``world_size``
+    :class:`~podd.ratbptt.StepPlan`\\ s from the one shared generator (which therefore stays
+    identical everywhere) and rank ``r`` runs plan ``r``. The window's START is shared as the
+    config schedules it: under ``start_schedule="epoch"`` (the presets') it is redrawn once per
+    epoch over the real data, so the tasks of one step usually train the same window; with
+    ``"step"`` every task draws its own.
     The meta-gradients (and the losses) are averaged with one all-reduce before the clipping and
     the outer Adam step, so N ranks give N tasks per outer step: a lower-variance meta-gradient,
     a different trajectory from one process. World size 1 draws one plan per step: bit-identical
