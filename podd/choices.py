@@ -1,7 +1,7 @@
 """The names a user chooses from — profiles, modes, engines, devices, distributed variants,
-executors, poster initialisations and truncated-step precisions — in one leaf module without
-torch: the library (:mod:`podd.config` first) checks against them, and the command line offers
-exactly them without importing the library (``podd --help`` starts at once)."""
+executors, experiment trackers, poster initialisations and truncated-step precisions — in one
+leaf module without torch: the library (:mod:`podd.config` first) checks against them, and the
+command line offers exactly them without importing the library (``podd --help`` starts at once)."""
 
 PROFILES = ("smoke", "quick", "paper")
 MODES = ("podd", "baseline", "per-class")       # podd.modes holds one object per name
@@ -9,6 +9,7 @@ ENGINES = ("auto", "eager", "compiled")
 DEVICES = ("auto", "cpu", "cuda")
 VARIANTS = ("tasks", "real-batch")               # --distributed
 EXECUTORS = ("local", "slurm", "debug", "submitit-local")
+TRACKERS = ("tensorboard", "wandb")              # --log (podd.tracking), each an optional extra
 #: Poster initialisations (podd.poster). ``class_areas`` is the authors' (the presets' default);
 #: ``gaussian`` is the paper text's "standard Gaussian noise" at the same per-pixel scale;
 #: ``real`` starts from the class means of the real images.

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from podd.choices import DEVICES, EXECUTORS, MODES, PROFILES, VARIANTS
+from podd.choices import DEVICES, EXECUTORS, MODES, PROFILES, TRACKERS, VARIANTS
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -206,6 +206,10 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     main_rank = os.environ.get("RANK", "0") == "0"      # torchrun: rank 0 alone checks and prints
+    if args.log:                            # a missing tracker package: said before anything else
+        from podd.tracking import parse_backends, require
+
+        require(parse_backends(args.log))
     if args.out and not args.resume and main_rank:
         RunDir(args.out).check_target()     # before any data is loaded
     config = config_from_args(args)
@@ -216,7 +220,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     try:
         out = args.out or _default_out(config)
         result = distill(config, out_dir=out, resume=args.resume,
-                         progress=not args.quiet and parallel.is_main, parallel=parallel)
+                         progress=not args.quiet and parallel.is_main, parallel=parallel,
+                         log=args.log, log_image_every=args.log_image_every)
         finished = parallel
     finally:
         par.shutdown(finished)
@@ -230,13 +235,15 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _distill_job(config, threads: int | None, *, out_dir: str, resume: bool, stop=None) -> dict:
+def _distill_job(config, threads: int | None, *, out_dir: str, resume: bool, stop=None, log=None,
+                 log_image_every: int | None = None) -> dict:
     """``podd distill`` as a job (``--executor``, through :class:`podd.jobs.ResumableJob`): the
     run, and a short summary back."""
     from podd.run_loop import distill
 
     _set_threads(threads)
-    result = distill(config, out_dir=out_dir, resume=resume, progress=False, stop=stop)
+    result = distill(config, out_dir=out_dir, resume=resume, progress=False, stop=stop, log=log,
+                     log_image_every=log_image_every)
     summary = {"out_dir": str(result.out_dir), "wall_time_s": result.wall_time_s}
     if result.evaluation is not None:
         summary.update(accuracy=result.evaluation.mean(), std=result.evaluation.std(),
@@ -258,7 +265,8 @@ def _submit_distill(args: argparse.Namespace, config) -> int:
     executor = make_executor(args.executor, folder=args.jobs_folder, **options)
     out = os.path.abspath(args.out or _default_out(config))
     # checkpointable: requeued on its time limit and on preemption, resumed from a checkpoint
-    job = executor.submit(ResumableJob(_distill_job, out, config, args.threads, resume=args.resume))
+    job = executor.submit(ResumableJob(_distill_job, out, config, args.threads, resume=args.resume,
+                                       log=args.log, log_image_every=args.log_image_every))
     job_id = getattr(job, "job_id", "?")
     print(f"submitted job {job_id} ({args.executor}); run directory: {out}")
     if hasattr(job, "paths"):
@@ -424,6 +432,15 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                         "recompute_window=true --set real_chunk=250 keep the gradients and "
                         "the batch sizes and need far less memory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--log", nargs="+", choices=(*TRACKERS, "none"), default=None, metavar="TRACKER",
+                   help="also log the run's scalars (outer loss, learning rates, step time, "
+                        "accuracies) and its poster to tensorboard (RUN/tensorboard) and/or wandb "
+                        "(offline without an API key or with WANDB_MODE=offline); each is an "
+                        "optional extra: pip install 'podd[tensorboard]' / 'podd[wandb]'. "
+                        "--resume continues the run's tracking without it; --log none stops it")
+    p.add_argument("--log-image-every", type=int, default=None, metavar="N",
+                   help="with --log: the poster as an image every N outer steps (default 100; "
+                        "0: the first and the final poster only)")
     p.add_argument("--distributed", choices=VARIANTS, default=None,
                    help="under torchrun (torchrun --nproc-per-node N -m podd.cli distill ...): "
                         "'tasks' = each process trains its own inner network on its own window "

@@ -5,7 +5,8 @@ keeps the run directory of :mod:`podd.runs` up to date: metrics, checkpoints, th
 It adds what a long run needs around the engine: a progress bar and a one-time estimate of the
 remaining time, resuming bit-identically from the last checkpoint, a clear message on Ctrl-C
 (:class:`RunInterrupted`), on NaN/inf and on running out of GPU memory, and the bookkeeping of
-a distributed run (:mod:`podd.parallel`). The engine itself (:mod:`podd.distill`,
+a distributed run (:mod:`podd.parallel`); experiment trackers (TensorBoard, W&B:
+:mod:`podd.tracking`) get what ``metrics.jsonl`` gets. The engine itself (:mod:`podd.distill`,
 :mod:`podd.ratbptt`) knows nothing of run directories.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from podd import runs
+from podd import runs, tracking
 from podd.config import DistillConfig
 from podd.distill import Distiller, NonFiniteLossError
 from podd.io import write_json
@@ -55,7 +56,7 @@ class RunStopped(Exception):
 # --------------------------------------------------------------------------------------------
 def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = None,
             resume: bool = False, progress: bool = True, preprocessor=None,
-            parallel=None, stop=None) -> DistillResult:
+            parallel=None, stop=None, log=None, log_image_every: int | None = None) -> DistillResult:
     """Run ``config.steps`` outer steps, evaluating, logging and checkpointing as configured.
 
     With ``out_dir`` a run directory is written (see podd.runs); ``resume=True`` continues the
@@ -70,13 +71,21 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
     ``stop`` (a :class:`threading.Event`, set e.g. by a signal handler): once set, the run ends
     after the step in progress with a checkpoint of that step and raises :class:`RunStopped`
     (one process only: the ranks of a distributed run would not agree on the step).
+
+    ``log`` (:mod:`podd.tracking`): ``"tensorboard"``, ``"wandb"`` or both (a list) also log the
+    run's scalars, and its poster every ``log_image_every`` steps (default
+    :data:`podd.tracking.DEFAULT_IMAGE_EVERY`), into the run directory; a resume without ``log``
+    continues what the run tracked. A backend whose package is missing is refused before any data
+    is loaded (:class:`podd.tracking.TrackingUnavailable`). Rank 0 alone tracks.
     """
     from podd.parallel import SINGLE
 
     parallel = parallel or SINGLE
+    if out_dir is None and resume:
+        raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
+    # every rank checks the packages (the same environment): none waits for a rank that failed
+    track = tracking.plan(log, log_image_every, out_dir, resume)
     if out_dir is None:
-        if resume:
-            raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
         return _distill(config, dataset, None, False, progress and parallel.is_main,
                         preprocessor, parallel, stop)
     if not parallel.is_main:
@@ -90,13 +99,15 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
         run.check_target()
         run.check_new()
     with run.locked():
-        return _distill(config, dataset, run, resume, progress, preprocessor, parallel, stop)
+        return _distill(config, dataset, run, resume, progress, preprocessor, parallel, stop,
+                        track)
 
 
 def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, preprocessor,
-             parallel, stop=None) -> DistillResult:
+             parallel, stop=None, track: tracking.TrackingPlan | None = None) -> DistillResult:
     """:func:`distill` in a run directory already held (``run``), or without one (also every
     rank but 0 of a distributed run, ``run=None``, which gets a resumed run's state from rank 0).
+    ``track``: what to track (:func:`podd.tracking.plan`), in ``run`` only.
     """
     history: list[dict] = []
     wall_before = 0.0
@@ -128,10 +139,19 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
             run.rewrite_metrics(history)
     if run is not None and (parallel.world_size > 1 or run.file("distributed.json").exists()):
         _record_parallel(run, parallel, distiller.step_count)
+    tracker = None
+    if run is not None and track is not None:
+        tracker = tracking.open_tracking(track, run.path, distiller.config.to_dict(),
+                                         distiller.preprocessor, distiller.step_count, resume)
     try:
-        return _train(distiller, run, history, wall_before, progress, stop)
+        if tracker is not None and not resume:
+            tracker.log_poster(0, distiller.poster)        # where the poster starts
+        return _train(distiller, run, history, wall_before, progress, stop, tracker)
     except KeyboardInterrupt:
         raise RunInterrupted(_interrupted_message(distiller, run)) from None
+    finally:
+        if tracker is not None:
+            tracker.close()
 
 
 def _record_parallel(run, parallel, step: int) -> None:
@@ -150,7 +170,7 @@ def _record_parallel(run, parallel, step: int) -> None:
 # the outer steps
 # --------------------------------------------------------------------------------------------
 def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
-           progress: bool, stop=None) -> DistillResult:
+           progress: bool, stop=None, tracker=None) -> DistillResult:
     """The outer steps, evaluation and final files of :func:`distill` (after its setup)."""
     cfg = distiller.config
     bar = _Bar(cfg, distiller.step_count, progress, history)
@@ -160,8 +180,8 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
         return wall_before + time.perf_counter() - t0
 
     try:
-        _outer_steps(distiller, run, history, bar, elapsed, stop)
-        end_state = _select_best(distiller, run, history)     # None without best_every
+        _outer_steps(distiller, run, history, bar, elapsed, stop, tracker)
+        end_state = _select_best(distiller, run, history, tracker)   # None without best_every
     except NonFiniteLossError as error:
         raise _non_finite_error(error, cfg, run) from None
     except torch.cuda.OutOfMemoryError as error:
@@ -169,8 +189,10 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
     finally:
         bar.close()
 
-    evaluation = _final_evaluation(distiller, run, history)
+    evaluation = _final_evaluation(distiller, run, history, tracker)
     artifact = distiller.artifact()
+    if tracker is not None:
+        tracker.log_poster(distiller.step_count, artifact.poster)   # the final (chosen) poster
     wall = elapsed()
     if run is not None:
         # the checkpoint is where the trajectory ended (to resume from), not the chosen poster
@@ -180,10 +202,11 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
 
 
 def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
-                 elapsed: Callable[[], float], stop=None) -> None:
+                 elapsed: Callable[[], float], stop=None, tracker=None) -> None:
     """Step until ``config.steps``; log every ``log_every``, evaluate every ``eval_every`` and
     score for the best poster every ``best_every`` (rank 0 only), and checkpoint every
-    ``checkpoint_every`` steps, and when ``stop`` is set (:class:`RunStopped`)."""
+    ``checkpoint_every`` steps, and when ``stop`` is set (:class:`RunStopped`). ``tracker``
+    (:mod:`podd.tracking`) gets each record and, when due, the poster."""
     cfg = distiller.config
     main = distiller.parallel.is_main      # rank 0 alone reports and evaluates
     log = _LossLog(distiller.step_count)
@@ -207,15 +230,33 @@ def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
             log.restart_clock()
         if record is not None:
             history.append(record)
-            if run is not None:
-                run.append_metrics(record)
+            _write(run, tracker, record, distiller)
             bar.show(record)
+        if tracker is not None and tracker.image_due(step) and step < cfg.steps:
+            tracker.log_poster(step, distiller.poster)
         bar.update()
         if run is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             run.save_checkpoint(distiller.state_dict(), cfg, history, elapsed())
         if stop is not None and stop.is_set() and step < cfg.steps:
             _stop_here(distiller, run, history, elapsed())
     distiller.check_finite()
+
+
+def _write(run, tracker, record: dict, distiller: Distiller) -> None:
+    """One record to ``metrics.jsonl`` and to the trackers (with the learning rates)."""
+    if run is not None:
+        run.append_metrics(record)
+    if tracker is not None:
+        tracker.log_scalars(record["step"], tracking.scalars(record, _learning_rates(distiller)))
+
+
+def _learning_rates(distiller: Distiller) -> dict[str, float]:
+    """The outer Adam's learning rates (poster, labels when learned) and the inner one."""
+    groups = distiller.optimizer.param_groups
+    rates = {"lr/outer": float(groups[0]["lr"]), "lr/inner": float(distiller.config.inner_lr)}
+    if len(groups) > 1:
+        rates["lr/label"] = float(groups[1]["lr"])
+    return rates
 
 
 def _stop_here(distiller: Distiller, run, history: list[dict], wall: float) -> None:
@@ -290,7 +331,7 @@ class _Bar:
             self.bar.close()
 
 
-def _select_best(distiller: Distiller, run, history: list[dict]) -> dict | None:
+def _select_best(distiller: Distiller, run, history: list[dict], tracker=None) -> dict | None:
     """With ``best_every`` (rank 0): score the last poster too, then put the best-scoring one
     in place for the final evaluation and the artifact, and record which it was. Returns the
     state where the trajectory ended (for the checkpoint), or None without selection."""
@@ -301,20 +342,18 @@ def _select_best(distiller: Distiller, run, history: list[dict]) -> dict | None:
     if not scored:                  # the loop scores before the last step only
         record = {"step": step, "train_accuracy": distiller.consider_best()}
         history.append(record)
-        if run is not None:
-            run.append_metrics(record)
+        _write(run, tracker, record, distiller)
     end_state = distiller.state_dict()
     distiller.restore_best()
     best = distiller.best
     record = {"step": step, "best_step": best["step"],
               "best_train_accuracy": best["train_accuracy"]}
     history.append(record)
-    if run is not None:
-        run.append_metrics(record)
+    _write(run, tracker, record, distiller)
     return end_state
 
 
-def _final_evaluation(distiller: Distiller, run, history: list[dict]):
+def _final_evaluation(distiller: Distiller, run, history: list[dict], tracker=None):
     """Evaluate the final poster (rank 0, when configured and possible) and record it."""
     cfg = distiller.config
     if not distiller.parallel.is_main or not cfg.eval_models:
@@ -332,8 +371,7 @@ def _final_evaluation(distiller: Distiller, run, history: list[dict]):
     record = {"step": distiller.step_count, "eval_accuracy": evaluation.mean(),
               "eval_std": evaluation.std(), "final": True}
     history.append(record)
-    if run is not None:
-        run.append_metrics(record)
+    _write(run, tracker, record, distiller)
     return evaluation
 
 
