@@ -23,7 +23,7 @@ from __future__ import annotations
 
 # DATASET_SHAPES: the paper's datasets (and digits), class count and image shape (c, h, w) — what
 # a smoke stand-in must imitate. SMOKE_ZCA_MAX_DIM: see podd.presets.resolve_config; note_once: podd.notes.
-from podd.data.sources import DATASET_SHAPES
+from podd.data import DATASET_SHAPES
 from podd.notebooks import data_choice, experiment
 from podd.notebooks.configs import class_order_override, patch_counts_for_strides, run_config
 from podd.notebooks.data_choice import DataRequest, class_names_for, data_note, load_for_profile, measured_on

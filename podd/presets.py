@@ -29,7 +29,8 @@ from podd import poster as P
 from podd.choices import PROFILES
 from podd.clip_text import load_embeddings
 from podd.config import DistillConfig
-from podd.data.sources import DATASET_SHAPES, canonical_name
+from podd.data.builtin import DATASET_SHAPES
+from podd.data.registry import canonical_name
 from podd.layout import default_class_grid
 from podd.models import default_depth
 from podd.modes import poster_mode

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from podd.data import DATASET_NAMES, ChecksumError, data_root, load_dataset, sources
+from podd.data import DATASET_NAMES, ChecksumError, builtin, data_root, images, load_dataset
 
 
 def md5(path: Path) -> str:
@@ -269,7 +269,7 @@ def test_cub200_from_local_archive_with_checked_md5(tmp_path, monkeypatch):
     folder = write_cub(tmp_path / "src")
     archive = tar_folder(folder, tmp_path / "CUB_200_2011.tgz")
     shutil.rmtree(tmp_path / "src")
-    monkeypatch.setattr(sources, "CUB_MD5", md5(archive))
+    monkeypatch.setattr(builtin, "CUB_MD5", md5(archive))
     ds = load_dataset("cub200", root=tmp_path, download=False)
     assert len(ds.y_train) == 4 and (tmp_path / "CUB_200_2011" / "classes.txt").is_file()
     assert not list(tmp_path.glob(".extract-*"))
@@ -288,7 +288,7 @@ def test_cub200_corrupted_download_keeps_nothing(tmp_path, monkeypatch):
     bad = tmp_path / "elsewhere" / "CUB_200_2011.tgz"
     bad.parent.mkdir()
     bad.write_bytes(b"truncated download")
-    monkeypatch.setattr(sources, "CUB_URL", bad.as_uri())     # the real download code, no network
+    monkeypatch.setattr(builtin, "CUB_URL", bad.as_uri())     # the real download code, no network
     root = tmp_path / "data"
     with pytest.raises(ChecksumError, match="checksum"):
         load_dataset("cub200", root=root, download=True)
@@ -297,7 +297,7 @@ def test_cub200_corrupted_download_keeps_nothing(tmp_path, monkeypatch):
 
 
 def test_cub200_download_failure_names_url(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "CUB_URL", (tmp_path / "missing.tgz").as_uri())
+    monkeypatch.setattr(builtin, "CUB_URL", (tmp_path / "missing.tgz").as_uri())
     with pytest.raises(FileNotFoundError) as info:
         load_dataset("cub200", root=tmp_path / "data", download=True)
     assert "missing.tgz" in str(info.value) and str(tmp_path / "data" / "CUB_200_2011.tgz") in str(info.value)
@@ -307,7 +307,7 @@ def test_cub200_missing_names_folder_layout_and_url(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         load_dataset("cub200", root=tmp_path, download=False)
     message = str(info.value)
-    assert str(tmp_path / "CUB_200_2011") in message and "images.txt" in message and sources.CUB_URL in message
+    assert str(tmp_path / "CUB_200_2011") in message and "images.txt" in message and builtin.CUB_URL in message
 
 
 # ------------------------------------------------------------------------------------------
@@ -330,7 +330,7 @@ def test_tinyimagenet_val_annotations_words_and_cache(tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded an image although the cache is valid")
 
-    monkeypatch.setattr(sources, "_decode", no_decoding)
+    monkeypatch.setattr(images, "_decode", no_decoding)
     again = load_dataset("tinyimagenet", root=tmp_path, download=False)
     assert torch.equal(again.x_train, ds.x_train) and torch.equal(again.y_test, ds.y_test)
 
@@ -340,7 +340,7 @@ def test_tinyimagenet_missing_names_folder_and_url(tmp_path):
         load_dataset("tinyimagenet", root=tmp_path, download=False)
     message = str(info.value)
     assert str(tmp_path / "tiny-imagenet-200") in message and "val_annotations.txt" in message
-    assert sources.TINY_URL in message
+    assert builtin.TINY_URL in message
 
 
 def test_tinyimagenet_corrupted_archive(tmp_path):

@@ -18,7 +18,7 @@ _BUILD = '''
 import os, sys, time
 from pathlib import Path
 import torch
-from podd.data import sources
+from podd.data import cache
 from podd.data.dataset import Dataset
 
 folder = Path(sys.argv[1])
@@ -34,7 +34,7 @@ def build():            # a download and decode: slow, and not to be done twice 
     return Dataset("toy", x, torch.tensor([0, 1, 0, 1]), x, torch.tensor([0, 1, 0, 1]), ["a", "b"])
 
 
-ds = sources._cached(folder / "cache" / "toy.pt", "toy-key", build)
+ds = cache.cached(folder / "cache" / "toy.pt", "toy-key", build)
 print(int(ds.x_train.sum()))
 '''
 

@@ -6,10 +6,14 @@
 >>> pre = make_preprocessor(ds, zca=True)  # fitted on ds.x_train, cached on disk
 >>> x = pre(ds.x_train[:16])               # float32 network input; pre.inverse(x) is in [0, 1]
 
-Modules: ``dataset`` (the Dataset record, data_root, summary, stand-ins, splits), ``sources``
-(reading, downloading and caching each format), ``preprocess`` (ZCA and standardisation).
+Modules, as torchvision.datasets: ``dataset`` (the Dataset record, data_root, summary, stand-ins,
+splits), ``registry`` (dataset names and the load_dataset entry point), ``builtin`` (the paper's
+datasets: names, shapes, readers), ``local`` (npz and image folders, with their checks),
+``download`` (download, md5 and extraction), ``images`` (image decoding), ``cache`` (the decoded
+cache and its build lock), ``preprocess`` (ZCA and standardisation).
 """
 
+from podd.data.builtin import DATASET_NAMES, DATASET_SHAPES
 from podd.data.dataset import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
@@ -20,8 +24,9 @@ from podd.data.dataset import (
     summary,
     train_val_split,
 )
+from podd.data.download import ChecksumError
 from podd.data.preprocess import Preprocessor, fit_standardize, fit_zca, make_preprocessor
-from podd.data.sources import DATASET_NAMES, DATASET_SHAPES, ChecksumError, canonical_name, load_dataset
+from podd.data.registry import canonical_name, load_dataset
 
 __all__ = [
     "DATASET_NAMES", "DATASET_SHAPES", "canonical_name", "Dataset", "load_dataset", "data_root",

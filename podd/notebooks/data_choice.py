@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 # DATASET_SHAPES: the paper's datasets (and digits), class count and image shape (c, h, w) — what
 # a smoke stand-in must imitate.
-from podd.data.sources import DATASET_SHAPES
+from podd.data.builtin import DATASET_SHAPES
 from podd.notebooks.cache import SessionCache
 from podd.notebooks.names import pretty
 from podd.notebooks.profiles import resolve_profile

@@ -3,7 +3,7 @@ poster pixel-budget table and the fixed labels' majority shares (both geometry o
 
 from __future__ import annotations
 
-from podd.data.sources import DATASET_SHAPES
+from podd.data.builtin import DATASET_SHAPES
 from podd.notebooks.data_choice import measured_on
 from podd.notebooks.names import pretty
 
