@@ -87,8 +87,8 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"`--distributed tasks` on {result['dataset']} at {result['ipc']:g} IPC (profile {result['profile']}), seeds "
-             f"{result['seeds']}: mean test accuracy over the seeds (each run: "
+    lines = [f"`--distributed tasks` on {result['dataset']} at {result['ipc']:g} IPC "
+             f"(profile {result['profile']}), seeds {result['seeds']}: mean test accuracy over the seeds (each run: "
              f"{result['eval']}), ± the spread of the per-seed means.", "",
              "| arm | processes | outer steps | tasks | accuracy (%) | per seed | wall (s) |",
              "|---|---:|---:|---:|---:|---|---:|"]
