@@ -115,6 +115,19 @@ class Parallel:
         dist.broadcast_object_list(box, src=0, group=self.object_group)
         return box[0]
 
+    def any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank; every rank calls it at the same point. A job's
+        warning signal reaches the ranks at different moments (a step apart, or on one node
+        only): this makes them all stop after the same step. One CPU all-reduce (gloo), no
+        GPU sync."""
+        if self.world_size == 1:
+            return bool(flag)
+        import torch.distributed as dist
+
+        box = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        dist.all_reduce(box, op=dist.ReduceOp.MAX, group=self.object_group)
+        return bool(box.item())
+
     def barrier(self) -> None:
         if self.world_size > 1:
             import torch.distributed as dist

@@ -69,8 +69,9 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
     checkpoint to resume from rank 0 and return a result without evaluation.
 
     ``stop`` (a :class:`threading.Event`, set e.g. by a signal handler): once set, the run ends
-    after the step in progress with a checkpoint of that step and raises :class:`RunStopped`
-    (one process only: the ranks of a distributed run would not agree on the step).
+    after the step in progress with a checkpoint of that step and raises :class:`RunStopped`.
+    The ranks of a distributed run (each with its own ``stop``) all end after the first step
+    at which any rank's was set; rank 0 writes the checkpoint.
 
     ``log`` (:mod:`podd.tracking`): ``"tensorboard"``, ``"wandb"`` or both (a list) also log the
     run's scalars, and its poster every ``log_image_every`` steps (default
@@ -237,7 +238,8 @@ def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
         bar.update()
         if run is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             run.save_checkpoint(distiller.state_dict(), cfg, history, elapsed())
-        if stop is not None and stop.is_set() and step < cfg.steps:
+        if stop is not None and step < cfg.steps and \
+                distiller.parallel.any_rank(stop.is_set()):     # the same step on every rank
             _stop_here(distiller, run, history, elapsed())
     distiller.check_finite()
 
