@@ -7,10 +7,13 @@
 * ``slurm``: one Slurm job per run through `submitit <https://github.com/facebookincubator/submitit>`_
   (``submitit.AutoExecutor``): submitit writes the sbatch script, pickles the call, and brings the
   result (or the remote traceback) back. Settings from the arguments, else from the environment:
-  ``PODD_SLURM_PARTITION``, ``PODD_SLURM_TIME_MIN``, ``PODD_SLURM_GPUS`` (per job),
-  ``PODD_SLURM_CPUS``, ``PODD_SLURM_MEM_GB``, ``PODD_SLURM_ACCOUNT``, ``PODD_SLURM_QOS``,
-  ``PODD_SLURM_CONSTRAINT``, ``PODD_SLURM_FOLDER`` (logs and pickles; default
-  ``runs/slurm/%j``).
+  ``PODD_SLURM_PARTITION``, ``PODD_SLURM_TIME_MIN``, ``PODD_SLURM_GPUS`` (per node),
+  ``PODD_SLURM_CPUS`` (per task), ``PODD_SLURM_MEM_GB`` (per node), ``PODD_SLURM_ACCOUNT``,
+  ``PODD_SLURM_QOS``, ``PODD_SLURM_CONSTRAINT``, ``PODD_SLURM_FOLDER`` (logs and pickles; default
+  ``runs/slurm/%j``). One run on several processes (:func:`rank_parameters`: ``nodes`` x
+  ``tasks_per_node`` tasks, see :mod:`podd.jobs`) is asked for per run, never from the
+  environment: a sweep's single-process jobs must not be copied onto N tasks.
+  :meth:`SubmititExecutor.script` shows the sbatch script without submitting anything.
 * ``debug`` / ``submitit-local``: submitit's own debug executor (in this process, at
   ``.result()``) and local executor (a subprocess per job): the slurm code path without a
   cluster, for tests and for a dry run before a sweep.
@@ -131,6 +134,17 @@ class SubmititExecutor:
     def submit(self, fn: Callable, *args, **kwargs):
         return self.submit_as(self.name, fn, *args, **kwargs)
 
+    def script(self) -> str:
+        """The sbatch script that :meth:`submit` would hand to ``sbatch`` (``slurm`` only): a dry
+        run, nothing is pickled or submitted. submitit has no public dry run, so this asks its
+        Slurm executor for the text it writes at submission (``_make_submission_file_text``):
+        the same function, so the same script, checked by the tests against a captured one."""
+        if self.kind != "slurm":
+            raise ValueError(f"executor {self.kind!r} writes no sbatch script: a dry run is for "
+                             f"executor 'slurm'")
+        slurm = self.executor._executor        # the submitit.SlurmExecutor AutoExecutor wraps
+        return slurm._make_submission_file_text(slurm._submitit_command_str, "dry-run")
+
     def submit_as(self, name: str, fn: Callable, *args, **kwargs):
         """``submit`` under the job name ``name`` (a sweep names each job after its cell)."""
         self.executor.update_parameters(name=name)
@@ -156,6 +170,21 @@ def slurm_parameters(**options) -> dict[str, Any]:
             parameters[key] = value
     parameters.update(options.get("extra") or {})
     return parameters
+
+
+def rank_parameters(nodes: int = 1, tasks_per_node: int = 1) -> dict[str, int]:
+    """submitit parameters of ONE job whose ``nodes`` x ``tasks_per_node`` tasks are the ranks of
+    one distributed run (each task runs the same pickled call; :func:`podd.jobs.export_torch_env`
+    makes it a rank). Why tasks and not ``srun torchrun`` in an sbatch script: Slurm's warning
+    signal (USR2) goes to every process of the job step; a torchrun agent dies of it (or, told to
+    handle it, shuts its workers down), so no rank could finish its step and checkpoint, and the
+    requeue would have to be scripted by hand. As submitit tasks, every rank has submitit's
+    handler installed and task 0 requeues the job exactly as for one process. What torchrun adds
+    (restarting failed workers, elastic membership) a requeue from the checkpoint covers."""
+    for name, value in (("nodes", nodes), ("tasks_per_node", tasks_per_node)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: a distributed job needs a whole number >= 1")
+    return {"nodes": nodes, "tasks_per_node": tasks_per_node}
 
 
 def make_executor(kind: str = "local", *, workers: int = 1, threads: int | None = None,

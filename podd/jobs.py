@@ -16,6 +16,12 @@ protocol submitit uses for checkpointable jobs. What happens on a cluster:
 When the run cannot reach a step boundary within :data:`STOP_GRACE_S` (loading data, a long
 evaluation), submitit's handler runs at once: the job is still requeued and continues from the
 last periodic checkpoint (``checkpoint_every``).
+
+One run on several processes (``--distributed`` with ``--executor slurm``) is ONE job of
+``nodes x tasks_per_node`` submitit tasks, each running the same pickled job as one rank
+(:func:`export_torch_env` gives it torchrun's variables). Slurm signals every task; the ranks
+agree on the step to stop after (:meth:`podd.parallel.Parallel.any_rank`), rank 0 writes the
+checkpoint, and submitit's handler in task 0 requeues the whole job (the others return quietly).
 """
 
 from __future__ import annotations
@@ -48,8 +54,13 @@ class ResumableJob:
             try:
                 return self.fn(*self.args, out_dir=self.out_dir, resume=self.resume,
                                stop=warning.stop, **self.kwargs)
-            except RunStopped:
+            except RunStopped as stopped:
                 warning.hand_over()     # submitit: checkpoint() below, requeue, exit
+                if _other_task():
+                    # Task 0 of this job requeues it (submitit's handler does nothing in the
+                    # other tasks). Exiting with an error here could make srun end the job
+                    # before it does (KillOnBadExit): this task returns instead.
+                    return {"out_dir": self.out_dir, "stopped_at": stopped.step}
                 raise                   # not under submitit: the error says how to resume
 
     def checkpoint(self, *args, **kwargs):
@@ -68,6 +79,36 @@ class ResumableJob:
 
     def __repr__(self) -> str:
         return f"ResumableJob({getattr(self.fn, '__qualname__', self.fn)}, {self.out_dir!r})"
+
+
+def _other_task() -> bool:
+    """Whether this process is a task other than the first of a multi-task submitit job."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return False
+    from submitit import JobEnvironment
+
+    return JobEnvironment().global_rank > 0
+
+
+def export_torch_env() -> dict[str, str]:
+    """In one task of a multi-task submitit job: set torchrun's variables (``RANK``,
+    ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) so
+    that :func:`podd.parallel.from_env` treats it as a rank, and return them.
+
+    submitit's :class:`~submitit.helpers.TorchDistributedEnvironment` reads them from Slurm's
+    (``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_LOCALID``, …): the rendezvous is the first host
+    of the job's node list, at a port drawn from the job id (or ``$MASTER_PORT``), so every
+    task, and the requeued job, finds the same one. ``CUDA_VISIBLE_DEVICES`` is left as Slurm
+    set it (from_env pins the rank to GPU ``LOCAL_RANK`` among those), and values inherited from
+    the submitting shell (sbatch exports its environment) are overwritten: inside the job,
+    Slurm's task layout is the truth.
+    """
+    from submitit.helpers import TorchDistributedEnvironment
+
+    env = TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    return {"RANK": str(env.rank), "WORLD_SIZE": str(env.world_size),
+            "LOCAL_RANK": str(env.local_rank), "LOCAL_WORLD_SIZE": str(env.local_world_size),
+            "MASTER_ADDR": env.master_addr, "MASTER_PORT": str(env.master_port)}
 
 
 def warning_signal() -> signal.Signals | None:
