@@ -213,7 +213,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     if args.out and not args.resume and main_rank:
         RunDir(args.out).check_target()     # before any data is loaded
     config = config_from_args(args)
-    if args.executor != "local":
+    if args.executor != "local" or args.dry_run:
         return _submit_distill(args, config)
     parallel = par.from_env(args.distributed, config.device)
     finished = None
@@ -236,14 +236,18 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _distill_job(config, threads: int | None, *, out_dir: str, resume: bool, stop=None, log=None,
-                 log_image_every: int | None = None) -> dict:
+                 log_image_every: int | None = None,
+                 distributed: str | None = None) -> dict:
     """``podd distill`` as a job (``--executor``, through :class:`podd.jobs.ResumableJob`): the
-    run, and a short summary back."""
+    run, and a short summary back. ``distributed``: this job is one task of several, one rank
+    of that variant (:func:`_job_rank`)."""
     from podd.run_loop import distill
 
     _set_threads(threads)
-    result = distill(config, out_dir=out_dir, resume=resume, progress=False, stop=stop, log=log,
-                     log_image_every=log_image_every)
+    with _job_rank(distributed, config.device) as parallel:
+        result = distill(config, out_dir=out_dir, resume=resume, progress=False,
+                         parallel=parallel, stop=stop, log=log,
+                         log_image_every=log_image_every)
     summary = {"out_dir": str(result.out_dir), "wall_time_s": result.wall_time_s}
     if result.evaluation is not None:
         summary.update(accuracy=result.evaluation.mean(), std=result.evaluation.std(),
@@ -252,20 +256,28 @@ def _distill_job(config, threads: int | None, *, out_dir: str, resume: bool, sto
 
 
 def _submit_distill(args: argparse.Namespace, config) -> int:
-    """--executor slurm (or submitit-local / debug): the run as one submitit job."""
+    """--executor slurm (or submitit-local / debug): the run as one submitit job; with
+    --distributed, one job of --nodes x --tasks-per-node tasks, one rank each (podd.jobs)."""
     from podd.executors import make_executor
     from podd.jobs import ResumableJob
 
-    if args.distributed:
-        raise ValueError("--distributed is for processes started by torchrun; a job submitted "
-                         "with --executor runs one process (inside an sbatch script, call "
-                         "torchrun yourself: see README, Running at scale)")
+    if args.executor == "local":
+        raise ValueError("--dry-run prints the sbatch script of a Slurm job: add --executor slurm")
     options = {name: getattr(args, name) for name in
                ("partition", "time_min", "gpus", "cpus", "mem_gb", "account", "qos")}
+    ranks = _job_ranks(args, config, options)
+    if ranks:
+        options["extra"] = ranks
     executor = make_executor(args.executor, folder=args.jobs_folder, **options)
+    if args.dry_run:
+        print(executor.script(), end="")
+        world = ranks and f"; its {ranks['nodes'] * ranks['tasks_per_node']} tasks are the ranks of one run"
+        print(f"dry run: nothing submitted{world or ''}", file=sys.stderr)
+        return 0
     out = os.path.abspath(args.out or _default_out(config))
     # checkpointable: requeued on its time limit and on preemption, resumed from a checkpoint
     job = executor.submit(ResumableJob(_distill_job, out, config, args.threads, resume=args.resume,
+                                       distributed=args.distributed,
                                        log=args.log, log_image_every=args.log_image_every))
     job_id = getattr(job, "job_id", "?")
     print(f"submitted job {job_id} ({args.executor}); run directory: {out}")
@@ -274,12 +286,65 @@ def _submit_distill(args: argparse.Namespace, config) -> int:
     if not (args.wait or args.executor == "debug"):   # debug runs only when waited for
         print(f"follow it with: podd show {out}  (or squeue -j {job_id})")
         return 0
-    summary = job.result()
+    summary = job.results()[0]      # rank 0's (every task returns one)
     print(f"run directory: {summary['out_dir']}")
     if "accuracy" in summary:
         print(f"test accuracy ({summary['models']} models, {summary['steps']} steps): "
               f"{summary['accuracy']:.1f} ± {summary['std']:.1f} %")
     return 0
+
+
+@contextlib.contextmanager
+def _job_rank(distributed: str | None, device: str):
+    """This job's :class:`podd.parallel.Parallel`: with ``distributed``, one task of a multi-task
+    job made a rank (:func:`podd.jobs.export_torch_env`), else one process; leaves the group at
+    the end (together after a finished or stopped run: rank 0 still writes its files)."""
+    from podd import parallel as par
+    from podd.run_loop import RunStopped
+
+    if distributed is None:
+        yield par.SINGLE
+        return
+    from podd.jobs import export_torch_env
+
+    export_torch_env()
+    parallel, finished = par.from_env(distributed, device), None
+    try:
+        yield parallel
+        finished = parallel
+    except RunStopped:
+        finished = parallel     # every rank stopped after the same step; rank 0 saved it
+        raise
+    finally:
+        par.shutdown(finished)
+
+
+def _job_ranks(args: argparse.Namespace, config, options: dict) -> dict:
+    """The submitit parameters of a --distributed job ({} without it): --nodes x --tasks-per-node
+    tasks, by default one per GPU of --gpus-per-node; the world size checked against the run."""
+    from podd.executors import rank_parameters, slurm_parameters
+    from podd.parallel import Parallel
+
+    if not args.distributed:
+        if (args.nodes or 1) > 1 or args.tasks_per_node:
+            raise ValueError("--nodes and --tasks-per-node spread one run over several processes: "
+                             "add --distributed tasks or --distributed real-batch")
+        return {}
+    if args.executor == "debug":
+        raise ValueError("--executor debug runs the job in this process, one rank: use "
+                         "--executor submitit-local (or slurm) with --distributed")
+    gpus = slurm_parameters(gpus=options["gpus"]).get("gpus_per_node") or 0
+    tasks = args.tasks_per_node or gpus
+    if not tasks:
+        raise ValueError("--distributed as a job runs one process per GPU: give --gpus-per-node N "
+                         "(and --nodes M), or --tasks-per-node N for processes without GPUs "
+                         "(--device cpu)")
+    if gpus and tasks != gpus:
+        raise ValueError(f"--tasks-per-node {tasks} with --gpus-per-node {gpus}: a rank uses one "
+                         f"GPU, so give as many processes per node as GPUs")
+    ranks = rank_parameters(args.nodes or 1, tasks)
+    Parallel(args.distributed, 0, ranks["nodes"] * tasks).check(config)  # before submitting
+    return ranks
 
 
 def _load_run_parts(run_dir: str, allow_changed_data: bool = False, artifact=None):
@@ -442,7 +507,8 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                    help="with --log: the poster as an image every N outer steps (default 100; "
                         "0: the first and the final poster only)")
     p.add_argument("--distributed", choices=VARIANTS, default=None,
-                   help="under torchrun (torchrun --nproc-per-node N -m podd.cli distill ...): "
+                   help="under torchrun (torchrun --nproc-per-node N -m podd.cli distill ...) "
+                        "or as one Slurm job (--executor slurm --nodes M --gpus-per-node N): "
                         "'tasks' = each process trains its own inner network on its own window "
                         "and the meta-gradients are averaged (N tasks per outer step); "
                         "'real-batch' = one process's trajectory, only the outer loss's real "
@@ -459,8 +525,15 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     jobs.add_argument("--wait", action="store_true", help="wait for the job and print its result")
     jobs.add_argument("--partition", default=None, help="Slurm partition")
     jobs.add_argument("--time-min", type=int, default=None, help="job time limit in minutes")
-    jobs.add_argument("--gpus", type=int, default=None, help="GPUs of the job")
-    jobs.add_argument("--cpus", type=int, default=None, help="CPU cores of the job")
+    jobs.add_argument("--gpus", "--gpus-per-node", dest="gpus", type=int, default=None,
+                      help="GPUs of the job (per node)")
+    jobs.add_argument("--nodes", type=int, default=None, metavar="M",
+                      help="with --distributed: nodes of the job (default 1)")
+    jobs.add_argument("--tasks-per-node", type=int, default=None, metavar="N",
+                      help="with --distributed: processes per node (default: one per GPU)")
+    jobs.add_argument("--dry-run", action="store_true",
+                      help="print the sbatch script --executor slurm would submit; submit nothing")
+    jobs.add_argument("--cpus", type=int, default=None, help="CPU cores of the job (per process)")
     jobs.add_argument("--mem-gb", type=float, default=None, help="memory of the job in GB")
     jobs.add_argument("--account", default=None, help="Slurm account")
     jobs.add_argument("--qos", default=None, help="Slurm QOS")
