@@ -11,6 +11,9 @@ RUN_DIR/
                     commit, device, library versions, wall time)
   checkpoint.pt     poster, label parameters, outer optimizer, gradient EMA, generator state,
                     epoch permutation and window start, step, history (written atomically)
+  tracking.json     with --log (podd.tracking): the trackers, image interval, W&B run id
+  tensorboard/      with --log tensorboard: TensorBoard's event files
+  wandb/            with --log wandb: W&B's files (offline runs to `wandb sync`), unless $WANDB_DIR
 ```
 poster.pt and checkpoint.pt carry a SHA-256 of their records (podd.io.add_file_digest), checked
 before anything in them is unpickled; they are then read with ``torch.load(weights_only=True)``,
