@@ -497,12 +497,14 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                         "recompute_window=true --set real_chunk=250 keep the gradients and "
                         "the batch sizes and need far less memory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--log", nargs="+", choices=(*TRACKERS, "none"), default=None, metavar="TRACKER",
+    p.add_argument("--log", "--track", dest="log", nargs="+", choices=(*TRACKERS, "none"),
+                   default=None, metavar="TRACKER",
                    help="also log the run's scalars (outer loss, learning rates, step time, "
                         "accuracies) and its poster to tensorboard (RUN/tensorboard) and/or wandb "
                         "(offline without an API key or with WANDB_MODE=offline); each is an "
                         "optional extra: pip install 'podd[tensorboard]' / 'podd[wandb]'. "
-                        "--resume continues the run's tracking without it; --log none stops it")
+                        "--resume continues the run's tracking without it; --log none stops it. "
+                        "Under torchrun write --track (torchrun takes --log for its --log-dir)")
     p.add_argument("--log-image-every", type=int, default=None, metavar="N",
                    help="with --log: the poster as an image every N outer steps (default 100; "
                         "0: the first and the final poster only)")

@@ -177,10 +177,12 @@ def test_torchrun_entry_point(tmp_path):
                "--ipc", "1", "--profile", "smoke", "--steps", "2", "--device", "cpu", "--threads", "1",
                "--out", str(out), "--distributed", "tasks", "--quiet",
                "--set", f"data_root={tmp_path}", "--set", "width=8", "--set", "eval_models=0",
-               "--set", "real_batch=32", "--set", "window=2", "--set", "total_window=3"]
+               "--set", "real_batch=32", "--set", "window=2", "--set", "total_window=3",
+               "--track", "tensorboard"]     # --log: torchrun's own --log-dir
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("run directory:") == 1          # printed by rank 0 only
     assert json.loads((out / "distributed.json").read_text())[0]["world_size"] == 2
     assert (out / "poster.pt").exists() or any(out.iterdir())
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1   # rank 0 tracks
