@@ -15,3 +15,6 @@ TRACKERS = ("tensorboard", "wandb")              # --log (podd.tracking), each a
 #: ``real`` starts from the class means of the real images.
 INITS = ("class_areas", "gaussian", "real")
 TRUNCATED_DTYPES = ("float32", "bfloat16")     # podd.ratbptt maps each name to its torch dtype
+#: Networks the evaluation protocol trains (podd.architectures): the ConvNet a poster is
+#: distilled with, and the cross-architecture ones of DC-Bench / DD-Ranking.
+EVAL_ARCHS = ("convnet", "resnet18", "vgg11", "alexnet")

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from podd.choices import ENGINES, INITS, MODES, TRUNCATED_DTYPES
+from podd.choices import ENGINES, EVAL_ARCHS, INITS, MODES, TRUNCATED_DTYPES
 
 LABEL_MODES = ("fixed", "learned")
 START_SCHEDULES = ("epoch", "step", "fixed")
@@ -35,7 +35,9 @@ class DistillConfig:
     ``None`` computes them from ``ipc`` (:func:`podd.poster.poster_size`). Only ``podd`` mode
     uses it, and it must agree with ``ipc`` to within 5 %. ``distill_batch=None`` uses all
     patches in every inner step. ``label_lr=None`` uses ``outer_lr`` (as the authors do).
-    ``eval_every=0`` evaluates only at the end; ``eval_models=0`` never. ``checkpoint_every=0``
+    ``eval_every=0`` evaluates only at the end; ``eval_models=0`` never. ``eval_arch`` is the
+    network the evaluation trains (:data:`podd.choices.EVAL_ARCHS`): the ConvNet (default) or,
+    for cross-architecture evaluation, ResNet-18, VGG-11 or AlexNet. ``checkpoint_every=0``
     writes no intermediate checkpoints.
 
     Best-poster selection (the authors' practice; the paper does not describe it):
@@ -95,6 +97,7 @@ class DistillConfig:
     best_every: int = 0
     eval_models: int = 8
     eval_steps: tuple[int, ...] = (300, 600, 1000, 2000)
+    eval_arch: str = "convnet"
     checkpoint_every: int = 100
     log_every: int = 10
     seed: int = 0
@@ -165,6 +168,8 @@ class DistillConfig:
         need(self.real_batch >= 1, f"real_batch={self.real_batch}: must be at least 1")
         need(self.truncated_dtype in TRUNCATED_DTYPES,
              f"truncated_dtype={self.truncated_dtype!r}: choose one of {', '.join(TRUNCATED_DTYPES)}")
+        need(self.eval_arch in EVAL_ARCHS,
+             f"eval_arch={self.eval_arch!r}: choose one of {', '.join(EVAL_ARCHS)}")
         need(self.engine in ENGINES,
              f"engine={self.engine!r}: choose one of {', '.join(ENGINES)}")
         need(self.real_chunk is None or self.real_chunk >= 1,

@@ -8,6 +8,10 @@ mean ± std over the models. These settings are one :class:`EvalProtocol` (``fro
 a distillation run's); ``protocol.run(images, labels, test_x, test_y)`` evaluates, and
 :func:`train_and_test` is the same with the settings as keywords.
 
+Cross-architecture evaluation: ``arch`` (the config's ``eval_arch``) trains ResNet-18, VGG-11
+or AlexNet students instead of the ConvNet (:mod:`podd.architectures`), with the same protocol,
+streams and batching; ``"convnet"`` is the default and unchanged.
+
 Speed: the ``M`` models are trained TOGETHER as one batched computation — their parameters are
 stacked on a leading axis (as for ``torch.func.vmap``) and run as ONE network with ``M`` groups
 (:func:`grouped_forward`: grouped convolutions, one group_norm, one batched matmul head; this is
@@ -50,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from .architectures import build, grouped_forward
 from .augment import FLIP_PROBABILITY, MAX_DEGREES, horizontal_flip, rotate
 from .devices import resolve_device
 from .models import ConvNet, init_parameters
@@ -177,45 +182,6 @@ def batched_flip_rotate(x: torch.Tensor, rotate_op: torch.Tensor, value: torch.T
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def grouped_forward(net: ConvNet, params: dict[str, torch.Tensor], x: torch.Tensor,
-                    shared_input: bool = False) -> torch.Tensor:
-    """Run M stacked models at once as ONE network with M groups; returns logits (B, M, K).
-
-    ``params``: the net's parameters stacked on a leading model axis (M, ...). ``x``: (B, M·c, h, w)
-    — model m's batch in channels [m·c, (m+1)·c) — or, with ``shared_input``, (B, c, h, w) seen by
-    every model (test time: the first convolution is then a dense one with M·width filters).
-    The activations stay in this (B, M·C, H, W) layout throughout: a convolution becomes one grouped
-    convolution (groups = M), instance norm one group_norm with M·C groups, ReLU and pooling are
-    elementwise, and the head one batched matmul. No transposes between layers — measured faster
-    than ``vmap(functional_call)`` on the CPU (see benchmarks/results/LOG.md) and equal to it (tests).
-    """
-    num_models = params["classifier.weight"].shape[0]
-    h = x
-    first = True
-    for i, module in enumerate(net.features):
-        if isinstance(module, torch.nn.Conv2d):
-            w = params[f"features.{i}.weight"]
-            w = w.reshape(-1, *w.shape[2:])                          # (M·out, in, k, k)
-            bias = params.get(f"features.{i}.bias")
-            groups = 1 if (first and shared_input) else num_models
-            h = F.conv2d(h, w, None if bias is None else bias.reshape(-1), module.stride, module.padding,
-                         module.dilation, groups)
-            first = False
-        elif isinstance(module, torch.nn.GroupNorm):
-            h = F.group_norm(h, num_models * module.num_groups, params[f"features.{i}.weight"].reshape(-1),
-                             params[f"features.{i}.bias"].reshape(-1), module.eps)
-        elif isinstance(module, torch.nn.ReLU):
-            h = F.relu(h)
-        elif isinstance(module, torch.nn.AvgPool2d):
-            h = F.avg_pool2d(h, module.kernel_size, module.stride, module.padding, module.ceil_mode,
-                             module.count_include_pad, module.divisor_override)
-        else:
-            raise NotImplementedError(f"grouped_forward does not know {type(module).__name__}")
-    features = h.reshape(h.shape[0], num_models, -1)                 # per model: flatten(1) order
-    logits = torch.einsum("bmf,mkf->bmk", features, params["classifier.weight"])
-    return logits + params["classifier.bias"]
-
-
 # --------------------------------------------------------------------------------------------
 # validation
 
@@ -228,7 +194,7 @@ def _check_inputs(images, labels, test_x, test_y, steps, num_models, lr, batch_s
     if n == 0:
         raise ValueError("images is empty: there is nothing to train on")
     if h != w:
-        raise ValueError(f"the ConvNet needs square images; got {h}×{w}")
+        raise ValueError(f"the evaluation networks need square images; got {h}×{w}")
     if not torch.is_tensor(test_x) or test_x.dim() != 4 or tuple(test_x.shape[1:]) != tuple(images.shape[1:]):
         raise ValueError(f"test_x must be (T, {', '.join(map(str, images.shape[1:]))}) like the images; "
                          f"got {tuple(getattr(test_x, 'shape', ()))}")
@@ -310,11 +276,13 @@ def _count_correct(forward: Callable, params, test_x, test_y, chunk: int, device
 
 @dataclass(frozen=True)
 class EvalProtocol:
-    """How a distilled set is evaluated (§5.1): ``num_models`` fresh ConvNets (``width``,
-    ``depth``; None: :func:`podd.models.default_depth`) trained with Adam at ``lr`` on
-    ``batch_size`` images per step (None: all of them), with ``flip_rotate`` when ``augment``,
-    tested after each of ``steps``; model ``m``'s randomness comes from ``(seed, m)``, for
-    ``m`` = ``first_model`` … ``first_model + num_models − 1`` (a slice of a larger evaluation).
+    """How a distilled set is evaluated (§5.1): ``num_models`` fresh networks of architecture
+    ``arch`` (:data:`podd.choices.EVAL_ARCHS`: the ConvNet of ``width`` and ``depth`` — None:
+    :func:`podd.models.default_depth` — or ResNet-18, VGG-11, AlexNet at their standard widths,
+    :mod:`podd.architectures`) trained with Adam at ``lr`` on ``batch_size`` images per step
+    (None: all of them), with ``flip_rotate`` when ``augment``, tested after each of ``steps``;
+    model ``m``'s randomness comes from ``(seed, m)``, for ``m`` = ``first_model`` …
+    ``first_model + num_models − 1`` (a slice of a larger evaluation).
 
     :meth:`from_config` gives the protocol a distillation run evaluates its poster with; build
     one there (or here) and :meth:`run` it on any images, rather than passing the settings by hand.
@@ -330,16 +298,18 @@ class EvalProtocol:
     seed: int = 0
     device: str | torch.device = "cpu"
     first_model: int = 0
+    arch: str = "convnet"
 
     @classmethod
     def from_config(cls, config, **changes) -> EvalProtocol:
         """The protocol of a :class:`podd.config.DistillConfig`: its eval_models, eval_steps
-        and seed, the inner loop's learning rate, batch size (``distill_batch``), network and
-        augmentation, on its device; ``changes`` override any of them."""
+        and seed, the inner loop's learning rate, batch size (``distill_batch``), network
+        (``eval_arch``; the ConvNet's width and depth) and augmentation, on its device;
+        ``changes`` override any of them."""
         protocol = cls(num_models=config.eval_models, steps=tuple(config.eval_steps),
                        lr=config.inner_lr, batch_size=config.distill_batch, width=config.width,
                        depth=config.depth, augment=config.augment, seed=config.seed,
-                       device=config.device)
+                       device=config.device, arch=config.eval_arch)
         return protocol.replace(**changes)
 
     def replace(self, **changes) -> EvalProtocol:
@@ -366,14 +336,16 @@ def train_and_test(images: torch.Tensor, labels: torch.Tensor, test_x: torch.Ten
                    batch_size: int | None = None, width: int = 128, depth: int | None = None,
                    augment: bool = True, seed: int = 0, device: str | torch.device = "cpu",
                    progress: bool = False, num_classes: int | None = None,
-                   test_batch_size: int = 1024, sequential: bool = False) -> EvalResult:
+                   test_batch_size: int = 1024, sequential: bool = False,
+                   arch: str = "convnet") -> EvalResult:
     """:meth:`EvalProtocol.run` with the protocol's settings as keywords, for real data and
     scripts: ``batch_size=None`` here means all N images if N ≤ 256, else 256 (≥ N: all N)."""
     if batch_size is None and torch.is_tensor(images) and images.dim() == 4 and \
             images.shape[0] > DEFAULT_BATCH_SIZE:
         batch_size = DEFAULT_BATCH_SIZE
     protocol = EvalProtocol(num_models=num_models, steps=steps, lr=lr, batch_size=batch_size,
-                            width=width, depth=depth, augment=augment, seed=seed, device=device)
+                            width=width, depth=depth, augment=augment, seed=seed, device=device,
+                            arch=arch)
     return protocol.run(images, labels, test_x, test_y, progress=progress, num_classes=num_classes,
                         test_batch_size=test_batch_size, sequential=sequential)
 
@@ -395,10 +367,10 @@ def _train_and_test(images, labels, test_x, test_y, protocol: EvalProtocol, *, p
                     seed=p.seed, first_model=p.first_model, num_images=n, num_classes=k,
                     label_kind="soft" if labels.dim() == 2 else "hard",
                     dtype=str(dtype).replace("torch.", ""), device=str(device),
-                    mode="sequential" if sequential else "batched")
+                    mode="sequential" if sequential else "batched", arch=p.arch)
 
-    net = ConvNet(c, k, h, width=p.width, depth=p.depth).to(device=device, dtype=dtype)
-    settings["depth"] = net.depth
+    net = build(p.arch, c, k, h, width=p.width, depth=p.depth).to(device=device, dtype=dtype)
+    settings["width"], settings["depth"] = net.width, getattr(net, "depth", None)
     streams = _model_streams(net, p, n, batch, total, device, dtype)
     x_all = images.detach().to(device)
     y_all = labels.detach().to(device)
@@ -436,16 +408,20 @@ def _model_streams(net, protocol: EvalProtocol, n: int, batch: int, total: int, 
     return inits, orders, rot_ops, values
 
 
-def _adam(params, lr: float) -> torch.optim.Adam:
+def _adam(params, lr: float, net) -> torch.optim.Adam:
     # Plain Adam of the protocol; elementwise, so on stacked tensors it is M independent Adams.
-    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
+    # The cross-architecture networks have ~10M parameters a model, where the per-tensor Adam is a
+    # large share of a CPU step and the fused kernel (the same update) is several times faster;
+    # the ConvNet keeps the per-tensor Adam, so its evaluations stay bit-for-bit what they were.
+    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0,
+                            fused=None if isinstance(net, ConvNet) else True)
 
 
 def _train_batched(net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y, steps, lr, chunk,
                    device, dtype, progress):
     num_models, n = len(inits), x_all.shape[0]
     params = {name: torch.stack([p[name] for p in inits]).requires_grad_() for name in inits[0]}
-    optimizer = _adam(list(params.values()), lr)
+    optimizer = _adam(list(params.values()), lr, net)
     # Schedules laid out (step, image, model) so that one step's slice is already in the
     # (B, M·c, h, w) layout of grouped_forward: no transposes in the loop.
     order = torch.stack(orders, -1).to(device) if orders else None               # (T, B, M)
@@ -458,7 +434,7 @@ def _train_batched(net, inits, orders, rot_ops, values, x_all, y_all, test_x, te
 
     correct = torch.zeros(num_models, len(steps), dtype=torch.long, device=device)
     total, record = steps[-1], {s: j for j, s in enumerate(steps)}
-    bar = _progress_bar(total, progress, f"evaluating {num_models} models (batched)")
+    bar = _progress_bar(total, progress, f"evaluating {num_models} {_name(net)}models (batched)")
     for t in range(total):
         idx = order[t] if order is not None else all_idx                    # (B, M)
         b = idx.shape[0]
@@ -494,11 +470,11 @@ def _train_sequential(net, inits, orders, rot_ops, values, x_all, y_all, test_x,
     correct = torch.zeros(num_models, len(steps), dtype=torch.long, device=device)
     logits_of = lambda p, x: functional_call(net, p, (x,))  # noqa: E731
     test_logits = lambda p, x: logits_of(p, x)[:, None]     # noqa: E731  (B, 1, K) for _count_correct
-    bar = _progress_bar(total * num_models, progress, f"evaluating {num_models} models (sequential)")
+    bar = _progress_bar(total * num_models, progress, f"evaluating {num_models} {_name(net)}models (sequential)")
     finals = []
     for m in range(num_models):
         params = {name: p.clone().requires_grad_() for name, p in inits[m].items()}
-        optimizer = _adam(list(params.values()), lr)
+        optimizer = _adam(list(params.values()), lr, net)
         order = orders[m].to(device) if orders else None
         ops = rot_ops[m].tolist() if rot_ops else None         # CPU schedule: no device sync
         value = values[m].to(device) if values else None
@@ -523,6 +499,11 @@ def _train_sequential(net, inits, orders, rot_ops, values, x_all, y_all, test_x,
     bar.close()
     final = {name: torch.stack([f[name] for f in finals]) for name in finals[0]}
     return correct.double() * (100.0 / test_y.shape[0]), final
+
+
+def _name(net) -> str:
+    """The architecture in a progress bar's text ("" for the ConvNet, the protocol's default)."""
+    return "" if isinstance(net, ConvNet) else f"{type(net).__name__} "
 
 
 def _progress_bar(total: int, enabled: bool, desc: str):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from podd import labels as L
 from podd import poster as P
+from podd.architectures import check_image_size
 from podd.choices import MODES as MODE_NAMES
 from podd.layout import default_class_grid
 from podd.ordering import resolve_class_order
@@ -288,6 +289,8 @@ def plan_geometry(config, num_classes: int, image_shape) -> Any:
         raise ValueError(f"impossible poster for {where}: {error}. "
                          f"{_geometry_advice(config, mode, K, shape)}") from None
     mode.check_geometry(config, geometry, K, shape)
+    if config.eval_models:      # the evaluation's network takes these images: said now, not at the end
+        check_image_size(config.eval_arch, h)
     copies = mode.posters(K)
     if config.distill_batch is not None and config.distill_batch > geometry.num_patches * copies:
         raise ValueError(

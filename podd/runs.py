@@ -68,8 +68,8 @@ class RunDirBusyError(ValueError):
 # savers and the engine change only float rounding, so a run that ran out of memory can resume
 # with them, and a run can move between the eager and the compiled engine).
 RESUMABLE_CHANGES = ("steps", "device", "eval_every", "best_every", "eval_models", "eval_steps",
-                     "checkpoint_every", "log_every", "data_root", "real_chunk", "recompute_window",
-                     "engine")
+                     "eval_arch", "checkpoint_every", "log_every", "data_root", "real_chunk",
+                     "recompute_window", "engine")
 
 
 class RunDir:
