@@ -372,6 +372,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from podd.architectures import check_image_size
     from podd.devices import resolve_device
     from podd.distill import patches_and_labels
     from podd.evaluate import EvalProtocol
@@ -400,26 +401,49 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                          f"nothing to evaluate on; add x_test and y_test to the file")
     device = resolve_device(args.device)
     images, labels = patches_and_labels(artifact)
+    archs = list(dict.fromkeys(args.arch or [config.eval_arch]))    # in order, each once
+    for arch in archs:      # every network takes these images: said before any model trains
+        check_image_size(arch, images.shape[-1])
     steps = tuple(args.steps) if args.steps else config.eval_steps
-    protocol = EvalProtocol.from_config(config, num_models=args.models, steps=steps,
-                                        seed=args.seed, device=device)
+    test_x, test_y = preprocessor(dataset.x_test).to(device), dataset.y_test.to(device)
     t0 = time.perf_counter()
-    result = protocol.run(images.to(device), labels.to(device),
-                          preprocessor(dataset.x_test).to(device), dataset.y_test.to(device),
-                          progress=not args.quiet)
+    results = {}
+    for arch in archs:
+        protocol = EvalProtocol.from_config(config, num_models=args.models, steps=steps,
+                                            seed=args.seed, device=device, arch=arch)
+        results[arch] = protocol.run(images.to(device), labels.to(device), test_x, test_y,
+                                     progress=not args.quiet)
     wall = time.perf_counter() - t0
-    print(f"{config.dataset} ({getattr(dataset, 'source', 'full')}), {artifact.mode}, "
-          f"IPC {config.ipc:g}: {result.num_models} fresh ConvNets")
-    for step in result.steps:
-        print(f"  {step:>6} steps: {result.mean(step):5.1f} ± {result.std(step):.1f} %")
+    _print_evaluation(f"{config.dataset} ({getattr(dataset, 'source', 'full')}), {artifact.mode}, "
+                      f"IPC {config.ipc:g}", results)
     out = write_json(target, {
-        "result": result.to_dict(),
+        # "result": the first architecture's, as before cross-architecture evaluation;
+        # "results": every architecture's, each with its own wall_time_s and settings
+        "result": results[archs[0]].to_dict(),
+        "results": {arch: result.to_dict() for arch, result in results.items()},
         "provenance": provenance(device=device, dataset=config.dataset,
                                  data_source=getattr(dataset, "source", "full"),
                                  profile=config.profile, hyperparameters=config.to_dict(),
-                                 seeds={"eval": args.seed}, wall_time_s=round(wall, 3))})
+                                 seeds={"eval": args.seed}, eval_archs=archs,
+                                 wall_time_s=round(wall, 3))})
     print(f"written: {out}")
     return 0
+
+
+def _print_evaluation(what: str, results: dict) -> None:
+    """One architecture: a line per evaluated step; several: one line per architecture."""
+    from podd.architectures import ARCH_LABELS
+
+    if len(results) == 1:
+        arch, result = next(iter(results.items()))
+        print(f"{what}: {result.num_models} fresh {ARCH_LABELS[arch]}s")
+        for step in result.steps:
+            print(f"  {step:>6} steps: {result.mean(step):5.1f} ± {result.std(step):.1f} %")
+        return
+    print(f"{what}: {next(iter(results.values())).num_models} fresh networks of each architecture")
+    for arch, result in results.items():
+        accuracies = ", ".join(f"{s} steps {result.mean(s):5.1f} ± {result.std(s):.1f} %" for s in result.steps)
+        print(f"  {ARCH_LABELS[arch]:<9}  {accuracies}  ({result.wall_time_s:.0f} s)")
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -545,12 +569,19 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
     _add_threads_option(p)
     p.set_defaults(handler=_cmd_distill)
 
+    from podd.choices import EVAL_ARCHS
+
     p = commands.add_parser(
         "evaluate", help="train fresh ConvNets on a run's poster and report test accuracy",
         description="The evaluation protocol (§5.1): M freshly initialised ConvNets trained on "
                     "the poster's patches and labels (Adam at the inner lr, flip_rotate), test "
-                    "accuracy mean ± std. Writes RUN_DIR/eval.json with provenance.")
+                    "accuracy mean ± std; --arch trains other architectures instead or as well "
+                    "(cross-architecture evaluation). Writes RUN_DIR/eval.json with provenance.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="directory written by podd distill")
+    p.add_argument("--arch", nargs="+", choices=EVAL_ARCHS, default=None, metavar="ARCH",
+                   help=f"the network(s) to train, one result each: {', '.join(EVAL_ARCHS)} "
+                        f"(default: the run's eval_arch, convnet unless set), e.g. --arch convnet "
+                        f"resnet18 vgg11 alexnet")
     p.add_argument("--models", type=int, default=8, help="number of evaluation models (default 8)")
     p.add_argument("--steps", type=int, nargs="+", default=None,
                    help="training steps at which to test (default: the run's eval_steps)")
