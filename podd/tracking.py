@@ -114,6 +114,9 @@ def plan(log, image_every: int | None, run_dir: str | Path | None, resume: bool)
     the first and the final poster."""
     saved = read_saved(run_dir) if resume and run_dir is not None else {}
     backends = parse_backends(log) if log is not None else parse_backends(saved.get("log", ()))
+    if image_every is not None and not backends:
+        raise ValueError(f"--log-image-every {image_every} sets how often a tracker gets the poster, "
+                         f"but no tracker is on: add --log tensorboard and/or wandb")
     if image_every is None:
         image_every = saved.get("image_every", DEFAULT_IMAGE_EVERY)
     if isinstance(image_every, bool) or not isinstance(image_every, int) or image_every < 0:
@@ -301,7 +304,12 @@ class WandbTracker:
             "config": config, "settings": wandb.Settings(console="off", quiet=True)}
         if mode is not None:
             options["mode"] = mode
-        self.run = wandb.init(**options)
+        try:
+            self.run = wandb.init(**options)
+        except Exception as error:  # noqa: BLE001 - W&B's own errors (login, network) as one line
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise RuntimeError(f"W&B could not start run {run_id} ({why}): {detail}; check the API "
+                               f"key and the network, or log offline with WANDB_MODE=offline") from error
         from podd.notes import note_once
 
         files = Path(self.run.dir).parent if getattr(self.run, "dir", None) else None

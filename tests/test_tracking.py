@@ -193,6 +193,18 @@ def test_wandb_mode_without_and_with_a_key(tmp_path, monkeypatch):
     assert tracking.wandb_mode() == (None, "WANDB_MODE=offline")   # W&B reads it itself
 
 
+def test_wandb_errors_are_one_line(tmp_path, monkeypatch, wandb_env):
+    import wandb
+
+    def no_network(**options):
+        raise wandb.errors.CommError("failed to reach api.wandb.ai\nmore detail")
+
+    monkeypatch.setattr(wandb, "init", no_network)
+    with pytest.raises(RuntimeError, match=r"W&B could not start run abc \(WANDB_MODE=offline\): "
+                                           r"failed to reach api.wandb.ai; check the API key"):
+        tracking.WandbTracker(tmp_path, "abc", {})
+
+
 # --------------------------------------------------------------------------------------------
 # what is refused, before any work
 # --------------------------------------------------------------------------------------------
@@ -224,7 +236,9 @@ def test_the_choices_and_the_records():
     with pytest.raises(ValueError, match="run directory"):
         tracking.plan(["tensorboard"], None, None, resume=False)
     with pytest.raises(ValueError, match="--log-image-every -1"):
-        tracking.plan([], -1, None, resume=False)
+        tracking.plan(["tensorboard"], -1, "run", resume=False)
+    with pytest.raises(ValueError, match="no tracker is on: add --log"):
+        tracking.plan(None, 10, None, resume=False)
 
     record = {"step": 10, "loss": 2.5, "epoch": 1, "steps_per_s": 4.0}
     rates = {"lr/outer": 0.01, "lr/inner": 0.001}
