@@ -19,8 +19,10 @@ data is loaded. Only rank 0 of a distributed run tracks (it alone writes the run
 A resumed run continues the same tracking: without ``log`` it uses what ``tracking.json``
 recorded; TensorBoard writes into the same directory with its steps continuing (what was logged
 after the checkpoint, by the part of the run that was lost, is purged from view), and W&B resumes
-the run id stored there. W&B logs online when it has an API key (``WANDB_API_KEY``, ``wandb
-login``), offline when ``WANDB_MODE=offline`` says so or no key is configured (a note says which).
+the run id stored there (online, W&B keeps what it has and drops the repeated steps, as it drops
+any step below its last; offline, each part is a run directory of its own, synced into one run).
+W&B logs online when it has an API key (``WANDB_API_KEY``, ``wandb login``), offline when
+``WANDB_MODE=offline`` says so or no key is configured (a note says which).
 """
 
 from __future__ import annotations
