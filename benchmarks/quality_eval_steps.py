@@ -50,7 +50,7 @@ def _evaluate_job(job: dict) -> dict:
     from podd.demo import random_real_accuracy
     from podd.distill import patches_and_labels
     from podd.evaluate import EvalProtocol
-    from podd.notebooks.experiment import preprocessor_for
+    from podd.experiments import preprocessor_for
     from podd.runs import load_run
 
     t0 = time.perf_counter()

@@ -192,9 +192,9 @@ def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: 
 
 def _run_job(job: _Job, shared: dict, progress: bool) -> dict[str, Any]:
     """Distil (unless the job is a real subset) and evaluate, through the notebooks' path
-    (:mod:`podd.notebooks.experiment`); returns the per-model accuracy."""
+    (:mod:`podd.experiments.run`); returns the per-model accuracy."""
     from podd.display import save_poster_png
-    from podd.notebooks.experiment import distill_and_evaluate, preprocessor_for
+    from podd.experiments.run import distill_and_evaluate, preprocessor_for
     from podd.provenance import git_commit
     from podd.runs import ARTIFACT, CHECKPOINT, FINAL, PNG
 
@@ -263,7 +263,7 @@ def random_real_accuracy(ds, settings, eval_models: int, eval_steps, seed: int) 
     """The random-real row of one seed: one random real image per class (subset seed = ``seed``),
     trained with the posters' protocol (``settings``' evaluation, all K images in every step)
     on the CPU; accuracy (%) per model and evaluation step."""
-    from podd.notebooks.experiment import real_reference
+    from podd.experiments.run import real_reference
 
     config = settings.replace(eval_models=eval_models, eval_steps=tuple(eval_steps), seed=seed,
                               device="cpu")

@@ -15,8 +15,9 @@ notebooks' text can say ``nbs.run_config`` without naming where each helper live
 Where each name lives: profiles (:mod:`podd.notebooks.profiles`), dataset names
 (:mod:`~podd.notebooks.names`), data per profile (:mod:`~podd.notebooks.data_choice`), class
 embeddings (:mod:`~podd.notebooks.embeddings`), run settings (:mod:`~podd.notebooks.configs`),
-run-and-evaluate (:mod:`~podd.notebooks.experiment`), sweeps (:mod:`~podd.notebooks.sweep`),
-result tables (:mod:`~podd.notebooks.tables`). :func:`reset_caches` empties the session caches.
+result tables (:mod:`~podd.notebooks.tables`); run-and-evaluate, sweeps and the data request are
+:mod:`podd.experiments`, as for the demo and the benchmarks. :func:`reset_caches` empties the
+session caches.
 """
 
 from __future__ import annotations
@@ -24,23 +25,24 @@ from __future__ import annotations
 # DATASET_SHAPES: the paper's datasets (and digits), class count and image shape (c, h, w) — what
 # a smoke stand-in must imitate. SMOKE_ZCA_MAX_DIM: see podd.presets.resolve_config; note_once: podd.notes.
 from podd.data import DATASET_SHAPES
-from podd.notebooks import data_choice, experiment
-from podd.notebooks.configs import class_order_override, patch_counts_for_strides, run_config
-from podd.notebooks.data_choice import DataRequest, class_names_for, data_note, load_for_profile, measured_on
-from podd.notebooks.embeddings import class_embeddings
-from podd.notebooks.experiment import (
+from podd.experiments import (
+    DataRequest,
     RunOutcome,
     Stopwatch,
+    Sweep,
     config_dict,
     distill_and_evaluate,
     preprocessor_for,
     real_reference,
+    reset_caches,
     runs_sidecar,
 )
+from podd.notebooks.configs import class_order_override, patch_counts_for_strides, run_config
+from podd.notebooks.data_choice import class_names_for, data_note, load_for_profile, measured_on
+from podd.notebooks.embeddings import class_embeddings
 from podd.notebooks.names import PRETTY_NAMES, pretty, slug
 from podd.notebooks.parameters import list_parameter, settings_parameter
 from podd.notebooks.profiles import PROFILE_ENV, profile_default, resolve_profile
-from podd.notebooks.sweep import Sweep
 from podd.notebooks.tables import PAPER_DATASETS, majority_share_table, measured_and_reported, poster_budget_table
 from podd.notes import note_once
 from podd.presets import PROFILES, SMOKE_ZCA_MAX_DIM
@@ -56,9 +58,3 @@ __all__ = [
     "settings_parameter",
 ]
 
-
-def reset_caches() -> None:
-    """Forget every fitted preprocessor and loaded dataset this session holds (tests use it; a
-    long session can free memory with it)."""
-    for cache in (experiment.PREPROCESSORS, data_choice.LOADED, data_choice.REQUESTS):
-        cache.clear()

@@ -493,6 +493,25 @@ def load_run(path: str | Path, allow_file: bool = False):
     return artifact, _read_final(run)
 
 
+def finished_run(path: str | Path, config) -> dict | None:
+    """The final record (final.json) of the run that finished in ``path``, or None where none
+    finished there (no final.json and poster.pt: not begun, or stopped after a checkpoint). A
+    run made with other settings than ``config`` (any of them, its steps included) is refused:
+    taking it would give another experiment's numbers."""
+    run = RunDir(path)
+    if not (run.file(FINAL).exists() and run.file(ARTIFACT).exists()):
+        return None
+    final = json.loads(run.file(FINAL).read_text(encoding="utf-8"))
+    # Through DistillConfig, so that a setting added since counts as its default.
+    then = _as_json(type(config).from_dict(final["provenance"]["hyperparameters"]).to_dict())
+    now = _as_json(config.to_dict())
+    if then != now:
+        changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+        raise ValueError(f"{run.path} holds a finished run made with other settings ({changed}); "
+                         f"move it away or write the runs elsewhere")
+    return final
+
+
 def _read_final(run: RunDir) -> dict | None:
     """final.json, or None (with a note) when it is damaged; None when there is none."""
     path = run.file(FINAL)

@@ -11,7 +11,7 @@ from cli_support import TINY, cli
 
 from podd import clip_text, demo, ordering
 from podd.data import load_dataset
-from podd.notebooks.sweep import Sweep
+from podd.experiments import Sweep
 from podd.presets import resolve_config
 
 
@@ -88,7 +88,7 @@ def test_missing_clip_weights_stop_a_sweep_before_any_run(no_clip, monkeypatch):
                              class_order="poco")
     assert no_clip and not ran
 
-    import podd.notebooks.sweep as sweep_module
+    import podd.experiments.sweep as sweep_module
 
     monkeypatch.setattr(sweep_module, "distill_and_evaluate", lambda *a, **k: ran.append(1))
     sweep = Sweep(ds)

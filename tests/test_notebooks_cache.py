@@ -1,4 +1,4 @@
-"""The notebooks' session caches (podd.notebooks.cache): explicit objects that tests can reset."""
+"""The session caches (podd.experiments.cache): explicit objects that tests can reset."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from podd import notebook_support as nbs
 from podd.data import stand_in
-from podd.notebooks import data_choice, experiment
-from podd.notebooks.cache import SessionCache
+from podd.experiments import data, run
+from podd.experiments.cache import SessionCache
 
 
 def test_same_key_gives_the_same_object_until_cleared():
@@ -46,20 +46,20 @@ def test_preprocessor_is_fitted_once_per_dataset_and_again_after_reset(clean_cac
     ds = stand_in("cifar10", 10, (3, 8, 8), 4, 2, seed=0)
     first = nbs.preprocessor_for(ds, zca=False)     # standardisation: never written to disk
     assert nbs.preprocessor_for(ds, zca=False) is first
-    assert len(experiment.PREPROCESSORS) == 1
+    assert len(run.PREPROCESSORS) == 1
     other = stand_in("cifar10", 10, (3, 8, 8), 4, 2, seed=0)
     assert nbs.preprocessor_for(other, zca=False) is not first   # keyed by the object, not equality
     nbs.reset_caches()
-    assert len(experiment.PREPROCESSORS) == 0
+    assert len(run.PREPROCESSORS) == 0
     assert nbs.preprocessor_for(ds, zca=False) is not first
 
 
 def test_reset_clears_loaded_data_and_requests(clean_caches):
     ds = nbs.load_for_profile("cifar10", "smoke", verbose=False)
-    request = data_choice.request_for(ds)
+    request = data.request_for(ds)
     assert request == nbs.DataRequest("cifar10", "smoke", None, 0, None)
     loaded = request.load()
     assert request.load() is loaded and loaded is not ds
     nbs.reset_caches()
-    assert data_choice.request_for(ds) is None and len(data_choice.LOADED) == 0
+    assert data.request_for(ds) is None and len(data.LOADED) == 0
     assert request.load() is not loaded

@@ -10,6 +10,7 @@ import torch
 from podd import notebook_support as nbs
 from podd import presets
 from podd.data import stand_in
+from podd.experiments.data import request_for
 from podd.notebooks import data_choice, embeddings, names, profiles
 
 
@@ -58,7 +59,7 @@ def test_smoke_gives_a_labelled_stand_in_with_the_datasets_shape(dataset, classe
 def test_a_validation_split_is_held_out_and_recorded_in_the_request():
     ds = data_choice.load_for_profile("cifar10", "smoke", n_val=50, verbose=False)
     assert ds.source == "stand-in" and len(ds.y_test) == 50 and len(ds.y_train) == 550
-    assert data_choice.request_for(ds).n_val == 50
+    assert request_for(ds).n_val == 50
 
 
 def test_notes_say_subset_and_full_data_apart():
@@ -107,4 +108,4 @@ def test_a_file_wins_and_quick_asks_clip(tmp_path, monkeypatch):
 
 
 def test_a_stand_in_made_elsewhere_has_no_request():
-    assert data_choice.request_for(stand_in("digits", 10, (1, 8, 8), 2, 1, seed=0)) is None
+    assert request_for(stand_in("digits", 10, (1, 8, 8), 2, 1, seed=0)) is None

@@ -10,7 +10,9 @@ import pytest
 from podd import reported
 from podd.config import DistillConfig
 from podd.data import stand_in
-from podd.notebooks import configs, data_choice, experiment, sweep, tables
+from podd.experiments import run, sweep
+from podd.experiments.data import request_for
+from podd.notebooks import configs, data_choice, tables
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +42,9 @@ def test_patch_counts_from_strides_drop_duplicates(cifar_like):
 
 
 def test_config_dict_is_plain_data():
-    values = experiment.config_dict(DistillConfig(grid=(2, 5), eval_steps=(3, 6)))
+    values = run.config_dict(DistillConfig(grid=(2, 5), eval_steps=(3, 6)))
     assert values["grid"] == [2, 5] and values["eval_steps"] == [3, 6]
-    assert experiment.config_dict({"a": (1,)}) == {"a": [1]}
+    assert run.config_dict({"a": (1,)}) == {"a": [1]}
 
 
 class _Evaluation:
@@ -66,14 +68,14 @@ def test_distill_and_evaluate_makes_the_table_row(cifar_like, monkeypatch):
 
     monkeypatch.setattr(podd.run_loop, "distill", _fake_distill)
     config = DistillConfig(dataset="cifar10", ipc=0.5, eval_models=2)
-    outcome = experiment.distill_and_evaluate(config, cifar_like, score=0.3)
+    outcome = run.distill_and_evaluate(config, cifar_like, score=0.3)
     assert outcome.row == {"method": "PoDD", "ipc": 0.5, "exact IPC": 0.499,
                            "poster H×W": "40×100", "patches": 33, "labels": "fixed",
                            "score": 0.3, "accuracy": 41.5, "std": 1.25,
                            "eval": "2 models × 20 steps"}
     assert outcome.config is config and outcome.wall_time_s >= 0
     with pytest.raises(ValueError, match="eval_models is 0"):
-        experiment.distill_and_evaluate(DistillConfig(eval_models=0), cifar_like)
+        run.distill_and_evaluate(DistillConfig(eval_models=0), cifar_like)
 
 
 class _Recorder:
@@ -93,7 +95,7 @@ def test_a_sweep_sends_a_request_to_jobs_elsewhere_and_the_data_inline(tmp_path)
     sweep.Sweep(ds, here).reference(config, 2, 5)
     ((job, args),) = away.calls         # elsewhere: a resumable job in the cell's run directory
     assert args == () and job.fn is sweep._distill_job and job.out_dir == str(tmp_path / "podd-ipc1")
-    assert job.args == (config, data_choice.request_for(ds), {"note": "x"})
+    assert job.args == (config, request_for(ds), {"note": "x"})
     assert here.calls[0][0] is sweep._reference_job and here.calls[0][1][1] is ds
     assert here.calls[0][1][2:] == (2, 5)
 

@@ -1,4 +1,4 @@
-"""Sweeps that reattach (podd.notebooks.sweep): each cell of a sweep run elsewhere has its own run
+"""Sweeps that reattach (podd.experiments.sweep): each cell of a sweep run elsewhere has its own run
 directory and a line in the sweep's manifest, so a second session of the notebook collects the
 finished cells, waits for Slurm jobs still running, and resubmits only the lost ones, which
 continue from their checkpoint."""
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from podd import notebook_support as nbs
+from podd.experiments import sweep as sweeps
 from podd.jobs import ResumableJob
-from podd.notebooks import sweep as sweeps
 from podd.run_loop import RunStopped
 
 

@@ -6,8 +6,8 @@ facade :mod:`podd.notebook_support`, as ``nbs``):
 * :mod:`.data_choice` — the data a profile uses (real, or a labelled stand-in) and how to say so;
 * :mod:`.embeddings` — class embeddings for PoCO per profile;
 * :mod:`.configs` — the run settings a notebook asks for;
-* :mod:`.experiment` — run a config and evaluate it, as a table row;
-* :mod:`.sweep` — a notebook's runs as executor jobs;
-* :mod:`.tables` — result tables: the paper's reported numbers beside ours, labelled;
-* :mod:`.cache` — the per-session caches (explicit objects, so tests can reset them).
+* :mod:`.tables` — result tables: the paper's reported numbers beside ours, labelled.
+
+Running a config and evaluating it, sweeps of runs as jobs and the data request are
+:mod:`podd.experiments`'s, the one way the demo, the notebooks and the benchmarks run experiments.
 """

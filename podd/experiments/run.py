@@ -1,5 +1,7 @@
 """Run one config and evaluate it, as a table row: a distilled poster, or the "random real
-images" reference evaluated the same way. Fitted preprocessors are cached per session."""
+images" reference evaluated the same way; a finished run read back instead of run again.
+Fitted preprocessors are cached per session. :data:`METHOD_NAMES` is the one table of the names
+every result table gives the methods."""
 
 from __future__ import annotations
 
@@ -7,7 +9,30 @@ import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
-from podd.notebooks.cache import SessionCache
+from podd.experiments.cache import SessionCache
+
+#: The names of the methods, by mode: (the name in the notebooks' tables, the label in the
+#: comparison reports). The notebooks use the paper's names, so that a measured row meets the
+#: paper's reported one (:func:`podd.reported.side_by_side` joins on it); the comparisons of
+#: ``make demo`` and the quality benchmarks (:mod:`podd.experiments.compare`) keep their labels,
+#: which their result files and the README's tables carry.
+METHOD_NAMES = {
+    "real": ("random real images", "random real"),
+    "podd": ("PoDD", "PoDD"),
+    "baseline": ("RaT-BPTT", "RaT-BPTT baseline"),
+    "per-class": ("PoDD per-class", "PoDD per-class"),
+}
+
+
+def method_name(mode: str) -> str:
+    """The method's name in the notebooks' tables (the paper's)."""
+    return METHOD_NAMES[mode][0]
+
+
+def method_label(mode: str) -> str:
+    """The method's label in a comparison report (``make demo``, the quality benchmarks)."""
+    return METHOD_NAMES[mode][1]
+
 
 #: (id(ds), zca) -> (ds, its Preprocessor); ds is kept so its id stays its own.
 PREPROCESSORS = SessionCache("preprocessors")
@@ -37,13 +62,17 @@ def config_dict(config) -> dict[str, Any]:
 
 @dataclass
 class RunOutcome:
-    """One distillation and its evaluation, ready to become a table row."""
+    """One distillation and its evaluation, ready to become a table row. ``made_at``: the commit
+    the run was made at (set by a sweep's job as it starts; for a run collected finished, the
+    commit its final.json names); ``collected``: read back from a finished run, not run now."""
 
     config: Any
     artifact: Any
     evaluation: Any
     wall_time_s: float
     row: dict[str, Any] = field(default_factory=dict)
+    made_at: str | None = None
+    collected: bool = False
 
 
 def preprocessor_for(ds, zca: bool):
@@ -94,16 +123,18 @@ def outcome_of_run(run_dir, config, row_extra: dict) -> RunOutcome:
         raise ValueError(f"{run_dir} holds no final evaluation (its final.json is missing or "
                          f"damaged); delete the directory to run it again")
     result = SimpleNamespace(artifact=artifact, evaluation=EvalResult.from_dict(evaluation))
-    wall = float(final.get("provenance", {}).get("wall_time_s") or 0.0)
+    provenance = final.get("provenance", {})
     return RunOutcome(config=config, artifact=artifact, evaluation=result.evaluation,
-                      wall_time_s=wall, row=_poster_row(config, result, row_extra))
+                      wall_time_s=float(provenance.get("wall_time_s") or 0.0),
+                      row=_poster_row(config, result, row_extra),
+                      made_at=provenance.get("git_commit"), collected=True)
 
 
 def _poster_row(config, result, row_extra: dict) -> dict[str, Any]:
     """A distilled poster's table row; ``row_extra`` goes before the accuracy columns."""
     evaluation, geometry = result.evaluation, result.artifact.geometry
-    method = {"podd": "PoDD", "baseline": "RaT-BPTT", "per-class": "PoDD per-class"}[config.mode]
-    return {"method": method, "ipc": float(config.ipc), "exact IPC": round(float(geometry.ipc), 3),
+    return {"method": method_name(config.mode), "ipc": float(config.ipc),
+            "exact IPC": round(float(geometry.ipc), 3),
             "poster H×W": f"{geometry.size[0]}×{geometry.size[1]}",
             "patches": int(geometry.num_patches), "labels": result.artifact.label_mode,
             **row_extra,
@@ -121,7 +152,7 @@ def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) 
     with Stopwatch() as watch:
         evaluation = real_subset_reference(ds, preprocessor_for(ds, config.zca), images_per_class,
                                            protocol, subset_seed=subset_seed)
-    row = {"method": f"random real images ({images_per_class} per class)",
+    row = {"method": f"{method_name('real')} ({images_per_class} per class)",
            "ipc": float(images_per_class), "exact IPC": float(images_per_class),
            "poster H×W": "–", "patches": images_per_class * ds.num_classes, "labels": "hard",
            "accuracy": evaluation.mean(), "std": evaluation.std(), "eval": _eval_text(evaluation)}

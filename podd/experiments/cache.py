@@ -1,5 +1,5 @@
-"""A small explicit cache for values a notebook session makes once (fitted preprocessors, loaded
-data): an object rather than a module-level dict, so tests and long sessions can reset it."""
+"""A small explicit cache for values a session makes once (fitted preprocessors, loaded data): an
+object rather than a module-level dict, so tests and long sessions can reset it."""
 
 from __future__ import annotations
 
