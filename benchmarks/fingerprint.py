@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from podd.data.dataset import stand_in
-from podd.demo import compare_methods, compare_on_digits
+from podd.experiments import compare_methods, compare_on_digits
 
 
 def main() -> None:

@@ -48,20 +48,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quality_probes import IPC_STEP, requested_ipc  # noqa: E402
 from quality_report import report_path, write_report  # noqa: E402
 
-from podd.demo import compare_methods, default_workers  # noqa: E402
 from podd.devices import resolve_device  # noqa: E402
+from podd.experiments import compare_methods, default_workers  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
 
-METHODS = (("RaT-BPTT baseline", "baseline", 1.0), ("PoDD", "podd", 1.0), ("PoDD", "podd", 0.5),
-           ("PoDD", "podd", 0.3))
+#: (mode, ipc) of every row but the random-real one (their names: podd.experiments.METHOD_NAMES)
+METHODS = (("baseline", 1.0), ("podd", 1.0), ("podd", 0.5), ("podd", 0.3))
 
 
-def method_of(name: str) -> tuple[str, str, float]:
+def method_of(name: str) -> tuple[str, float]:
     """A ``--methods`` entry as a row of :data:`METHODS`: ``baseline-1``, ``podd-0.5``, or PoDD
     at any other IPC on the :data:`IPC_STEP` grid up to 1 (``podd-0.7``: where below one IPC
     PoDD meets the baseline)."""
     for method in METHODS:
-        if name == f"{method[1]}-{method[2]:g}":
+        if name == f"{method[0]}-{method[1]:g}":
             return method
     mode, _, value = name.partition("-")
     try:
@@ -69,10 +69,10 @@ def method_of(name: str) -> tuple[str, str, float]:
     except ValueError:
         ipc = None
     if mode != "podd" or ipc is None or not 0 < ipc <= 1 or abs(requested_ipc(ipc) - ipc) > 1e-9:
-        known = ", ".join(f"{m[1]}-{m[2]:g}" for m in METHODS)
+        known = ", ".join(f"{m[0]}-{m[1]:g}" for m in METHODS)
         raise ValueError(f"unknown method {name!r}: one of {known}, or podd-IPC with IPC a multiple "
                          f"of {IPC_STEP:g} in (0, 1]")
-    return ("PoDD", "podd", requested_ipc(ipc))
+    return ("podd", requested_ipc(ipc))
 
 
 def checks(report: dict) -> dict[str, str]:
@@ -111,7 +111,7 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
     commit and how they were checked.
     """
     from podd.config import DistillConfig
-    from podd.demo import job_config
+    from podd.experiments import job_config
 
     earlier = json.loads(Path(earlier_path).read_text())
     for key in ("profile", "seeds", "eval_models_per_seed", "eval_steps", "overrides"):
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="identity (dataset order), poco (needs CLIP weights) or a file")
     parser.add_argument("--methods", nargs="+", default=None,
                         help="distil only these (default: all of " +
-                             ", ".join(f"{m[1]}-{m[2]:g}" for m in METHODS) +
+                             ", ".join(f"{m[0]}-{m[1]:g}" for m in METHODS) +
                              "; or podd-IPC at another IPC, a multiple of 0.05); the random "
                              "real row always runs")
     parser.add_argument("--steps", type=int, default=None, help="outer steps (default: profile's)")
@@ -369,7 +369,7 @@ def main(argv=None) -> int:
         parser.error("--data PATH is needed: an npz of real CIFAR-10 training images")
     try:
         methods = list(METHODS) if args.methods is None else \
-            sorted({method_of(name) for name in args.methods}, key=lambda m: (m[1] != "baseline", -m[2]))
+            sorted({method_of(name) for name in args.methods}, key=lambda m: (m[0] != "baseline", -m[1]))
     except ValueError as error:
         parser.error(str(error))
 

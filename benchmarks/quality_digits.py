@@ -1,6 +1,6 @@
 """Quality on real data: PoDD vs the RaT-BPTT baseline vs random real images, on digits.
 
-The demo's comparison (podd.demo.compare_on_digits) with more distillation seeds and more
+The demo's comparison (podd.experiments.compare_on_digits) with more distillation seeds and more
 evaluation models. Writes a JSON file (every per-model accuracy, the settings, provenance) and a
 markdown table beside it; the README's "Results on digits" table is copied from that file.
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from quality_report import write_report  # noqa: E402
 
-from podd.demo import METHODS, compare_on_digits, default_workers  # noqa: E402
+from podd.experiments import DIGITS_METHODS, compare_on_digits, default_workers  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--methods", nargs="+", default=None,
-                        choices=[f"{mode}-{ipc:g}" for _, mode, ipc in METHODS],
+                        choices=[f"{mode}-{ipc:g}" for mode, ipc in DIGITS_METHODS],
                         help="distil only these (default: all); the random real row is always run")
     parser.add_argument("--workers", type=int, default=None,
                         help="single-threaded processes running the distillations side by side "
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    methods = [m for m in METHODS if args.methods is None or f"{m[1]}-{m[2]:g}" in args.methods]
+    methods = [m for m in DIGITS_METHODS if args.methods is None or f"{m[0]}-{m[1]:g}" in args.methods]
     overrides = {} if args.steps is None else {"steps": args.steps}
     workers = args.workers or default_workers(len(methods) * len(args.seeds))
     report = compare_on_digits(args.profile, seeds=tuple(args.seeds), eval_models=args.eval_models,

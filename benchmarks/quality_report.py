@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from podd.demo import format_table
+from podd.experiments import format_table
 from podd.io import write_json, write_text
 
 REPORT_EXTENSIONS = (".json", ".md")

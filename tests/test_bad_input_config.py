@@ -9,9 +9,9 @@ import pytest
 import torch
 from cli_support import TINY, cli
 
-from podd import clip_text, demo, ordering
+from podd import clip_text, ordering
 from podd.data import load_dataset
-from podd.experiments import Sweep
+from podd.experiments import Sweep, compare_methods
 from podd.presets import resolve_config
 
 
@@ -79,18 +79,17 @@ def test_missing_clip_weights_stop_a_run_before_its_preprocessing(tmp_path, caps
 
 
 def test_missing_clip_weights_stop_a_sweep_before_any_run(no_clip, monkeypatch):
-    ds = load_dataset("digits")
-    ran = []
-    monkeypatch.setattr(demo, "_run_jobs", lambda *a, **k: ran.append(1))
-    methods = (("RaT-BPTT baseline", "baseline", 1.0), ("PoDD", "podd", 1.0))
-    with pytest.raises(clip_text.WeightsUnavailableError):
-        demo.compare_methods(ds, "digits", "digits", profile="smoke", methods=methods,
-                             class_order="poco")
-    assert no_clip and not ran
-
     import podd.experiments.sweep as sweep_module
 
-    monkeypatch.setattr(sweep_module, "distill_and_evaluate", lambda *a, **k: ran.append(1))
+    ds = load_dataset("digits")
+    ran = []
+    monkeypatch.setattr(sweep_module, "_distill_job", lambda *a, **k: ran.append(1))
+    monkeypatch.setattr(sweep_module, "_reference_job", lambda *a, **k: ran.append(1))
+    with pytest.raises(clip_text.WeightsUnavailableError):
+        compare_methods(ds, "digits", "digits", profile="smoke",
+                        methods=(("baseline", 1.0), ("podd", 1.0)), class_order="poco")
+    assert no_clip and not ran
+
     sweep = Sweep(ds)
     sweep.distill(resolve_config("digits", "smoke", mode="baseline", verbose=False))
     assert ran == [1]                       # the baseline needs no class order

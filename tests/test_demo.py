@@ -1,9 +1,10 @@
-"""make demo's comparison: the process-parallel run gives exactly the sequential run's numbers."""
+"""make demo's comparison (podd.experiments.compare): the process-parallel run gives exactly the
+sequential run's numbers; resumed and continued runs give those of a run that went there at once."""
 
 import pytest
 import torch
 
-from podd.demo import METHODS, compare_on_digits, default_workers, format_table
+from podd.experiments import DIGITS_METHODS, compare_on_digits, default_workers, format_table
 
 
 @pytest.fixture
@@ -17,7 +18,7 @@ def one_thread():
 
 def _compare(tmp_path, workers):
     return compare_on_digits("smoke", seeds=(0, 1), eval_models=2, out_dir=tmp_path / f"w{workers}",
-                             progress=False, methods=METHODS[1:], workers=workers)
+                             progress=False, methods=DIGITS_METHODS[1:], workers=workers)
 
 
 def test_parallel_workers_reproduce_the_sequential_comparison(tmp_path, one_thread):
@@ -49,18 +50,29 @@ def test_default_workers_one_per_distillation_capped_by_cores(monkeypatch):
 def test_the_longest_jobs_start_first(monkeypatch):
     """PoDD distillations, then baselines, then real subsets: started in the order of their cost,
     the pool's processes finish together (a baseline last would leave one core idle for a PoDD run)."""
-    import podd.demo as demo
+    from types import SimpleNamespace
+
+    from podd.experiments import sweep
 
     started = []
-    monkeypatch.setattr(demo, "_run_job", lambda job, shared, progress: started.append(job) or {})
-    jobs = [demo._Job("random real", "real", 1.0, 0), demo._Job("baseline", "baseline", 1.0, 0),
-            demo._Job("baseline", "baseline", 1.0, 1), demo._Job("PoDD", "podd", 0.5, 0),
-            demo._Job("PoDD", "podd", 1.0, 0)]
-    outcomes = demo._run_jobs(jobs, {}, workers=1, progress=False)
-    assert [(job.mode, job.ipc, job.seed) for job in started] == [
-        ("podd", 0.5, 0), ("podd", 1.0, 0), ("baseline", 1.0, 0), ("baseline", 1.0, 1),
-        ("real", 1.0, 0)]
-    assert set(outcomes) == set(jobs)
+
+    def outcome(accuracy_models=2):
+        geometry = SimpleNamespace(ipc=1.0, pixels=640)
+        return SimpleNamespace(evaluation=SimpleNamespace(accuracy=torch.zeros(accuracy_models, 1)),
+                               artifact=SimpleNamespace(geometry=geometry), wall_time_s=0.0,
+                               made_at=None, collected=False)
+
+    monkeypatch.setattr(sweep, "_distill_job", lambda config, *a, **k: (
+        started.append((config.mode, config.ipc, config.seed)), outcome())[1])
+    monkeypatch.setattr(sweep, "_reference_job", lambda config, *a, **k: (
+        started.append(("real", 1.0, config.seed)), outcome())[1])
+    report = compare_on_digits("smoke", seeds=(0, 1), eval_models=2, out_dir=None, progress=False,
+                               methods=(("baseline", 1.0), ("podd", 0.5), ("podd", 1.0)))
+    assert started == [("podd", 0.5, 0), ("podd", 0.5, 1), ("podd", 1.0, 0), ("podd", 1.0, 1),
+                       ("baseline", 1.0, 0), ("baseline", 1.0, 1), ("real", 1.0, 0),
+                       ("real", 1.0, 1)]
+    assert [(r["mode"], r["ipc"]) for r in report["rows"]] == [
+        ("real", 1.0), ("baseline", 1.0), ("podd", 1.0), ("podd", 1.0)]
 
 
 def test_continuing_earlier_runs_equals_running_longer_at_once(tmp_path, one_thread, monkeypatch):
@@ -75,7 +87,7 @@ def test_continuing_earlier_runs_equals_running_longer_at_once(tmp_path, one_thr
     def compare(out, steps, continue_from=None):
         steps_taken.clear()
         report = compare_on_digits("smoke", seeds=(0,), eval_models=2, out_dir=tmp_path / out,
-                                   progress=False, methods=METHODS[1:], steps=steps,
+                                   progress=False, methods=DIGITS_METHODS[1:], steps=steps,
                                    continue_from=continue_from)
         return report, len(steps_taken)
 
@@ -109,7 +121,7 @@ def test_a_continuation_cut_off_resumes_from_its_own_checkpoint(tmp_path, one_th
     def compare(out, steps, **kwargs):
         steps_taken.clear()
         return compare_on_digits("smoke", seeds=(0,), eval_models=2, out_dir=tmp_path / out,
-                                 progress=False, methods=METHODS[1:2], steps=steps, **kwargs)
+                                 progress=False, methods=DIGITS_METHODS[1:2], steps=steps, **kwargs)
 
     earlier, at_once = compare("short", 2), compare("long", 4)
     finished_while_going_on.clear()
@@ -143,7 +155,7 @@ def test_resuming_keeps_finished_runs_and_goes_on_from_checkpoints(tmp_path, one
     def compare(resume, **settings):
         steps_taken.clear()
         return compare_on_digits("smoke", seeds=(0,), eval_models=2, out_dir=tmp_path,
-                                 progress=False, methods=METHODS[1:], resume=resume, **settings)
+                                 progress=False, methods=DIGITS_METHODS[1:], resume=resume, **settings)
 
     first = compare(False, steps=2)
     assert len(steps_taken) == 2 * 2 and set(first["made_at"].values()) == {git_commit()}

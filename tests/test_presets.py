@@ -1,7 +1,8 @@
 """One resolver from (dataset, profile, request) to a run's settings, used by every entry point.
 
-``podd distill``, ``podd.demo`` and the notebooks must build the SAME config for the same request;
-built-in dataset names are spelling-insensitive; the paper presets give the authors' posters.
+``podd distill``, ``podd.experiments`` (the demo, the benchmarks) and the notebooks must build the
+SAME config for the same request; built-in dataset names are spelling-insensitive; the paper
+presets give the authors' posters.
 No data is downloaded and nothing is distilled here (local data is a tiny temporary .npz).
 """
 
@@ -14,7 +15,7 @@ from podd import poster
 from podd.cli import build_parser, config_from_args
 from podd.config import DistillConfig
 from podd.data import canonical_name, load_dataset, stand_in
-from podd.demo import job_config
+from podd.experiments import job_config
 from podd.notebook_support import run_config
 from podd.presets import resolve_config
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from podd.demo import job_config
+from podd.experiments import job_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 DATA = SimpleNamespace(name="npz:/data/cifar10.npz", num_classes=10, image_shape=(3, 32, 32))
@@ -257,8 +257,8 @@ def test_methods_at_other_ipcs_and_their_checks(bench):
     """--methods podd-0.7 adds a PoDD row between the issue's; it is held to the second target
     (within 1 point of the baseline) and sorted by IPC, while names off the 0.05 grid, IPCs above
     one and a baseline below one IPC are refused."""
-    assert bench.method_of("podd-0.5") == ("PoDD", "podd", 0.5)
-    assert bench.method_of("podd-0.7") == ("PoDD", "podd", 0.7)
+    assert bench.method_of("podd-0.5") == ("podd", 0.5)
+    assert bench.method_of("podd-0.7") == ("podd", 0.7)
     for bad in ("podd-0.72", "podd-1.5", "podd-0", "baseline-0.5", "podd-x", "random-1"):
         with pytest.raises(ValueError, match="unknown method"):
             bench.method_of(bad)
