@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .architectures import build, grouped_forward
+from .architectures import build, check_image_size, grouped_forward
 from .augment import FLIP_PROBABILITY, MAX_DEGREES, horizontal_flip, rotate
 from .devices import resolve_device
 from .models import ConvNet, init_parameters
@@ -348,6 +348,24 @@ def train_and_test(images: torch.Tensor, labels: torch.Tensor, test_x: torch.Ten
                             arch=arch)
     return protocol.run(images, labels, test_x, test_y, progress=progress, num_classes=num_classes,
                         test_batch_size=test_batch_size, sequential=sequential)
+
+
+def across_architectures(images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor,
+                         test_y: torch.Tensor, protocol: EvalProtocol, archs: Sequence[str], *,
+                         progress: bool = False) -> tuple[dict[str, EvalResult], dict[str, str]]:
+    """Cross-architecture evaluation: ``protocol`` once per architecture in ``archs`` (its
+    ``arch`` replaced), the same seeds and steps for each. Returns ``(results, skipped)``:
+    ``{arch: EvalResult}`` for those that take these images, ``{arch: why not}`` for the others
+    (e.g. ResNet-18 on 8×8 digits), so a notebook can show both."""
+    results, skipped = {}, {}
+    for arch in archs:          # a handful of architectures, each one batched run of all models
+        try:
+            check_image_size(arch, int(images.shape[-1]))
+        except ValueError as error:
+            skipped[arch] = str(error)
+            continue
+        results[arch] = protocol.replace(arch=arch).run(images, labels, test_x, test_y, progress=progress)
+    return results, skipped
 
 
 def _train_and_test(images, labels, test_x, test_y, protocol: EvalProtocol, *, progress=False,

@@ -16,7 +16,7 @@ from torch.func import functional_call, vmap
 from podd.architectures import VGG11, AlexNet, ResNet18, build, check_image_size, grouped_forward
 from podd.choices import EVAL_ARCHS
 from podd.config import DistillConfig
-from podd.evaluate import EvalProtocol, _train_and_test
+from podd.evaluate import EvalProtocol, _train_and_test, across_architectures
 from podd.models import init_parameters, stacked_parameters
 
 NARROW = {"resnet18": lambda c, k, s: ResNet18(c, k, s, width=8),
@@ -133,6 +133,19 @@ def test_batched_equals_one_model_after_another():
     sequential, p_sequential = _train_and_test(x, y, tx, ty, protocol, sequential=True)
     assert max((p_batched[k] - p_sequential[k]).abs().max().item() for k in p_batched) < 1e-9
     assert torch.equal(batched.accuracy, sequential.accuracy)
+
+
+def test_across_architectures_runs_each_that_fits_and_says_why_not_the_others():
+    """On 8×8 images ConvNet and AlexNet students train (each exactly its own protocol's run);
+    ResNet-18 and VGG-11 are skipped with the size message, not an error."""
+    x, y, tx, ty = _data(8)
+    protocol = EvalProtocol(num_models=2, steps=(1,), lr=1e-3, batch_size=4, seed=5)
+    results, skipped = across_architectures(x, y, tx, ty, protocol, EVAL_ARCHS)
+    assert list(results) == ["convnet", "alexnet"] and sorted(skipped) == ["resnet18", "vgg11"]
+    assert all("8×8" in why for why in skipped.values())
+    alone = protocol.replace(arch="alexnet").run(x, y, tx, ty)
+    assert torch.equal(results["alexnet"].accuracy, alone.accuracy)
+    assert results["convnet"].settings["arch"] == "convnet"
 
 
 def test_protocol_follows_the_config_and_refuses_clearly():
