@@ -46,10 +46,22 @@ def load_split(quality: dict):
     return train_val_split(load_dataset(quality["settings"]["dataset"]), n_val=n_val, seed=split_seed)
 
 
+_PREPROCESSED: dict = {}
+
+
+def preprocessed(ds, zca: bool):
+    """(preprocess, preprocessed test images) of the split, fitted once per ZCA setting."""
+    from podd.data import make_preprocessor
+
+    if (id(ds), zca) not in _PREPROCESSED:
+        preprocess = make_preprocessor(ds, zca=zca)
+        _PREPROCESSED[id(ds), zca] = preprocess, preprocess(ds.x_test)
+    return _PREPROCESSED[id(ds), zca]
+
+
 def evaluate_run(run_dir: str, ds, arch: str, num_models: int, **protocol_changes) -> dict:
     """One poster, ``num_models`` fresh networks of ``arch``; accuracies in percent."""
     from podd.config import DistillConfig
-    from podd.data import make_preprocessor
     from podd.devices import resolve_device
     from podd.distill import patches_and_labels
     from podd.evaluate import EvalProtocol
@@ -57,14 +69,13 @@ def evaluate_run(run_dir: str, ds, arch: str, num_models: int, **protocol_change
 
     artifact, _ = load_run(run_dir)
     config = DistillConfig.from_dict(artifact.config)
-    preprocess = make_preprocessor(ds, zca=config.zca)
+    _, test_x = preprocessed(ds, config.zca)
     images, labels = patches_and_labels(artifact)
     protocol = EvalProtocol.from_config(config, num_models=num_models, seed=config.seed, arch=arch,
                                         **protocol_changes)
     started = time.perf_counter()
     device = resolve_device(protocol.device)
-    result = protocol.run(images.to(device), labels.to(device), preprocess(ds.x_test).to(device),
-                          ds.y_test.to(device))
+    result = protocol.run(images.to(device), labels.to(device), test_x.to(device), ds.y_test.to(device))
     return {"accuracies": [round(float(a), 2) for a in result.accuracy[:, -1]],
             "seed": config.seed, "steps": result.steps[-1], "wall_s": round(time.perf_counter() - started, 1)}
 
@@ -72,7 +83,6 @@ def evaluate_run(run_dir: str, ds, arch: str, num_models: int, **protocol_change
 def evaluate_real(ds, template_run: str, seed: int, arch: str, num_models: int, **protocol_changes) -> dict:
     """Random real images, 1 per class (subset ``seed``), hard labels, the posters' protocol."""
     from podd.config import DistillConfig
-    from podd.data import make_preprocessor
     from podd.evaluate import EvalProtocol, real_subset_reference
     from podd.runs import load_run
 
@@ -81,7 +91,7 @@ def evaluate_real(ds, template_run: str, seed: int, arch: str, num_models: int, 
     protocol = EvalProtocol.from_config(config, num_models=num_models, seed=seed, arch=arch,
                                         batch_size=ds.num_classes, **protocol_changes)
     started = time.perf_counter()
-    result = real_subset_reference(ds, make_preprocessor(ds, zca=config.zca), 1, protocol, subset_seed=seed)
+    result = real_subset_reference(ds, preprocessed(ds, config.zca)[0], 1, protocol, subset_seed=seed)
     return {"accuracies": [round(float(a), 2) for a in result.accuracy[:, -1]],
             "seed": seed, "steps": result.steps[-1], "wall_s": round(time.perf_counter() - started, 1)}
 
