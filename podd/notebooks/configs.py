@@ -14,12 +14,13 @@ def run_config(ds, profile: str, *, mode: str = "podd", ipc: float | None = None
     """The distillation settings a notebook uses: :func:`podd.presets.resolve_config` for
     ``ds.name`` (its class count and image shape) under ``profile``, with ``mode``, ``ipc``,
     ``like``, ``embeddings`` and ``overrides`` passed through — the same config ``podd distill``
-    and :mod:`podd.demo` build for the same request. The resolver keeps the paper's patch stride
-    at other budgets, caps the distilled batch at the patch count, and under ``smoke`` falls back
-    from PoCO to the dataset order without ``embeddings`` and switches ZCA off for large images
-    (printing a note for each). ``like``: take the preset of this dataset name instead of
-    ``ds.name`` (e.g. ``"cifar10"`` for an ``npz:`` file of CIFAR-10 images); the config still
-    records ``ds.name``. The device stays ``"auto"``: the engine picks CUDA when there is one.
+    and :mod:`podd.experiments` (the demo, the benchmarks) build for the same request. The
+    resolver keeps the paper's patch stride at other budgets, caps the distilled batch at the
+    patch count, and under ``smoke`` falls back from PoCO to the dataset order without
+    ``embeddings`` and switches ZCA off for large images (printing a note for each). ``like``:
+    take the preset of this dataset name instead of ``ds.name`` (e.g. ``"cifar10"`` for an
+    ``npz:`` file of CIFAR-10 images); the config still records ``ds.name``. The device stays
+    ``"auto"``: the engine picks CUDA when there is one.
     """
     from podd.presets import resolve_config
 
