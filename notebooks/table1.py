@@ -52,18 +52,15 @@ executor = "local"       # local (this kernel) | slurm (one job per run, via sub
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 
 from podd import figures
 from podd import notebook_support as nbs
 
-profile = nbs.resolve_profile(profile)
 ipcs = nbs.list_parameter(ipcs, "ipcs")       # papermill -p passes a list as text
-paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
-figures.use_style()
-pd.set_option("display.width", 160)
-print(f"profile: {profile}, dataset: {dataset}, IPCs {ipcs}, seed {seed}")
-data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
+# the profile resolved, figures styled, this profile's data loaded (its note says what it is);
+# outputs are named after paper_name = like or dataset (an npz of CIFAR-10 → cifar10)
+profile, data, paper_name = nbs.setup(dataset, profile, seed=seed, n_val=n_val, like=like,
+                                      about=f"IPCs {ipcs}, seed {seed}")
 
 # %% [markdown]
 # ## Distil

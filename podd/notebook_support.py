@@ -15,7 +15,8 @@ notebooks' text can say ``nbs.run_config`` without naming where each helper live
 Where each name lives: profiles (:mod:`podd.notebooks.profiles`), dataset names
 (:mod:`~podd.notebooks.names`), data per profile (:mod:`~podd.notebooks.data_choice`), class
 embeddings (:mod:`~podd.notebooks.embeddings`), run settings (:mod:`~podd.notebooks.configs`),
-result tables (:mod:`~podd.notebooks.tables`); run-and-evaluate, sweeps and the data request are
+result tables (:mod:`~podd.notebooks.tables`), the experiment notebooks' shared setup cell
+(:func:`setup`, :mod:`~podd.notebooks.setup_cell`); run-and-evaluate, sweeps and the data request are
 :mod:`podd.experiments`, as for the demo and the benchmarks. :func:`reset_caches` empties the
 session caches.
 """
@@ -43,6 +44,7 @@ from podd.notebooks.embeddings import class_embeddings
 from podd.notebooks.names import PRETTY_NAMES, pretty, slug
 from podd.notebooks.parameters import list_parameter, settings_parameter
 from podd.notebooks.profiles import PROFILE_ENV, profile_default, resolve_profile
+from podd.notebooks.setup_cell import Setup, setup
 from podd.notebooks.tables import PAPER_DATASETS, majority_share_table, measured_and_reported, poster_budget_table
 from podd.notes import note_once
 from podd.presets import PROFILES, SMOKE_ZCA_MAX_DIM
@@ -55,6 +57,6 @@ __all__ = [
     "PROFILE_ENV", "profile_default", "resolve_profile", "Sweep", "PAPER_DATASETS",
     "majority_share_table", "measured_and_reported", "poster_budget_table", "PROFILES",
     "SMOKE_ZCA_MAX_DIM", "note_once", "reset_caches", "list_parameter",
-    "settings_parameter",
+    "settings_parameter", "Setup", "setup",
 ]
 
