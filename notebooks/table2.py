@@ -51,17 +51,14 @@ executor = "local"       # local (this kernel) | slurm (one job per run, via sub
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 
 from podd import figures, reported
 from podd import notebook_support as nbs
 
-profile = nbs.resolve_profile(profile)
-paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
-figures.use_style()
-pd.set_option("display.width", 160)
-print(f"profile: {profile}, dataset: {dataset}, seed {seed}")
-data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
+# the profile resolved, figures styled, this profile's data loaded (its note says what it is);
+# outputs are named after paper_name = like or dataset (an npz of CIFAR-10 → cifar10)
+profile, data, paper_name = nbs.setup(dataset, profile, seed=seed, n_val=n_val, like=like,
+                                      about=f"seed {seed}")
 
 # %% [markdown]
 # ## Distil at 1 IPC: PoDD and the baseline, same pixel budget
