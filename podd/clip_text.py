@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from podd.data import data_root
 from podd.io import safe_filename, torch_save
 
 __all__ = [
@@ -53,14 +54,8 @@ class WeightsUnavailableError(FileNotFoundError):
 
 
 def _default_cache_dir() -> Path:
-    """``podd.data.data_root() / "embeddings"``; ``$PODD_DATA`` or ``~/.cache/podd`` without podd.data."""
-    try:  # imported lazily: podd.data is heavier and must not be needed to import this module
-        from podd.data import data_root
-
-        root = Path(data_root())
-    except ImportError:
-        root = Path(os.environ.get("PODD_DATA") or Path.home() / ".cache" / "podd").expanduser()
-    return root / "embeddings"
+    """``podd.data.data_root() / "embeddings"`` (``$PODD_DATA``, else ``~/.cache/podd``)."""
+    return data_root() / "embeddings"
 
 
 def _prompts(class_names: Sequence[str], template: str) -> list[str]:

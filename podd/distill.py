@@ -34,12 +34,18 @@ import torch
 
 from podd import labels as L
 from podd import poster as P
+from podd.artifacts import PosterArtifact
 from podd.config import DistillConfig
+from podd.data import load_dataset, make_preprocessor
+from podd.data.dataset import fingerprint
+from podd.data.preprocess import check_zca_memory
 from podd.devices import resolve_device
 from podd.engine import make_engine
+from podd.evaluate import EvalProtocol
 from podd.memory import check_step_memory
 from podd.models import ConvNet, default_depth, init_parameters
 from podd.modes import check_budget, plan_geometry, poster_mode, validate
+from podd.parallel import SINGLE
 from podd.ratbptt import ADAM_BETAS, ADAM_EPS, StepPlan, unrolled_outer_loss
 
 # best_every's students are seeded at seed + this: streams of their own, apart from the final
@@ -112,8 +118,6 @@ class Distiller:
     """
 
     def __init__(self, config: DistillConfig, dataset=None, preprocessor=None, parallel=None):
-        from podd.parallel import SINGLE
-
         self.config = config = validate(config)     # the settings and the mode's own rules
         self.parallel = parallel or SINGLE
         self.parallel.check(config)
@@ -122,23 +126,17 @@ class Distiller:
         self.engine = make_engine(config.engine, self.device, on_fallback=_say_engine_fallback)
         self.poster_mode = poster_mode(config.mode)  # what podd/baseline/per-class do differently
         if dataset is None:
-            from podd.data import load_dataset
-
             dataset = load_dataset(config.dataset, root=config.data_root)
         self.dataset, self.num_classes = dataset, dataset.num_classes
         self.generator = torch.Generator().manual_seed(config.seed)
         # Memory and the poster's layout (its class order may need CLIP weights) are checked
         # before the preprocessing, which can take minutes (ZCA).
         if preprocessor is None and config.zca:     # the ZCA's D×D matrices first: they can dwarf a step
-            from podd.data.preprocess import check_zca_memory
-
             check_zca_memory(tuple(dataset.image_shape))
         self.geometry = plan_geometry(config, self.num_classes, tuple(dataset.image_shape))
         self._check_memory(dataset)
         self._plan_poster()
         if preprocessor is None:
-            from podd.data import make_preprocessor
-
             preprocessor = make_preprocessor(dataset, zca=config.zca, root=config.data_root)
         self.preprocessor = preprocessor
         # Real data, preprocessed once and kept on the device.
@@ -306,8 +304,6 @@ class Distiller:
         """Train fresh ConvNets on the current patches (the §5.1 protocol of the config,
         :meth:`podd.evaluate.EvalProtocol.from_config`) and test them; ``num_models``, ``steps``
         and ``seed`` override the config's."""
-        from podd.evaluate import EvalProtocol
-
         cfg = self.config
         if not self.can_evaluate:
             raise ValueError(f"{cfg.dataset} has no test images (a train-only npz), so there is "
@@ -324,8 +320,6 @@ class Distiller:
         """Mean accuracy (%) on the TRAINING images of ``eval_models`` students trained on the
         current patches (the evaluation protocol, last of ``eval_steps``), seeded apart from
         the evaluation's students so that selection does not fit them."""
-        from podd.evaluate import EvalProtocol
-
         cfg = self.config
         protocol = EvalProtocol.from_config(cfg, seed=cfg.seed + SELECTION_SEED_OFFSET,
                                             steps=(cfg.eval_steps[-1],), device=self.device)
@@ -355,8 +349,6 @@ class Distiller:
                 self.label_params.copy_(self.best["label_params"].to(self.device))
 
     def artifact(self):
-        from podd.artifacts import PosterArtifact
-
         return PosterArtifact(
             poster=self.poster.detach().cpu().clone(), geometry=self.geometry,
             class_order=self.class_order.clone(),
@@ -372,8 +364,6 @@ class Distiller:
         """:func:`podd.data.dataset.fingerprint` of the data, kept in checkpoints and the artifact so
         that ``--resume`` and ``podd evaluate`` notice data replaced after distillation (hashed once)."""
         if getattr(self, "_data_fingerprint", None) is None:
-            from podd.data.dataset import fingerprint
-
             self._data_fingerprint = fingerprint(self.dataset)
         return self._data_fingerprint
 

@@ -28,6 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+from podd.figures import BUILD_COMMIT_ENV, figures_dir, to_markdown
+from podd.io import write_text
+from podd.provenance import git_commit
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -111,8 +115,6 @@ def update_committed(name: str, executed: Path) -> None:
     """Write an executed notebook back as ``notebooks/NAME.ipynb`` (papermill bookkeeping removed)."""
     import nbformat
 
-    from podd.io import write_text
-
     clean = strip_papermill(nbformat.read(executed, as_version=4))
     write_text(NOTEBOOKS / f"{name}.ipynb", nbformat.writes(clean) + "\n")
 
@@ -124,9 +126,6 @@ def write_index(directory: Path | None = None) -> Path:
     import json
 
     import pandas as pd
-
-    from podd.figures import figures_dir, to_markdown
-    from podd.io import write_text
 
     folder = figures_dir(directory)
     rows = []
@@ -179,9 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         update = args.profile == "smoke" and args.dataset is None
     out = args.out or ROOT / "runs" / "notebooks" / args.profile
     import os
-
-    from podd.figures import BUILD_COMMIT_ENV
-    from podd.provenance import git_commit
 
     # One commit for the whole build, taken before anything is written (kernels inherit it).
     os.environ[BUILD_COMMIT_ENV] = git_commit()

@@ -33,6 +33,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from podd.run_loop import RunStopped
+from podd.runs import CHECKPOINT
+
 #: seconds the run has to reach a step boundary after the warning signal before the job is
 #: requeued without a new checkpoint (submitit's signal comes 90 s before Slurm's time limit)
 STOP_GRACE_S = 30.0
@@ -48,8 +51,6 @@ class ResumableJob:
         self.resume = resume
 
     def __call__(self):
-        from podd.run_loop import RunStopped
-
         with WarningSignal() as warning:
             try:
                 return self.fn(*self.args, out_dir=self.out_dir, resume=self.resume,
@@ -72,8 +73,6 @@ class ResumableJob:
     def requeued(self) -> ResumableJob:
         """This job as it starts again: resuming when its run directory holds a checkpoint (a
         job stopped before its first checkpoint starts over)."""
-        from podd.runs import CHECKPOINT
-
         resume = (Path(self.out_dir) / CHECKPOINT).is_file()
         return ResumableJob(self.fn, self.out_dir, *self.args, resume=resume, **self.kwargs)
 

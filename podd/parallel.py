@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from podd.choices import VARIANTS
+from podd.devices import resolve_device
 
 #: Seconds a rank waits for the others in a collective (rank 0 alone evaluates the poster during
 #: a run, which can take long on a paper-size configuration); ``PODD_DIST_TIMEOUT_S`` overrides.
@@ -158,8 +159,6 @@ def from_env(variant: str | None, device: str = "auto") -> Parallel:
     if world_size == 1:
         return Parallel(variant)
     import torch.distributed as dist
-
-    from podd.devices import resolve_device
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = resolve_device(device).type == "cuda"

@@ -24,9 +24,12 @@ import torch
 
 from podd import runs, tracking
 from podd.config import DistillConfig
+from podd.data.dataset import check_fingerprint
 from podd.distill import Distiller, NonFiniteLossError
 from podd.io import write_json
 from podd.modes import validate
+from podd.notes import note_once
+from podd.parallel import SINGLE
 
 
 @dataclass
@@ -79,8 +82,6 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
     continues what the run tracked. A backend whose package is missing is refused before any data
     is loaded (:class:`podd.tracking.TrackingUnavailable`). Rank 0 alone tracks.
     """
-    from podd.parallel import SINGLE
-
     parallel = parallel or SINGLE
     if out_dir is None and resume:
         raise ValueError("resume=True needs the run directory (out_dir / --out) to resume")
@@ -130,8 +131,6 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
         run.begin(distiller.config)
     if state is not None:
         if run is not None:     # data replaced since the run began: refused, not silently mixed
-            from podd.data.dataset import check_fingerprint
-
             check_fingerprint(state.get("data_fingerprint"), distiller.dataset, f"--resume {run.path}",
                               "restore the data the run began with to continue it, or start a new "
                               "run on the new data in another --out")
@@ -361,8 +360,6 @@ def _final_evaluation(distiller: Distiller, run, history: list[dict], tracker=No
     if not distiller.parallel.is_main or not cfg.eval_models:
         return None
     if not distiller.can_evaluate:
-        from podd.notes import note_once
-
         note_once(f"{cfg.dataset} has no test images (a train-only npz): the poster is saved "
                   f"without a test evaluation; add x_test and y_test to evaluate it")
         return None

@@ -36,7 +36,9 @@ from typing import Any
 
 import torch
 
+from podd.artifacts import load_artifact, save_artifact
 from podd.config import DistillConfig
+from podd.display import save_poster_png
 from podd.io import (
     ChecksumMismatchError,
     UnreadableFileError,
@@ -49,6 +51,9 @@ from podd.io import (
     write_json,
     write_text,
 )
+from podd.modes import poster_mode
+from podd.notes import note_once
+from podd.provenance import provenance
 
 CHECKPOINT_FORMAT = "podd-checkpoint"
 # 2: a SHA-256 of the contents is stored in the file; 3: a SHA-256 of the file's records instead,
@@ -144,8 +149,6 @@ class RunDir:
         try:
             removed = remove_orphan_tmp(self.path)
             if removed:
-                from podd.notes import note_once
-
                 note_once(f"removed {len(removed)} unfinished temporary file(s) that an "
                           f"interrupted write left in {self.path} "
                           f"({', '.join(p.name for p in removed[:3])})")
@@ -300,8 +303,6 @@ class RunDir:
             pass
         began = checkpoint.get("begun_with")
         write_json(path, began if began is not None else checkpoint["config"])
-        from podd.notes import note_once
-
         note_once(f"{path} was missing or not readable; written again from {CHECKPOINT}")
 
     def checkpoint_step(self) -> int | None:
@@ -336,9 +337,6 @@ class RunDir:
 
     # -- the end of a run ------------------------------------------------------------------------
     def finish(self, artifact, distiller, history: list[dict], evaluation, wall_time_s: float) -> None:
-        from podd.artifacts import save_artifact
-        from podd.display import save_poster_png
-
         save_artifact(self.file(ARTIFACT), artifact)
         save_poster_png(self.file(PNG), artifact.poster, distiller.preprocessor)
         write_json(self.file(FINAL), final_record(artifact, distiller.config, history, evaluation,
@@ -413,9 +411,6 @@ def _run_dir_error(path: Path, error: OSError) -> Exception:
 
 def final_record(artifact, config, history, evaluation, wall_time_s, data_source="full",
                  device=None, engine=None) -> dict:
-    from podd.modes import poster_mode
-    from podd.provenance import provenance
-
     geometry = artifact.geometry
     num_classes = len(artifact.class_names)
     _, h, w = geometry.image_shape
@@ -467,8 +462,6 @@ def load_run(path: str | Path, allow_file: bool = False):
     record is None and a note says what is missing. ``allow_file``: ``path`` may also be a
     poster file itself (``podd show RUN/poster.pt``); any other file is refused with the name of
     the run directory that holds it."""
-    from podd.artifacts import load_artifact
-
     run = RunDir(path)
     if run.path.is_file():
         return _load_poster_file(run.path, allow_file)
@@ -523,8 +516,6 @@ def _read_final(run: RunDir) -> dict | None:
             raise ValueError(f"it holds a JSON {type(final).__name__}, not an object")
         return final
     except (OSError, ValueError) as error:
-        from podd.notes import note_once
-
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         note_once(f"{path} is damaged ({detail}); going on from {ARTIFACT}, which holds the "
                   f"poster and its settings. Missing with final.json: the run's recorded result "
@@ -536,8 +527,6 @@ def _read_final(run: RunDir) -> dict | None:
 def _load_poster_file(path: Path, allow_file: bool):
     """``podd show FILE``: a poster file is shown; any other file is refused, naming the run
     directory that holds it."""
-    from podd.artifacts import load_artifact
-
     folder = path.parent
     is_run = any((folder / name).exists() for name in (ARTIFACT, FINAL, CHECKPOINT))
     if allow_file and path.suffix == ".pt" and path.name != CHECKPOINT:

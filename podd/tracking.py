@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from podd.choices import TRACKERS
+from podd.display import poster_image
+from podd.io import write_json
+from podd.notes import note_once
 
 TRACKING_FILE = "tracking.json"
 TENSORBOARD_DIR = "tensorboard"
@@ -144,8 +147,6 @@ def open_tracking(chosen: TrackingPlan, run_dir: str | Path, config: dict, prepr
                   step: int = 0, resume: bool = False) -> Tracking | None:
     """Open the planned trackers for the run in ``run_dir`` (held by this process) at ``step``;
     None when nothing is tracked. Records the plan in ``tracking.json`` (a resume reads it)."""
-    from podd.io import write_json
-
     run_dir = Path(run_dir)
     if not chosen.backends:
         if chosen.saved is not None:   # a resume with --log none: the next one tracks nothing either
@@ -230,8 +231,6 @@ class Tracking:
 
 def _image(poster, preprocessor):
     """The poster as ``uint8`` pixels: (H, W) for one channel, else (H, W, c)."""
-    from podd.display import poster_image
-
     image = poster_image(poster, preprocessor)
     return image[:, :, 0] if image.shape[2] == 1 else image
 
@@ -244,8 +243,6 @@ class TensorBoardTracker:
 
         self.log_dir, self.preprocessor = Path(log_dir), preprocessor
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
-        from podd.notes import note_once
-
         note_once(f"TensorBoard logs go to {self.log_dir} (view them with: tensorboard --logdir "
                   f"{self.log_dir})")
 
@@ -312,8 +309,6 @@ class WandbTracker:
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise RuntimeError(f"W&B could not start run {run_id} ({why}): {detail}; check the API "
                                f"key and the network, or log offline with WANDB_MODE=offline") from error
-        from podd.notes import note_once
-
         files = Path(self.run.dir).parent if getattr(self.run, "dir", None) else None
         if getattr(self.run, "offline", False) or mode == "offline":
             note_once(f"W&B logs offline, because {why}: run {run_id} in {files}; upload it later "
