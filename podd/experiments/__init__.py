@@ -13,6 +13,7 @@
 * :mod:`.cache` — the per-session caches (explicit objects, so tests can reset them).
 """
 
+from podd.experiments import data, run
 from podd.experiments.compare import (
     DIGITS_LABEL,
     DIGITS_METHODS,
@@ -52,7 +53,5 @@ __all__ = [
 def reset_caches() -> None:
     """Forget every fitted preprocessor and loaded dataset this session holds (tests use it; a
     long session can free memory with it)."""
-    from podd.experiments import data, run
-
     for cache in (run.PREPROCESSORS, data.LOADED, data.REQUESTS):
         cache.clear()

@@ -16,9 +16,11 @@ from typing import Any
 
 import torch
 
-from podd.experiments.run import method_label
+from podd.data import load_dataset
+from podd.experiments.run import method_label, real_reference
 from podd.experiments.sweep import Sweep
 from podd.modes import check_class_order
+from podd.presets import resolve_config
 
 DIGITS_LABEL = "digits (sklearn, full 1797 images)"
 
@@ -32,8 +34,6 @@ def compare_on_digits(profile: str = "quick", seeds=(0,), eval_models: int | Non
                       progress: bool = True, dataset=None, methods=DIGITS_METHODS, workers: int = 1,
                       **overrides) -> dict[str, Any]:
     """The demo's comparison: :func:`compare_methods` on scikit-learn's digits."""
-    from podd.data import load_dataset
-
     ds = dataset if dataset is not None else load_dataset("digits")
     return compare_methods(ds, "digits", DIGITS_LABEL, profile, seeds=seeds,
                            eval_models=eval_models, eval_steps=eval_steps, out_dir=out_dir,
@@ -165,8 +165,6 @@ def _announce(outcome, run, progress: bool):
 def _base_config(ds, preset: str, profile: str, overrides: dict):
     """The comparison's shared settings (evaluation, preprocessing): ``preset``'s settings as
     :func:`podd.presets.resolve_config` resolves them for this data."""
-    from podd.presets import resolve_config
-
     return resolve_config(ds.name, profile, like=preset, num_classes=ds.num_classes,
                           image_shape=tuple(ds.image_shape), **overrides)
 
@@ -176,8 +174,6 @@ def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: 
     """The config of one distillation of the comparison: :func:`podd.presets.resolve_config`,
     the same as ``podd distill --dataset DS --like PRESET --ipc IPC --mode MODE --seed SEED``
     with the comparison's evaluation settings."""
-    from podd.presets import resolve_config
-
     return resolve_config(ds.name, profile, like=preset, mode=mode, ipc=ipc,
                           num_classes=ds.num_classes, image_shape=tuple(ds.image_shape),
                           **{**(overrides or {}), "seed": seed, "eval_models": eval_models,
@@ -194,8 +190,6 @@ def random_real_accuracy(ds, settings, eval_models: int, eval_steps, seed: int) 
     """The random-real row of one seed: one random real image per class (subset seed = ``seed``),
     trained with the posters' protocol (``settings``' evaluation, all K images in every step)
     on the CPU; accuracy (%) per model and evaluation step."""
-    from podd.experiments.run import real_reference
-
     config = real_config(settings, eval_models, eval_steps, seed)
     return real_reference(ds, config, images_per_class=1, subset_seed=seed).evaluation.accuracy
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from podd import data
 from podd.experiments.cache import SessionCache
+from podd.presets import PROFILES
 
 #: id(ds) -> (ds, its DataRequest) for every dataset load_data made; the dataset is kept so its id
 #: cannot be reused by another object while the entry exists.
@@ -37,9 +39,6 @@ def load_data(dataset: str, profile: str, *, root=None, seed: int = 0, n_val: in
     test split, e.g. ``npz:`` files); the result is labelled a subset. The request is remembered
     (:func:`request_for`).
     """
-    from podd import data
-    from podd.presets import PROFILES
-
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     dataset = data.canonical_name(dataset)

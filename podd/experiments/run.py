@@ -9,7 +9,12 @@ import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
+from podd.data import make_preprocessor
+from podd.devices import resolve_device
+from podd.evaluate import DEFAULT_BATCH_SIZE, EvalProtocol, EvalResult, real_subset_reference
 from podd.experiments.cache import SessionCache
+from podd.run_loop import distill
+from podd.runs import load_run
 
 #: The names of the methods, by mode: (the name in the notebooks' tables, the label in the
 #: comparison reports). The notebooks use the paper's names, so that a measured row meets the
@@ -77,8 +82,6 @@ class RunOutcome:
 
 def preprocessor_for(ds, zca: bool):
     """The dataset's Preprocessor, fitted (or read from podd's disk cache) once per session."""
-    from podd.data import make_preprocessor
-
     return PREPROCESSORS.get((id(ds), bool(zca)), lambda: (ds, make_preprocessor(ds, zca=zca)))[1]
 
 
@@ -97,8 +100,6 @@ def distill_and_evaluate(config, ds, *, out_dir=None, progress: bool = False,
     ``resume=True`` continues the run in ``out_dir`` to ``config.steps``; ``stop``: see
     :func:`podd.run_loop.distill`.
     """
-    from podd.run_loop import distill
-
     if not config.eval_models:
         raise ValueError("config.eval_models is 0: nothing would be evaluated; set eval_models >= 1")
     with Stopwatch() as watch:
@@ -113,9 +114,6 @@ def outcome_of_run(run_dir, config, row_extra: dict) -> RunOutcome:
     """The :class:`RunOutcome` of a run that finished in ``run_dir`` (a sweep collecting a cell
     of an earlier session): its poster and final evaluation, read back, not computed again."""
     from types import SimpleNamespace
-
-    from podd.evaluate import EvalResult
-    from podd.runs import load_run
 
     artifact, final = load_run(run_dir)
     evaluation = (final or {}).get("result", {}).get("evaluation")
@@ -144,8 +142,6 @@ def _poster_row(config, result, row_extra: dict) -> dict[str, Any]:
 def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) -> RunOutcome:
     """The "random real images" reference row: ``images_per_class`` real training images per
     class, hard labels, evaluated exactly like the posters (same models, steps, learning rate)."""
-    from podd.evaluate import DEFAULT_BATCH_SIZE, EvalProtocol, real_subset_reference
-
     # The posters' protocol, on batches of up to 256 of the subset's images (all of a 1-IPC set).
     n_images = images_per_class * ds.num_classes
     protocol = EvalProtocol.from_config(config, batch_size=min(n_images, DEFAULT_BATCH_SIZE))
@@ -162,7 +158,7 @@ def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) 
 
 def runs_sidecar(ds, profile: str, outcomes, *, requested: str | None = None, **extra):
     """A provenance sidecar for results made of several runs: every run's config and seed."""
-    from podd.devices import resolve_device
+    # lazy: podd.figures loads matplotlib (~1 s over the engine), which the demo and sweep jobs never need
     from podd.figures import make_sidecar
 
     outcomes = list(outcomes)

@@ -19,9 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from podd.display import save_poster_png
+from podd.executors import gather, make_executor
 from podd.experiments.data import data_of, request_for
-from podd.experiments.run import RunOutcome, distill_and_evaluate, outcome_of_run, real_reference
+from podd.experiments.run import RunOutcome, distill_and_evaluate, outcome_of_run, preprocessor_for, real_reference
+from podd.io import write_json
+from podd.jobs import ResumableJob
 from podd.modes import check_class_order
+from podd.provenance import git_commit
+from podd.runs import ARTIFACT, CHECKPOINT, CONFIG, FINAL, PNG, RESUMABLE_CHANGES, finished_run
 
 MANIFEST = "sweep.json"
 #: where sweeps keep their cells when no folder is given: $PODD_SWEEPS, else runs/sweeps
@@ -35,17 +41,12 @@ ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "RE
 def _distill_job(config, data, row_extra: dict, *, out_dir=None, resume: bool = False,
                  stop=None, progress: bool = False, poster_png=None) -> RunOutcome:
     """One cell: distil and evaluate; ``poster_png``: also save the poster there as an image."""
-    from podd.provenance import git_commit
-
     made_at = git_commit()      # the code as the job starts
     ds = data_of(data)
     outcome = distill_and_evaluate(config, ds, out_dir=out_dir, progress=progress, resume=resume,
                                    stop=stop, **row_extra)
     outcome.made_at = made_at
     if poster_png is not None:
-        from podd.display import save_poster_png
-        from podd.experiments.run import preprocessor_for
-
         save_poster_png(poster_png, outcome.artifact.poster, preprocessor_for(ds, config.zca))
     return outcome
 
@@ -85,8 +86,6 @@ class Sweep:
                  out_dir: str | os.PathLike | None = None, run_dirs: bool | None = None,
                  reattach: bool = True, posters: bool = False, progress: bool = False,
                  **executor_options):
-        from podd.executors import make_executor
-
         self._owns_executor = isinstance(executor, str)
         self.executor = make_executor(executor, **executor_options) \
             if self._owns_executor else executor
@@ -147,16 +146,11 @@ class Sweep:
 
     def gather(self) -> list[RunOutcome]:
         """Every submitted run's :class:`RunOutcome`, in submission order (waits for them)."""
-        from podd.executors import gather
-
         return gather(self.futures)
 
     # -- cells with a run directory --------------------------------------------------------------
     def _cell_future(self, cell: str, config, row_extra: dict, continue_from=None):
         """A finished cell's outcome, the job still running it, or a new (resumed) job."""
-        from podd.jobs import ResumableJob
-        from podd.runs import ARTIFACT, CHECKPOINT, FINAL, PNG, finished_run
-
         if cell in self.cells:
             raise ValueError(f"sweep {self.name}: two runs named {cell!r}; give each its own "
                              f"cell=NAME")
@@ -219,8 +213,6 @@ def _done(value) -> concurrent.futures.Future:
 def _check_same_run(run_dir: Path, config, cell: str) -> None:
     """Refuse a cell whose directory holds a run with other settings (the sweep's parameters
     changed, not its name): continuing or collecting it would mix two experiments."""
-    from podd.runs import CONFIG, RESUMABLE_CHANGES
-
     try:
         saved = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
         run = type(config).from_dict(saved)
@@ -245,8 +237,6 @@ def _read_manifest(folder: Path) -> dict:
 
 
 def _record(folder: Path, cell: str, entry: dict) -> None:
-    from podd.io import write_json
-
     cells = _read_manifest(folder)
     cells[cell] = entry
     write_json(folder / MANIFEST, {"cells": cells})
