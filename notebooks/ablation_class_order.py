@@ -63,16 +63,15 @@ from podd import figures, ordering
 from podd import notebook_support as nbs
 from podd.display import poster_image
 
-profile = nbs.resolve_profile(profile)
-paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
-figures.use_style()
-pd.set_option("display.width", 160)
 num_orderings = num_orderings or nbs.profile_default(profile, smoke=4, quick=8, paper=10)
 seeds = nbs.list_parameter(seeds, "seeds", kind=int) if seeds is not None else [seed]
 settings = nbs.settings_parameter(settings)
-print(f"profile: {profile}, dataset: {dataset}, {num_orderings} random orderings, "
-      f"distillation seeds {seeds}" + (f", settings {settings}" if settings else ""))
-data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
+# the profile resolved, figures styled, this profile's data loaded (its note says what it is);
+# outputs are named after paper_name = like or dataset (an npz of CIFAR-10 → cifar10)
+profile, data, paper_name = nbs.setup(
+    dataset, profile, seed=seed, n_val=n_val, like=like,
+    about=f"{num_orderings} random orderings, distillation seeds {seeds}"
+          + (f", settings {settings}" if settings else ""))
 vectors, embedding_source = nbs.class_embeddings(data.class_names, profile, embeddings=embeddings,
                                                  seed=seed, data=data)
 distances = ordering.distance_matrix(vectors)
