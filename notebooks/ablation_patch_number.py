@@ -55,14 +55,13 @@ import pandas as pd
 from podd import figures
 from podd import notebook_support as nbs
 
-profile = nbs.resolve_profile(profile)
-paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
-figures.use_style()
-pd.set_option("display.width", 160)
 stride_fractions = stride_fractions or nbs.profile_default(
     profile, smoke=[1.0, 0.5, 0.25], quick=[1.0, 0.5, 1 / 3, 0.25, 1 / 6, 0.125],
     paper=[1.0, 0.5, 1 / 3, 0.25, 1 / 6, 0.125])
-data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
+# the profile resolved, figures styled, this profile's data loaded (its note says what it is);
+# outputs are named after paper_name = like or dataset (an npz of CIFAR-10 → cifar10).
+# about=None: no header yet, the one printed below names the patch grids, which need the data.
+profile, data, paper_name = nbs.setup(dataset, profile, seed=seed, n_val=n_val, like=like, about=None)
 patch_counts = nbs.patch_counts_for_strides(data, ipc, stride_fractions)
 print(f"profile: {profile}, dataset: {dataset}, IPC {ipc}; patch grids (ny, nx): {patch_counts}")
 
