@@ -56,6 +56,17 @@ def test_smoke_gives_a_labelled_stand_in_with_the_datasets_shape(dataset, classe
         f"podd, profile smoke, synthetic stand-in with {names.pretty(ds.name)}'s shape"
 
 
+def test_setup_resolves_the_profile_prints_the_header_then_the_note_and_names_after_like(
+        monkeypatch, capsys):
+    monkeypatch.setenv("PODD_PROFILE", "smoke")
+    profile, ds, paper_name = nbs.setup("cifar10", None, n_val=50, like="cifar100", about="seed 0")
+    assert (profile, paper_name) == ("smoke", "cifar100") and len(ds.y_test) == 50
+    header, note = capsys.readouterr().out.splitlines()
+    assert header == "profile: smoke, dataset: cifar10, seed 0" and note.startswith("NOTE (profile smoke)")
+    setup = nbs.setup("cifar10", "smoke", about=None)
+    assert setup.paper_name == "cifar10" and capsys.readouterr().out.startswith("NOTE")
+
+
 def test_a_validation_split_is_held_out_and_recorded_in_the_request():
     ds = data_choice.load_for_profile("cifar10", "smoke", n_val=50, verbose=False)
     assert ds.source == "stand-in" and len(ds.y_test) == 50 and len(ds.y_train) == 550
