@@ -10,10 +10,16 @@ import signal
 import sys
 import threading
 
-from podd.choices import DEVICES, EXECUTORS, MODES, PROFILES, TRACKERS, VARIANTS
+from podd.choices import DEVICES, EVAL_ARCHS, EXECUTORS, MODES, PROFILES, TRACKERS, VARIANTS
+
+# The commands import podd's other modules where they run (each marked ``# lazy:``): ``podd --help``
+# and a mistyped option answer from podd.choices alone. The engine's modules load torch (about 2 s,
+# twenty times ``podd --help``); even podd.config and podd.executors (dataclasses, inspect,
+# concurrent.futures, logging) would make ``podd --help`` about half again as slow.
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.data import load_dataset, summary
 
     dataset = load_dataset(args.name, root=args.root, download=not args.no_download)
@@ -85,6 +91,7 @@ def config_from_args(args: argparse.Namespace):
     """
     import os
 
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.config import DistillConfig
     from podd.modes import plan_geometry, validate
     from podd.presets import resolve_config
@@ -125,6 +132,7 @@ def config_from_args(args: argparse.Namespace):
     if not args.ipc > 0 or args.ipc == float("inf"):
         raise ValueError(f"--ipc {args.ipc}: the images-per-class budget must be a positive "
                          f"number (e.g. --ipc 0.5)")
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.data import DATASET_SHAPES, canonical_name, load_dataset
 
     profile = args.profile or os.environ.get("PODD_PROFILE") or "paper"
@@ -144,6 +152,7 @@ def config_from_args(args: argparse.Namespace):
 def _resumed_config(args: argparse.Namespace, saved, overrides: dict):
     """The saved config with the resumable changes; any other option must repeat the run's own
     value (a different --dataset, --ipc, --profile, --mode or --set is refused, never ignored)."""
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.data import canonical_name
     from podd.runs import RESUMABLE_CHANGES
 
@@ -200,6 +209,7 @@ def _add_threads_option(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
+    # lazy: see the note at the top (torch, ~2 s)
     from podd import parallel as par
     from podd.run_loop import distill
     from podd.runs import RunDir
@@ -207,6 +217,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     main_rank = os.environ.get("RANK", "0") == "0"      # torchrun: rank 0 alone checks and prints
     if args.log:                            # a missing tracker package: said before anything else
+        # lazy: see the note at the top (torch, ~2 s)
         from podd.tracking import parse_backends, require
 
         require(parse_backends(args.log))
@@ -241,6 +252,7 @@ def _distill_job(config, threads: int | None, *, out_dir: str, resume: bool, sto
     """``podd distill`` as a job (``--executor``, through :class:`podd.jobs.ResumableJob`): the
     run, and a short summary back. ``distributed``: this job is one task of several, one rank
     of that variant (:func:`_job_rank`)."""
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.run_loop import distill
 
     _set_threads(threads)
@@ -258,6 +270,7 @@ def _distill_job(config, threads: int | None, *, out_dir: str, resume: bool, sto
 def _submit_distill(args: argparse.Namespace, config) -> int:
     """--executor slurm (or submitit-local / debug): the run as one submitit job; with
     --distributed, one job of --nodes x --tasks-per-node tasks, one rank each (podd.jobs)."""
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.executors import make_executor
     from podd.jobs import ResumableJob
 
@@ -299,12 +312,14 @@ def _job_rank(distributed: str | None, device: str):
     """This job's :class:`podd.parallel.Parallel`: with ``distributed``, one task of a multi-task
     job made a rank (:func:`podd.jobs.export_torch_env`), else one process; leaves the group at
     the end (together after a finished or stopped run: rank 0 still writes its files)."""
+    # lazy: see the note at the top (torch, ~2 s)
     from podd import parallel as par
     from podd.run_loop import RunStopped
 
     if distributed is None:
         yield par.SINGLE
         return
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.jobs import export_torch_env
 
     export_torch_env()
@@ -322,6 +337,7 @@ def _job_rank(distributed: str | None, device: str):
 def _job_ranks(args: argparse.Namespace, config, options: dict) -> dict:
     """The submitit parameters of a --distributed job ({} without it): --nodes x --tasks-per-node
     tasks, by default one per GPU of --gpus-per-node; the world size checked against the run."""
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.executors import rank_parameters, slurm_parameters
     from podd.parallel import Parallel
 
@@ -351,6 +367,7 @@ def _load_run_parts(run_dir: str, allow_changed_data: bool = False, artifact=Non
     """artifact, config, dataset and preprocessor of a finished run; data that changed since the
     run was distilled is refused unless ``allow_changed_data``. ``artifact``: already loaded
     from it."""
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.config import DistillConfig
     from podd.data import load_dataset, make_preprocessor
     from podd.data.dataset import check_fingerprint
@@ -372,6 +389,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.architectures import check_image_size
     from podd.devices import resolve_device
     from podd.distill import patches_and_labels
@@ -432,6 +450,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_evaluation(what: str, results: dict) -> None:
     """One architecture: a line per evaluated step; several: one line per architecture."""
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.architectures import ARCH_LABELS
 
     if len(results) == 1:
@@ -449,12 +468,14 @@ def _print_evaluation(what: str, results: dict) -> None:
 def _cmd_show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    # lazy: see the note at the top (torch, ~2 s)
     from podd.display import save_poster_png
     from podd.runs import PNG, load_run
 
     artifact, _ = load_run(args.run_dir, allow_file=True)
     state = (artifact.preprocessing or {}).get("state")
     if state is not None:  # the run stored its preprocessor: no need to load the dataset
+        # lazy: see the note at the top (torch, ~2 s)
         from podd.data import Preprocessor
 
         preprocessor = Preprocessor.from_state_dict(state)
@@ -568,8 +589,6 @@ def _add_engine_commands(commands: argparse._SubParsersAction) -> None:
                            "runs/slurm/%%j)")
     _add_threads_option(p)
     p.set_defaults(handler=_cmd_distill)
-
-    from podd.choices import EVAL_ARCHS
 
     p = commands.add_parser(
         "evaluate", help="train fresh ConvNets on a run's poster and report test accuracy",

@@ -1,5 +1,12 @@
 """The package's import graph has no cycles, counting imports inside functions (a lazy import
-that closes a cycle is still a cycle: it only moves the failure to run time)."""
+that closes a cycle is still a cycle: it only moves the failure to run time).
+
+podd's own modules are imported at the top of a module, where the dependency shows. A
+function-local import of a podd module is kept only for a measured reason, said in a comment
+line ``# lazy: WHY`` directly above it (one comment covers the consecutive imports below it),
+e.g. the ``podd`` command's imports of the engine, which load torch (``podd --help`` answers
+without it). :func:`test_podd_imports_podd_at_the_top_unless_said_why` counts them.
+"""
 
 from __future__ import annotations
 
@@ -137,3 +144,79 @@ def test_the_presets_ask_the_mode_instead_of_comparing_its_name():
         compared = {c.value for node in ast.walk(tree) if isinstance(node, ast.Compare)
                     for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)}
         assert not compared & set(MODES), (module, compared & set(MODES))
+
+
+#: Function-local podd imports without a ``# lazy:`` comment, per file, that predate the rule
+#: (the notebook helpers); these counts may only go down.
+UNMARKED_LOCAL_IMPORTS = {"podd/notebooks/configs.py": 2, "podd/notebooks/data_choice.py": 3,
+                          "podd/notebooks/embeddings.py": 2, "podd/notebooks/tables.py": 5}
+
+
+def local_podd_imports(path: Path, name: str | None = None) -> tuple[list[int], list[int]]:
+    """(marked, unmarked): the lines of the function-local imports of podd modules in ``path``,
+    split by whether a ``# lazy: WHY`` comment line stands directly above their group (consecutive
+    import statements in one block)."""
+    name, lines = name or _module_name(path), path.read_text().splitlines()
+    tree = ast.parse("\n".join(lines))
+
+    def is_podd(node) -> bool:
+        if isinstance(node, ast.ImportFrom):
+            return _absolute(node, name, path.name == "__init__.py").split(".")[0] == "podd"
+        return isinstance(node, ast.Import) and any(a.name.split(".")[0] == "podd" for a in node.names)
+
+    marked, unmarked, seen = [], [], set()
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            for body in (getattr(node, f, None) for f in ("body", "orelse", "finalbody", "handlers")):
+                group_marked = False
+                for statement in body if isinstance(body, list) else []:
+                    if not isinstance(statement, (ast.Import, ast.ImportFrom)):
+                        group_marked = False
+                        continue
+                    above = lines[statement.lineno - 2].strip() if statement.lineno > 1 else ""
+                    if above.startswith("# lazy:") and above[len("# lazy:"):].strip():
+                        group_marked = True
+                    if is_podd(statement) and statement.lineno not in seen:
+                        seen.add(statement.lineno)
+                        (marked if group_marked else unmarked).append(statement.lineno)
+    return marked, unmarked
+
+
+def test_the_local_import_finder_sees_the_lazy_comment(tmp_path):
+    import textwrap
+
+    source = textwrap.dedent("""
+        import podd.io
+
+
+        def f():
+            import json
+
+            from podd.io import write_json
+
+
+        def g():
+            # lazy: loads torch
+            import torch
+
+            from podd.io import write_json
+            from podd import runs
+            x = 1
+            from podd import modes
+    """)
+    path = tmp_path / "probe.py"
+    path.write_text(source)
+    assert local_podd_imports(path, "podd.probe") == ([15, 16], [8, 18])
+
+
+def test_podd_imports_podd_at_the_top_unless_said_why():
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        marked, unmarked = local_podd_imports(path)
+        key = path.relative_to(PACKAGE.parent).as_posix()
+        if len(unmarked) > UNMARKED_LOCAL_IMPORTS.get(key, 0):
+            found[key] = unmarked
+    assert not found, (f"function-local imports of podd modules {found}: import them at the top of "
+                       f"the module, or say why not in a '# lazy: WHY' comment line directly above")
