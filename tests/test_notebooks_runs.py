@@ -64,9 +64,7 @@ def _fake_distill(config, dataset, out_dir, progress, preprocessor, resume=False
 
 
 def test_distill_and_evaluate_makes_the_table_row(cifar_like, monkeypatch):
-    import podd.run_loop
-
-    monkeypatch.setattr(podd.run_loop, "distill", _fake_distill)
+    monkeypatch.setattr(run, "distill", _fake_distill)    # the name podd.experiments.run calls
     config = DistillConfig(dataset="cifar10", ipc=0.5, eval_models=2)
     outcome = run.distill_and_evaluate(config, cifar_like, score=0.3)
     assert outcome.row == {"method": "PoDD", "ipc": 0.5, "exact IPC": 0.499,
