@@ -31,6 +31,17 @@ JOB_ID = "4242"
 SMALL = ["--dataset", "digits", "--ipc", "1", "--profile", "smoke", "--steps", "2", "--quiet"]
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Every test here leaves os.environ as it found it: jobs.export_torch_env writes RANK,
+    WORLD_SIZE, MASTER_ADDR ... into it (as a Slurm task must), and a later test in the same
+    process would otherwise think it was started by torchrun."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def fake_slurm(tmp_path, monkeypatch):
     """``srun`` and ``sbatch`` on PATH; sbatch keeps a copy of the script it is given."""
