@@ -60,14 +60,23 @@ def _data(cfg: dict, test_images: int, device: torch.device):
     return x, y, tx, ty
 
 
-def time_training(cfg: dict, num_models: int, steps: int, warmup: int, repeats: int, test_images: int,
-                  device: torch.device) -> dict:
+def time_training(
+    cfg: dict, num_models: int, steps: int, warmup: int, repeats: int, test_images: int, device: torch.device
+) -> dict:
     """Wall time of train_and_test (training loop + one test evaluation), batched vs sequential."""
     x, y, tx, ty = _data(cfg, test_images, device)
-    kw = dict(num_models=num_models, lr=1e-3, batch_size=cfg["batch"], width=cfg["width"], depth=cfg["depth"],
-              augment=True, seed=0, device=device)
+    kw = dict(
+        num_models=num_models,
+        lr=1e-3,
+        batch_size=cfg["batch"],
+        width=cfg["width"],
+        depth=cfg["depth"],
+        augment=True,
+        seed=0,
+        device=device,
+    )
     times: dict[str, list[float]] = {"batched": [], "sequential": []}
-    for sequential in (False, True):                       # warm-up: kernels, allocator, caches
+    for sequential in (False, True):  # warm-up: kernels, allocator, caches
         train_and_test(x, y, tx, ty, steps=[warmup], sequential=sequential, **kw)
     accuracy = {}
     for _ in range(repeats):
@@ -77,24 +86,33 @@ def time_training(cfg: dict, num_models: int, steps: int, warmup: int, repeats: 
             accuracy[name] = result.accuracy[:, 0].tolist()
     row = {}
     for name, ts in times.items():
-        row[name] = dict(times_s=ts, min_s=min(ts), median_s=statistics.median(ts),
-                         model_steps_per_s=num_models * steps / min(ts))
+        row[name] = dict(
+            times_s=ts, min_s=min(ts), median_s=statistics.median(ts), model_steps_per_s=num_models * steps / min(ts)
+        )
     row["speedup_min"] = row["sequential"]["min_s"] / row["batched"]["min_s"]
     row["speedup_median"] = row["sequential"]["median_s"] / row["batched"]["median_s"]
     row["accuracy_batched"], row["accuracy_sequential"] = accuracy["batched"], accuracy["sequential"]
     return row
 
 
-def count_training_flops(cfg: dict, num_models: int, steps: int, test_images: int,
-                         device: torch.device) -> float:
+def count_training_flops(cfg: dict, num_models: int, steps: int, test_images: int, device: torch.device) -> float:
     """FLOPs (convolutions and matmuls, FlopCounterMode) of what time_training times: ``steps``
     training steps of the M models plus one test pass; counted at 1 and 2 steps, extrapolated
     linearly (every step has the same shapes)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     x, y, tx, ty = _data(cfg, test_images, device)
-    kw = dict(num_models=num_models, lr=1e-3, batch_size=cfg["batch"], width=cfg["width"],
-              depth=cfg["depth"], augment=True, seed=0, device=device, sequential=True)
+    kw = dict(
+        num_models=num_models,
+        lr=1e-3,
+        batch_size=cfg["batch"],
+        width=cfg["width"],
+        depth=cfg["depth"],
+        augment=True,
+        seed=0,
+        device=device,
+        sequential=True,
+    )
     counts = []
     for n in (1, 2):
         with FlopCounterMode(display=False) as counter:
@@ -108,10 +126,13 @@ def roofline(flops: float, row: dict, matmul_flops_per_s: float) -> dict:
     """How close the sequential path already is to the device's matmul throughput, and so the
     most ANY layout of the same FLOPs could gain: time >= FLOPs / throughput."""
     achieved = flops / row["sequential"]["min_s"]
-    return dict(flops=flops, sequential_flops_per_s=achieved,
-                batched_flops_per_s=flops / row["batched"]["min_s"],
-                sequential_fraction_of_matmul=achieved / matmul_flops_per_s,
-                max_speedup_at_matmul_throughput=matmul_flops_per_s / achieved)
+    return dict(
+        flops=flops,
+        sequential_flops_per_s=achieved,
+        batched_flops_per_s=flops / row["batched"]["min_s"],
+        sequential_fraction_of_matmul=achieved / matmul_flops_per_s,
+        max_speedup_at_matmul_throughput=matmul_flops_per_s / achieved,
+    )
 
 
 def time_one_step(cfg: dict, num_models: int, repeats: int, device: torch.device) -> dict:
@@ -158,6 +179,7 @@ def time_one_step(cfg: dict, num_models: int, repeats: int, device: torch.device
 def profile_paths(cfg: dict, num_models: int, steps: int, device: torch.device, rows: int = 12) -> dict:
     """torch.profiler: the ops that take the time in each path (self time, ms)."""
     from torch.profiler import ProfilerActivity, profile
+
     x, y, tx, ty = _data(cfg, 50, device)
     kw = dict(num_models=num_models, batch_size=cfg["batch"], width=cfg["width"], depth=cfg["depth"], device=device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -170,8 +192,9 @@ def profile_paths(cfg: dict, num_models: int, steps: int, device: torch.device, 
         key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
         top = sorted(table, key=lambda e: getattr(e, key), reverse=True)[:rows]
         total = sum(getattr(e, key) for e in table)
-        out[name] = dict(total_self_ms=total / 1e3,
-                         top=[dict(op=e.key, self_ms=getattr(e, key) / 1e3, calls=e.count) for e in top])
+        out[name] = dict(
+            total_self_ms=total / 1e3, top=[dict(op=e.key, self_ms=getattr(e, key) / 1e3, calls=e.count) for e in top]
+        )
         print(f"\n[profile: {name}, {steps} steps]")
         print(table.table(sort_by=key, row_limit=rows))
     return out
@@ -186,15 +209,23 @@ def main(argv=None) -> dict:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="interleaved timed runs per path")
     ap.add_argument("--test-images", type=int, default=100)
-    ap.add_argument("--threads", type=int, nargs="+", default=[0],
-                    help="torch intra-op thread counts to measure (0: torch's default)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="torch intra-op thread counts to measure (0: torch's default)",
+    )
     ap.add_argument("--no-step-bench", action="store_true", help="skip the forward+backward layout comparison")
     ap.add_argument("--profile", action="store_true", help="also run torch.profiler on each path")
     ap.add_argument("--out", default=None, help="JSON output path")
     args = ap.parse_args(argv)
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     default_threads = torch.get_num_threads()
     started = time.perf_counter()
     load_before = os.getloadavg()
@@ -206,17 +237,23 @@ def main(argv=None) -> dict:
             cfg = CONFIGS[config]
             steps = args.steps or cfg["steps"]
             name = f"{config}@{torch.get_num_threads()}t"
-            print(f"[{name}] {cfg}, M={args.num_models}, {steps} steps, device {device}, "
-                  f"{torch.get_num_threads()} threads", flush=True)
+            print(
+                f"[{name}] {cfg}, M={args.num_models}, {steps} steps, device {device}, "
+                f"{torch.get_num_threads()} threads",
+                flush=True,
+            )
             row = {"config": cfg, "steps": steps, "threads": torch.get_num_threads()}
-            row["train_and_test"] = time_training(cfg, args.num_models, steps, args.warmup, args.repeats,
-                                                  args.test_images, device)
+            row["train_and_test"] = time_training(
+                cfg, args.num_models, steps, args.warmup, args.repeats, args.test_images, device
+            )
             if threads not in throughput:
                 throughput[threads] = matmul_throughput(device)
             row["matmul"] = throughput[threads]
-            row["roofline"] = roofline(count_training_flops(cfg, args.num_models, steps,
-                                                            args.test_images, device),
-                                       row["train_and_test"], throughput[threads]["flops_per_s"])
+            row["roofline"] = roofline(
+                count_training_flops(cfg, args.num_models, steps, args.test_images, device),
+                row["train_and_test"],
+                throughput[threads]["flops_per_s"],
+            )
             if not args.no_step_bench:
                 row["forward_backward"] = time_one_step(cfg, args.num_models, max(args.repeats, 2), device)
             if args.profile:
@@ -230,25 +267,43 @@ def main(argv=None) -> dict:
         for path in ("sequential", "batched"):
             r = tt[path]
             speed = f"{tt['speedup_min']:.2f}x" if path == "batched" else ""
-            print(f"{name:12s} {path:11s} {r['min_s']:8.2f} {r['median_s']:9.2f} "
-                  f"{r['model_steps_per_s']:14.2f} {speed:>9s}")
+            print(
+                f"{name:12s} {path:11s} {r['min_s']:8.2f} {r['median_s']:9.2f} "
+                f"{r['model_steps_per_s']:14.2f} {speed:>9s}"
+            )
         rl = row["roofline"]
-        print(f"{'':12s} sequential runs at {100 * rl['sequential_fraction_of_matmul']:.0f}% of the "
-              f"measured matmul throughput ({row['matmul']['flops_per_s'] / 1e12:.3f} TFLOP/s): no "
-              f"layout of these FLOPs can be more than {rl['max_speedup_at_matmul_throughput']:.1f}x faster")
+        print(
+            f"{'':12s} sequential runs at {100 * rl['sequential_fraction_of_matmul']:.0f}% of the "
+            f"measured matmul throughput ({row['matmul']['flops_per_s'] / 1e12:.3f} TFLOP/s): no "
+            f"layout of these FLOPs can be more than {rl['max_speedup_at_matmul_throughput']:.1f}x faster"
+        )
         if "forward_backward" in row:
             fb = row["forward_backward"]
-            print(f"{'':12s} one fwd+bwd of {args.num_models} models (min s): " +
-                  ", ".join(f"{k} {v['min_s']:.3f}" for k, v in fb.items()))
+            print(
+                f"{'':12s} one fwd+bwd of {args.num_models} models (min s): "
+                + ", ".join(f"{k} {v['min_s']:.3f}" for k, v in fb.items())
+            )
 
-    record = provenance(device=device, benchmark="bench_eval", data_source="stand-in (synthetic Gaussian)",
-                        command="python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
-                        hyperparameters=dict(num_models=args.num_models, warmup=args.warmup,
-                                             repeats=args.repeats, test_images=args.test_images, lr=1e-3,
-                                             augment=True),
-                        torch_threads=args.threads, cpu_count=os.cpu_count(),
-                        load_average_before=load_before, load_average_after=os.getloadavg(),
-                        results=results, wall_time_s=time.perf_counter() - started)
+    record = provenance(
+        device=device,
+        benchmark="bench_eval",
+        data_source="stand-in (synthetic Gaussian)",
+        command="python " + " ".join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:])),
+        hyperparameters=dict(
+            num_models=args.num_models,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            test_images=args.test_images,
+            lr=1e-3,
+            augment=True,
+        ),
+        torch_threads=args.threads,
+        cpu_count=os.cpu_count(),
+        load_average_before=load_before,
+        load_average_after=os.getloadavg(),
+        results=results,
+        wall_time_s=time.perf_counter() - started,
+    )
     if args.out:
         write_json(args.out, record)
         print(f"wrote {args.out}")

@@ -100,7 +100,7 @@ def trained_net(x: torch.Tensor, y: torch.Tensor, k: int, seed: int, epochs: int
     for _ in range(epochs):
         order = train[torch.randperm(len(train), generator=generator)]
         for i in range(0, len(order), BATCH):
-            idx = order[i:i + BATCH]
+            idx = order[i : i + BATCH]
             loss = F.cross_entropy(net(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -113,7 +113,7 @@ def candidate_pixels(x8, y, k, seed, args):
 
 
 def candidate_pixels_centred(x8, y, k, seed, args):
-    return class_distances(x8, y, k)        # what class_order="data" uses
+    return class_distances(x8, y, k)  # what class_order="data" uses
 
 
 def candidate_random_convnet(x8, y, k, seed, args):
@@ -133,7 +133,7 @@ def candidate_convnet_confusion(x8, y, k, seed, args):
     net, held = trained_net(x, y, k, seed, args.epochs, args.width)
     with torch.no_grad():
         probs = torch.cat([net(xb).softmax(1) for xb in x[held].split(512)])
-    confusion = class_means(probs, y[held], k)            # row i: mean prediction on class i
+    confusion = class_means(probs, y[held], k)  # row i: mean prediction on class i
     similarity = 0.5 * (confusion + confusion.T)
     similarity.fill_diagonal_(0.0)
     dist = 1.0 - similarity / similarity.max()
@@ -143,14 +143,26 @@ def candidate_convnet_confusion(x8, y, k, seed, args):
 
 CANDIDATES = {
     "pixels": ("class-mean pixels, uncentred, 1 − cosine", candidate_pixels, False),
-    "pixels-centred": ("class-mean pixels minus their mean, per-channel standardised, 1 − cosine "
-                       "(podd.data_embeddings)", candidate_pixels_centred, False),
-    "random-convnet": ("centred class-mean features of an untrained ConvNet, 1 − cosine",
-                       candidate_random_convnet, True),
-    "convnet-features": ("centred class-mean features of a briefly trained ConvNet, 1 − cosine",
-                         candidate_convnet_features, True),
-    "convnet-confusion": ("that ConvNet's confusion on held-out images, symmetrised: 1 − s / max s",
-                          candidate_convnet_confusion, True),
+    "pixels-centred": (
+        "class-mean pixels minus their mean, per-channel standardised, 1 − cosine (podd.data_embeddings)",
+        candidate_pixels_centred,
+        False,
+    ),
+    "random-convnet": (
+        "centred class-mean features of an untrained ConvNet, 1 − cosine",
+        candidate_random_convnet,
+        True,
+    ),
+    "convnet-features": (
+        "centred class-mean features of a briefly trained ConvNet, 1 − cosine",
+        candidate_convnet_features,
+        True,
+    ),
+    "convnet-confusion": (
+        "that ConvNet's confusion on held-out images, symmetrised: 1 − s / max s",
+        candidate_convnet_confusion,
+        True,
+    ),
 }
 
 
@@ -161,8 +173,12 @@ def group_measures(dist: torch.Tensor, vehicle: list[bool]) -> dict:
         (within if vehicle[i] == vehicle[j] else between).append(float(dist[i, j]))
     w, b = np.array(within), np.array(between)
     auc = float(np.mean((w[:, None] < b[None, :]) + 0.5 * (w[:, None] == b[None, :])))
-    return {"within_mean": float(w.mean()), "between_mean": float(b.mean()),
-            "ratio": float(b.mean() / w.mean()), "auc": auc}
+    return {
+        "within_mean": float(w.mean()),
+        "between_mean": float(b.mean()),
+        "ratio": float(b.mean() / w.mean()),
+        "auc": auc,
+    }
 
 
 def neighbour_pairs(order: torch.Tensor) -> list[tuple[int, int]]:
@@ -199,18 +215,25 @@ def measure(name, fn, x8, y, k, seed, args, vehicle, grid, class_names) -> dict:
     dist = fn(x8, y, k, seed, args)
     wall = time.perf_counter() - t0
     order = poco(dist, *grid)
-    return {"seed": seed, "wall_s": round(wall, 3), **group_measures(dist, vehicle),
-            "mixed_pairs": mixed_pairs(order, vehicle), "order": order.tolist(),
-            "order_names": [[class_names[c] if c >= 0 else "" for c in row] for row in order.tolist()],
-            "distances": [[round(float(v), 4) for v in row] for row in dist]}
+    return {
+        "seed": seed,
+        "wall_s": round(wall, 3),
+        **group_measures(dist, vehicle),
+        "mixed_pairs": mixed_pairs(order, vehicle),
+        "order": order.tolist(),
+        "order_names": [[class_names[c] if c >= 0 else "" for c in row] for row in order.tolist()],
+        "distances": [[round(float(v), 4) for v in row] for row in dist],
+    }
 
 
 def stability(fn, x8, y, k, args, vehicle) -> dict:
     half_a, half_b = split(y, 0.5, torch.Generator().manual_seed(12345))
     da = fn(x8[half_a], y[half_a], k, args.seeds[0], args)
     db = fn(x8[half_b], y[half_b], k, args.seeds[0], args)
-    return {"spearman": round(spearman(da, db), 4),
-            "auc_halves": [round(group_measures(d, vehicle)["auc"], 4) for d in (da, db)]}
+    return {
+        "spearman": round(spearman(da, db), 4),
+        "auc_halves": [round(group_measures(d, vehicle)["auc"], 4) for d in (da, db)],
+    }
 
 
 # ------------------------------------------------------------------------------ report
@@ -218,8 +241,11 @@ def summary(runs: list[dict]) -> dict:
     out = {}
     for key in ("within_mean", "between_mean", "ratio", "auc", "mixed_pairs", "wall_s"):
         values = np.array([r[key] for r in runs], dtype=float)
-        out[key] = {"mean": round(float(values.mean()), 4), "min": round(float(values.min()), 4),
-                    "max": round(float(values.max()), 4)}
+        out[key] = {
+            "mean": round(float(values.mean()), 4),
+            "min": round(float(values.min()), 4),
+            "max": round(float(values.max()), 4),
+        }
     return out
 
 
@@ -229,13 +255,18 @@ def reason(candidates: dict, fewest: int) -> str:
     best = max(candidates, key=lambda n: candidates[n]["summary"]["auc"]["mean"])
     at_fewest = [n for n, c in candidates.items() if c["summary"]["mixed_pairs"]["max"] == fewest]
     best_auc = candidates[best]["summary"]["auc"]["mean"]
-    return (f"PoCO on it leaves {chosen['mixed_pairs']['mean']:g} vehicle–animal neighbour pairs "
-            f"(the fewest possible: {fewest}; every seed at the fewest: {', '.join(at_fewest) or 'none'}); "
-            f"its AUC {chosen['auc']['mean']:.3f} beside the best, {best}'s {best_auc:.3f}; "
-            f"it needs no training and no seed, and takes {chosen['wall_s']['mean']:.2f} s where the "
-            f"trained network takes "
-            + (f"{candidates['convnet-features']['summary']['wall_s']['mean']:.1f} s."
-               if "convnet-features" in candidates else "longer (not measured in this run)."))
+    return (
+        f"PoCO on it leaves {chosen['mixed_pairs']['mean']:g} vehicle–animal neighbour pairs "
+        f"(the fewest possible: {fewest}; every seed at the fewest: {', '.join(at_fewest) or 'none'}); "
+        f"its AUC {chosen['auc']['mean']:.3f} beside the best, {best}'s {best_auc:.3f}; "
+        f"it needs no training and no seed, and takes {chosen['wall_s']['mean']:.2f} s where the "
+        f"trained network takes "
+        + (
+            f"{candidates['convnet-features']['summary']['wall_s']['mean']:.1f} s."
+            if "convnet-features" in candidates
+            else "longer (not measured in this run)."
+        )
+    )
 
 
 def markdown(record: dict) -> str:
@@ -269,26 +300,36 @@ def markdown(record: dict) -> str:
     for name, c in record["candidates"].items():
         s, st = c["summary"], c["stability"]
         mark = " (chosen)" if name == record["chosen"] else ""
-        lines.append(f"| `{name}`{mark} | {cell(s['within_mean'])} | {cell(s['between_mean'])} | "
-                     f"{cell(s['ratio'], 2)} | {cell(s['auc'])} | {cell(s['mixed_pairs'], 1)} | "
-                     f"{st['spearman']:.3f} | {', '.join(f'{a:.3f}' for a in st['auc_halves'])} | "
-                     f"{cell(s['wall_s'], 2)} |")
+        lines.append(
+            f"| `{name}`{mark} | {cell(s['within_mean'])} | {cell(s['between_mean'])} | "
+            f"{cell(s['ratio'], 2)} | {cell(s['auc'])} | {cell(s['mixed_pairs'], 1)} | "
+            f"{st['spearman']:.3f} | {', '.join(f'{a:.3f}' for a in st['auc_halves'])} | "
+            f"{cell(s['wall_s'], 2)} |"
+        )
     lines += ["", "Candidates:", ""]
     lines += [f"- `{name}`: {c['what']}" for name, c in record["candidates"].items()]
     lines += ["", "PoCO's order per candidate (first seed):", ""]
     for name, c in record["candidates"].items():
         rows = c["runs"][0]["order_names"]
         lines.append(f"- `{name}`: " + " / ".join(", ".join(row) for row in rows))
-    lines += ["", f"Chosen for `class_order=\"data\"`: `{record['chosen']}`. {record['why']}", "",
-              f"Commit {prov['git_commit']}, torch {prov['versions']['torch']}, "
-              f"created {prov['created_utc']}, total wall time {prov['wall_time_s']:.0f} s.", ""]
+    lines += [
+        "",
+        f'Chosen for `class_order="data"`: `{record["chosen"]}`. {record["why"]}',
+        "",
+        f"Commit {prov['git_commit']}, torch {prov['versions']['torch']}, "
+        f"created {prov['created_utc']}, total wall time {prov['wall_time_s']:.0f} s.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="/work/shared/data/cifar10-train-subset.npz",
-                        help="npz of real CIFAR-10 images (x_train, y_train, class_names)")
+    parser.add_argument(
+        "--data",
+        default="/work/shared/data/cifar10-train-subset.npz",
+        help="npz of real CIFAR-10 images (x_train, y_train, class_names)",
+    )
     parser.add_argument("--out", default="benchmarks/results/class_order_data")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of the network candidates")
@@ -304,8 +345,9 @@ def main(argv=None) -> int:
         y = torch.from_numpy(npz["y_train"]).long()
         class_names = [str(n) for n in npz["class_names"]]
     if tuple(class_names) != CIFAR10:
-        raise SystemExit(f"{args.data}: class names {class_names} are not CIFAR-10's; the "
-                         f"vehicle/animal groups need CIFAR-10")
+        raise SystemExit(
+            f"{args.data}: class names {class_names} are not CIFAR-10's; the vehicle/animal groups need CIFAR-10"
+        )
     k = len(class_names)
     vehicle = [name in VEHICLES for name in class_names]
     grid = default_class_grid(k)
@@ -316,28 +358,52 @@ def main(argv=None) -> int:
         what, fn, seeded = CANDIDATES[name]
         seeds = args.seeds if seeded else args.seeds[:1]
         runs = [measure(name, fn, x8, y, k, seed, args, vehicle, grid, class_names) for seed in seeds]
-        candidates[name] = {"what": what, "seeded": seeded, "runs": runs, "summary": summary(runs),
-                            "stability": stability(fn, x8, y, k, args, vehicle)}
+        candidates[name] = {
+            "what": what,
+            "seeded": seeded,
+            "runs": runs,
+            "summary": summary(runs),
+            "stability": stability(fn, x8, y, k, args, vehicle),
+        }
         s = candidates[name]["summary"]
-        print(f"{name:>18}: AUC {s['auc']['mean']:.3f}, ratio {s['ratio']['mean']:.2f}, mixed pairs "
-              f"{s['mixed_pairs']['mean']:.1f}, {s['wall_s']['mean']:.2f} s", flush=True)
+        print(
+            f"{name:>18}: AUC {s['auc']['mean']:.3f}, ratio {s['ratio']['mean']:.2f}, mixed pairs "
+            f"{s['mixed_pairs']['mean']:.1f}, {s['wall_s']['mean']:.2f} s",
+            flush=True,
+        )
 
     why = reason(candidates, fewest) if CHOSEN in candidates else "(not measured in this run)"
     record = {
         "benchmark": "class_order_data",
-        "data": {"path": str(args.data), "source": "subset", "n_images": int(len(y)),
-                 "classes": class_names},
-        "grid": list(grid), "vehicles": list(VEHICLES),
-        "mixed_pairs_fewest": fewest, "mixed_pairs_random_mean": random_mean,
-        "settings": {"seeds": args.seeds, "epochs": args.epochs, "width": args.width, "lr": LR,
-                     "batch": BATCH, "held_out": HELD_OUT, "threads": 1},
+        "data": {"path": str(args.data), "source": "subset", "n_images": int(len(y)), "classes": class_names},
+        "grid": list(grid),
+        "vehicles": list(VEHICLES),
+        "mixed_pairs_fewest": fewest,
+        "mixed_pairs_random_mean": random_mean,
+        "settings": {
+            "seeds": args.seeds,
+            "epochs": args.epochs,
+            "width": args.width,
+            "lr": LR,
+            "batch": BATCH,
+            "held_out": HELD_OUT,
+            "threads": 1,
+        },
         "load_average": load_average,
-        "candidates": candidates, "chosen": CHOSEN, "why": why,
+        "candidates": candidates,
+        "chosen": CHOSEN,
+        "why": why,
     }
     record["provenance"] = provenance(
-        device="cpu", dataset="cifar10", data_source="subset", data_path=str(args.data),
-        profile="n/a", seeds=args.seeds, hyperparameters=record["settings"],
-        wall_time_s=round(time.perf_counter() - t_start, 1))
+        device="cpu",
+        dataset="cifar10",
+        data_source="subset",
+        data_path=str(args.data),
+        profile="n/a",
+        seeds=args.seeds,
+        hyperparameters=record["settings"],
+        wall_time_s=round(time.perf_counter() - t_start, 1),
+    )
     out = Path(args.out)
     write_json(out / "class_order_data.json", record)
     write_text(out / "class_order_data.md", markdown(record))

@@ -32,8 +32,12 @@ from podd.io import write_json  # noqa: E402
 from podd.provenance import provenance  # noqa: E402
 
 #: Row order and names of the table; the quality JSON's run keys start with the prefix.
-METHODS = (("random real (1 per class)", "real"), ("RaT-BPTT baseline, 1 IPC", "baseline-ipc1-"),
-           ("PoDD, 1 IPC", "podd-ipc1-"), ("PoDD, 0.5 IPC", "podd-ipc0.5-"))
+METHODS = (
+    ("random real (1 per class)", "real"),
+    ("RaT-BPTT baseline, 1 IPC", "baseline-ipc1-"),
+    ("PoDD, 1 IPC", "podd-ipc1-"),
+    ("PoDD, 0.5 IPC", "podd-ipc0.5-"),
+)
 
 
 def load_split(quality: dict):
@@ -41,7 +45,7 @@ def load_split(quality: dict):
     from podd.data import load_dataset, train_val_split
 
     command = quality["provenance"]["command"].split()
-    n_val = int(command[command.index("--n-val") + 1]) if "--n-val" in command else 1000   # its default
+    n_val = int(command[command.index("--n-val") + 1]) if "--n-val" in command else 1000  # its default
     split_seed = quality["provenance"]["seeds"]["split"]
     return train_val_split(load_dataset(quality["settings"]["dataset"]), n_val=n_val, seed=split_seed)
 
@@ -71,13 +75,16 @@ def evaluate_run(run_dir: str, ds, arch: str, num_models: int, **protocol_change
     config = DistillConfig.from_dict(artifact.config)
     _, test_x = preprocessed(ds, config.zca)
     images, labels = patches_and_labels(artifact)
-    protocol = EvalProtocol.from_config(config, num_models=num_models, seed=config.seed, arch=arch,
-                                        **protocol_changes)
+    protocol = EvalProtocol.from_config(config, num_models=num_models, seed=config.seed, arch=arch, **protocol_changes)
     started = time.perf_counter()
     device = resolve_device(protocol.device)
     result = protocol.run(images.to(device), labels.to(device), test_x.to(device), ds.y_test.to(device))
-    return {"accuracies": [round(float(a), 2) for a in result.accuracy[:, -1]],
-            "seed": config.seed, "steps": result.steps[-1], "wall_s": round(time.perf_counter() - started, 1)}
+    return {
+        "accuracies": [round(float(a), 2) for a in result.accuracy[:, -1]],
+        "seed": config.seed,
+        "steps": result.steps[-1],
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
 
 
 def evaluate_real(ds, template_run: str, seed: int, arch: str, num_models: int, **protocol_changes) -> dict:
@@ -88,12 +95,17 @@ def evaluate_real(ds, template_run: str, seed: int, arch: str, num_models: int, 
 
     artifact, _ = load_run(template_run)
     config = DistillConfig.from_dict(artifact.config)
-    protocol = EvalProtocol.from_config(config, num_models=num_models, seed=seed, arch=arch,
-                                        batch_size=ds.num_classes, **protocol_changes)
+    protocol = EvalProtocol.from_config(
+        config, num_models=num_models, seed=seed, arch=arch, batch_size=ds.num_classes, **protocol_changes
+    )
     started = time.perf_counter()
     result = real_subset_reference(ds, preprocessed(ds, config.zca)[0], 1, protocol, subset_seed=seed)
-    return {"accuracies": [round(float(a), 2) for a in result.accuracy[:, -1]],
-            "seed": seed, "steps": result.steps[-1], "wall_s": round(time.perf_counter() - started, 1)}
+    return {
+        "accuracies": [round(float(a), 2) for a in result.accuracy[:, -1]],
+        "seed": seed,
+        "steps": result.steps[-1],
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
 
 
 def cells(quality: dict, archs: list[str]) -> list[tuple[str, str, str | None, int]]:
@@ -104,7 +116,7 @@ def cells(quality: dict, archs: list[str]) -> list[tuple[str, str, str | None, i
             out.append((arch, f"real-seed{seed}", None, seed))
         for _, prefix in METHODS[1:]:
             for key, run_dir in sorted(quality["runs"].items()):
-                if key.startswith(prefix) and key[len(prefix):].startswith("seed"):
+                if key.startswith(prefix) and key[len(prefix) :].startswith("seed"):
                     out.append((arch, key, run_dir, int(key.rsplit("seed", 1)[1])))
     return out
 
@@ -117,30 +129,52 @@ def table(partial: dict, archs: list[str]) -> list[dict]:
         for arch in archs:
             done = [v for k, v in partial.items() if k.startswith(f"{arch}/{prefix}")]
             accs = [a for v in done for a in v["accuracies"]]
-            row[arch] = None if not accs else {
-                "mean": round(statistics.mean(accs), 2), "std": round(statistics.pstdev(accs), 2),
-                "seeds": sorted(v["seed"] for v in done), "models": len(accs)}
+            row[arch] = (
+                None
+                if not accs
+                else {
+                    "mean": round(statistics.mean(accs), 2),
+                    "std": round(statistics.pstdev(accs), 2),
+                    "seeds": sorted(v["seed"] for v in done),
+                    "models": len(accs),
+                }
+            )
         rows.append(row)
     return rows
 
 
 def markdown(result: dict) -> str:
     archs = result["archs"]
-    lines = [f"Cross-architecture test accuracy (%) on a SUBSET of CIFAR-10 ({result['data']}); posters "
-             f"distilled with the ConvNet at {result['distilled_with']}; each cell: mean ± std over "
-             f"seeds × {result['eval_models']} models ({result['eval_steps']} steps"
-             + ("" if result["eval_steps"] == result["protocol_steps"] else
-                f"; the runs' own protocol trains {result['protocol_steps']}") + "), seeds in brackets.", "",
-             "| method | " + " | ".join(archs) + " |", "|---|" + "---:|" * len(archs)]
+    lines = [
+        f"Cross-architecture test accuracy (%) on a SUBSET of CIFAR-10 ({result['data']}); posters "
+        f"distilled with the ConvNet at {result['distilled_with']}; each cell: mean ± std over "
+        f"seeds × {result['eval_models']} models ({result['eval_steps']} steps"
+        + (
+            ""
+            if result["eval_steps"] == result["protocol_steps"]
+            else f"; the runs' own protocol trains {result['protocol_steps']}"
+        )
+        + "), seeds in brackets.",
+        "",
+        "| method | " + " | ".join(archs) + " |",
+        "|---|" + "---:|" * len(archs),
+    ]
     for row in result["rows"]:
-        cells_text = ["not run" if row[a] is None else
-                      f"{row[a]['mean']:.1f} ± {row[a]['std']:.1f} ({','.join(map(str, row[a]['seeds']))})"
-                      for a in archs]
+        cells_text = [
+            "not run"
+            if row[a] is None
+            else f"{row[a]['mean']:.1f} ± {row[a]['std']:.1f} ({','.join(map(str, row[a]['seeds']))})"
+            for a in archs
+        ]
         lines.append(f"| {row['method']} | " + " | ".join(cells_text) + " |")
     prov = result["provenance"]
-    lines += ["", f"<sub>evaluated at commit {prov['git_commit']} on {prov['device']}, {prov['created_utc']}; "
-              f"posters from {result['quality_json']} (commit {result['posters_commit']}); "
-              f"{result['wall_time_s']:.0f} s of evaluation</sub>", ""]
+    lines += [
+        "",
+        f"<sub>evaluated at commit {prov['git_commit']} on {prov['device']}, {prov['created_utc']}; "
+        f"posters from {result['quality_json']} (commit {result['posters_commit']}); "
+        f"{result['wall_time_s']:.0f} s of evaluation</sub>",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -149,9 +183,13 @@ def main() -> None:
     parser.add_argument("--quality", type=Path, required=True, help="JSON written by quality_cifar10.py")
     parser.add_argument("--archs", nargs="+", default=["convnet", "resnet18", "vgg11", "alexnet"])
     parser.add_argument("--eval-models", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=None,
-                        help="training steps per model (default: the runs' own protocol; fewer are a "
-                             "cheaper, different protocol, and the table says so)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps per model (default: the runs' own protocol; fewer are a "
+        "cheaper, different protocol, and the table says so)",
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when there is one) | cpu | cuda")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cross_arch_cifar10"))
     parser.add_argument("--render", action="store_true", help="only rewrite the table from OUT.partial.json")
@@ -165,26 +203,36 @@ def main() -> None:
         template = next(iter(sorted(quality["runs"].values())))
         changes = {"device": args.device, **({"steps": (args.steps,)} if args.steps else {})}
         for arch, key, run_dir, seed in todo:
-            value = (evaluate_real(ds, template, seed, arch, args.eval_models, **changes) if run_dir is None
-                     else evaluate_run(run_dir, ds, arch, args.eval_models, **changes))
+            value = (
+                evaluate_real(ds, template, seed, arch, args.eval_models, **changes)
+                if run_dir is None
+                else evaluate_run(run_dir, ds, arch, args.eval_models, **changes)
+            )
             partial[f"{arch}/{key}"] = value
             write_json(partial_path, partial)
-            print(f"{arch:>9} {key:>22}: {statistics.mean(value['accuracies']):.1f} % ({value['wall_s']:.0f} s)",
-                  flush=True)
+            print(
+                f"{arch:>9} {key:>22}: {statistics.mean(value['accuracies']):.1f} % ({value['wall_s']:.0f} s)",
+                flush=True,
+            )
     settings = quality["settings"]
     steps_done = {v["steps"] for v in partial.values()}
     if len(steps_done) > 1:
         raise SystemExit(f"{partial_path} mixes evaluations of {sorted(steps_done)} steps; start a new --out")
-    result = {"archs": args.archs, "eval_models": args.eval_models,
-              "eval_steps": steps_done.pop() if steps_done else settings["eval_steps"][-1],
-              "protocol_steps": settings["eval_steps"][-1],
-              "data": f"{settings['dataset']}, the quality run's train/validation split",
-              "distilled_with": f"profile {settings['profile']}, ConvNet width {settings['width']}, "
-                                f"{settings['steps']} outer steps, class order {settings['class_order']}",
-              "quality_json": str(args.quality), "posters_commit": quality["provenance"]["git_commit"],
-              "rows": table(partial, args.archs), "evaluations": partial,
-              "wall_time_s": sum(v["wall_s"] for v in partial.values()),
-              "provenance": provenance(threads=1)}
+    result = {
+        "archs": args.archs,
+        "eval_models": args.eval_models,
+        "eval_steps": steps_done.pop() if steps_done else settings["eval_steps"][-1],
+        "protocol_steps": settings["eval_steps"][-1],
+        "data": f"{settings['dataset']}, the quality run's train/validation split",
+        "distilled_with": f"profile {settings['profile']}, ConvNet width {settings['width']}, "
+        f"{settings['steps']} outer steps, class order {settings['class_order']}",
+        "quality_json": str(args.quality),
+        "posters_commit": quality["provenance"]["git_commit"],
+        "rows": table(partial, args.archs),
+        "evaluations": partial,
+        "wall_time_s": sum(v["wall_s"] for v in partial.values()),
+        "provenance": provenance(threads=1),
+    }
     write_json(args.out.with_suffix(".json"), result)
     args.out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))

@@ -70,8 +70,9 @@ def method_of(name: str) -> tuple[str, float]:
         ipc = None
     if mode != "podd" or ipc is None or not 0 < ipc <= 1 or abs(requested_ipc(ipc) - ipc) > 1e-9:
         known = ", ".join(f"{m[0]}-{m[1]:g}" for m in METHODS)
-        raise ValueError(f"unknown method {name!r}: one of {known}, or podd-IPC with IPC a multiple "
-                         f"of {IPC_STEP:g} in (0, 1]")
+        raise ValueError(
+            f"unknown method {name!r}: one of {known}, or podd-IPC with IPC a multiple of {IPC_STEP:g} in (0, 1]"
+        )
     return ("podd", requested_ipc(ipc))
 
 
@@ -116,8 +117,10 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
     earlier = json.loads(Path(earlier_path).read_text())
     for key in ("profile", "seeds", "eval_models_per_seed", "eval_steps", "overrides"):
         if earlier[key] != report[key]:
-            raise SystemExit(f"--reuse {earlier_path}: its {key} is {earlier[key]!r}, this run's "
-                             f"{report[key]!r}; rerun those rows instead")
+            raise SystemExit(
+                f"--reuse {earlier_path}: its {key} is {earlier[key]!r}, this run's "
+                f"{report[key]!r}; rerun those rows instead"
+            )
     real_check = _same_random_real_row(report, earlier, earlier_path)
     have = {(r["mode"], _ipc_of(r)) for r in report["rows"]}
     commit = earlier["provenance"]["git_commit"]
@@ -135,38 +138,59 @@ def reuse_rows(report: dict, earlier_path: Path, ds) -> dict:
             if not config_path.exists():
                 origin = origins[name]
                 if not all(same_code(origin, at) for at in made_at):
-                    raise SystemExit(f"--reuse: {config_path} is gone and podd/ or "
-                                     f"constraints.txt differ between {origin[:7]} (where it was "
-                                     f"made) and where this run's distillations were made "
-                                     f"({made_where}); rerun {row['method']} {_ipc_of(row):g} IPC")
+                    raise SystemExit(
+                        f"--reuse: {config_path} is gone and podd/ or "
+                        f"constraints.txt differ between {origin[:7]} (where it was "
+                        f"made) and where this run's distillations were made "
+                        f"({made_where}); rerun {row['method']} {_ipc_of(row):g} IPC"
+                    )
                 gone.append(name)
                 continue
-            now = job_config(ds, report["profile"], row["mode"], _ipc_of(row), seed,
-                             report["eval_models_per_seed"], (report["eval_steps"],),
-                             report["overrides"], preset="cifar10").to_dict()
+            now = job_config(
+                ds,
+                report["profile"],
+                row["mode"],
+                _ipc_of(row),
+                seed,
+                report["eval_models_per_seed"],
+                (report["eval_steps"],),
+                report["overrides"],
+                preset="cifar10",
+            ).to_dict()
             # Through DistillConfig, so a setting added since (absent from the earlier
             # config.json) counts as its default, which keeps the earlier behaviour.
             then = DistillConfig.from_dict(json.loads(config_path.read_text())).to_dict()
             now, then = json.loads(json.dumps(now)), json.loads(json.dumps(then))
             if now != then:
                 changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
-                raise SystemExit(f"--reuse: {name} was made with other settings ({changed}); "
-                                 f"rerun {row['method']} {_ipc_of(row):g} IPC")
+                raise SystemExit(
+                    f"--reuse: {name} was made with other settings ({changed}); "
+                    f"rerun {row['method']} {_ipc_of(row):g} IPC"
+                )
         report["rows"].append(row)
         reused.append(f"{row['method']} {_ipc_of(row):g} IPC")
     report["rows"].sort(key=row_order)
-    check = (f"same profile, seeds, models and overrides; {real_check}; "
-             "each reused run's config.json equals this commit's config for it")
+    check = (
+        f"same profile, seeds, models and overrides; {real_check}; "
+        "each reused run's config.json equals this commit's config for it"
+    )
     if gone:
         where = ", ".join(sorted({origins[name][:7] for name in gone}))
-        check += (f" (for {', '.join(gone)}, whose run directories are gone: podd/ and "
-                  f"constraints.txt the same at {where} as where this run's distillations "
-                  f"were made ({made_where}))")
+        check += (
+            f" (for {', '.join(gone)}, whose run directories are gone: podd/ and "
+            f"constraints.txt the same at {where} as where this run's distillations "
+            f"were made ({made_where}))"
+        )
     # the loss curves of runs whose metrics are gone come from the earlier report
-    curves = {name: earlier["loss_curves"][name] for name in gone
-              if name in earlier.get("loss_curves", {})}
-    return {"rows": reused, "from": str(earlier_path), "commit": commit, "check": check,
-            "made_at": origins, "loss_curves": curves}
+    curves = {name: earlier["loss_curves"][name] for name in gone if name in earlier.get("loss_curves", {})}
+    return {
+        "rows": reused,
+        "from": str(earlier_path),
+        "commit": commit,
+        "check": check,
+        "made_at": origins,
+        "loss_curves": curves,
+    }
 
 
 def made_at_in(earlier: dict, name: str, row: dict) -> str:
@@ -195,18 +219,21 @@ REAL_ROW_TOLERANCE = 1.0
 def _same_random_real_row(report: dict, earlier: dict, earlier_path) -> str:
     """The check that the evaluation is unchanged: the random-real row recomputed now equals
     the earlier run's model for model, up to float rounding between CPUs; says how it went."""
-    now, then = (next(r for r in rep["rows"] if r["mode"] == "real")["accuracies"]
-                 for rep in (report, earlier))
+    now, then = (next(r for r in rep["rows"] if r["mode"] == "real")["accuracies"] for rep in (report, earlier))
     drift = max((abs(a - b) for a, b in zip(now, then)), default=0.0)
     if len(now) != len(then) or drift > REAL_ROW_TOLERANCE:
-        raise SystemExit(f"--reuse {earlier_path}: the random-real row differs from the earlier "
-                         f"run's (by up to {drift:.1f} points per model, more than float "
-                         f"rounding on another CPU explains), so the evaluation changed; rerun "
-                         f"every row")
+        raise SystemExit(
+            f"--reuse {earlier_path}: the random-real row differs from the earlier "
+            f"run's (by up to {drift:.1f} points per model, more than float "
+            f"rounding on another CPU explains), so the evaluation changed; rerun "
+            f"every row"
+        )
     if drift == 0:
         return "random-real row identical"
-    return (f"random-real row recomputed within {drift:.1f} points per model (float rounding "
-            f"differs between CPUs; up to {REAL_ROW_TOLERANCE:g} allowed)")
+    return (
+        f"random-real row recomputed within {drift:.1f} points per model (float rounding "
+        f"differs between CPUs; up to {REAL_ROW_TOLERANCE:g} allowed)"
+    )
 
 
 def _made_at(report: dict) -> list[str | None]:
@@ -225,8 +252,11 @@ def same_code(commit: str, at: str | None = None) -> bool:
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(["git", "diff", "--quiet", commit, *([at] if at else []), "--",
-                           "podd", "constraints.txt"], cwd=root, capture_output=True)
+    done = subprocess.run(
+        ["git", "diff", "--quiet", commit, *([at] if at else []), "--", "podd", "constraints.txt"],
+        cwd=root,
+        capture_output=True,
+    )
     return done.returncode == 0
 
 
@@ -282,16 +312,21 @@ def best_selections(report: dict) -> dict[str, dict]:
 def selection_note(selections: dict[str, dict]) -> str:
     if not selections:
         return ""
-    kept = ", ".join(f"{name} step {best['step']} ({best['train_accuracy']:.1f} % on the "
-                     f"training images)" for name, best in selections.items())
-    return (f"Best-poster selection (best_every): each run ended with its poster scoring best on "
-            f"the training images; kept: {kept}. ")
+    kept = ", ".join(
+        f"{name} step {best['step']} ({best['train_accuracy']:.1f} % on the training images)"
+        for name, best in selections.items()
+    )
+    return (
+        f"Best-poster selection (best_every): each run ended with its poster scoring best on "
+        f"the training images; kept: {kept}. "
+    )
 
 
 def loss_plot_title(report: dict) -> str:
     """Says what the curves were run at: the profile and any setting changed from it."""
-    changed = "".join(f", {key}={value}" for key, value in report["overrides"].items()
-                      if key != "class_order")        # the class order does not change a curve's shape
+    changed = "".join(
+        f", {key}={value}" for key, value in report["overrides"].items() if key != "class_order"
+    )  # the class order does not change a curve's shape
     return f"Outer loss, profile {report['profile']}{changed} — CIFAR-10 10 % subset"
 
 
@@ -317,45 +352,83 @@ def write_loss_plot(report: dict, path: Path) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=os.environ.get("PODD_CIFAR10_NPZ"),
-                        help="npz of real CIFAR-10 training images (default $PODD_CIFAR10_NPZ)")
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("PODD_CIFAR10_NPZ"),
+        help="npz of real CIFAR-10 training images (default $PODD_CIFAR10_NPZ)",
+    )
     parser.add_argument("--n-val", type=int, default=1000, help="validation images (stratified)")
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-models", type=int, default=8)
     parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"))
-    parser.add_argument("--class-order", default="identity",
-                        help="identity (dataset order), poco (needs CLIP weights) or a file")
-    parser.add_argument("--methods", nargs="+", default=None,
-                        help="distil only these (default: all of " +
-                             ", ".join(f"{m[0]}-{m[1]:g}" for m in METHODS) +
-                             "; or podd-IPC at another IPC, a multiple of 0.05); the random "
-                             "real row always runs")
+    parser.add_argument(
+        "--class-order", default="identity", help="identity (dataset order), poco (needs CLIP weights) or a file"
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help="distil only these (default: all of "
+        + ", ".join(f"{m[0]}-{m[1]:g}" for m in METHODS)
+        + "; or podd-IPC at another IPC, a multiple of 0.05); the random "
+        "real row always runs",
+    )
     parser.add_argument("--steps", type=int, default=None, help="outer steps (default: profile's)")
     # extend: a repeated --set adds to the earlier ones (it used to replace them silently)
-    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="other settings for every distillation (JSON values, else strings: "
-                             "labels=learned); repeatable")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="single-threaded processes (default: one per distillation, at most "
-                             "2 per CPU core)")
-    parser.add_argument("--reuse", type=Path, default=None, metavar="JSON",
-                        help="take the rows of the methods not run now from this earlier run's "
-                             "JSON, if their settings are unchanged (checked; see reuse_rows)")
-    parser.add_argument("--continue-from", type=Path, default=None, metavar="JSON",
-                        help="go on from this earlier run's distillations (copied into --runs) "
-                             "to --steps instead of starting again; each must have this run's "
-                             "settings but for its steps (checked when it resumes)")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep the run directories already in --runs (same settings, "
-                             "checked): finished distillations are taken as they are, stopped "
-                             "ones go on from their checkpoint")
-    parser.add_argument("--runs", default="runs/quality_cifar10",
-                        help="where the run directories (posters, metrics) go")
-    parser.add_argument("--out", default="benchmarks/results/quality_cifar10",
-                        help="output path without extension (.json and .md are written)")
-    parser.add_argument("--render", type=Path, default=None, metavar="JSON",
-                        help="only write the markdown and loss plot of this earlier report again")
+    parser.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other settings for every distillation (JSON values, else strings: labels=learned); repeatable",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="single-threaded processes (default: one per distillation, at most 2 per CPU core)",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="take the rows of the methods not run now from this earlier run's "
+        "JSON, if their settings are unchanged (checked; see reuse_rows)",
+    )
+    parser.add_argument(
+        "--continue-from",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="go on from this earlier run's distillations (copied into --runs) "
+        "to --steps instead of starting again; each must have this run's "
+        "settings but for its steps (checked when it resumes)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the run directories already in --runs (same settings, "
+        "checked): finished distillations are taken as they are, stopped "
+        "ones go on from their checkpoint",
+    )
+    parser.add_argument(
+        "--runs", default="runs/quality_cifar10", help="where the run directories (posters, metrics) go"
+    )
+    parser.add_argument(
+        "--out",
+        default="benchmarks/results/quality_cifar10",
+        help="output path without extension (.json and .md are written)",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="only write the markdown and loss plot of this earlier report again",
+    )
     return parser
 
 
@@ -368,8 +441,11 @@ def main(argv=None) -> int:
     if not args.data:
         parser.error("--data PATH is needed: an npz of real CIFAR-10 training images")
     try:
-        methods = list(METHODS) if args.methods is None else \
-            sorted({method_of(name) for name in args.methods}, key=lambda m: (m[0] != "baseline", -m[1]))
+        methods = (
+            list(METHODS)
+            if args.methods is None
+            else sorted({method_of(name) for name in args.methods}, key=lambda m: (m[0] != "baseline", -m[1]))
+        )
     except ValueError as error:
         parser.error(str(error))
 
@@ -378,27 +454,43 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     ds = train_val_split(load_dataset(f"npz:{args.data}"), n_val=args.n_val, seed=args.split_seed)
-    label = (f"a 10 % SUBSET of CIFAR-10's training set ({len(ds.y_train) + len(ds.y_test)} real "
-             f"images: {len(ds.y_train)} train / {len(ds.y_test)} validation, stratified, split "
-             f"seed {args.split_seed}); not the paper's setting")
-    overrides = parse_set(args.set)   # the same KEY=VALUE rule as podd distill --set
+    label = (
+        f"a 10 % SUBSET of CIFAR-10's training set ({len(ds.y_train) + len(ds.y_test)} real "
+        f"images: {len(ds.y_train)} train / {len(ds.y_test)} validation, stratified, split "
+        f"seed {args.split_seed}); not the paper's setting"
+    )
+    overrides = parse_set(args.set)  # the same KEY=VALUE rule as podd distill --set
     if args.steps is not None:
         overrides["steps"] = args.steps
     continued = None
     if args.continue_from is not None:
         earlier = json.loads(args.continue_from.read_text())
         if args.steps is None or args.steps <= earlier["settings"]["steps"]:
-            parser.error(f"--continue-from: give --steps above the earlier run's "
-                         f"{earlier['settings']['steps']}")
-        continued = {"from": str(args.continue_from), "steps": earlier["settings"]["steps"],
-                     "commit": earlier["provenance"]["git_commit"], "runs": earlier["runs"]}
+            parser.error(f"--continue-from: give --steps above the earlier run's {earlier['settings']['steps']}")
+        continued = {
+            "from": str(args.continue_from),
+            "steps": earlier["settings"]["steps"],
+            "commit": earlier["provenance"]["git_commit"],
+            "runs": earlier["runs"],
+        }
     workers = args.workers or default_workers(len(methods) * len(args.seeds))
     with _single_threaded():
-        report = compare_methods(ds, "cifar10", label, args.profile, seeds=tuple(args.seeds),
-                                 eval_models=args.eval_models, out_dir=args.runs, progress=True,
-                                 methods=methods, workers=workers,
-                                 class_order=args.class_order, resume=args.resume,
-                                 continue_from=continued and continued["runs"], **overrides)
+        report = compare_methods(
+            ds,
+            "cifar10",
+            label,
+            args.profile,
+            seeds=tuple(args.seeds),
+            eval_models=args.eval_models,
+            out_dir=args.runs,
+            progress=True,
+            methods=methods,
+            workers=workers,
+            class_order=args.class_order,
+            resume=args.resume,
+            continue_from=continued and continued["runs"],
+            **overrides,
+        )
     if continued is not None:
         report["continued"] = continued
     if args.reuse is not None:
@@ -406,20 +498,23 @@ def main(argv=None) -> int:
     report["checks"] = checks(report)
     report["loss_curves"] = loss_curves(report)
     report["best_selections"] = best_selections(report)
-    if args.reuse is not None:        # the curves of reused runs whose metrics are gone
+    if args.reuse is not None:  # the curves of reused runs whose metrics are gone
         report["loss_curves"] |= report["reused"].pop("loss_curves")
-    command = "python benchmarks/quality_cifar10.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/quality_cifar10.py " + " ".join(sys.argv[1:] if argv is None else argv)
     # the device the distillations and evaluations ran on, not this (parent) process's CPU
     report["provenance"] = provenance(
         device=resolve_device(report["settings"].get("device", "auto")),
-        dataset="cifar10 (10% subset, npz)", data_source=ds.source, profile=args.profile,
-        hyperparameters=report["settings"], seeds={"distill": args.seeds,
-                                                   "real_subset": args.seeds,
-                                                   "eval": args.seeds,
-                                                   "split": args.split_seed},
-        command=command, wall_time_s=round(time.perf_counter() - t0, 1),
-        threads_per_worker=1, workers=workers, cpu_cores=os.cpu_count())
+        dataset="cifar10 (10% subset, npz)",
+        data_source=ds.source,
+        profile=args.profile,
+        hyperparameters=report["settings"],
+        seeds={"distill": args.seeds, "real_subset": args.seeds, "eval": args.seeds, "split": args.split_seed},
+        command=command,
+        wall_time_s=round(time.perf_counter() - t0, 1),
+        threads_per_worker=1,
+        workers=workers,
+        cpu_cores=os.cpu_count(),
+    )
     paths = write_outputs(report, Path(args.out), runs_dir=args.runs)
     print(f"written: {', '.join(str(p) for p in paths)}")
     return 0
@@ -429,27 +524,40 @@ def write_outputs(report: dict, out: Path, runs_dir: str) -> tuple[Path, ...]:
     """The report's JSON, its markdown (table, verdicts, how it was made) and its loss plot."""
     verdict = "\n".join(f"- {name}: {text}" for name, text in report["checks"].items())
     reused, continued = report.get("reused"), report.get("continued")
-    note = "" if reused is None else (
-        f"Rows {', '.join(reused['rows'])} are those of the run at commit "
-        f"`{reused['commit'][:7]}` ({reused['from']}; distilled at "
-        f"{', '.join(sorted({at[:7] for at in reused['made_at'].values()}))}), reused after "
-        f"checking: {reused['check']}. ")
+    note = (
+        ""
+        if reused is None
+        else (
+            f"Rows {', '.join(reused['rows'])} are those of the run at commit "
+            f"`{reused['commit'][:7]}` ({reused['from']}; distilled at "
+            f"{', '.join(sorted({at[:7] for at in reused['made_at'].values()}))}), reused after "
+            f"checking: {reused['check']}. "
+        )
+    )
     if continued is not None:
-        note += (f"The distillations went on from the {continued['steps']}-step runs of "
-                 f"`{continued['from']}` (commit `{continued['commit'][:7]}`), resumed from their "
-                 f"checkpoints (on the CPU bit-identical to running this long at once). ")
+        note += (
+            f"The distillations went on from the {continued['steps']}-step runs of "
+            f"`{continued['from']}` (commit `{continued['commit'][:7]}`), resumed from their "
+            f"checkpoints (on the CPU bit-identical to running this long at once). "
+        )
     # named by the comparison itself, not guessed from commits (a run made here while the tree
     # was dirty has a made_at that differs from this report's commit)
     taken = report["taken_finished"]
     if taken:
         commits = sorted({report["made_at"][name][:7] for name in taken})
-        note += (f"Distillations {', '.join(taken)} were taken finished from `{runs_dir}` "
-                 f"(--resume), made at commit(s) {', '.join(commits)}. ")
+        note += (
+            f"Distillations {', '.join(taken)} were taken finished from `{runs_dir}` "
+            f"(--resume), made at commit(s) {', '.join(commits)}. "
+        )
     note += selection_note(report["best_selections"])
     prov = report["provenance"]
-    paths = write_report(report, out, verdict,
-                         note=f"{note}Class order: {report['settings']['class_order']}. {prov['cpu_cores']} CPU "
-                              f"cores, {report['workers']} single-threaded workers. ")
+    paths = write_report(
+        report,
+        out,
+        verdict,
+        note=f"{note}Class order: {report['settings']['class_order']}. {prov['cpu_cores']} CPU "
+        f"cores, {report['workers']} single-threaded workers. ",
+    )
     return (*paths, write_loss_plot(report, report_path(out, "_loss.png")))
 
 

@@ -50,17 +50,29 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-models", type=int, default=8)
     parser.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--methods", nargs="+", default=None,
-                        choices=[f"{mode}-{ipc:g}" for mode, ipc in DIGITS_METHODS],
-                        help="distil only these (default: all); the random real row is always run")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="single-threaded processes running the distillations side by side "
-                             "(default: one per distillation, at most 2 per CPU core); "
-                             "--threads then applies only to --workers 1")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="outer steps of every distillation (default: the profile's)")
-    parser.add_argument("--out", default="benchmarks/results/quality_digits",
-                        help="output path without extension (.json and .md are written)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        choices=[f"{mode}-{ipc:g}" for mode, ipc in DIGITS_METHODS],
+        help="distil only these (default: all); the random real row is always run",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="single-threaded processes running the distillations side by side "
+        "(default: one per distillation, at most 2 per CPU core); "
+        "--threads then applies only to --workers 1",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="outer steps of every distillation (default: the profile's)"
+    )
+    parser.add_argument(
+        "--out",
+        default="benchmarks/results/quality_digits",
+        help="output path without extension (.json and .md are written)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,16 +80,27 @@ def main(argv=None) -> int:
     methods = [m for m in DIGITS_METHODS if args.methods is None or f"{m[0]}-{m[1]:g}" in args.methods]
     overrides = {} if args.steps is None else {"steps": args.steps}
     workers = args.workers or default_workers(len(methods) * len(args.seeds))
-    report = compare_on_digits(args.profile, seeds=tuple(args.seeds), eval_models=args.eval_models,
-                               out_dir=None, progress=False, methods=methods, workers=workers,
-                               **overrides)
+    report = compare_on_digits(
+        args.profile,
+        seeds=tuple(args.seeds),
+        eval_models=args.eval_models,
+        out_dir=None,
+        progress=False,
+        methods=methods,
+        workers=workers,
+        **overrides,
+    )
     report["checks"] = checks(report)
     command = "python benchmarks/quality_digits.py " + " ".join(sys.argv[1:] if argv is None else argv)
     report["provenance"] = provenance(
-        dataset="digits", data_source=report["data_source"], profile=args.profile,
-        hyperparameters=report["settings"], seeds={"distill": args.seeds, "real_subset": args.seeds,
-                                                   "eval": args.seeds},
-        command=command, wall_time_s=round(time.perf_counter() - t0, 1))
+        dataset="digits",
+        data_source=report["data_source"],
+        profile=args.profile,
+        hyperparameters=report["settings"],
+        seeds={"distill": args.seeds, "real_subset": args.seeds, "eval": args.seeds},
+        command=command,
+        wall_time_s=round(time.perf_counter() - t0, 1),
+    )
     verdict = "\n".join(f"- {name}: {'yes' if ok else 'NO'}" for name, ok in report["checks"].items())
     paths = write_report(report, Path(args.out), verdict)
     print(f"written: {', '.join(str(p) for p in paths)}")

@@ -40,15 +40,18 @@ def reference_accuracies(reference: dict, row: dict, seeds: list[int], models: i
     """The reference row's per-model accuracies for these seeds and their first ``models``
     models, or None when the reference does not have them."""
     per_seed = reference["eval_models_per_seed"]
-    match = [r for r in reference["rows"]
-             if r["mode"] == row["mode"] and requested_ipc(r["ipc"]) == requested_ipc(row["ipc"])]
+    match = [
+        r
+        for r in reference["rows"]
+        if r["mode"] == row["mode"] and requested_ipc(r["ipc"]) == requested_ipc(row["ipc"])
+    ]
     if not match or models > per_seed or any(s not in reference["seeds"] for s in seeds):
         return None
     accuracies = match[0]["accuracies"]
     picked = []
     for seed in seeds:
         start = reference["seeds"].index(seed) * per_seed
-        picked += accuracies[start:start + models]
+        picked += accuracies[start : start + models]
     return picked
 
 
@@ -66,12 +69,18 @@ def probe_rows(probe: dict, reference: dict) -> list[dict]:
             continue
         ref = reference_accuracies(reference, row, seeds, models)
         base = reference_accuracies(reference, BASELINE, seeds, models)
-        lines.append({
-            "method": row["method"], "ipc": row["ipc"], "mean": row["mean"], "std": row["std"],
-            "reference": None if ref is None else statistics.fmean(ref),
-            "baseline": None if base is None else statistics.fmean(base),
-            "seeds": seeds, "models": models,
-        })
+        lines.append(
+            {
+                "method": row["method"],
+                "ipc": row["ipc"],
+                "mean": row["mean"],
+                "std": row["std"],
+                "reference": None if ref is None else statistics.fmean(ref),
+                "baseline": None if base is None else statistics.fmean(base),
+                "seeds": seeds,
+                "models": models,
+            }
+        )
     return lines
 
 
@@ -79,8 +88,10 @@ def _per_seed(report: dict, row: dict, models: int) -> dict[int, float]:
     """A row's mean accuracy on each of its report's seeds, over that seed's first ``models``
     evaluation models (the accuracies are listed seed after seed)."""
     per_seed = report["eval_models_per_seed"]
-    return {seed: statistics.fmean(row["accuracies"][i * per_seed:i * per_seed + models])
-            for i, seed in enumerate(report["seeds"])}
+    return {
+        seed: statistics.fmean(row["accuracies"][i * per_seed : i * per_seed + models])
+        for i, seed in enumerate(report["seeds"])
+    }
 
 
 def below_one_ipc(probes: dict[str, dict], reference: dict) -> list[dict]:
@@ -89,8 +100,8 @@ def below_one_ipc(probes: dict[str, dict], reference: dict) -> list[dict]:
     the probes that only change the IPC (a probe of another setting is not on this curve)."""
     base = reference.get("overrides", {})
     sources = [("reference", reference)] + [
-        (name, probe) for name, probe in sorted(probes.items())
-        if describe(probe["overrides"], base) == "(none)"]
+        (name, probe) for name, probe in sorted(probes.items()) if describe(probe["overrides"], base) == "(none)"
+    ]
     points = []
     for name, report in sources:
         models = report["eval_models_per_seed"]
@@ -100,8 +111,15 @@ def below_one_ipc(probes: dict[str, dict], reference: dict) -> list[dict]:
             for seed, mean in _per_seed(report, row, models).items():
                 baseline = reference_accuracies(reference, BASELINE, [seed], models)
                 if baseline is not None:
-                    points.append({"source": name, "ipc": row["ipc"], "seed": seed,
-                                   "podd": mean, "gap": mean - statistics.fmean(baseline)})
+                    points.append(
+                        {
+                            "source": name,
+                            "ipc": row["ipc"],
+                            "seed": seed,
+                            "podd": mean,
+                            "gap": mean - statistics.fmean(baseline),
+                        }
+                    )
     return points
 
 
@@ -119,19 +137,23 @@ def plot_below_one_ipc(points: list[dict], out: Path, settings: str = "") -> Pat
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    ax.axhspan(-1, max(1.0, max(p["gap"] for p in points) + 0.5), color="tab:green", alpha=0.12,
-               label="target: within 1 point of the baseline, or above")
+    ax.axhspan(
+        -1,
+        max(1.0, max(p["gap"] for p in points) + 0.5),
+        color="tab:green",
+        alpha=0.12,
+        label="target: within 1 point of the baseline, or above",
+    )
     ax.axhline(0, color="black", lw=0.8)
     seeds = sorted({p["seed"] for p in points})
     for i, seed in enumerate(seeds):
         mine = [p for p in points if p["seed"] == seed]
-        nudge = SEED_NUDGE_IPC * (i - (len(seeds) - 1) / 2)    # equal gaps stay visible
-        ax.plot([p["ipc"] + nudge for p in mine], [p["gap"] for p in mine], "o", ms=7,
-                alpha=0.8, label=f"seed {seed}")
+        nudge = SEED_NUDGE_IPC * (i - (len(seeds) - 1) / 2)  # equal gaps stay visible
+        ax.plot([p["ipc"] + nudge for p in mine], [p["gap"] for p in mine], "o", ms=7, alpha=0.8, label=f"seed {seed}")
     ax.set_xlabel("PoDD poster size (IPC)")
     ax.set_ylabel("PoDD − RaT-BPTT 1 IPC (points)")
     ax.set_title(f"PoDD below one IPC, CIFAR-10 10 % subset, quick profile{settings}", fontsize=9)
-    ax.legend(fontsize=8, loc="best")          # where it hides the fewest markers
+    ax.legend(fontsize=8, loc="best")  # where it hides the fewest markers
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -159,13 +181,11 @@ def describe(overrides: dict, base: dict | None = None) -> str:
     """The overrides that are not the reference's own (``base``), e.g. ``width=64`` where the
     reference already ran at width 64."""
     base = base or {}
-    shown = {k: v for k, v in overrides.items()
-             if k != "class_order" and (k not in base or base[k] != v)}
+    shown = {k: v for k, v in overrides.items() if k != "class_order" and (k not in base or base[k] != v)}
     return ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(shown.items())) or "(none)"
 
 
-def render(probes: dict[str, dict], reference: dict,
-           reference_path: str = "reference/quality_cifar10.json") -> str:
+def render(probes: dict[str, dict], reference: dict, reference_path: str = "reference/quality_cifar10.json") -> str:
     base = reference.get("overrides", {})
     own = describe(base)
     lines = [
@@ -208,30 +228,41 @@ def render(probes: dict[str, dict], reference: dict,
                 f"| {name} | {describe(probe['overrides'], base)} | {row['method']} | {row['ipc']:.2f} "
                 f"| {row['mean']:.1f} ± {row['std']:.1f} | {ref} | {diff} | {baseline} | {gap} "
                 f"| {len(row['seeds'])} × {row['models']} | {made_at(probe)} "
-                f"| {wall(probe)} |")
+                f"| {wall(probe)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def below_one_ipc_section(points: list[dict], image: str) -> str:
     """The README's table and picture of :func:`below_one_ipc`."""
-    lines = ["", "## PoDD below one IPC against the baseline at one IPC, seed by seed", "",
-             "Every PoDD row below one IPC at the reference's own settings (the reference's rows",
-             "and the probes that change nothing but the IPC), minus the reference's RaT-BPTT",
-             "baseline at 1 IPC on the same seed and evaluation models.", "",
-             f"![PoDD minus the baseline against the IPC]({image})", "",
-             "| from | IPC | seed | PoDD (%) | PoDD − baseline |", "|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## PoDD below one IPC against the baseline at one IPC, seed by seed",
+        "",
+        "Every PoDD row below one IPC at the reference's own settings (the reference's rows",
+        "and the probes that change nothing but the IPC), minus the reference's RaT-BPTT",
+        "baseline at 1 IPC on the same seed and evaluation models.",
+        "",
+        f"![PoDD minus the baseline against the IPC]({image})",
+        "",
+        "| from | IPC | seed | PoDD (%) | PoDD − baseline |",
+        "|---|---|---|---|---|",
+    ]
     for p in sorted(points, key=lambda p: (p["ipc"], p["seed"])):
-        lines.append(f"| {p['source']} | {p['ipc']:.2f} | {p['seed']} | {p['podd']:.1f} "
-                     f"| {p['gap']:+.1f} |")
+        lines.append(f"| {p['source']} | {p['ipc']:.2f} | {p['seed']} | {p['podd']:.1f} | {p['gap']:+.1f} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--probes", type=Path, default=RESULTS / "quality_cifar10_probes")
-    parser.add_argument("--reference", type=Path, default=None,
-                        help="the benchmark JSON the probes were made against (default: the "
-                             "probes folder's reference/quality_cifar10.json)")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="the benchmark JSON the probes were made against (default: the "
+        "probes folder's reference/quality_cifar10.json)",
+    )
     args = parser.parse_args(argv)
     if args.reference is None:
         args.reference = args.probes / "reference" / "quality_cifar10.json"
@@ -248,8 +279,7 @@ def main(argv=None) -> int:
     points = below_one_ipc(probes, reference)
     if points:
         own = describe(reference.get("overrides", {})).replace("`", "")
-        plot = plot_below_one_ipc(points, args.probes / "below_one_ipc.png",
-                                  "" if own == "(none)" else f"\n{own}")
+        plot = plot_below_one_ipc(points, args.probes / "below_one_ipc.png", "" if own == "(none)" else f"\n{own}")
         text += below_one_ipc_section(points, plot.name)
     out.write_text(text)
     print(f"written: {out} ({len(probes)} probes)")

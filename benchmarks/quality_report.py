@@ -33,9 +33,12 @@ def write_report(report: dict, out: Path, verdict: str, note: str = "") -> tuple
     write_json(json_path, report)
     table = format_table(report)
     prov = report["provenance"]
-    write_text(md_path, f"{table}\n\n{verdict}\n\n{note}Command: `{prov['command']}`, commit "
-                        f"`{prov['git_commit']}`, device {prov['device']}, "
-                        f"{prov['wall_time_s']} s.\n")
+    write_text(
+        md_path,
+        f"{table}\n\n{verdict}\n\n{note}Command: `{prov['command']}`, commit "
+        f"`{prov['git_commit']}`, device {prov['device']}, "
+        f"{prov['wall_time_s']} s.\n",
+    )
     print(table)
     print(verdict)
     return json_path, md_path

@@ -38,16 +38,37 @@ from podd.provenance import provenance  # noqa: E402
 
 def arms(steps: int, world_size: int) -> list[tuple[str, int, int]]:
     """(name, processes, outer steps) of the three arms compared."""
-    return [(f"1 × {steps}", 1, steps), (f"{world_size} × {steps} (tasks)", world_size, steps),
-            (f"1 × {world_size * steps}", 1, world_size * steps)]
+    return [
+        (f"1 × {steps}", 1, steps),
+        (f"{world_size} × {steps} (tasks)", world_size, steps),
+        (f"1 × {world_size * steps}", 1, world_size * steps),
+    ]
 
 
-def distill_command(processes: int, steps: int, seed: int, out: Path, dataset: str, profile: str,
-                    ipc: float) -> list[str]:
+def distill_command(
+    processes: int, steps: int, seed: int, out: Path, dataset: str, profile: str, ipc: float
+) -> list[str]:
     """The command line of one run, exactly as a user would type it."""
-    podd = ["-m", "podd.cli", "distill", "--dataset", dataset, "--ipc", str(ipc), "--profile", profile,
-            "--steps", str(steps),
-            "--seed", str(seed), "--threads", "1", "--out", str(out), "--quiet"]
+    podd = [
+        "-m",
+        "podd.cli",
+        "distill",
+        "--dataset",
+        dataset,
+        "--ipc",
+        str(ipc),
+        "--profile",
+        profile,
+        "--steps",
+        str(steps),
+        "--seed",
+        str(seed),
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     if processes == 1:
         return [sys.executable, *podd]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
@@ -65,8 +86,12 @@ def run_one(command: list[str], out: Path) -> dict:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
     final = json.loads((out / "final.json").read_text())
     evaluation = final["result"]["evaluation"]
-    return {"accuracy": evaluation["mean"][-1], "std": evaluation["std"][-1], "wall_s": round(wall, 1),
-            "command": " ".join(command[1:]).replace(sys.executable, "python")}
+    return {
+        "accuracy": evaluation["mean"][-1],
+        "std": evaluation["std"][-1],
+        "wall_s": round(wall, 1),
+        "command": " ".join(command[1:]).replace(sys.executable, "python"),
+    }
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -77,28 +102,43 @@ def summarise(runs: list[dict]) -> list[dict]:
     for name in dict.fromkeys(r["arm"] for r in runs):
         mine = [r for r in runs if r["arm"] == name]
         accs = [r["accuracy"] for r in mine]
-        rows.append({"arm": name, "processes": mine[0]["processes"], "outer_steps": mine[0]["steps"],
-                     "tasks": mine[0]["processes"] * mine[0]["steps"],
-                     "accuracy": round(statistics.mean(accs), 2),
-                     "std_over_seeds": round(statistics.pstdev(accs), 2) if len(accs) > 1 else 0.0,
-                     "wall_s": round(statistics.mean(r["wall_s"] for r in mine), 1),
-                     "per_seed": [round(a, 2) for a in accs]})
+        rows.append(
+            {
+                "arm": name,
+                "processes": mine[0]["processes"],
+                "outer_steps": mine[0]["steps"],
+                "tasks": mine[0]["processes"] * mine[0]["steps"],
+                "accuracy": round(statistics.mean(accs), 2),
+                "std_over_seeds": round(statistics.pstdev(accs), 2) if len(accs) > 1 else 0.0,
+                "wall_s": round(statistics.mean(r["wall_s"] for r in mine), 1),
+                "per_seed": [round(a, 2) for a in accs],
+            }
+        )
     return rows
 
 
 def markdown(result: dict) -> str:
-    lines = [f"`--distributed tasks` on {result['dataset']} at {result['ipc']:g} IPC "
-             f"(profile {result['profile']}), seeds {result['seeds']}: mean test accuracy over the seeds (each run: "
-             f"{result['eval']}), ± the spread of the per-seed means.", "",
-             "| arm | processes | outer steps | tasks | accuracy (%) | per seed | wall (s) |",
-             "|---|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        f"`--distributed tasks` on {result['dataset']} at {result['ipc']:g} IPC "
+        f"(profile {result['profile']}), seeds {result['seeds']}: mean test accuracy over the seeds (each run: "
+        f"{result['eval']}), ± the spread of the per-seed means.",
+        "",
+        "| arm | processes | outer steps | tasks | accuracy (%) | per seed | wall (s) |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
     for row in result["rows"]:
-        lines.append(f"| {row['arm']} | {row['processes']} | {row['outer_steps']} | {row['tasks']} | "
-                     f"{row['accuracy']:.1f} ± {row['std_over_seeds']:.1f} | "
-                     f"{', '.join(f'{a:.1f}' for a in row['per_seed'])} | {row['wall_s']:.0f} |")
+        lines.append(
+            f"| {row['arm']} | {row['processes']} | {row['outer_steps']} | {row['tasks']} | "
+            f"{row['accuracy']:.1f} ± {row['std_over_seeds']:.1f} | "
+            f"{', '.join(f'{a:.1f}' for a in row['per_seed'])} | {row['wall_s']:.0f} |"
+        )
     prov = result["provenance"]
-    lines += ["", f"<sub>{prov['device']}; commit {prov['git_commit']}; {prov['created_utc']}; "
-              f"wall: mean per run, processes single-threaded; {result['load_note']}</sub>", ""]
+    lines += [
+        "",
+        f"<sub>{prov['device']}; commit {prov['git_commit']}; {prov['created_utc']}; "
+        f"wall: mean per run, processes single-threaded; {result['load_note']}</sub>",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -112,8 +152,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", type=Path, default=Path("runs/quality_tasks"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality_tasks_digits"))
-    parser.add_argument("--load-note", default="the CPU was otherwise idle",
-                        help="what else ran on the machine (wall times depend on it)")
+    parser.add_argument(
+        "--load-note",
+        default="the CPU was otherwise idle",
+        help="what else ran on the machine (wall times depend on it)",
+    )
     args = parser.parse_args()
     runs = []
     for seed in args.seeds:
@@ -121,15 +164,25 @@ def main() -> None:
             out = args.runs / f"seed{seed}-{processes}x{steps}"
             run = run_one(distill_command(processes, steps, seed, out, args.dataset, args.profile, args.ipc), out)
             runs.append({"arm": name, "processes": processes, "steps": steps, "seed": seed, **run})
-            print(f"seed {seed} {name:>16}: {run['accuracy']:.1f} ± {run['std']:.1f} %  ({run['wall_s']:.0f} s)",
-                  flush=True)
+            print(
+                f"seed {seed} {name:>16}: {run['accuracy']:.1f} ± {run['std']:.1f} %  ({run['wall_s']:.0f} s)",
+                flush=True,
+            )
     final = json.loads((args.runs / f"seed{args.seeds[0]}-1x{args.steps}" / "final.json").read_text())
     evaluation = final["result"]["evaluation"]
-    result = {"dataset": args.dataset, "profile": args.profile, "ipc": args.ipc, "seeds": args.seeds,
-              "world_size": args.world_size, "steps": args.steps,
-              "eval": f"{evaluation['num_models']} models × {evaluation['steps'][-1]} steps",
-              "load_note": args.load_note, "runs": runs, "rows": summarise(runs),
-              "provenance": provenance(threads=1)}
+    result = {
+        "dataset": args.dataset,
+        "profile": args.profile,
+        "ipc": args.ipc,
+        "seeds": args.seeds,
+        "world_size": args.world_size,
+        "steps": args.steps,
+        "eval": f"{evaluation['num_models']} models × {evaluation['steps'][-1]} steps",
+        "load_note": args.load_note,
+        "runs": runs,
+        "rows": summarise(runs),
+        "provenance": provenance(threads=1),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out.with_suffix(".json"), result)
     args.out.with_suffix(".md").write_text(markdown(result))

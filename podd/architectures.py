@@ -54,7 +54,7 @@ ARCH_LABELS = {"convnet": "ConvNet", "resnet18": "ResNet-18", "vgg11": "VGG-11",
 
 
 def _instance_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(channels, channels, affine=True)     # one group per channel
+    return nn.GroupNorm(channels, channels, affine=True)  # one group per channel
 
 
 class GlobalAvgPool(nn.Module):
@@ -75,8 +75,9 @@ class BasicBlock(nn.Module):
         self.norm2 = _instance_norm(channels)
         self.shortcut = None
         if stride != 1 or in_channels != channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
-                                          _instance_norm(channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False), _instance_norm(channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x)))))
@@ -87,8 +88,11 @@ class ResNet18(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 64):
         super().__init__()
         check_image_size("resnet18", image_size)
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
-                                   _instance_norm(width), nn.ReLU()]
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+            _instance_norm(width),
+            nn.ReLU(),
+        ]
         channels = width
         for stage, out in enumerate((width, 2 * width, 4 * width, 8 * width)):
             for block in range(2):
@@ -102,14 +106,14 @@ class ResNet18(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-_VGG11 = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")     # multiples of the width; M: max-pool
+_VGG11 = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")  # multiples of the width; M: max-pool
 
 
 class VGG11(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 64):
         super().__init__()
         check_image_size("vgg11", image_size)
-        pad = (-image_size) % 32 // 2           # 28 → 32, as DC does for MNIST
+        pad = (-image_size) % 32 // 2  # 28 → 32, as DC does for MNIST
         layers: list[nn.Module] = []
         channels = in_channels
         for item in _VGG11:
@@ -117,8 +121,11 @@ class VGG11(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 continue
             out = item * width
-            layers += [nn.Conv2d(channels, out, 3, padding=1 + (pad if not layers else 0)),
-                       _instance_norm(out), nn.ReLU()]
+            layers += [
+                nn.Conv2d(channels, out, 3, padding=1 + (pad if not layers else 0)),
+                _instance_norm(out),
+                nn.ReLU(),
+            ]
             channels = out
         self.features = nn.Sequential(*layers)
         side = (image_size + 2 * pad) // 32
@@ -133,14 +140,23 @@ class AlexNet(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 128):
         super().__init__()
         check_image_size("alexnet", image_size)
-        pad = (-image_size) % 8 // 2             # 28 → 32 (DC's padding 4 for MNIST)
-        c1, c2, c3 = width, width * 3 // 2, 2 * width   # 128, 192, 256 at the standard width
+        pad = (-image_size) % 8 // 2  # 28 → 32 (DC's padding 4 for MNIST)
+        c1, c2, c3 = width, width * 3 // 2, 2 * width  # 128, 192, 256 at the standard width
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5, padding=2 + pad), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(c3, c2, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+            nn.Conv2d(in_channels, c1, 5, padding=2 + pad),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c3, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c2, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         side = (image_size + 2 * pad) // 8
         self.classifier = nn.Linear(c2 * side * side, num_classes)
         self.width = width
@@ -167,19 +183,26 @@ def check_image_size(arch: str, image_size: int) -> None:
 
 def _size_problem(arch: str, side: int) -> str | None:
     if arch == "resnet18" and side < 9:
-        return ("resnet18 halves the side three times and its instance norm needs at least 2×2 positions "
-                "in the last stage, so it takes sides of at least 9 (16, 28, 32, 64, ...)")
+        return (
+            "resnet18 halves the side three times and its instance norm needs at least 2×2 positions "
+            "in the last stage, so it takes sides of at least 9 (16, 28, 32, 64, ...)"
+        )
     if arch == "vgg11" and (side < 28 or (-side) % 32 not in (0, 4)):
-        return ("vgg11 pools five times by 2, so it takes sides that are a multiple of 32 or 4 short of "
-                "one (28, 32, 64, ...)")
+        return (
+            "vgg11 pools five times by 2, so it takes sides that are a multiple of 32 or 4 short of "
+            "one (28, 32, 64, ...)"
+        )
     if arch == "alexnet" and side % 4:
-        return ("alexnet pads its input to a multiple of 8 and pools three times, so it takes sides "
-                "divisible by 4 (8, 28, 32, 64, ...)")
+        return (
+            "alexnet pads its input to a multiple of 8 and pools three times, so it takes sides "
+            "divisible by 4 (8, 28, 32, 64, ...)"
+        )
     return None
 
 
-def build(arch: str, in_channels: int, num_classes: int, image_size: int,
-          width: int = 128, depth: int | None = None) -> nn.Module:
+def build(
+    arch: str, in_channels: int, num_classes: int, image_size: int, width: int = 128, depth: int | None = None
+) -> nn.Module:
     """The evaluation network ``arch`` (one of :data:`podd.choices.EVAL_ARCHS`) for square
     images of ``image_size`` with ``in_channels``; ``width`` and ``depth`` are the ConvNet's
     (the other architectures have their standard widths)."""
@@ -193,8 +216,9 @@ def build(arch: str, in_channels: int, num_classes: int, image_size: int,
 # M stacked models as one grouped network
 
 
-def grouped_forward(net: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
-                    shared_input: bool = False) -> torch.Tensor:
+def grouped_forward(
+    net: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, shared_input: bool = False
+) -> torch.Tensor:
     """Run M stacked models at once as ONE network with M groups; returns logits (B, M, K).
 
     ``net``: any network of :func:`build` (``features`` then a linear ``classifier``).
@@ -209,7 +233,7 @@ def grouped_forward(net: nn.Module, params: dict[str, torch.Tensor], x: torch.Te
     """
     num_models = params["classifier.weight"].shape[0]
     h = _grouped_sequence(net.features, "features", params, x, num_models, shared_input)
-    features = h.reshape(h.shape[0], num_models, -1)                 # per model: flatten(1) order
+    features = h.reshape(h.shape[0], num_models, -1)  # per model: flatten(1) order
     logits = torch.einsum("bmf,mkf->bmk", features, params["classifier.weight"])
     return logits + params["classifier.bias"]
 
@@ -221,7 +245,7 @@ def _grouped_sequence(modules: nn.Sequential, prefix: str, params, h, num_models
             h = _grouped_block(module, key, params, h, num_models)
         else:
             h = _grouped_layer(module, key, params, h, num_models, shared)
-            shared = shared and not isinstance(module, nn.Conv2d)    # only the first conv sees x
+            shared = shared and not isinstance(module, nn.Conv2d)  # only the first conv sees x
     return h
 
 
@@ -230,29 +254,50 @@ def _grouped_block(block: BasicBlock, key: str, params, h, num_models: int):
         return _grouped_layer(getattr(block, name), f"{key}.{name}", params, value, num_models)
 
     out = layer("norm2", layer("conv2", F.relu(layer("norm1", layer("conv1", h)))))
-    skip = h if block.shortcut is None else \
-        _grouped_sequence(block.shortcut, f"{key}.shortcut", params, h, num_models, False)
+    skip = (
+        h
+        if block.shortcut is None
+        else _grouped_sequence(block.shortcut, f"{key}.shortcut", params, h, num_models, False)
+    )
     return F.relu(out + skip)
 
 
 def _grouped_layer(module: nn.Module, key: str, params, h, num_models: int, shared: bool = False):
     if isinstance(module, nn.Conv2d):
         w = params[f"{key}.weight"]
-        w = w.reshape(-1, *w.shape[2:])                              # (M·out, in, k, k)
+        w = w.reshape(-1, *w.shape[2:])  # (M·out, in, k, k)
         bias = params.get(f"{key}.bias")
-        return F.conv2d(h, w, None if bias is None else bias.reshape(-1), module.stride, module.padding,
-                        module.dilation, 1 if shared else num_models)
+        return F.conv2d(
+            h,
+            w,
+            None if bias is None else bias.reshape(-1),
+            module.stride,
+            module.padding,
+            module.dilation,
+            1 if shared else num_models,
+        )
     if isinstance(module, nn.GroupNorm):
-        return F.group_norm(h, num_models * module.num_groups, params[f"{key}.weight"].reshape(-1),
-                            params[f"{key}.bias"].reshape(-1), module.eps)
+        return F.group_norm(
+            h,
+            num_models * module.num_groups,
+            params[f"{key}.weight"].reshape(-1),
+            params[f"{key}.bias"].reshape(-1),
+            module.eps,
+        )
     if isinstance(module, nn.ReLU):
         return F.relu(h)
     if isinstance(module, nn.AvgPool2d):
-        return F.avg_pool2d(h, module.kernel_size, module.stride, module.padding, module.ceil_mode,
-                            module.count_include_pad, module.divisor_override)
+        return F.avg_pool2d(
+            h,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.ceil_mode,
+            module.count_include_pad,
+            module.divisor_override,
+        )
     if isinstance(module, nn.MaxPool2d):
-        return F.max_pool2d(h, module.kernel_size, module.stride, module.padding, module.dilation,
-                            module.ceil_mode)
+        return F.max_pool2d(h, module.kernel_size, module.stride, module.padding, module.dilation, module.ceil_mode)
     if isinstance(module, GlobalAvgPool):
         return module(h)
     raise NotImplementedError(f"grouped_forward does not know {type(module).__name__}")

@@ -25,7 +25,7 @@ __all__ = ["PosterArtifact", "save_artifact", "load_artifact"]
 
 # The marker names the module that first wrote these files; it stays so old files still load.
 _ARTIFACT_FORMAT = "podd.poster"
-_ARTIFACT_VERSION = 2        # 2: a SHA-256 of the contents is stored in the file
+_ARTIFACT_VERSION = 2  # 2: a SHA-256 of the contents is stored in the file
 
 
 @dataclass
@@ -85,6 +85,7 @@ def save_artifact(path: str | os.PathLike, artifact: PosterArtifact) -> Path:
     CPU; ``preprocessing`` and ``config`` are reduced to plain data (numpy arrays → tensors, paths and other objects →
     strings) so the file loads with ``torch.load(..., weights_only=True)``, which never runs code.
     """
+
     def cpu(t):
         return None if t is None else torch.as_tensor(t).detach().cpu().clone()
 
@@ -114,36 +115,42 @@ def load_artifact(path: str | os.PathLike) -> PosterArtifact:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no poster artifact at {path}; pass the file written by "
-                                f"`podd distill` (poster.pt in its run folder)")
+        raise FileNotFoundError(
+            f"no poster artifact at {path}; pass the file written by `podd distill` (poster.pt in its run folder)"
+        )
     advice = "copy it again from where it came from, or distil it again"
-    try:    # the file's digest (when it has one) is checked before anything is unpickled
+    try:  # the file's digest (when it has one) is checked before anything is unpickled
         payload, _ = torch_load_checked(path, advice)
     except UnreadableFileError as e:
-        raise ValueError(f"{path} is not a podd poster artifact (could not be read as one: "
-                         f"{e})") from None
-    except ValueError:      # ChecksumMismatchError: damaged, says so
+        raise ValueError(f"{path} is not a podd poster artifact (could not be read as one: {e})") from None
+    except ValueError:  # ChecksumMismatchError: damaged, says so
         raise
     except Exception as e:  # pickle errors, zip errors, disallowed globals: all mean "not ours"
-        raise ValueError(f"{path} is not a podd poster artifact (could not be read as one: "
-                         f"{type(e).__name__}: {e})") from None
+        raise ValueError(
+            f"{path} is not a podd poster artifact (could not be read as one: {type(e).__name__}: {e})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != _ARTIFACT_FORMAT:
-        raise ValueError(f"{path} is not a podd poster artifact (no '{_ARTIFACT_FORMAT}' format "
-                         f"marker); save posters with podd.artifacts.save_artifact")
+        raise ValueError(
+            f"{path} is not a podd poster artifact (no '{_ARTIFACT_FORMAT}' format "
+            f"marker); save posters with podd.artifacts.save_artifact"
+        )
     version = payload.get("version")
     if not isinstance(version, int) or version > _ARTIFACT_VERSION:
-        raise ValueError(f"{path} has poster artifact version {version!r}; this podd reads up to "
-                         f"version {_ARTIFACT_VERSION}: upgrade podd")
+        raise ValueError(
+            f"{path} has poster artifact version {version!r}; this podd reads up to "
+            f"version {_ARTIFACT_VERSION}: upgrade podd"
+        )
     verify_checksum(payload, path, advice)
     for key in ("poster", "labels"):
         value = payload.get(key)
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
-                not bool(torch.isfinite(value).all()):
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
-            raise ValueError(f"{path}: the {key} holds {bad} NaN/inf values of {value.numel()}; "
-                             f"it cannot be shown or evaluated. Use an earlier copy, or distil it "
-                             f"again (a NaN loss would have stopped the run, so the file was damaged "
-                             f"after it was written)")
+            raise ValueError(
+                f"{path}: the {key} holds {bad} NaN/inf values of {value.numel()}; "
+                f"it cannot be shown or evaluated. Use an earlier copy, or distil it "
+                f"again (a NaN loss would have stopped the run, so the file was damaged "
+                f"after it was written)"
+            )
     return PosterArtifact(
         poster=payload["poster"],
         geometry=PosterGeometry.from_dict(payload["geometry"]),

@@ -30,15 +30,17 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     theta = degrees * (math.pi / 180.0)
     cos, sin = torch.cos(theta), torch.sin(theta)
     zero = torch.zeros_like(theta)
-    affine = torch.stack([torch.stack([cos, sin, zero], -1),
-                          torch.stack([-sin, cos, zero], -1)], 1)
+    affine = torch.stack([torch.stack([cos, sin, zero], -1), torch.stack([-sin, cos, zero], -1)], 1)
     grid = F.affine_grid(affine.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def draw_flip_rotate(n: int, generator: torch.Generator | None = None,
-                     max_degrees: float = MAX_DEGREES,
-                     flip_probability: float = FLIP_PROBABILITY) -> tuple[str, torch.Tensor]:
+def draw_flip_rotate(
+    n: int,
+    generator: torch.Generator | None = None,
+    max_degrees: float = MAX_DEGREES,
+    flip_probability: float = FLIP_PROBABILITY,
+) -> tuple[str, torch.Tensor]:
     """The random part of :func:`flip_rotate` for a batch of ``n``: ``("flip", mask)`` (bool,
     shape (n,)) or ``("rotate", degrees)`` (float64, shape (n,)), on the CPU.
 
@@ -57,9 +59,12 @@ def apply_flip_rotate(x: torch.Tensor, op: str, values: torch.Tensor) -> torch.T
     return rotate(x, values.to(x.device, x.dtype, non_blocking=True))
 
 
-def flip_rotate(x: torch.Tensor, generator: torch.Generator | None = None,
-                max_degrees: float = MAX_DEGREES,
-                flip_probability: float = FLIP_PROBABILITY) -> torch.Tensor:
+def flip_rotate(
+    x: torch.Tensor,
+    generator: torch.Generator | None = None,
+    max_degrees: float = MAX_DEGREES,
+    flip_probability: float = FLIP_PROBABILITY,
+) -> torch.Tensor:
     """Apply one randomly chosen augmentation (flip or rotate) to the whole batch ``x``."""
     op, values = draw_flip_rotate(x.shape[0], generator, max_degrees, flip_probability)
     return apply_flip_rotate(x, op, values)

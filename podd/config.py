@@ -69,7 +69,7 @@ class DistillConfig:
     grid: tuple[int, int] | None = None
     patches: tuple[int, int] | None = None
     poster_size: tuple[int, int] | None = None
-    class_order: str | list[list[int]] = "identity"   # a spec, or an explicit (rows, cols) grid
+    class_order: str | list[list[int]] = "identity"  # a spec, or an explicit (rows, cols) grid
     labels: str = "learned"
     init: str = "class_areas"
     zca: bool = False
@@ -108,10 +108,9 @@ class DistillConfig:
     def __post_init__(self) -> None:
         # JSON round trips turn tuples into lists; keep them tuples so configs compare equal.
         # Anything else (a number, strings) is left for validate() to name.
-        for f in dataclasses.fields(self):      # numpy scalars (np.int64 steps …) → Python's
+        for f in dataclasses.fields(self):  # numpy scalars (np.int64 steps …) → Python's
             value = getattr(self, f.name)
-            if type(value).__module__ == "numpy" and hasattr(value, "item") and \
-                    getattr(value, "ndim", None) == 0:
+            if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
                 setattr(self, f.name, value.item())
         for name in ("grid", "patches", "poster_size", "eval_steps"):
             value = getattr(self, name)
@@ -137,6 +136,7 @@ class DistillConfig:
         """Raise ValueError naming the first impossible setting: first the type of every field
         (:meth:`check_value`), then the ranges and the combinations. The rules of one mode
         (baseline: 1 IPC) are that mode's: :func:`podd.modes.validate` checks both."""
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ValueError(message)
@@ -147,33 +147,44 @@ class DistillConfig:
         need(self.mode in MODES, f"mode={self.mode!r}: choose one of {', '.join(MODES)}")
         need(self.labels in LABEL_MODES, f"labels={self.labels!r}: choose fixed or learned")
         need(self.init in INITS, f"init={self.init!r}: choose one of {', '.join(INITS)}")
-        need(self.start_schedule in START_SCHEDULES,
-             f"start_schedule={self.start_schedule!r}: choose epoch, step or fixed")
-        need(isinstance(self.ipc, (int, float)) and math.isfinite(self.ipc) and self.ipc > 0,
-             f"ipc={self.ipc!r}: the images-per-class budget must be a positive number")
-        need(self.poster_size is None or (len(self.poster_size) == 2 and min(self.poster_size) >= 1),
-             f"poster_size={self.poster_size}: give (H, W) with both at least 1 pixel, or None "
-             f"to compute it from ipc")
+        need(
+            self.start_schedule in START_SCHEDULES,
+            f"start_schedule={self.start_schedule!r}: choose epoch, step or fixed",
+        )
+        need(
+            isinstance(self.ipc, (int, float)) and math.isfinite(self.ipc) and self.ipc > 0,
+            f"ipc={self.ipc!r}: the images-per-class budget must be a positive number",
+        )
+        need(
+            self.poster_size is None or (len(self.poster_size) == 2 and min(self.poster_size) >= 1),
+            f"poster_size={self.poster_size}: give (H, W) with both at least 1 pixel, or None to compute it from ipc",
+        )
         need(self.window >= 1, f"window={self.window}: needs at least one differentiable step")
-        need(self.total_window >= self.window,
-             f"total_window={self.total_window} is smaller than window={self.window}")
-        need(0 <= self.min_start <= self.total_window - self.window,
-             f"min_start={self.min_start} must lie in [0, total_window - window = "
-             f"{self.total_window - self.window}]")
+        need(self.total_window >= self.window, f"total_window={self.total_window} is smaller than window={self.window}")
+        need(
+            0 <= self.min_start <= self.total_window - self.window,
+            f"min_start={self.min_start} must lie in [0, total_window - window = {self.total_window - self.window}]",
+        )
         if self.fixed_start is not None:
-            need(0 <= self.fixed_start <= self.total_window - self.window,
-                 f"fixed_start={self.fixed_start} must lie in [0, {self.total_window - self.window}]")
-        need(self.distill_batch is None or self.distill_batch >= 1,
-             f"distill_batch={self.distill_batch}: must be at least 1 (or None for all patches)")
+            need(
+                0 <= self.fixed_start <= self.total_window - self.window,
+                f"fixed_start={self.fixed_start} must lie in [0, {self.total_window - self.window}]",
+            )
+        need(
+            self.distill_batch is None or self.distill_batch >= 1,
+            f"distill_batch={self.distill_batch}: must be at least 1 (or None for all patches)",
+        )
         need(self.real_batch >= 1, f"real_batch={self.real_batch}: must be at least 1")
-        need(self.truncated_dtype in TRUNCATED_DTYPES,
-             f"truncated_dtype={self.truncated_dtype!r}: choose one of {', '.join(TRUNCATED_DTYPES)}")
-        need(self.eval_arch in EVAL_ARCHS,
-             f"eval_arch={self.eval_arch!r}: choose one of {', '.join(EVAL_ARCHS)}")
-        need(self.engine in ENGINES,
-             f"engine={self.engine!r}: choose one of {', '.join(ENGINES)}")
-        need(self.real_chunk is None or self.real_chunk >= 1,
-             f"real_chunk={self.real_chunk}: must be at least 1 (or None for the whole real batch)")
+        need(
+            self.truncated_dtype in TRUNCATED_DTYPES,
+            f"truncated_dtype={self.truncated_dtype!r}: choose one of {', '.join(TRUNCATED_DTYPES)}",
+        )
+        need(self.eval_arch in EVAL_ARCHS, f"eval_arch={self.eval_arch!r}: choose one of {', '.join(EVAL_ARCHS)}")
+        need(self.engine in ENGINES, f"engine={self.engine!r}: choose one of {', '.join(ENGINES)}")
+        need(
+            self.real_chunk is None or self.real_chunk >= 1,
+            f"real_chunk={self.real_chunk}: must be at least 1 (or None for the whole real batch)",
+        )
         need(self.steps >= 0, f"steps={self.steps}: must be >= 0")
         need(self.width >= 1, f"width={self.width}: must be at least 1")
         need(self.depth is None or self.depth >= 1, f"depth={self.depth}: must be at least 1")
@@ -182,24 +193,31 @@ class DistillConfig:
         need(self.label_lr is None or self.label_lr > 0, f"label_lr={self.label_lr}: must be > 0")
         need(0 <= self.clip_ema < 1, f"clip_ema={self.clip_ema}: must lie in [0, 1)")
         need(self.clip_factor > 0, f"clip_factor={self.clip_factor}: must be positive")
-        need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-             f"device={self.device!r}: choose auto, cpu or cuda")
+        need(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            f"device={self.device!r}: choose auto, cpu or cuda",
+        )
         need(self.log_every >= 1, f"log_every={self.log_every}: must be at least 1")
         for name in ("eval_every", "best_every", "checkpoint_every", "eval_models"):
-            need(getattr(self, name) >= 0,
-                 f"{name}={getattr(self, name)}: must be 0 (never) or a positive number")
+            need(getattr(self, name) >= 0, f"{name}={getattr(self, name)}: must be 0 (never) or a positive number")
         for name in ("grid", "patches"):
             value = getattr(self, name)
-            need(value is None or min(value) >= 1,
-                 f"{name}={list(value) if value else value}: both counts (rows, cols) must be at "
-                 f"least 1, or null for podd's default")
-        need(min(self.eval_steps) >= 1 and list(self.eval_steps) == sorted(set(self.eval_steps)),
-             f"eval_steps={list(self.eval_steps)}: must be increasing training-step counts of at "
-             f"least 1, e.g. eval_steps=[300, 1000]")
+            need(
+                value is None or min(value) >= 1,
+                f"{name}={list(value) if value else value}: both counts (rows, cols) must be at "
+                f"least 1, or null for podd's default",
+            )
+        need(
+            min(self.eval_steps) >= 1 and list(self.eval_steps) == sorted(set(self.eval_steps)),
+            f"eval_steps={list(self.eval_steps)}: must be increasing training-step counts of at "
+            f"least 1, e.g. eval_steps=[300, 1000]",
+        )
         need(self.seed >= 0, f"seed={self.seed}: must be 0 or a positive whole number")
-        need(not self.best_every or self.eval_models >= 1,
-             f"best_every={self.best_every} scores each poster with eval_models students, but "
-             f"eval_models=0; give eval_models of at least 1 or best_every=0")
+        need(
+            not self.best_every or self.eval_models >= 1,
+            f"best_every={self.best_every} scores each poster with eval_models students, but "
+            f"eval_models=0; give eval_models of at least 1 or best_every=0",
+        )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,13 +236,20 @@ def _is_int(value: Any) -> bool:
     """A whole number: int or numpy integer, not bool."""
     import numbers
 
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and \
-        type(value).__name__ != "bool_"
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"
 
 
 # Examples for the fields whose default (None) is no example.
-_EXAMPLES = {"grid": [2, 5], "patches": [6, 16], "poster_size": [60, 153], "depth": 3,
-             "real_chunk": 250, "fixed_start": 0, "label_lr": 0.001, "data_root": "/data"}
+_EXAMPLES = {
+    "grid": [2, 5],
+    "patches": [6, 16],
+    "poster_size": [60, 153],
+    "depth": 3,
+    "real_chunk": 250,
+    "fixed_start": 0,
+    "label_lr": 0.001,
+    "data_root": "/data",
+}
 
 
 def _field_types() -> dict[str, Any]:
@@ -232,8 +257,11 @@ def _field_types() -> dict[str, Any]:
 
 
 def _field_defaults() -> dict[str, Any]:
-    return {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
-            for f in dataclasses.fields(DistillConfig) if f.default is not dataclasses.MISSING}
+    return {
+        f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
+        for f in dataclasses.fields(DistillConfig)
+        if f.default is not dataclasses.MISSING
+    }
 
 
 def _type_problem(value: Any, annotation: Any) -> str | None:
@@ -257,7 +285,7 @@ def _type_problem(value: Any, annotation: Any) -> str | None:
         return None if ok else "a finite number"
     if annotation is str:
         return None if isinstance(value, str) else "a string"
-    if origin is list:      # list[X]: a list (or tuple) of X
+    if origin is list:  # list[X]: a list (or tuple) of X
         if not isinstance(value, (list, tuple)):
             return "a list"
         problems = [_type_problem(item, args[0]) for item in value]
@@ -266,14 +294,12 @@ def _type_problem(value: Any, annotation: Any) -> str | None:
         items_ok = isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)
         if len(args) == 2 and args[1] is Ellipsis:
             return None if items_ok and len(value) >= 1 else "a list of whole numbers"
-        return None if items_ok and len(value) == len(args) else \
-            f"a list of {len(args)} whole numbers"
-    return None     # a type this function does not know: not checked
+        return None if items_ok and len(value) == len(args) else f"a list of {len(args)} whole numbers"
+    return None  # a type this function does not know: not checked
 
 
 def _kind(annotation: Any) -> str:
     """``annotation`` in words, for nested lists."""
     if typing.get_origin(annotation) is list:
         return f"lists of {_kind(typing.get_args(annotation)[0])}"
-    return {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(
-        annotation, str(annotation))
+    return {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false"}.get(annotation, str(annotation))

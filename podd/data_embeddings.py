@@ -39,12 +39,12 @@ import torch
 __all__ = ["class_mean_embeddings", "class_distances", "DATA_ORDER_SOURCE"]
 
 #: What the data-derived embeddings are, in words, for result files and notebook labels.
-DATA_ORDER_SOURCE = ("data-derived embeddings: centred class-mean pixels of the training images "
-                     "(class_order 'data')")
+DATA_ORDER_SOURCE = "data-derived embeddings: centred class-mean pixels of the training images (class_order 'data')"
 
 
-def class_mean_embeddings(x: torch.Tensor, y: torch.Tensor, num_classes: int | None = None,
-                          class_names: Sequence[str] | None = None) -> torch.Tensor:
+def class_mean_embeddings(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int | None = None, class_names: Sequence[str] | None = None
+) -> torch.Tensor:
     """(K, C·H·W) float32 class embeddings from training images ``x`` (N, C, H, W) and labels ``y``.
 
     Row k is class k's mean image minus the mean of the K class means, each channel divided by
@@ -61,8 +61,9 @@ def class_mean_embeddings(x: torch.Tensor, y: torch.Tensor, num_classes: int | N
     if x.dim() != 4:
         raise ValueError(f"class order 'data' needs images (N, C, H, W); got shape {tuple(x.shape)}")
     if y.dim() != 1 or len(y) != len(x):
-        raise ValueError(f"class order 'data' needs one label per image: {len(x)} images, labels of "
-                         f"shape {tuple(y.shape)}")
+        raise ValueError(
+            f"class order 'data' needs one label per image: {len(x)} images, labels of shape {tuple(y.shape)}"
+        )
     if len(y) == 0:
         raise ValueError("class order 'data' needs training images; the training set is empty")
     k = int(num_classes) if num_classes is not None else int(y.max()) + 1
@@ -73,13 +74,17 @@ def class_mean_embeddings(x: torch.Tensor, y: torch.Tensor, num_classes: int | N
     if (counts == 0).any():
         missing = int((counts == 0).nonzero()[0])
         name = f" ({class_names[missing]!r})" if class_names is not None else ""
-        raise ValueError(f"class {missing}{name} has no training images: class order 'data' measures "
-                         f"every class on its images; use class_order 'identity' or an embeddings file")
+        raise ValueError(
+            f"class {missing}{name} has no training images: class order 'data' measures "
+            f"every class on its images; use class_order 'identity' or an embeddings file"
+        )
     c = x.shape[1]
     if x.dtype == torch.uint8:
         # exact integer sums: the result does not depend on the images' order, bit for bit
-        sums = torch.stack([x.index_select(0, idx).sum(0, dtype=torch.int64)
-                            for idx in _class_indices(y, k)]).double() / 255
+        sums = (
+            torch.stack([x.index_select(0, idx).sum(0, dtype=torch.int64) for idx in _class_indices(y, k)]).double()
+            / 255
+        )
         hist = torch.stack([torch.bincount(x[:, ch].reshape(-1), minlength=256) for ch in range(c)])
         values = torch.arange(256, dtype=torch.float64) / 255
         total = hist.sum(1).double()
@@ -91,14 +96,15 @@ def class_mean_embeddings(x: torch.Tensor, y: torch.Tensor, num_classes: int | N
         mean = xf.mean(dim=(0, 2, 3))
         var = xf.var(dim=(0, 2, 3), correction=0)
     std = var.clamp_min(0).sqrt()
-    std = torch.where(std > 0, std, torch.ones_like(std))    # a constant channel carries nothing
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant channel carries nothing
     means = (sums / counts.double().view(k, 1, 1, 1)).view(k, c, -1)
     centred = (means - means.mean(dim=0, keepdim=True)) / std[None, :, None]
     return centred.flatten(1).float()
 
 
-def class_distances(x: torch.Tensor, y: torch.Tensor, num_classes: int | None = None,
-                    class_names: Sequence[str] | None = None) -> torch.Tensor:
+def class_distances(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int | None = None, class_names: Sequence[str] | None = None
+) -> torch.Tensor:
     """(K, K) distances 1 − cosine similarity of :func:`class_mean_embeddings`: what PoCO places
     for ``class_order="data"``. Symmetric, zero diagonal, finite, in [0, 2]. A class whose mean
     image is the average one (one class only, or classes alike on average) has a zero embedding;

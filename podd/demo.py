@@ -32,20 +32,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-models", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes running the distillations side by side, one torch thread "
-                             "each (default: one per distillation, at most 2 per CPU core)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads when --workers 1 (default 1: these tiny "
-                             "convolutions gain little from a second thread, and oversubscribed "
-                             "threads slow to a crawl on a busy machine)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes running the distillations side by side, one torch thread "
+        "each (default: one per distillation, at most 2 per CPU core)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads when --workers 1 (default 1: these tiny "
+        "convolutions gain little from a second thread, and oversubscribed "
+        "threads slow to a crawl on a busy machine)",
+    )
     args = parser.parse_args(argv)
     workers = args.workers if args.workers is not None else default_workers(len(DIGITS_METHODS))
     if workers < 1:
         parser.error(f"--workers {workers}: must be at least 1")
     torch.set_num_threads(args.threads)
-    report = compare_on_digits(args.profile, seeds=(args.seed,), eval_models=args.eval_models,
-                               out_dir=args.out, progress=not args.no_progress, workers=workers)
+    report = compare_on_digits(
+        args.profile,
+        seeds=(args.seed,),
+        eval_models=args.eval_models,
+        out_dir=args.out,
+        progress=not args.no_progress,
+        workers=workers,
+    )
     print()
     print(format_table(report))
     print(f"\nposters: {', '.join(sorted(str(p) for p in Path(args.out).glob('*.png')))}")

@@ -11,7 +11,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available (this "
-                         f"torch build sees no CUDA GPU: torch.cuda.is_available() is False); "
-                         f"use device cpu or auto (--device cpu)")
+        raise ValueError(
+            f"device {str(device)!r} was requested but CUDA is not available (this "
+            f"torch build sees no CUDA GPU: torch.cuda.is_available() is False); "
+            f"use device cpu or auto (--device cpu)"
+        )
     return torch.device(device)

@@ -65,9 +65,16 @@ class PatchSource:
     ``per-class``: K posters (K, c, H, W) → K·N patches, each one-hot its poster's class.
     """
 
-    def __init__(self, mode: str, geometry, class_order: torch.Tensor, label_mode: str,
-                 num_classes: int, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        mode: str,
+        geometry,
+        class_order: torch.Tensor,
+        label_mode: str,
+        num_classes: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
         self.mode, self.geometry, self.label_mode = mode, geometry, label_mode
         self.kind = poster_mode(mode)
         self.num_classes = num_classes
@@ -81,10 +88,8 @@ class PatchSource:
         if label_mode == "learned" and self.kind.labels_learnable:
             self._weights = L.patch_cell_weights(geometry).to(device, dtype)
         else:
-            self._fixed = self.kind.fixed_labels(class_order, geometry, num_classes).to(
-                device, dtype)
-        self.num_patches = int(self._fixed.shape[0] if self._fixed is not None
-                               else self._weights.shape[0])
+            self._fixed = self.kind.fixed_labels(class_order, geometry, num_classes).to(device, dtype)
+        self.num_patches = int(self._fixed.shape[0] if self._fixed is not None else self._weights.shape[0])
 
     def patches(self, poster: torch.Tensor) -> torch.Tensor:
         return self.kind.patches(poster, self.positions, self.patch_hw, self._index)
@@ -103,8 +108,7 @@ class NonFiniteLossError(RuntimeError):
 
     def __init__(self, step: int, message: str | None = None):
         self.step = step
-        super().__init__(message or f"the outer loss or poster gradient became NaN/inf at outer "
-                                    f"step {step}")
+        super().__init__(message or f"the outer loss or poster gradient became NaN/inf at outer step {step}")
 
 
 class Distiller:
@@ -118,7 +122,7 @@ class Distiller:
     """
 
     def __init__(self, config: DistillConfig, dataset=None, preprocessor=None, parallel=None):
-        self.config = config = validate(config)     # the settings and the mode's own rules
+        self.config = config = validate(config)  # the settings and the mode's own rules
         self.parallel = parallel or SINGLE
         self.parallel.check(config)
         self.device = resolve_device(config.device)
@@ -131,7 +135,7 @@ class Distiller:
         self.generator = torch.Generator().manual_seed(config.seed)
         # Memory and the poster's layout (its class order may need CLIP weights) are checked
         # before the preprocessing, which can take minutes (ZCA).
-        if preprocessor is None and config.zca:     # the ZCA's D×D matrices first: they can dwarf a step
+        if preprocessor is None and config.zca:  # the ZCA's D×D matrices first: they can dwarf a step
             check_zca_memory(tuple(dataset.image_shape))
         self.geometry = plan_geometry(config, self.num_classes, tuple(dataset.image_shape))
         self._check_memory(dataset)
@@ -148,8 +152,7 @@ class Distiller:
 
         c, h, _ = dataset.image_shape
         self.depth = config.depth if config.depth is not None else default_depth(h)
-        self.net = ConvNet(c, self.num_classes, h, width=config.width,
-                           depth=self.depth).to(self.device)
+        self.net = ConvNet(c, self.num_classes, h, width=config.width, depth=self.depth).to(self.device)
         self.net.requires_grad_(False)  # only its structure is used; parameters come from plans
         self._init_leaves()
 
@@ -160,15 +163,16 @@ class Distiller:
         self.epoch = 0
         self.start = self._draw_start() if config.start_schedule == "fixed" else 0
         self._pending: list[tuple[int, torch.Tensor]] = []  # (step, finite flag) not yet checked
-        self.best: dict[str, Any] | None = None    # best_every: the best-scoring poster so far
+        self.best: dict[str, Any] | None = None  # best_every: the best-scoring poster so far
 
     def _check_memory(self, dataset) -> None:
         """Refuse a run whose first step would not fit in memory (:mod:`podd.memory`)."""
         cfg, K, shape = self.config, dataset.num_classes, tuple(dataset.image_shape)
         patches = self.geometry.num_patches * self.poster_mode.posters(K)
         depth = cfg.depth if cfg.depth is not None else default_depth(shape[1])
-        check_step_memory(cfg, shape, len(dataset.y_train) + len(dataset.y_test),
-                          cfg.distill_batch or patches, depth, self.device)
+        check_step_memory(
+            cfg, shape, len(dataset.y_train) + len(dataset.y_test), cfg.distill_batch or patches, depth, self.device
+        )
 
     def _plan_poster(self) -> None:
         """Class order, labels and patches of the planned geometry: the poster layout (§4.1–§4.3).
@@ -177,25 +181,33 @@ class Distiller:
         check_budget(cfg, self.geometry, K, shape, n_train=len(self.dataset.y_train))
         rows, cols = self.geometry.grid
         self.class_order = self.poster_mode.class_order(
-            cfg, self.dataset.class_names, K, rows, cols,
-            data=(self.dataset.x_train, self.dataset.y_train))    # class_order="data" reads them
+            cfg, self.dataset.class_names, K, rows, cols, data=(self.dataset.x_train, self.dataset.y_train)
+        )  # class_order="data" reads them
         self.label_mode = self.poster_mode.label_mode(cfg.labels)
-        self.source = PatchSource(cfg.mode, self.geometry, self.class_order, self.label_mode,
-                                  K, self.device)
+        self.source = PatchSource(cfg.mode, self.geometry, self.class_order, self.label_mode, K, self.device)
         self.distill_batch = cfg.distill_batch or self.source.num_patches
 
     def _init_leaves(self) -> None:
         """The learned leaves — poster pixels (and label parameters) — and their outer Adam."""
         cfg = self.config
-        poster = self.poster_mode.init_poster(self.geometry, self.generator, cfg.init,
-                                              self.class_order, self.x_real.cpu(),
-                                              self.dataset.y_train, self.num_classes)
+        poster = self.poster_mode.init_poster(
+            self.geometry,
+            self.generator,
+            cfg.init,
+            self.class_order,
+            self.x_real.cpu(),
+            self.dataset.y_train,
+            self.num_classes,
+        )
         self.poster = poster.to(self.device, torch.float32).requires_grad_(True)
         groups = [{"params": [self.poster], "lr": cfg.outer_lr}]
         self.label_params: torch.Tensor | None = None
         if self.label_mode == "learned":
-            self.label_params = L.init_label_params(self.class_order, self.num_classes).to(
-                self.device, torch.float32).requires_grad_(True)
+            self.label_params = (
+                L.init_label_params(self.class_order, self.num_classes)
+                .to(self.device, torch.float32)
+                .requires_grad_(True)
+            )
             groups.append({"params": [self.label_params], "lr": cfg.label_lr or cfg.outer_lr})
         self.optimizer = torch.optim.Adam(groups, betas=ADAM_BETAS, eps=ADAM_EPS)
 
@@ -224,37 +236,55 @@ class Distiller:
                 self.start = self._draw_start()
         if cfg.start_schedule == "step":
             self.start = self._draw_start()
-        real_index = self.epoch_perm[self.epoch_pos:self.epoch_pos + cfg.real_batch]
+        real_index = self.epoch_perm[self.epoch_pos : self.epoch_pos + cfg.real_batch]
         self.epoch_pos += cfg.real_batch
         params = init_parameters(self.net, gen, self.device)
         steps = self.start + cfg.window
         # Without replacement within each inner step: the first B of a random permutation.
         batch_index = torch.rand(steps, self.source.num_patches, generator=gen).argsort(1)
-        batch_index = batch_index[:, :self.distill_batch]
-        seeds = torch.randint(0, 2 ** 62, (steps + 1,), generator=gen).tolist()
-        return StepPlan(params, self.start, cfg.window, batch_index.to(self.device),
-                        seeds, real_index.to(self.device))
+        batch_index = batch_index[:, : self.distill_batch]
+        seeds = torch.randint(0, 2**62, (steps + 1,), generator=gen).tolist()
+        return StepPlan(params, self.start, cfg.window, batch_index.to(self.device), seeds, real_index.to(self.device))
 
     # -- one outer step ----------------------------------------------------------------------
     def outer_loss(self, plan: StepPlan) -> torch.Tensor:
         """The outer loss of ``plan`` with its full graph (for inspection and tests)."""
-        return unrolled_outer_loss(self.net, self.poster, self.label_params, plan, self.source,
-                                   self.x_real, self.y_real, self.config.inner_lr,
-                                   self.config.augment, self.config.truncated_dtype)
+        return unrolled_outer_loss(
+            self.net,
+            self.poster,
+            self.label_params,
+            plan,
+            self.source,
+            self.x_real,
+            self.y_real,
+            self.config.inner_lr,
+            self.config.augment,
+            self.config.truncated_dtype,
+        )
 
     def outer_gradients(self, plan: StepPlan):
         """(outer loss, gradients w.r.t. [poster, label parameters]) with the configured engine
         and memory savers."""
         cfg = self.config
         return self.engine.outer_loss_and_grads(
-            self.net, self.poster, self.label_params, plan, self.source, self.x_real, self.y_real,
-            cfg.inner_lr, cfg.augment, real_chunk=cfg.real_chunk,
-            recompute_window=cfg.recompute_window, truncated_dtype=cfg.truncated_dtype)
+            self.net,
+            self.poster,
+            self.label_params,
+            plan,
+            self.source,
+            self.x_real,
+            self.y_real,
+            cfg.inner_lr,
+            cfg.augment,
+            real_chunk=cfg.real_chunk,
+            recompute_window=cfg.recompute_window,
+            truncated_dtype=cfg.truncated_dtype,
+        )
 
     def step(self) -> torch.Tensor:
         """One outer step. Returns the outer loss (a detached device tensor: no host sync)."""
         cfg = self.config
-        plan = self.parallel.plan(self.plan)          # identity in one process
+        plan = self.parallel.plan(self.plan)  # identity in one process
         loss, grads = self.parallel.reduce(*self.outer_gradients(plan), plan)
         norm = grads[0].norm()
         # Clip the poster gradient to clip_factor × EMA of its norm (the EMA includes this step;
@@ -291,27 +321,31 @@ class Distiller:
     # -- results -------------------------------------------------------------------------------
     def patches_and_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            return self.source.patches(self.poster).detach(), self.source.labels(
-                self.label_params).detach()
+            return self.source.patches(self.poster).detach(), self.source.labels(self.label_params).detach()
 
     @property
     def can_evaluate(self) -> bool:
         """False for data without a test split (a train-only npz): nothing to test on."""
         return len(self.y_test) > 0
 
-    def evaluate(self, num_models: int | None = None, steps=None, seed: int | None = None,
-                 progress: bool = False):
+    def evaluate(self, num_models: int | None = None, steps=None, seed: int | None = None, progress: bool = False):
         """Train fresh ConvNets on the current patches (the §5.1 protocol of the config,
         :meth:`podd.evaluate.EvalProtocol.from_config`) and test them; ``num_models``, ``steps``
         and ``seed`` override the config's."""
         cfg = self.config
         if not self.can_evaluate:
-            raise ValueError(f"{cfg.dataset} has no test images (a train-only npz), so there is "
-                             f"nothing to evaluate on; add x_test and y_test to the file, or "
-                             f"hold out a split with podd.data.train_val_split")
+            raise ValueError(
+                f"{cfg.dataset} has no test images (a train-only npz), so there is "
+                f"nothing to evaluate on; add x_test and y_test to the file, or "
+                f"hold out a split with podd.data.train_val_split"
+            )
         protocol = EvalProtocol.from_config(
-            cfg, num_models=num_models or cfg.eval_models, steps=tuple(steps or cfg.eval_steps),
-            seed=cfg.seed if seed is None else seed, device=self.device)
+            cfg,
+            num_models=num_models or cfg.eval_models,
+            steps=tuple(steps or cfg.eval_steps),
+            seed=cfg.seed if seed is None else seed,
+            device=self.device,
+        )
         images, labels = self.patches_and_labels()
         return protocol.run(images, labels, self.x_test, self.y_test, progress=progress)
 
@@ -321,21 +355,23 @@ class Distiller:
         current patches (the evaluation protocol, last of ``eval_steps``), seeded apart from
         the evaluation's students so that selection does not fit them."""
         cfg = self.config
-        protocol = EvalProtocol.from_config(cfg, seed=cfg.seed + SELECTION_SEED_OFFSET,
-                                            steps=(cfg.eval_steps[-1],), device=self.device)
+        protocol = EvalProtocol.from_config(
+            cfg, seed=cfg.seed + SELECTION_SEED_OFFSET, steps=(cfg.eval_steps[-1],), device=self.device
+        )
         images, labels = self.patches_and_labels()
-        return protocol.run(images, labels, self.x_real, self.y_real,
-                            num_classes=self.num_classes).mean()
+        return protocol.run(images, labels, self.x_real, self.y_real, num_classes=self.num_classes).mean()
 
     def consider_best(self) -> float:
         """Score the current poster (:meth:`training_accuracy`); keep a copy when it beats the
         best so far (ties keep the earlier one). Returns the score."""
         score = self.training_accuracy()
         if self.best is None or score > self.best["train_accuracy"]:
-            self.best = {"step": self.step_count, "train_accuracy": score,
-                         "poster": self.poster.detach().cpu().clone(),
-                         "label_params": None if self.label_params is None
-                         else self.label_params.detach().cpu().clone()}
+            self.best = {
+                "step": self.step_count,
+                "train_accuracy": score,
+                "poster": self.poster.detach().cpu().clone(),
+                "label_params": None if self.label_params is None else self.label_params.detach().cpu().clone(),
+            }
         return score
 
     def restore_best(self) -> None:
@@ -350,14 +386,20 @@ class Distiller:
 
     def artifact(self):
         return PosterArtifact(
-            poster=self.poster.detach().cpu().clone(), geometry=self.geometry,
+            poster=self.poster.detach().cpu().clone(),
+            geometry=self.geometry,
             class_order=self.class_order.clone(),
             labels=None if self.label_params is None else self.label_params.detach().cpu().clone(),
-            label_mode=self.label_mode, mode=self.config.mode,
+            label_mode=self.label_mode,
+            mode=self.config.mode,
             class_names=list(self.dataset.class_names),
             preprocessing=_preprocessing_state(self.preprocessor, self.config),
-            config={**self.config.to_dict(), "data_source": getattr(self.dataset, "source", "full"),
-                    "data_fingerprint": self.data_fingerprint})
+            config={
+                **self.config.to_dict(),
+                "data_source": getattr(self.dataset, "source", "full"),
+                "data_fingerprint": self.data_fingerprint,
+            },
+        )
 
     @property
     def data_fingerprint(self) -> dict[str, str]:
@@ -371,14 +413,18 @@ class Distiller:
     def state_dict(self) -> dict[str, Any]:
         self.check_finite()
         return {
-            "step": self.step_count, "poster": self.poster.detach().cpu().clone(),
-            "label_params": None if self.label_params is None
-            else self.label_params.detach().cpu().clone(),
+            "step": self.step_count,
+            "poster": self.poster.detach().cpu().clone(),
+            "label_params": None if self.label_params is None else self.label_params.detach().cpu().clone(),
             "optimizer": self.optimizer.state_dict(),
             "grad_ema": None if self.grad_ema is None else self.grad_ema.cpu().clone(),
             "generator": self.generator.get_state(),
-            "epoch_perm": self.epoch_perm, "epoch_pos": self.epoch_pos, "epoch": self.epoch,
-            "start": self.start, "best": self.best, "data_fingerprint": self.data_fingerprint,
+            "epoch_perm": self.epoch_perm,
+            "epoch_pos": self.epoch_pos,
+            "epoch": self.epoch,
+            "start": self.start,
+            "best": self.best,
+            "data_fingerprint": self.data_fingerprint,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -391,7 +437,7 @@ class Distiller:
         self.generator.set_state(state["generator"])
         self.epoch_perm, self.epoch_pos = state["epoch_perm"], state["epoch_pos"]
         self.epoch, self.start, self.step_count = state["epoch"], state["start"], state["step"]
-        self.best = state.get("best")          # absent from checkpoints older than best_every
+        self.best = state.get("best")  # absent from checkpoints older than best_every
 
 
 def _say_engine_fallback(reason: str) -> None:
@@ -410,7 +456,8 @@ def _preprocessing_state(preprocessor, config: DistillConfig) -> dict[str, Any]:
 def patches_and_labels(artifact) -> tuple[torch.Tensor, torch.Tensor]:
     """What a student trains on: the artifact's patches (N, c, h, w) and soft labels (N, K)."""
     K = len(artifact.class_names)
-    source = PatchSource(artifact.mode, artifact.geometry, artifact.class_order,
-                         artifact.label_mode, K, dtype=artifact.poster.dtype)
+    source = PatchSource(
+        artifact.mode, artifact.geometry, artifact.class_order, artifact.label_mode, K, dtype=artifact.poster.dtype
+    )
     with torch.no_grad():
         return source.patches(artifact.poster), source.labels(artifact.labels)

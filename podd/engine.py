@@ -126,7 +126,8 @@ def use_persistent_cache() -> None:
     # importing parts of inductor writes its default into the variable: that is no choice
     if chosen is None or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()):
         root = os.environ.get("PODD_COMPILE_CACHE") or os.path.join(
-            os.path.expanduser("~"), ".cache", "podd", "inductor")
+            os.path.expanduser("~"), ".cache", "podd", "inductor"
+        )
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = root
 
 
@@ -143,8 +144,7 @@ class FlatLayout:
 
     @classmethod
     def of(cls, params: dict[str, torch.Tensor]) -> FlatLayout:
-        return cls(tuple(p.numel() for p in params.values()),
-                   tuple(tuple(p.shape) for p in params.values()))
+        return cls(tuple(p.numel() for p in params.values()), tuple(tuple(p.shape) for p in params.values()))
 
     def forward(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         pieces = [piece.view(shape) for piece, shape in zip(w.split(self.sizes), self.shapes)]
@@ -162,7 +162,7 @@ def _adam(w, g, m, v, scale):
     b1, b2 = ADAM_BETAS
     m = torch.lerp(m, g, 1 - b1)
     v = torch.lerp(v, g * g, 1 - b2)
-    denom = torch.sqrt(v * scale[1] + ADAM_EPS ** 2)
+    denom = torch.sqrt(v * scale[1] + ADAM_EPS**2)
     return w - scale[0] * m / denom, m, v
 
 
@@ -186,7 +186,7 @@ def _make_pieces(layout: FlatLayout):
             return train_step(w, m, v, patches, labels, index, values, scale, op, "float32")
 
         _, pull_back = torch.func.vjp(step, w, m, v, patches, labels)
-        return pull_back((gw, gm, gv))          # (dw, dm, dv, dpatches, dlabels)
+        return pull_back((gw, gm, gv))  # (dw, dm, dv, dpatches, dlabels)
 
     def real_loss(w, x, y):
         def summed(w):
@@ -208,10 +208,10 @@ class _StepInputs:
     of one big tensor can start off the alignment the compiled code was built for, which makes
     it compile again)."""
 
-    ops: list[str]                  # per inner step: "flip", "rotate" or "none"
-    index: list[torch.Tensor]       # (batch,) patch indices
-    values: list[torch.Tensor]      # (batch,) flip mask (bool) or rotation degrees
-    scales: list[torch.Tensor]      # (2,) Adam bias corrections
+    ops: list[str]  # per inner step: "flip", "rotate" or "none"
+    index: list[torch.Tensor]  # (batch,) patch indices
+    values: list[torch.Tensor]  # (batch,) flip mask (bool) or rotation degrees
+    scales: list[torch.Tensor]  # (2,) Adam bias corrections
 
 
 _COMPILED: dict[tuple[FlatLayout, bool], tuple] = {}
@@ -225,9 +225,9 @@ class CompiledSteps:
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.graphs = device.type == "cuda"     # CUDA graphs: one launch per piece
-        self.ops_seen: set[str] = set()     # augmentations run so far (each is its own graph)
-        self.last_phases: dict[str, float] = {}     # seconds per phase of the last step
+        self.graphs = device.type == "cuda"  # CUDA graphs: one launch per piece
+        self.ops_seen: set[str] = set()  # augmentations run so far (each is its own graph)
+        self.last_phases: dict[str, float] = {}  # seconds per phase of the last step
         # Each piece compiles once per (network layout, augmentation, precision); past dynamo's
         # default limit of 8 per function the next compile would fail (fullgraph=True).
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
@@ -242,9 +242,11 @@ class CompiledSteps:
             if self.graphs:
                 options["mode"] = "reduce-overhead"
             _COMPILED[key] = tuple(torch.compile(f, **options) for f in _make_pieces(layout))
-            _say_once("engine=compiled: the first steps compile the inner step for these shapes "
-                      "(a minute or two on a CPU, the first time); later runs reuse the cache in "
-                      f"{os.environ['TORCHINDUCTOR_CACHE_DIR']}")
+            _say_once(
+                "engine=compiled: the first steps compile the inner step for these shapes "
+                "(a minute or two on a CPU, the first time); later runs reuse the cache in "
+                f"{os.environ['TORCHINDUCTOR_CACHE_DIR']}"
+            )
         return _COMPILED[key]
 
     @contextlib.contextmanager
@@ -266,23 +268,36 @@ class CompiledSteps:
             if augment:
                 op, values = draw_flip_rotate(batch, torch.Generator().manual_seed(plan.aug_seeds[t]))
             ops.append(op)
-            drawn.append(values.to(torch.float64))      # a flip mask as 0/1, degrees as drawn
+            drawn.append(values.to(torch.float64))  # a flip mask as 0/1, degrees as drawn
         b1, b2 = ADAM_BETAS
-        scales = torch.tensor([[lr / (1 - b1 ** (t + 1)), 1 / (1 - b2 ** (t + 1))]
-                               for t in range(steps)], dtype=torch.float64)
+        scales = torch.tensor(
+            [[lr / (1 - b1 ** (t + 1)), 1 / (1 - b2 ** (t + 1))] for t in range(steps)], dtype=torch.float64
+        )
         # one host-to-device copy of each, then a tensor of its own per step (copy=True: even
         # where no conversion is needed)
         drawn, scales = torch.stack(drawn).to(self.device), scales.to(self.device)
         return _StepInputs(
-            ops, [plan.batch_index[t].clone() for t in range(steps)],
-            [drawn[t] != 0 if op == "flip" else drawn[t].to(dtype, copy=True)
-             for t, op in enumerate(ops)],
-            [scales[t].to(dtype, copy=True) for t in range(steps)])
+            ops,
+            [plan.batch_index[t].clone() for t in range(steps)],
+            [drawn[t] != 0 if op == "flip" else drawn[t].to(dtype, copy=True) for t, op in enumerate(ops)],
+            [scales[t].to(dtype, copy=True) for t in range(steps)],
+        )
 
-    def outer_loss_and_grads(self, net, poster, label_params, plan: StepPlan, source, x_real,
-                             y_real, inner_lr: float, augment: bool = True,
-                             real_chunk: int | None = None, recompute_window: bool = False,
-                             truncated_dtype: str = "float32"):
+    def outer_loss_and_grads(
+        self,
+        net,
+        poster,
+        label_params,
+        plan: StepPlan,
+        source,
+        x_real,
+        y_real,
+        inner_lr: float,
+        augment: bool = True,
+        real_chunk: int | None = None,
+        recompute_window: bool = False,
+        truncated_dtype: str = "float32",
+    ):
         """(outer loss, gradients w.r.t. [poster, label parameters]) of one step.
 
         ``recompute_window`` is accepted and ignored: this engine always keeps one step's
@@ -298,8 +313,9 @@ class CompiledSteps:
         self.ops_seen.update(inputs.ops)
 
         def step(t, w, m, v, dtype="float32"):
-            return self._keep(train_step(w, m, v, P, L, inputs.index[t], inputs.values[t],
-                                         inputs.scales[t], inputs.ops[t], dtype))
+            return self._keep(
+                train_step(w, m, v, P, L, inputs.index[t], inputs.values[t], inputs.scales[t], inputs.ops[t], dtype)
+            )
 
         # The phases are named for a torch.profiler trace, and their host wall times kept in
         # ``last_phases`` (on a GPU only launch time, as nothing waits for the device).
@@ -327,16 +343,28 @@ class CompiledSteps:
         with self._phase("window_backward"):
             for t in reversed(range(plan.start, plan.start + plan.window)):
                 w_t, m_t, v_t = states[t - plan.start]
-                grad_w, grad_m, grad_v, dP, dL = self._keep(step_vjp(
-                    w_t, m_t, v_t, P, L, inputs.index[t], inputs.values[t], inputs.scales[t],
-                    grad_w, grad_m, grad_v, inputs.ops[t]))
+                grad_w, grad_m, grad_v, dP, dL = self._keep(
+                    step_vjp(
+                        w_t,
+                        m_t,
+                        v_t,
+                        P,
+                        L,
+                        inputs.index[t],
+                        inputs.values[t],
+                        inputs.scales[t],
+                        grad_w,
+                        grad_m,
+                        grad_v,
+                        inputs.ops[t],
+                    )
+                )
                 grad_P, grad_L = grad_P + dP, grad_L + dL
 
         outputs, upstream = [patches], [grad_P]
         if labels.requires_grad:
             outputs, upstream = [patches, labels], [grad_P, grad_L]
-        return loss, torch.autograd.grad(outputs, leaves, upstream, allow_unused=True,
-                                         materialize_grads=True)
+        return loss, torch.autograd.grad(outputs, leaves, upstream, allow_unused=True, materialize_grads=True)
 
 
 class EagerSteps:
@@ -371,15 +399,14 @@ class FallbackSteps:
             return self.active.outer_loss_and_grads(*args, **kwargs)
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")      # the compiler's own chatter
+                warnings.simplefilter("ignore")  # the compiler's own chatter
                 result = self.compiled.outer_loss_and_grads(*args, **kwargs)
         except torch.OutOfMemoryError:
             raise
-        except Exception as error:   # noqa: BLE001 - a compiler failure means: run eagerly
+        except Exception as error:  # noqa: BLE001 - a compiler failure means: run eagerly
             if self._proven and not _is_compiler_error(error):
                 raise
-            self.reason = f"torch.compile failed ({type(error).__name__}: " \
-                          f"{_first_line(error)})"
+            self.reason = f"torch.compile failed ({type(error).__name__}: {_first_line(error)})"
             self.active = EagerSteps()
             if self.on_fallback is not None:
                 self.on_fallback(self.reason)

@@ -61,7 +61,7 @@ from .models import ConvNet, init_parameters
 from .ratbptt import soft_cross_entropy
 
 DEFAULT_STEPS = (300, 600, 1000, 2000)
-DEFAULT_BATCH_SIZE = 256          # used when the caller gives none and N is larger
+DEFAULT_BATCH_SIZE = 256  # used when the caller gives none and N is larger
 
 
 @dataclass
@@ -69,10 +69,10 @@ class EvalResult:
     """Test accuracy (percent) of ``num_models`` models at each of ``steps``."""
 
     steps: list[int]
-    accuracy: torch.Tensor            # (num_models, len(steps)), percent, on the CPU
+    accuracy: torch.Tensor  # (num_models, len(steps)), percent, on the CPU
     num_models: int
     wall_time_s: float
-    settings: dict[str, Any] = field(default_factory=dict)   # lr, batch size, seed, ... (provenance)
+    settings: dict[str, Any] = field(default_factory=dict)  # lr, batch size, seed, ... (provenance)
 
     def _column(self, step: int | None) -> torch.Tensor:
         if step is None:
@@ -103,13 +103,19 @@ class EvalResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalResult:
         """The result :meth:`to_dict` wrote (e.g. read back from a run's final.json)."""
-        return cls(steps=list(d["steps"]), accuracy=torch.tensor(d["accuracy"], dtype=torch.float64),
-                   num_models=int(d["num_models"]), wall_time_s=float(d["wall_time_s"]),
-                   settings=dict(d.get("settings") or {}))
+        return cls(
+            steps=list(d["steps"]),
+            accuracy=torch.tensor(d["accuracy"], dtype=torch.float64),
+            num_models=int(d["num_models"]),
+            wall_time_s=float(d["wall_time_s"]),
+            settings=dict(d.get("settings") or {}),
+        )
 
     def __str__(self) -> str:
-        return ", ".join(f"{s} steps: {self.mean(s):.2f} ± {self.std(s):.2f}" for s in self.steps) + \
-            f" (% over {self.num_models} models)"
+        return (
+            ", ".join(f"{s} steps: {self.mean(s):.2f} ± {self.std(s):.2f}" for s in self.steps)
+            + f" (% over {self.num_models} models)"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,8 +136,8 @@ def _generator(seed: int, model: int, purpose: str) -> torch.Generator:
     return torch.Generator().manual_seed(stream_seed(seed, model, purpose))
 
 
-_STEP_BLOCK = 128    # schedules are drawn in fixed-size blocks, so that the first s steps of a
-_PASS_BLOCK = 16     # model's stream do not depend on how many steps the caller asked for
+_STEP_BLOCK = 128  # schedules are drawn in fixed-size blocks, so that the first s steps of a
+_PASS_BLOCK = 16  # model's stream do not depend on how many steps the caller asked for
 
 
 def _batch_order(n: int, batch: int, num_steps: int, generator: torch.Generator) -> torch.Tensor:
@@ -146,8 +152,9 @@ def _batch_order(n: int, batch: int, num_steps: int, generator: torch.Generator)
     return perms[:, : per_pass * batch].reshape(-1, batch)[:num_steps]
 
 
-def _augment_schedule(batch: int, num_steps: int, generator: torch.Generator,
-                      dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _augment_schedule(
+    batch: int, num_steps: int, generator: torch.Generator, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per step: rotate? (bool, (T,)) and a per-image value (T, batch).
 
     The value is the rotation angle in degrees on rotation steps and the flip sign (−1 flip,
@@ -176,8 +183,7 @@ def batched_flip_rotate(x: torch.Tensor, rotate_op: torch.Tensor, value: torch.T
     theta = torch.where(rotate_op, value, torch.zeros_like(value)) * (math.pi / 180.0)
     sign = torch.where(rotate_op, torch.ones_like(value), value)
     cos, sin, zero = torch.cos(theta), torch.sin(theta), torch.zeros_like(theta)
-    affine = torch.stack([torch.stack([sign * cos, sign * sin, zero], -1),
-                          torch.stack([-sin, cos, zero], -1)], -2)
+    affine = torch.stack([torch.stack([sign * cos, sign * sin, zero], -1), torch.stack([-sin, cos, zero], -1)], -2)
     grid = F.affine_grid(affine.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -188,29 +194,37 @@ def batched_flip_rotate(x: torch.Tensor, rotate_op: torch.Tensor, value: torch.T
 
 def _check_inputs(images, labels, test_x, test_y, steps, num_models, lr, batch_size, num_classes):
     if not torch.is_tensor(images) or images.dim() != 4 or not images.is_floating_point():
-        raise ValueError(f"images must be a float tensor (N, c, h, w) of preprocessed images; got "
-                         f"{getattr(images, 'shape', type(images))} {getattr(images, 'dtype', '')}")
+        raise ValueError(
+            f"images must be a float tensor (N, c, h, w) of preprocessed images; got "
+            f"{getattr(images, 'shape', type(images))} {getattr(images, 'dtype', '')}"
+        )
     n, _, h, w = images.shape
     if n == 0:
         raise ValueError("images is empty: there is nothing to train on")
     if h != w:
         raise ValueError(f"the evaluation networks need square images; got {h}×{w}")
     if not torch.is_tensor(test_x) or test_x.dim() != 4 or tuple(test_x.shape[1:]) != tuple(images.shape[1:]):
-        raise ValueError(f"test_x must be (T, {', '.join(map(str, images.shape[1:]))}) like the images; "
-                         f"got {tuple(getattr(test_x, 'shape', ()))}")
+        raise ValueError(
+            f"test_x must be (T, {', '.join(map(str, images.shape[1:]))}) like the images; "
+            f"got {tuple(getattr(test_x, 'shape', ()))}"
+        )
     if not test_x.is_floating_point():
-        raise ValueError("test_x must be preprocessed float images (apply the same Preprocessor as to the "
-                         "training data)")
+        raise ValueError(
+            "test_x must be preprocessed float images (apply the same Preprocessor as to the training data)"
+        )
     if not torch.is_tensor(test_y) or test_y.dim() != 1 or test_y.shape[0] != test_x.shape[0]:
-        raise ValueError(f"test_y must be (T,) with one label per test image: {test_x.shape[0]} test images, "
-                         f"test_y of shape {tuple(getattr(test_y, 'shape', ()))}")
+        raise ValueError(
+            f"test_y must be (T,) with one label per test image: {test_x.shape[0]} test images, "
+            f"test_y of shape {tuple(getattr(test_y, 'shape', ()))}"
+        )
     if test_y.numel() == 0:
         raise ValueError("the test set is empty")
     if test_y.dtype != torch.long:
         raise ValueError(f"test_y must be int64 class indices; got {test_y.dtype}")
     if not torch.is_tensor(labels) or labels.dim() == 0 or labels.shape[0] != n:
-        raise ValueError(f"labels must have one row per image: {n} images but labels of shape "
-                         f"{tuple(getattr(labels, 'shape', ()))}")
+        raise ValueError(
+            f"labels must have one row per image: {n} images but labels of shape {tuple(getattr(labels, 'shape', ()))}"
+        )
     if labels.dim() == 2:
         if not labels.is_floating_point():
             raise ValueError("soft labels (N, K) must be float probabilities")
@@ -263,9 +277,9 @@ def _count_correct(forward: Callable, params, test_x, test_y, chunk: int, device
     """Correct test predictions per model, (M,) on the device — no host synchronisation."""
     correct = None
     for start in range(0, test_x.shape[0], chunk):
-        x = test_x[start:start + chunk].to(device, dtype, non_blocking=True)
-        y = test_y[start:start + chunk].to(device, non_blocking=True)
-        hits = (forward(params, x).argmax(-1) == y[:, None]).sum(0)      # logits (B, M, K)
+        x = test_x[start : start + chunk].to(device, dtype, non_blocking=True)
+        y = test_y[start : start + chunk].to(device, non_blocking=True)
+        hits = (forward(params, x).argmax(-1) == y[:, None]).sum(0)  # logits (B, M, K)
         correct = hits if correct is None else correct + hits
     return correct
 
@@ -306,18 +320,35 @@ class EvalProtocol:
         and seed, the inner loop's learning rate, batch size (``distill_batch``), network
         (``eval_arch``; the ConvNet's width and depth) and augmentation, on its device;
         ``changes`` override any of them."""
-        protocol = cls(num_models=config.eval_models, steps=tuple(config.eval_steps),
-                       lr=config.inner_lr, batch_size=config.distill_batch, width=config.width,
-                       depth=config.depth, augment=config.augment, seed=config.seed,
-                       device=config.device, arch=config.eval_arch)
+        protocol = cls(
+            num_models=config.eval_models,
+            steps=tuple(config.eval_steps),
+            lr=config.inner_lr,
+            batch_size=config.distill_batch,
+            width=config.width,
+            depth=config.depth,
+            augment=config.augment,
+            seed=config.seed,
+            device=config.device,
+            arch=config.eval_arch,
+        )
         return protocol.replace(**changes)
 
     def replace(self, **changes) -> EvalProtocol:
         return dataclasses.replace(self, **changes)
 
-    def run(self, images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor,
-            test_y: torch.Tensor, *, progress: bool = False, num_classes: int | None = None,
-            test_batch_size: int = 1024, sequential: bool = False) -> EvalResult:
+    def run(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        test_x: torch.Tensor,
+        test_y: torch.Tensor,
+        *,
+        progress: bool = False,
+        num_classes: int | None = None,
+        test_batch_size: int = 1024,
+        sequential: bool = False,
+    ) -> EvalResult:
         """Train the models on (``images``, ``labels``) and test them on (``test_x``, ``test_y``).
 
         images: (N, c, h, w) float, preprocessed like ``test_x``. labels: soft (N, K) float or
@@ -326,39 +357,84 @@ class EvalProtocol:
         ``sequential=True`` trains the same models (same streams) one after another — the
         reference for tests and benchmarks. Returns an :class:`EvalResult` with accuracy
         (num_models, len(steps)) in percent."""
-        return _train_and_test(images, labels, test_x, test_y, self, progress=progress,
-                               num_classes=num_classes, test_batch_size=test_batch_size,
-                               sequential=sequential)[0]
+        return _train_and_test(
+            images,
+            labels,
+            test_x,
+            test_y,
+            self,
+            progress=progress,
+            num_classes=num_classes,
+            test_batch_size=test_batch_size,
+            sequential=sequential,
+        )[0]
 
 
-def train_and_test(images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                   *, num_models: int = 8, steps: Sequence[int] = DEFAULT_STEPS, lr: float = 1e-3,
-                   batch_size: int | None = None, width: int = 128, depth: int | None = None,
-                   augment: bool = True, seed: int = 0, device: str | torch.device = "cpu",
-                   progress: bool = False, num_classes: int | None = None,
-                   test_batch_size: int = 1024, sequential: bool = False,
-                   arch: str = "convnet") -> EvalResult:
+def train_and_test(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    num_models: int = 8,
+    steps: Sequence[int] = DEFAULT_STEPS,
+    lr: float = 1e-3,
+    batch_size: int | None = None,
+    width: int = 128,
+    depth: int | None = None,
+    augment: bool = True,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    num_classes: int | None = None,
+    test_batch_size: int = 1024,
+    sequential: bool = False,
+    arch: str = "convnet",
+) -> EvalResult:
     """:meth:`EvalProtocol.run` with the protocol's settings as keywords, for real data and
     scripts: ``batch_size=None`` here means all N images if N ≤ 256, else 256 (≥ N: all N)."""
-    if batch_size is None and torch.is_tensor(images) and images.dim() == 4 and \
-            images.shape[0] > DEFAULT_BATCH_SIZE:
+    if batch_size is None and torch.is_tensor(images) and images.dim() == 4 and images.shape[0] > DEFAULT_BATCH_SIZE:
         batch_size = DEFAULT_BATCH_SIZE
-    protocol = EvalProtocol(num_models=num_models, steps=steps, lr=lr, batch_size=batch_size,
-                            width=width, depth=depth, augment=augment, seed=seed, device=device,
-                            arch=arch)
-    return protocol.run(images, labels, test_x, test_y, progress=progress, num_classes=num_classes,
-                        test_batch_size=test_batch_size, sequential=sequential)
+    protocol = EvalProtocol(
+        num_models=num_models,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        width=width,
+        depth=depth,
+        augment=augment,
+        seed=seed,
+        device=device,
+        arch=arch,
+    )
+    return protocol.run(
+        images,
+        labels,
+        test_x,
+        test_y,
+        progress=progress,
+        num_classes=num_classes,
+        test_batch_size=test_batch_size,
+        sequential=sequential,
+    )
 
 
-def across_architectures(images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor,
-                         test_y: torch.Tensor, protocol: EvalProtocol, archs: Sequence[str], *,
-                         progress: bool = False) -> tuple[dict[str, EvalResult], dict[str, str]]:
+def across_architectures(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    protocol: EvalProtocol,
+    archs: Sequence[str],
+    *,
+    progress: bool = False,
+) -> tuple[dict[str, EvalResult], dict[str, str]]:
     """Cross-architecture evaluation: ``protocol`` once per architecture in ``archs`` (its
     ``arch`` replaced), the same seeds and steps for each. Returns ``(results, skipped)``:
     ``{arch: EvalResult}`` for those that take these images, ``{arch: why not}`` for the others
     (e.g. ResNet-18 on 8×8 digits), so a notebook can show both."""
     results, skipped = {}, {}
-    for arch in archs:          # a handful of architectures, each one batched run of all models
+    for arch in archs:  # a handful of architectures, each one batched run of all models
         try:
             check_image_size(arch, int(images.shape[-1]))
         except ValueError as error:
@@ -368,12 +444,21 @@ def across_architectures(images: torch.Tensor, labels: torch.Tensor, test_x: tor
     return results, skipped
 
 
-def _train_and_test(images, labels, test_x, test_y, protocol: EvalProtocol, *, progress=False,
-                    num_classes=None, test_batch_size=1024, sequential=False):
+def _train_and_test(
+    images,
+    labels,
+    test_x,
+    test_y,
+    protocol: EvalProtocol,
+    *,
+    progress=False,
+    num_classes=None,
+    test_batch_size=1024,
+    sequential=False,
+):
     """:meth:`EvalProtocol.run`, also returning the trained parameters stacked (M, ...) (for tests)."""
     p = protocol
-    k, steps = _check_inputs(images, labels, test_x, test_y, p.steps, p.num_models, p.lr, p.batch_size,
-                             num_classes)
+    k, steps = _check_inputs(images, labels, test_x, test_y, p.steps, p.num_models, p.lr, p.batch_size, num_classes)
     if not isinstance(p.first_model, int) or p.first_model < 0:
         raise ValueError(f"first_model must be an integer ≥ 0; got {p.first_model}")
     device = resolve_device(p.device)
@@ -381,11 +466,22 @@ def _train_and_test(images, labels, test_x, test_y, protocol: EvalProtocol, *, p
     n, c, h, _ = images.shape
     batch = min(p.batch_size or n, n)
     total = steps[-1]
-    settings = dict(lr=p.lr, batch_size=batch, width=p.width, depth=p.depth, augment=p.augment,
-                    seed=p.seed, first_model=p.first_model, num_images=n, num_classes=k,
-                    label_kind="soft" if labels.dim() == 2 else "hard",
-                    dtype=str(dtype).replace("torch.", ""), device=str(device),
-                    mode="sequential" if sequential else "batched", arch=p.arch)
+    settings = dict(
+        lr=p.lr,
+        batch_size=batch,
+        width=p.width,
+        depth=p.depth,
+        augment=p.augment,
+        seed=p.seed,
+        first_model=p.first_model,
+        num_images=n,
+        num_classes=k,
+        label_kind="soft" if labels.dim() == 2 else "hard",
+        dtype=str(dtype).replace("torch.", ""),
+        device=str(device),
+        mode="sequential" if sequential else "batched",
+        arch=p.arch,
+    )
 
     net = build(p.arch, c, k, h, width=p.width, depth=p.depth).to(device=device, dtype=dtype)
     settings["width"], settings["depth"] = net.width, getattr(net, "depth", None)
@@ -400,12 +496,12 @@ def _train_and_test(images, labels, test_x, test_y, protocol: EvalProtocol, *, p
     sync()
     start_time = time.perf_counter()
     train = _train_sequential if sequential else _train_batched
-    accuracy, final = train(net, *streams, x_all, y_all, test_x, test_y, steps, p.lr, chunk, device,
-                            dtype, progress)
-    accuracy = accuracy.cpu()     # the one host synchronisation
+    accuracy, final = train(net, *streams, x_all, y_all, test_x, test_y, steps, p.lr, chunk, device, dtype, progress)
+    accuracy = accuracy.cpu()  # the one host synchronisation
     wall = time.perf_counter() - start_time
-    return EvalResult(steps=steps, accuracy=accuracy, num_models=p.num_models, wall_time_s=wall,
-                      settings=settings), final
+    return EvalResult(
+        steps=steps, accuracy=accuracy, num_models=p.num_models, wall_time_s=wall, settings=settings
+    ), final
 
 
 def _model_streams(net, protocol: EvalProtocol, n: int, batch: int, total: int, device, dtype):
@@ -415,7 +511,7 @@ def _model_streams(net, protocol: EvalProtocol, n: int, batch: int, total: int, 
     inits, orders, rot_ops, values = [], [], [], []
     seed = protocol.seed
     first = protocol.first_model
-    for m in range(first, first + protocol.num_models):   # setup only: a few vectorised draws per model
+    for m in range(first, first + protocol.num_models):  # setup only: a few vectorised draws per model
         inits.append(init_parameters(net, _generator(seed, m, "init"), device))
         if batch < n:
             orders.append(_batch_order(n, batch, total, _generator(seed, m, "order")))
@@ -431,21 +527,23 @@ def _adam(params, lr: float, net) -> torch.optim.Adam:
     # The cross-architecture networks have ~10M parameters a model, where the per-tensor Adam is a
     # large share of a CPU step and the fused kernel (the same update) is several times faster;
     # the ConvNet keeps the per-tensor Adam, so its evaluations stay bit-for-bit what they were.
-    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0,
-                            fused=None if isinstance(net, ConvNet) else True)
+    return torch.optim.Adam(
+        params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0, fused=None if isinstance(net, ConvNet) else True
+    )
 
 
-def _train_batched(net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y, steps, lr, chunk,
-                   device, dtype, progress):
+def _train_batched(
+    net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y, steps, lr, chunk, device, dtype, progress
+):
     num_models, n = len(inits), x_all.shape[0]
     params = {name: torch.stack([p[name] for p in inits]).requires_grad_() for name in inits[0]}
     optimizer = _adam(list(params.values()), lr, net)
     # Schedules laid out (step, image, model) so that one step's slice is already in the
     # (B, M·c, h, w) layout of grouped_forward: no transposes in the loop.
-    order = torch.stack(orders, -1).to(device) if orders else None               # (T, B, M)
-    rot_op = torch.stack(rot_ops, -1).to(device) if rot_ops else None            # (T, M)
-    value = torch.stack(values, -1).to(device) if values else None               # (T, B, M)
-    if order is None:                                      # every step sees all N images
+    order = torch.stack(orders, -1).to(device) if orders else None  # (T, B, M)
+    rot_op = torch.stack(rot_ops, -1).to(device) if rot_ops else None  # (T, M)
+    value = torch.stack(values, -1).to(device) if values else None  # (T, B, M)
+    if order is None:  # every step sees all N images
         all_idx = torch.arange(n, device=device)[:, None].expand(n, num_models)
     c, hw = x_all.shape[1], x_all.shape[2:]
     soft = y_all.is_floating_point()
@@ -454,14 +552,15 @@ def _train_batched(net, inits, orders, rot_ops, values, x_all, y_all, test_x, te
     total, record = steps[-1], {s: j for j, s in enumerate(steps)}
     bar = _progress_bar(total, progress, f"evaluating {num_models} {_name(net)}models (batched)")
     for t in range(total):
-        idx = order[t] if order is not None else all_idx                    # (B, M)
+        idx = order[t] if order is not None else all_idx  # (B, M)
         b = idx.shape[0]
-        xb, yb = x_all[idx], y_all[idx]                                      # (B, M, c, h, w), (B, M[, K])
+        xb, yb = x_all[idx], y_all[idx]  # (B, M, c, h, w), (B, M[, K])
         if rot_op is not None:
-            flat = batched_flip_rotate(xb.reshape(b * num_models, c, *hw),
-                                       rot_op[t].expand(b, num_models).reshape(-1), value[t].reshape(-1))
+            flat = batched_flip_rotate(
+                xb.reshape(b * num_models, c, *hw), rot_op[t].expand(b, num_models).reshape(-1), value[t].reshape(-1)
+            )
             xb = flat.view(b, num_models, c, *hw)
-        logits = grouped_forward(net, params, xb.reshape(b, num_models * c, *hw))   # (B, M, K)
+        logits = grouped_forward(net, params, xb.reshape(b, num_models * c, *hw))  # (B, M, K)
         # Σ_m mean_b loss: each model's gradient is exactly its own.
         if soft:
             loss = -(yb * F.log_softmax(logits, dim=-1)).sum() / b
@@ -480,21 +579,22 @@ def _train_batched(net, inits, orders, rot_ops, values, x_all, y_all, test_x, te
     return correct.double() * (100.0 / test_y.shape[0]), final
 
 
-def _train_sequential(net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y, steps, lr, chunk,
-                      device, dtype, progress) -> torch.Tensor:
+def _train_sequential(
+    net, inits, orders, rot_ops, values, x_all, y_all, test_x, test_y, steps, lr, chunk, device, dtype, progress
+) -> torch.Tensor:
     """The same models, same streams, trained one after another with the plain single-model code."""
     num_models = len(inits)
     total, record = steps[-1], {s: j for j, s in enumerate(steps)}
     correct = torch.zeros(num_models, len(steps), dtype=torch.long, device=device)
     logits_of = lambda p, x: functional_call(net, p, (x,))  # noqa: E731
-    test_logits = lambda p, x: logits_of(p, x)[:, None]     # noqa: E731  (B, 1, K) for _count_correct
+    test_logits = lambda p, x: logits_of(p, x)[:, None]  # noqa: E731  (B, 1, K) for _count_correct
     bar = _progress_bar(total * num_models, progress, f"evaluating {num_models} {_name(net)}models (sequential)")
     finals = []
     for m in range(num_models):
         params = {name: p.clone().requires_grad_() for name, p in inits[m].items()}
         optimizer = _adam(list(params.values()), lr, net)
         order = orders[m].to(device) if orders else None
-        ops = rot_ops[m].tolist() if rot_ops else None         # CPU schedule: no device sync
+        ops = rot_ops[m].tolist() if rot_ops else None  # CPU schedule: no device sync
         value = values[m].to(device) if values else None
         for t in range(total):
             if order is not None:
@@ -510,8 +610,9 @@ def _train_sequential(net, inits, orders, rot_ops, values, x_all, y_all, test_x,
             optimizer.step()
             if t + 1 in record:
                 detached = {name: p.detach() for name, p in params.items()}
-                correct[m, record[t + 1]] = _count_correct(test_logits, detached, test_x, test_y,
-                                                           chunk * num_models, device, dtype)[0]
+                correct[m, record[t + 1]] = _count_correct(
+                    test_logits, detached, test_x, test_y, chunk * num_models, device, dtype
+                )[0]
             bar.update(1)
         finals.append({name: p.detach() for name, p in params.items()})
     bar.close()
@@ -526,14 +627,17 @@ def _name(net) -> str:
 
 def _progress_bar(total: int, enabled: bool, desc: str):
     if not enabled:
+
         class _Null:
             def update(self, _):
                 pass
 
             def close(self):
                 pass
+
         return _Null()
     from tqdm.auto import tqdm
+
     return tqdm(total=total, desc=desc, unit="step")
 
 
@@ -555,36 +659,49 @@ def random_real_subset(ds, images_per_class: int, seed: int) -> tuple[torch.Tens
     short = (counts < images_per_class).nonzero().flatten()
     if short.numel():
         c = int(short[0])
-        raise ValueError(f"class {c} ({ds.class_names[c]!r}) has only {int(counts[c])} training images, "
-                         f"fewer than images_per_class={images_per_class}; lower it")
+        raise ValueError(
+            f"class {c} ({ds.class_names[c]!r}) has only {int(counts[c])} training images, "
+            f"fewer than images_per_class={images_per_class}; lower it"
+        )
     generator = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(y.shape[0], generator=generator)
-    by_class = perm[torch.argsort(y[perm], stable=True)]          # random order within each class
+    by_class = perm[torch.argsort(y[perm], stable=True)]  # random order within each class
     class_start = torch.cumsum(counts, 0) - counts
     rank = torch.arange(y.shape[0]) - class_start[y[by_class]]
     chosen = by_class[rank < images_per_class]
     return ds.x_train[chosen], y[chosen]
 
 
-def real_subset_reference(ds, preprocess: Callable[[torch.Tensor], torch.Tensor], images_per_class: int,
-                          protocol: EvalProtocol, *, subset_seed: int = 0) -> EvalResult:
+def real_subset_reference(
+    ds,
+    preprocess: Callable[[torch.Tensor], torch.Tensor],
+    images_per_class: int,
+    protocol: EvalProtocol,
+    *,
+    subset_seed: int = 0,
+) -> EvalResult:
     """The "random real k IPC" row: ``protocol`` run on a random stratified real subset (hard
     labels). A protocol without a batch size trains on all of the subset in every step."""
     x, y = random_real_subset(ds, images_per_class, subset_seed)
     result = protocol.run(preprocess(x), y, preprocess(ds.x_test), ds.y_test, num_classes=ds.num_classes)
-    result.settings.update(reference=f"random real {images_per_class} IPC", subset_seed=subset_seed,
-                           data_source=getattr(ds, "source", "full"))
+    result.settings.update(
+        reference=f"random real {images_per_class} IPC",
+        subset_seed=subset_seed,
+        data_source=getattr(ds, "source", "full"),
+    )
     return result
 
 
-def full_dataset_reference(ds, preprocess: Callable[[torch.Tensor], torch.Tensor],
-                           protocol: EvalProtocol) -> EvalResult:
+def full_dataset_reference(
+    ds, preprocess: Callable[[torch.Tensor], torch.Tensor], protocol: EvalProtocol
+) -> EvalResult:
     """The "full dataset" row: ``protocol`` run on all real training images with hard labels.
 
     The paper trains far longer for this row; callers choose the protocol's ``num_models``,
     ``steps`` and ``batch_size`` to fit their budget, and the settings travel with the result.
     """
-    result = protocol.run(preprocess(ds.x_train), ds.y_train, preprocess(ds.x_test), ds.y_test,
-                          num_classes=ds.num_classes)
+    result = protocol.run(
+        preprocess(ds.x_train), ds.y_train, preprocess(ds.x_test), ds.y_test, num_classes=ds.num_classes
+    )
     result.settings.update(reference="full training set", data_source=getattr(ds, "source", "full"))
     return result

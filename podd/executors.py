@@ -57,7 +57,7 @@ class InlineExecutor:
         future: concurrent.futures.Future = concurrent.futures.Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except Exception as error:      # noqa: BLE001 - handed to the caller by .result()
+        except Exception as error:  # noqa: BLE001 - handed to the caller by .result()
             future.set_exception(error)
         return future
 
@@ -77,8 +77,7 @@ def _init_worker(threads: int) -> None:
 
     torch.set_num_threads(threads)
     parent = os.getppid()
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True,
-                     name="podd-parent-watch").start()
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True, name="podd-parent-watch").start()
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -98,8 +97,8 @@ class PoolExecutor:
 
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.pool = concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-            initargs=(threads,))
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+        )
 
     def submit(self, fn: Callable, *args, **kwargs) -> concurrent.futures.Future:
         return self.pool.submit(fn, *args, **kwargs)
@@ -123,10 +122,12 @@ class SubmititExecutor:
         try:
             self.executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
         except RuntimeError as error:
-            raise RuntimeError(f"executor {kind!r}: {error} Submit from a Slurm login node "
-                               f"(sbatch and srun on PATH); executor='submitit-local' runs the "
-                               f"same submitit path on this machine") from None
-        self.folder = os.path.abspath(folder)     # where submitit keeps each job's files
+            raise RuntimeError(
+                f"executor {kind!r}: {error} Submit from a Slurm login node "
+                f"(sbatch and srun on PATH); executor='submitit-local' runs the "
+                f"same submitit path on this machine"
+            ) from None
+        self.folder = os.path.abspath(folder)  # where submitit keeps each job's files
         self.parameters = slurm_parameters(**options)
         self.name = name
         self.executor.update_parameters(name=name, **self.parameters)
@@ -140,23 +141,24 @@ class SubmititExecutor:
         Slurm executor for the text it writes at submission (``_make_submission_file_text``):
         the same function, so the same script, checked by the tests against a captured one."""
         if self.kind != "slurm":
-            raise ValueError(f"executor {self.kind!r} writes no sbatch script: a dry run is for "
-                             f"executor 'slurm'")
-        slurm = self.executor._executor        # the submitit.SlurmExecutor AutoExecutor wraps
+            raise ValueError(f"executor {self.kind!r} writes no sbatch script: a dry run is for executor 'slurm'")
+        slurm = self.executor._executor  # the submitit.SlurmExecutor AutoExecutor wraps
         return slurm._make_submission_file_text(slurm._submitit_command_str, "dry-run")
 
     def submit_as(self, name: str, fn: Callable, *args, **kwargs):
         """``submit`` under the job name ``name`` (a sweep names each job after its cell)."""
         self.executor.update_parameters(name=name)
-        return self.executor.submit(fn, *args, **kwargs)   # a submitit Job: .result(), .done()
+        return self.executor.submit(fn, *args, **kwargs)  # a submitit Job: .result(), .done()
 
 
 def slurm_parameters(**options) -> dict[str, Any]:
     """submitit parameters from podd's option names (arguments win over ``PODD_SLURM_*``)."""
     unknown = sorted(set(options) - set(SLURM_OPTIONS) - {"extra"})
     if unknown:
-        raise ValueError(f"unknown Slurm setting(s) {unknown}; podd knows {sorted(SLURM_OPTIONS)} "
-                         f"(anything else: extra={{'slurm_<name>': value}}, passed to submitit)")
+        raise ValueError(
+            f"unknown Slurm setting(s) {unknown}; podd knows {sorted(SLURM_OPTIONS)} "
+            f"(anything else: extra={{'slurm_<name>': value}}, passed to submitit)"
+        )
     parameters: dict[str, Any] = {}
     for name, (variable, kind, key) in SLURM_OPTIONS.items():
         value = options.get(name)
@@ -164,8 +166,9 @@ def slurm_parameters(**options) -> dict[str, Any]:
             try:
                 value = kind(os.environ[variable])
             except ValueError:
-                raise ValueError(f"{variable}={os.environ[variable]!r}: must be "
-                                 f"{'a whole number' if kind is int else 'a number'}") from None
+                raise ValueError(
+                    f"{variable}={os.environ[variable]!r}: must be {'a whole number' if kind is int else 'a number'}"
+                ) from None
         if value is not None:
             parameters[key] = value
     parameters.update(options.get("extra") or {})
@@ -187,8 +190,9 @@ def rank_parameters(nodes: int = 1, tasks_per_node: int = 1) -> dict[str, int]:
     return {"nodes": nodes, "tasks_per_node": tasks_per_node}
 
 
-def make_executor(kind: str = "local", *, workers: int = 1, threads: int | None = None,
-                  folder: str | None = None, **slurm_options):
+def make_executor(
+    kind: str = "local", *, workers: int = 1, threads: int | None = None, folder: str | None = None, **slurm_options
+):
     """An executor of ``kind`` (see the module's doc): ``submit(fn, *args, **kwargs)`` → future."""
     if kind not in KINDS:
         raise ValueError(f"executor {kind!r}: choose one of {', '.join(KINDS)}")

@@ -45,8 +45,7 @@ DEFAULT_FIGURES_DIR = Path("runs") / "figures"
 BUILD_COMMIT_ENV = "PODD_BUILD_COMMIT"
 
 #: Colours used for the same meaning in every figure.
-COLORS = {"podd": "#0072B2", "baseline": "#D55E00", "reported": "#555555", "real": "#009E73",
-          "highlight": "#CC79A7"}
+COLORS = {"podd": "#0072B2", "baseline": "#D55E00", "reported": "#555555", "real": "#009E73", "highlight": "#CC79A7"}
 
 _STYLE_RC = {
     "figure.dpi": 110,
@@ -58,8 +57,8 @@ _STYLE_RC = {
     "legend.frameon": False,
     "xtick.labelsize": 9,
     "ytick.labelsize": 9,
-    "image.interpolation": "nearest",   # posters are pixels: never blur them
-    "pdf.fonttype": 42,                 # editable text in the PDFs
+    "image.interpolation": "nearest",  # posters are pixels: never blur them
+    "pdf.fonttype": 42,  # editable text in the PDFs
 }
 
 
@@ -90,30 +89,43 @@ def figures_dir(directory: str | os.PathLike | None = None) -> Path:
 
 def _check_name(name: str) -> str:
     if not name or any(ch in name for ch in "/\\") or name.startswith("."):
-        raise ValueError(f"figure/table name {name!r} must be a plain file stem such as "
-                         f"'table2_cifar10' (no folders, no leading dot)")
+        raise ValueError(
+            f"figure/table name {name!r} must be a plain file stem such as "
+            f"'table2_cifar10' (no folders, no leading dot)"
+        )
     return name
 
 
-def make_sidecar(*, dataset: str, data_source: str, profile: str,
-                 hyperparameters: Mapping[str, Any] | None = None,
-                 seeds: Sequence[int] | int | None = None, wall_time_s: float | None = None,
-                 device: str | None = None, **extra: Any) -> dict[str, Any]:
+def make_sidecar(
+    *,
+    dataset: str,
+    data_source: str,
+    profile: str,
+    hyperparameters: Mapping[str, Any] | None = None,
+    seeds: Sequence[int] | int | None = None,
+    wall_time_s: float | None = None,
+    device: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """A provenance record for a figure or table (checks ``data_source`` — it must be honest).
 
     ``data_source`` is the dataset's ``source`` ('full' | 'subset' | 'stand-in'), or 'none' for
     figures computed from geometry alone (poster sizes, traversals) that use no data at all.
     """
     if data_source not in ("full", "subset", "stand-in", "none"):
-        raise ValueError(f"data_source {data_source!r} must be 'full', 'subset', 'stand-in' "
-                         f"or 'none' (no data used)")
+        raise ValueError(f"data_source {data_source!r} must be 'full', 'subset', 'stand-in' or 'none' (no data used)")
     if isinstance(seeds, int):
         seeds = [seeds]
-    return provenance(dataset=dataset, data_source=data_source, profile=profile,
-                      hyperparameters=dict(hyperparameters or {}),
-                      seeds=list(seeds) if seeds is not None else [],
-                      wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 3),
-                      device=device, **extra)
+    return provenance(
+        dataset=dataset,
+        data_source=data_source,
+        profile=profile,
+        hyperparameters=dict(hyperparameters or {}),
+        seeds=list(seeds) if seeds is not None else [],
+        wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 3),
+        device=device,
+        **extra,
+    )
 
 
 _REQUIRED_SIDECAR_KEYS = ("dataset", "data_source", "profile")
@@ -122,10 +134,12 @@ _REQUIRED_SIDECAR_KEYS = ("dataset", "data_source", "profile")
 def _check_sidecar(sidecar: Mapping[str, Any]) -> dict[str, Any]:
     missing = [k for k in _REQUIRED_SIDECAR_KEYS if k not in sidecar]
     if missing:
-        raise ValueError(f"sidecar lacks {missing}; build it with podd.figures.make_sidecar(...) "
-                         f"or podd.provenance.provenance(dataset=..., data_source=..., profile=...)")
+        raise ValueError(
+            f"sidecar lacks {missing}; build it with podd.figures.make_sidecar(...) "
+            f"or podd.provenance.provenance(dataset=..., data_source=..., profile=...)"
+        )
     record = dict(sidecar)
-    if "git_commit" not in record:   # a bare dict: add the environment facts
+    if "git_commit" not in record:  # a bare dict: add the environment facts
         record = provenance(**record)
     if os.environ.get(BUILD_COMMIT_ENV):
         # `make figures` records the commit the build started from: the figures it writes are
@@ -141,9 +155,13 @@ def _report(paths: Mapping[str, Path], verbose: bool) -> None:
         print(f"saved {first.parent.name}/{first.stem} ({kinds}) with provenance {first.stem}.json")
 
 
-def save_figure(fig: matplotlib.figure.Figure, name: str, sidecar: Mapping[str, Any],
-                directory: str | os.PathLike | None = None, verbose: bool = True
-                ) -> dict[str, Path]:
+def save_figure(
+    fig: matplotlib.figure.Figure,
+    name: str,
+    sidecar: Mapping[str, Any],
+    directory: str | os.PathLike | None = None,
+    verbose: bool = True,
+) -> dict[str, Path]:
     """Write ``name.png``, ``name.pdf`` and ``name.json`` (the provenance sidecar); return the paths.
 
     The PDF carries no creation date, so regenerating an unchanged figure gives the same file.
@@ -152,8 +170,10 @@ def save_figure(fig: matplotlib.figure.Figure, name: str, sidecar: Mapping[str, 
     out = figures_dir(directory)
     record = _check_sidecar(sidecar)
     paths = {"png": out / f"{name}.png", "pdf": out / f"{name}.pdf", "json": out / f"{name}.json"}
-    for kind, metadata in (("png", {"Software": None}),
-                           ("pdf", {"CreationDate": None, "ModDate": None, "Producer": None})):
+    for kind, metadata in (
+        ("png", {"Software": None}),
+        ("pdf", {"CreationDate": None, "ModDate": None, "Producer": None}),
+    ):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=kind, metadata=metadata)
         podd_io.write_bytes(paths[kind], buffer.getvalue())
@@ -175,16 +195,20 @@ def to_markdown(df: pd.DataFrame, index: bool = False) -> str:
     frame = df.reset_index() if index else df
     header = [str(c) for c in frame.columns]
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(_markdown_cell(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 
-def save_table(df: pd.DataFrame, name: str, sidecar: Mapping[str, Any],
-               directory: str | os.PathLike | None = None, caption: str | None = None,
-               verbose: bool = True) -> dict[str, Path]:
+def save_table(
+    df: pd.DataFrame,
+    name: str,
+    sidecar: Mapping[str, Any],
+    directory: str | os.PathLike | None = None,
+    caption: str | None = None,
+    verbose: bool = True,
+) -> dict[str, Path]:
     """Write ``name.csv``, ``name.md`` and ``name.json`` (the provenance sidecar); return the paths."""
     name = _check_name(name)
     if not isinstance(df, pd.DataFrame):
@@ -196,18 +220,26 @@ def save_table(df: pd.DataFrame, name: str, sidecar: Mapping[str, Any],
     markdown = to_markdown(df)
     if caption:
         markdown = f"{caption}\n\n{markdown}"
-    markdown += (f"\n<sub>dataset: {record['dataset']} ({record['data_source']}), profile: "
-                 f"{record['profile']}, commit: {record.get('git_commit', 'unknown')}; "
-                 f"full provenance in {name}.json</sub>\n")
+    markdown += (
+        f"\n<sub>dataset: {record['dataset']} ({record['data_source']}), profile: "
+        f"{record['profile']}, commit: {record.get('git_commit', 'unknown')}; "
+        f"full provenance in {name}.json</sub>\n"
+    )
     podd_io.write_text(paths["md"], markdown)
-    record.update(kind="table", name=name, files=[p.name for p in paths.values()],
-                  columns=[str(c) for c in df.columns], rows=int(len(df)))
+    record.update(
+        kind="table",
+        name=name,
+        files=[p.name for p in paths.values()],
+        columns=[str(c) for c in df.columns],
+        rows=int(len(df)),
+    )
     podd_io.write_json(paths["json"], record)
     _report(paths, verbose)
     return paths
 
 
 # --------------------------------------------------------------------------- plotting helpers
+
 
 def show_image(ax, image: np.ndarray, title: str | None = None) -> None:
     """Show a uint8 (H, W, c) or (H, W) image pixel-exactly, without ticks."""
@@ -222,15 +254,19 @@ def show_image(ax, image: np.ndarray, title: str | None = None) -> None:
         ax.set_title(title)
 
 
-def patch_gallery(images: np.ndarray, titles: Sequence[str] | None = None, ncols: int = 10,
-                  size: float = 1.35, suptitle: str | None = None):
+def patch_gallery(
+    images: np.ndarray,
+    titles: Sequence[str] | None = None,
+    ncols: int = 10,
+    size: float = 1.35,
+    suptitle: str | None = None,
+):
     """A grid of small images (uint8, (N, H, W, c)); returns the figure."""
     images = np.asarray(images)
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i < n:
             show_image(ax, images[i], titles[i] if titles is not None else None)
@@ -243,8 +279,9 @@ def patch_gallery(images: np.ndarray, titles: Sequence[str] | None = None, ncols
     return fig
 
 
-def annotate_class_areas(ax, class_order, size: tuple[int, int], class_names: Sequence[str],
-                         fontsize: float = 8) -> None:
+def annotate_class_areas(
+    ax, class_order, size: tuple[int, int], class_names: Sequence[str], fontsize: float = 8
+) -> None:
     """Write each class's name at the centre of its area on a poster shown in ``ax``.
 
     ``class_order`` is the ``(rows, cols)`` class grid (−1 empty), ``size`` the poster ``(H, W)``;
@@ -253,28 +290,34 @@ def annotate_class_areas(ax, class_order, size: tuple[int, int], class_names: Se
     order = np.asarray(class_order)
     rows, cols = order.shape
     H, W = size
-    if rows * cols > 60:     # too many to read on one poster: the class grid says it better
+    if rows * cols > 60:  # too many to read on one poster: the class grid says it better
         return
     for r in range(rows):
         for q in range(cols):
             k = int(order[r, q])
             if k >= 0:
-                ax.text((q + 0.5) * W / cols - 0.5, (r + 0.5) * H / rows - 0.5,
-                        str(class_names[k]), ha="center", va="center", fontsize=fontsize,
-                        bbox={"facecolor": "white", "alpha": 0.75, "pad": 1.5, "linewidth": 0})
+                ax.text(
+                    (q + 0.5) * W / cols - 0.5,
+                    (r + 0.5) * H / rows - 0.5,
+                    str(class_names[k]),
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    bbox={"facecolor": "white", "alpha": 0.75, "pad": 1.5, "linewidth": 0},
+                )
 
 
-def plot_label_matrix(ax, labels, class_names: Sequence[str], title: str | None = None,
-                      max_patches: int | None = None) -> None:
+def plot_label_matrix(
+    ax, labels, class_names: Sequence[str], title: str | None = None, max_patches: int | None = None
+) -> None:
     """Soft labels (N patches × K classes) as a heat map: which class each patch teaches."""
     labels = np.asarray(labels, dtype=float)
     if max_patches is not None:
         labels = labels[:max_patches]
-    image = ax.imshow(labels.T, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0,
-                      interpolation="nearest")
+    image = ax.imshow(labels.T, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xlabel("patch index (row-major over the poster)")
     ax.set_ylabel("class")
-    if len(class_names) <= 30:   # beyond that, names would overlap: keep index ticks
+    if len(class_names) <= 30:  # beyond that, names would overlap: keep index ticks
         ax.set_yticks(range(len(class_names)))
         ax.set_yticklabels(class_names, fontsize=7)
     else:
@@ -289,13 +332,19 @@ def plot_class_map(ax, class_map, class_names: Sequence[str], title: str | None 
     """The up-sampled class order (H × W class indices, −1 empty) with class names at cell centres."""
     cmap_values = np.asarray(class_map)
     masked = np.ma.masked_less(cmap_values, 0)
-    ax.imshow(masked, cmap="tab20", interpolation="nearest",
-              vmin=0, vmax=max(len(class_names) - 1, 1))
+    ax.imshow(masked, cmap="tab20", interpolation="nearest", vmin=0, vmax=max(len(class_names) - 1, 1))
     for k, name in enumerate(class_names if len(class_names) <= 40 else []):
         ys, xs = np.nonzero(cmap_values == k)
         if len(ys):
-            ax.text(xs.mean(), ys.mean(), name, ha="center", va="center", fontsize=7,
-                    bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "linewidth": 0})
+            ax.text(
+                xs.mean(),
+                ys.mean(),
+                name,
+                ha="center",
+                va="center",
+                fontsize=7,
+                bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "linewidth": 0},
+            )
     ax.set_xlabel("poster x (pixels)")
     ax.set_ylabel("poster y (pixels)")
     ax.grid(False)
@@ -303,27 +352,48 @@ def plot_class_map(ax, class_map, class_names: Sequence[str], title: str | None 
         ax.set_title(title)
 
 
-def plot_accuracy_vs(ax, df: pd.DataFrame, x: str, *, label: str, color: str | None = None,
-                     mean: str = "accuracy", std: str | None = "std", marker: str = "o") -> None:
+def plot_accuracy_vs(
+    ax,
+    df: pd.DataFrame,
+    x: str,
+    *,
+    label: str,
+    color: str | None = None,
+    mean: str = "accuracy",
+    std: str | None = "std",
+    marker: str = "o",
+) -> None:
     """A measured accuracy curve with ± std error bars (one row of ``df`` per point)."""
     frame = df.sort_values(x)
-    ax.errorbar(frame[x], frame[mean], yerr=None if std is None else frame[std], label=label,
-                color=color, marker=marker, capsize=3, linewidth=1.5)
+    ax.errorbar(
+        frame[x],
+        frame[mean],
+        yerr=None if std is None else frame[std],
+        label=label,
+        color=color,
+        marker=marker,
+        capsize=3,
+        linewidth=1.5,
+    )
 
 
-def plot_reference_line(ax, value: float | None, label: str, color: str | None = None,
-                        linestyle: str = "--") -> None:
+def plot_reference_line(ax, value: float | None, label: str, color: str | None = None, linestyle: str = "--") -> None:
     """A horizontal reference (e.g. the baseline at 1 IPC); nothing when ``value`` is missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return
-    ax.axhline(value, color=color or COLORS["reported"], linestyle=linestyle, linewidth=1.2,
-               label=label)
+    ax.axhline(value, color=color or COLORS["reported"], linestyle=linestyle, linewidth=1.2, label=label)
 
 
-def plot_score_vs_accuracy(ax, scores: Iterable[float], accuracies: Iterable[float],
-                           stds: Iterable[float] | None = None, *, r: float | None = None,
-                           highlight: tuple[float, float, str] | None = None,
-                           also: Sequence[tuple[float, float, str]] = ()) -> None:
+def plot_score_vs_accuracy(
+    ax,
+    scores: Iterable[float],
+    accuracies: Iterable[float],
+    stds: Iterable[float] | None = None,
+    *,
+    r: float | None = None,
+    highlight: tuple[float, float, str] | None = None,
+    also: Sequence[tuple[float, float, str]] = (),
+) -> None:
     """Class-order ablation (§5.3): ordering score vs accuracy, with a least-squares trend line.
 
     ``highlight``: one order drawn as a star (PoCO's); ``also``: more named orders drawn as
@@ -332,8 +402,7 @@ def plot_score_vs_accuracy(ax, scores: Iterable[float], accuracies: Iterable[flo
     scores = np.asarray(list(scores), dtype=float)
     accuracies = np.asarray(list(accuracies), dtype=float)
     yerr = None if stds is None else np.asarray(list(stds), dtype=float)
-    ax.errorbar(scores, accuracies, yerr=yerr, fmt="o", color=COLORS["podd"], capsize=3,
-                label="random class orderings")
+    ax.errorbar(scores, accuracies, yerr=yerr, fmt="o", color=COLORS["podd"], capsize=3, label="random class orderings")
     if len(scores) >= 2 and np.ptp(scores) > 0:
         slope, intercept = np.polyfit(scores, accuracies, 1)
         xs = np.linspace(scores.min(), scores.max(), 50)
@@ -361,14 +430,14 @@ def plot_loss_curves(ax, curves: Mapping[str, Sequence[Sequence[float]]]) -> Non
     for color, (method, runs) in zip(palette, groups.items()):
         for i, run in enumerate(runs):
             if len(run):
-                ax.plot(run[:, 0], run[:, 1], color=color, alpha=0.8, linewidth=1.2,
-                        label=method if i == 0 else None)
+                ax.plot(run[:, 0], run[:, 1], color=color, alpha=0.8, linewidth=1.2, label=method if i == 0 else None)
     ax.set_xlabel("outer step")
     ax.set_ylabel("outer loss (cross-entropy on real images)")
     ax.legend(loc="best")
 
 
 # --------------------------------------------------------------------------- PoCO (§4.2)
+
 
 def _setup_grid_axes(ax, rows: int, cols: int) -> None:
     ax.set_xlim(-0.5, cols - 0.5)
@@ -404,8 +473,16 @@ def plot_traversal(ax, rows: int, cols: int, alternate: bool = True, traversal=N
     ax.scatter(xs[:1], ys[:1], s=120, color="tab:green", zorder=3, label="start")
     if numbers:
         for i, (x, y) in enumerate(zip(xs, ys)):
-            ax.text(x, y, str(i), ha="center", va="center", fontsize=9, zorder=4,
-                    bbox=dict(boxstyle="circle,pad=0.2", fc="white", ec="none", alpha=0.8))
+            ax.text(
+                x,
+                y,
+                str(i),
+                ha="center",
+                va="center",
+                fontsize=9,
+                zorder=4,
+                bbox=dict(boxstyle="circle,pad=0.2", fc="white", ec="none", alpha=0.8),
+            )
     ax.set_title(f"{'zigzag' if alternate else 'anti-diagonal'} traversal, {rows}x{cols}")
     return ax
 
@@ -514,8 +591,17 @@ def _fitting_fontsize(ax, texts: list[str], rows: int, cols: int) -> float:
 
 # --------------------------------------------------------------------------- the poster (§4.1)
 
-def plot_patch_grid(ax, image, geometry: PosterGeometry, highlight=None, *,
-                    color: str = "white", highlight_color: str = "red", alpha: float = 0.35):
+
+def plot_patch_grid(
+    ax,
+    image,
+    geometry: PosterGeometry,
+    highlight=None,
+    *,
+    color: str = "white",
+    highlight_color: str = "red",
+    alpha: float = 0.35,
+):
     """Draw the poster with its patch windows on a matplotlib axis (the paper's fig 3).
 
     Args:
@@ -536,20 +622,17 @@ def plot_patch_grid(ax, image, geometry: PosterGeometry, highlight=None, *,
     h, w = geometry.patch_hw
     positions = geometry.positions().tolist()
     for y, x in positions:
-        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=color,
-                               linewidth=0.6, alpha=alpha))
-    for n in ([] if highlight is None else highlight):
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=color, linewidth=0.6, alpha=alpha))
+    for n in [] if highlight is None else highlight:
         n = int(n)
         if not 0 <= n < len(positions):
             raise ValueError(f"highlight patch {n} is out of range 0..{len(positions) - 1}")
         y, x = positions[n]
-        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=highlight_color,
-                               linewidth=2.0))
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=highlight_color, linewidth=2.0))
     H, W = geometry.size
     ax.set_xlim(-0.5, W - 0.5)
     ax.set_ylim(H - 0.5, -0.5)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{geometry.num_patches} patches of {h}×{w} on a {H}×{W} poster "
-                 f"(IPC {geometry.ipc:.2f})")
+    ax.set_title(f"{geometry.num_patches} patches of {h}×{w} on a {H}×{W} poster (IPC {geometry.ipc:.2f})")
     return ax

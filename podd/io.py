@@ -52,7 +52,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, target)
     except BaseException as error:
-        free = free_bytes(target.parent)    # before the temporary file gives its space back
+        free = free_bytes(target.parent)  # before the temporary file gives its space back
         tmp_path.unlink(missing_ok=True)
         if isinstance(error, (OSError, RuntimeError)) and not isinstance(error, WriteError):
             translated = write_error(target, error, free)
@@ -82,7 +82,7 @@ def check_writable(target: str | os.PathLike) -> None:
 
 
 #: Below this many free bytes, a failed write is put down to a full disk.
-LOW_SPACE_BYTES = 64 * 2 ** 20
+LOW_SPACE_BYTES = 64 * 2**20
 # What torch.save says when the disk fills up under it (no errno reaches Python).
 _TORCH_WRITE_FAILURES = ("inline_container", "file write failed", "unexpected pos")
 
@@ -114,24 +114,21 @@ def write_error(target: str | os.PathLike, error: BaseException, free: int | Non
     target = Path(target)
     folder = target.parent
     code = getattr(error, "errno", None)
-    torch_failure = isinstance(error, RuntimeError) and any(
-        marker in str(error) for marker in _TORCH_WRITE_FAILURES)
+    torch_failure = isinstance(error, RuntimeError) and any(marker in str(error) for marker in _TORCH_WRITE_FAILURES)
     if free is None and (torch_failure or code in (errno.ENOSPC, errno.EDQUOT)):
         free = free_bytes(folder)
-    if code in (errno.ENOSPC, errno.EDQUOT) or (
-            torch_failure and free is not None and free < LOW_SPACE_BYTES):
-        return WriteError(f"no space left on {folder} ({_size(free)} free) while writing "
-                          f"{target.name}; free some space there or use another directory (the "
-                          f"previous {target.name}, if any, is unchanged)")
+    if code in (errno.ENOSPC, errno.EDQUOT) or (torch_failure and free is not None and free < LOW_SPACE_BYTES):
+        return WriteError(
+            f"no space left on {folder} ({_size(free)} free) while writing "
+            f"{target.name}; free some space there or use another directory (the "
+            f"previous {target.name}, if any, is unchanged)"
+        )
     if code == errno.EROFS:
-        return WriteError(f"cannot write {target}: {folder} is on a read-only file system; use a "
-                          f"writable directory")
+        return WriteError(f"cannot write {target}: {folder} is on a read-only file system; use a writable directory")
     if code in (errno.EACCES, errno.EPERM):
-        return WriteError(f"cannot write {target}: permission denied in {folder}; use a "
-                          f"directory you can write to")
+        return WriteError(f"cannot write {target}: permission denied in {folder}; use a directory you can write to")
     if code in (errno.ENOTDIR, errno.EEXIST) and isinstance(error, OSError):
-        return WriteError(f"cannot write {target}: a part of the path {folder} is a file, not a "
-                          f"directory")
+        return WriteError(f"cannot write {target}: a part of the path {folder} is a file, not a directory")
     if torch_failure:
         return WriteError(f"could not write {target} ({error}); check the disk holding {folder}")
     return error
@@ -149,8 +146,7 @@ def remove_orphan_tmp(folder: str | os.PathLike, older_than_s: float | None = No
     now = time.time()
     for path in folder.glob(".*.tmp"):
         try:
-            if not path.is_file() or (older_than_s is not None and
-                                      now - path.stat().st_mtime < older_than_s):
+            if not path.is_file() or (older_than_s is not None and now - path.stat().st_mtime < older_than_s):
                 continue
             path.unlink()
             removed.append(path)
@@ -249,7 +245,8 @@ def verify_checksum(payload: dict, path: str | os.PathLike, advice: str) -> bool
         raise ChecksumMismatchError(
             f"{path} is damaged: its contents do not match the checksum stored in it (sha256 "
             f"{actual[:12]}…, stored {str(stored)[:12]}…), e.g. flipped or cut-off bytes from a "
-            f"bad copy or disk; {advice}")
+            f"bad copy or disk; {advice}"
+        )
     return True
 
 
@@ -303,28 +300,27 @@ def check_file_digest(path: str | os.PathLike, advice: str) -> bool:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, EOFError) as error:
-        raise UnreadableFileError(f"not a file written by torch.save, or cut off before its end "
-                                  f"({error})") from None
+        raise UnreadableFileError(f"not a file written by torch.save, or cut off before its end ({error})") from None
     with archive:
-        stored_info = next((i for i in archive.infolist() if _record_name(i) == DIGEST_RECORD),
-                           None)
+        stored_info = next((i for i in archive.infolist() if _record_name(i) == DIGEST_RECORD), None)
         try:
             actual = _archive_digest(archive)
-            stored = None if stored_info is None else archive.read(stored_info).decode("ascii",
-                                                                                      "replace")
+            stored = None if stored_info is None else archive.read(stored_info).decode("ascii", "replace")
         except (zipfile.BadZipFile, EOFError, ValueError, OSError) as error:
             # a record whose bytes do not match its CRC-32 or header: damaged in the same way
             raise ChecksumMismatchError(
                 f"{path} is damaged: its contents do not match the checksum stored in it "
                 f"({error}), e.g. flipped or cut-off bytes from a bad copy or disk; "
-                f"{advice}") from None
+                f"{advice}"
+            ) from None
     if stored is None:
         return False
     if actual != stored.strip():
         raise ChecksumMismatchError(
             f"{path} is damaged: its contents do not match the checksum stored in it (sha256 "
             f"{actual[:12]}…, stored {stored.strip()[:12]}…), e.g. flipped or cut-off bytes from "
-            f"a bad copy or disk; {advice}")
+            f"a bad copy or disk; {advice}"
+        )
     return True
 
 

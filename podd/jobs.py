@@ -53,16 +53,15 @@ class ResumableJob:
     def __call__(self):
         with WarningSignal() as warning:
             try:
-                return self.fn(*self.args, out_dir=self.out_dir, resume=self.resume,
-                               stop=warning.stop, **self.kwargs)
+                return self.fn(*self.args, out_dir=self.out_dir, resume=self.resume, stop=warning.stop, **self.kwargs)
             except RunStopped as stopped:
-                warning.hand_over()     # submitit: checkpoint() below, requeue, exit
+                warning.hand_over()  # submitit: checkpoint() below, requeue, exit
                 if _other_task():
                     # Task 0 of this job requeues it (submitit's handler does nothing in the
                     # other tasks). Exiting with an error here could make srun end the job
                     # before it does (KillOnBadExit): this task returns instead.
                     return {"out_dir": self.out_dir, "stopped_at": stopped.step}
-                raise                   # not under submitit: the error says how to resume
+                raise  # not under submitit: the error says how to resume
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit before it requeues the job: the same run, resumed."""
@@ -105,9 +104,14 @@ def export_torch_env() -> dict[str, str]:
     from submitit.helpers import TorchDistributedEnvironment
 
     env = TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-    return {"RANK": str(env.rank), "WORLD_SIZE": str(env.world_size),
-            "LOCAL_RANK": str(env.local_rank), "LOCAL_WORLD_SIZE": str(env.local_world_size),
-            "MASTER_ADDR": env.master_addr, "MASTER_PORT": str(env.master_port)}
+    return {
+        "RANK": str(env.rank),
+        "WORLD_SIZE": str(env.world_size),
+        "LOCAL_RANK": str(env.local_rank),
+        "LOCAL_WORLD_SIZE": str(env.local_world_size),
+        "MASTER_ADDR": env.master_addr,
+        "MASTER_PORT": str(env.master_port),
+    }
 
 
 def warning_signal() -> signal.Signals | None:
@@ -152,11 +156,11 @@ class WarningSignal:
             self._timer.daemon = True
             self._timer.start()
             return
-        self.hand_over(frame)           # again, or the grace is over: no more waiting
+        self.hand_over(frame)  # again, or the grace is over: no more waiting
 
     def _grace_over(self) -> None:
         if not self._closed.is_set():
-            _thread.interrupt_main(self.signum)     # runs _on_signal in the main thread
+            _thread.interrupt_main(self.signum)  # runs _on_signal in the main thread
 
     def _close(self) -> None:
         self._closed.set()

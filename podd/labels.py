@@ -43,9 +43,9 @@ def axis_cell_overlap(length: int, cells: int, starts: torch.Tensor, patch: int)
     Pixel ``t`` of a side of ``length`` belongs to cell ``⌊t·cells/length⌋``. Returns
     ``(len(starts), cells)`` float, from prefix sums of the per-pixel cell one-hot (no loop).
     """
-    cell_of = pixel_cells(length, cells)                                    # (length,)
-    onehot = torch.nn.functional.one_hot(cell_of, cells).float()            # (length, cells)
-    prefix = torch.cat([torch.zeros(1, cells), onehot.cumsum(0)])           # (length+1, cells)
+    cell_of = pixel_cells(length, cells)  # (length,)
+    onehot = torch.nn.functional.one_hot(cell_of, cells).float()  # (length, cells)
+    prefix = torch.cat([torch.zeros(1, cells), onehot.cumsum(0)])  # (length+1, cells)
     starts = torch.as_tensor(starts, dtype=torch.long).cpu()
     return prefix[starts + patch] - prefix[starts]
 
@@ -58,12 +58,11 @@ def patch_cell_weights(geometry: PosterGeometry) -> torch.Tensor:
     patches at once. Each row sums to the patch area ``h·w``. Patches are row-major, as in
     :meth:`PosterGeometry.positions`.
     """
-    (H, W), (h, w), (ny, nx), (rows, cols) = (geometry.size, geometry.patch_hw,
-                                              geometry.patches, geometry.grid)
+    (H, W), (h, w), (ny, nx), (rows, cols) = (geometry.size, geometry.patch_hw, geometry.patches, geometry.grid)
     if H < rows or W < cols:
         raise ValueError(f"poster size {H}×{W} is smaller than the {rows}×{cols} class grid")
-    wy = axis_cell_overlap(H, rows, axis_positions(H, h, ny), h)            # (ny, rows)
-    wx = axis_cell_overlap(W, cols, axis_positions(W, w, nx), w)            # (nx, cols)
+    wy = axis_cell_overlap(H, rows, axis_positions(H, h, ny), h)  # (ny, rows)
+    wx = axis_cell_overlap(W, cols, axis_positions(W, w, nx), w)  # (nx, cols)
     return torch.einsum("ar,bq->abrq", wy, wx).reshape(ny * nx, rows * cols)
 
 
@@ -75,7 +74,7 @@ def fixed_labels(class_order: torch.Tensor, geometry: PosterGeometry) -> torch.T
     ``1 / (number tied)``. A window lying entirely in empty cells gets the uniform label ``1/K``.
     """
     K = geometry.num_classes
-    hist = class_histogram(class_order, geometry)                           # (N, K) pixel counts
+    hist = class_histogram(class_order, geometry)  # (N, K) pixel counts
     # Counts are exact integers in float32 (at most h·w), so equality finds the exact ties.
     top = hist.max(dim=1, keepdim=True).values
     tied = (hist == top) & (top > 0)
@@ -151,10 +150,11 @@ def learned_labels(label_params: torch.Tensor, weights: torch.Tensor) -> torch.T
     cells = label_params.shape[1] * label_params.shape[2]
     weights = weights.to(device=label_params.device, dtype=label_params.dtype)
     if weights.ndim != 2 or weights.shape[1] != cells:
-        raise ValueError(f"weights must be (N, {cells}) for a {tuple(label_params.shape[1:])} "
-                         f"label grid; got {tuple(weights.shape)}")
+        raise ValueError(
+            f"weights must be (N, {cells}) for a {tuple(label_params.shape[1:])} label grid; got {tuple(weights.shape)}"
+        )
     area = weights.sum(dim=1, keepdim=True).clamp_min(1)
-    pooled = weights @ label_params.reshape(K, cells).T / area              # (N, K) window mean
+    pooled = weights @ label_params.reshape(K, cells).T / area  # (N, K) window mean
     total = pooled.sum(dim=1, keepdim=True)
     ok = total > 0
     # Divide by a safe denominator so the unused branch of `where` cannot produce NaN gradients.

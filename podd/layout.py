@@ -94,20 +94,19 @@ def validate_class_order(class_order, num_classes: int, grid=None) -> torch.Tens
     if order.ndim != 2:
         raise ValueError(f"class_order must be a (rows, cols) matrix; got shape {tuple(order.shape)}")
     if grid is not None and tuple(order.shape) != tuple(int(g) for g in grid):
-        raise ValueError(f"class_order has shape {tuple(order.shape)} but the poster's class grid "
-                         f"is {tuple(grid)}")
+        raise ValueError(f"class_order has shape {tuple(order.shape)} but the poster's class grid is {tuple(grid)}")
     K = int(num_classes)
     flat = order.flatten().cpu()
     bad = flat[(flat < -1) | (flat >= K)]
     if bad.numel():
-        raise ValueError(f"class_order holds {bad.unique().tolist()}, outside 0..{K - 1} "
-                         f"(use -1 for empty cells)")
+        raise ValueError(f"class_order holds {bad.unique().tolist()}, outside 0..{K - 1} (use -1 for empty cells)")
     counts = torch.bincount(flat[flat >= 0], minlength=K)
     missing = torch.nonzero(counts == 0).flatten().tolist()
     repeated = torch.nonzero(counts > 1).flatten().tolist()
     if missing or repeated:
-        raise ValueError(f"class_order must contain each of the {K} classes exactly once; "
-                         f"missing {missing}, repeated {repeated}")
+        raise ValueError(
+            f"class_order must contain each of the {K} classes exactly once; missing {missing}, repeated {repeated}"
+        )
     return order
 
 

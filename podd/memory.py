@@ -24,8 +24,8 @@ import os
 
 import torch
 
-REAL_FACTOR = 3.2       # activation copies per real image of the outer loss
-WINDOW_FACTOR = 4.5     # activation copies per patch per differentiable inner step
+REAL_FACTOR = 3.2  # activation copies per real image of the outer loss
+WINDOW_FACTOR = 4.5  # activation copies per patch per differentiable inner step
 SKIP_ENV = "PODD_SKIP_MEMORY_CHECK"
 
 
@@ -40,8 +40,7 @@ def activation_values(image_shape, width: int, depth: int) -> int:
     return sum(width * (h >> b) * (w >> b) for b in range(depth))
 
 
-def step_bytes(config, image_shape, distill_batch: int, depth: int, *, recompute_window=None,
-               real_chunk=None) -> int:
+def step_bytes(config, image_shape, distill_batch: int, depth: int, *, recompute_window=None, real_chunk=None) -> int:
     """Estimated peak bytes of one outer step's autograd graphs (module docstring).
     ``recompute_window`` / ``real_chunk``: the config's, unless given (to price the savers)."""
     recompute = config.recompute_window if recompute_window is None else recompute_window
@@ -80,8 +79,9 @@ def _gb(nbytes: float) -> str:
     return f"{nbytes / 1e9:.1f} GB"
 
 
-def check_step_memory(config, image_shape, num_images: int, distill_batch: int, depth: int,
-                      device: torch.device) -> None:
+def check_step_memory(
+    config, image_shape, num_images: int, distill_batch: int, depth: int, device: torch.device
+) -> None:
     """Refuse a run whose first outer step would not fit in the memory available now, with
     what to change; ``$PODD_SKIP_MEMORY_CHECK=1`` skips the check (e.g. where swap is meant to
     be used)."""
@@ -95,11 +95,19 @@ def check_step_memory(config, image_shape, num_images: int, distill_batch: int, 
     if need <= available:
         return
     hints = []
-    savers = step_bytes(config, image_shape, distill_batch, depth, recompute_window=True,
-                        real_chunk=min(config.real_chunk or 250, 250)) + resident
+    savers = (
+        step_bytes(
+            config,
+            image_shape,
+            distill_batch,
+            depth,
+            recompute_window=True,
+            real_chunk=min(config.real_chunk or 250, 250),
+        )
+        + resident
+    )
     if savers < need:
-        hints.append(f"--set recompute_window=true --set real_chunk=250 (same gradients, about "
-                     f"{_gb(savers)})")
+        hints.append(f"--set recompute_window=true --set real_chunk=250 (same gradients, about {_gb(savers)})")
     if config.profile == "paper" and device.type == "cpu":
         hints.append("--profile quick (sized for a CPU)")
     hints.append("a smaller real_batch or window (--set real_batch=N, --set window=N)")
@@ -108,5 +116,5 @@ def check_step_memory(config, image_shape, num_images: int, distill_batch: int, 
         f"this run needs about {_gb(need)} of memory at its first outer step (real batch "
         f"{config.real_batch}, window {config.window}, {distill_batch} patches per inner step, "
         f"width {config.width}, data {_gb(resident)}) but this {where} has {_gb(available)} "
-        f"available: it would be killed for memory. Use " + ", or ".join(hints)
-        + f"; or set {SKIP_ENV}=1 to try anyway")
+        f"available: it would be killed for memory. Use " + ", or ".join(hints) + f"; or set {SKIP_ENV}=1 to try anyway"
+    )

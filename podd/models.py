@@ -27,23 +27,26 @@ def default_depth(image_size: int) -> int:
 
 
 class ConvNet(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, image_size: int,
-                 width: int = 128, depth: int | None = None):
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 128, depth: int | None = None):
         super().__init__()
         depth = default_depth(image_size) if depth is None else depth
-        if image_size % (2 ** depth):
-            raise ValueError(f"image size {image_size} cannot be pooled {depth} times by 2; "
-                             f"choose a depth with image_size divisible by 2**depth")
+        if image_size % (2**depth):
+            raise ValueError(
+                f"image size {image_size} cannot be pooled {depth} times by 2; "
+                f"choose a depth with image_size divisible by 2**depth"
+            )
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(depth):
-            layers += [nn.Conv2d(channels, width, kernel_size=3, padding=1),
-                       nn.GroupNorm(width, width, affine=True),
-                       nn.ReLU(),
-                       nn.AvgPool2d(2)]
+            layers += [
+                nn.Conv2d(channels, width, kernel_size=3, padding=1),
+                nn.GroupNorm(width, width, affine=True),
+                nn.ReLU(),
+                nn.AvgPool2d(2),
+            ]
             channels = width
         self.features = nn.Sequential(*layers)
-        feature_side = image_size // (2 ** depth)
+        feature_side = image_size // (2**depth)
         self.classifier = nn.Linear(width * feature_side * feature_side, num_classes)
         self.depth, self.width = depth, width
 
@@ -51,8 +54,9 @@ class ConvNet(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-def init_parameters(net: nn.Module, generator: torch.Generator | None = None,
-                    device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+def init_parameters(
+    net: nn.Module, generator: torch.Generator | None = None, device: torch.device | str | None = None
+) -> dict[str, torch.Tensor]:
     """A freshly initialised parameter dict for ``net`` (PyTorch's default init), seeded.
 
     Conv and linear weights: Kaiming-uniform with a = √5; biases uniform in ±1/√fan_in;
@@ -78,8 +82,9 @@ def init_parameters(net: nn.Module, generator: torch.Generator | None = None,
     return params
 
 
-def stacked_parameters(net: nn.Module, num_models: int, generator: torch.Generator | None = None,
-                       device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+def stacked_parameters(
+    net: nn.Module, num_models: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+) -> dict[str, torch.Tensor]:
     """``num_models`` independent initialisations stacked on a leading axis (for vmap)."""
     inits = [init_parameters(net, generator, device) for _ in range(num_models)]
     return {name: torch.stack([p[name] for p in inits]) for name in inits[0]}
@@ -101,8 +106,8 @@ def convnet_forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor
     """
     *blocks, head_weight, head_bias = params
     for i in range(0, len(blocks), 4):
-        conv_weight, conv_bias, norm_weight, norm_bias = blocks[i:i + 4]
+        conv_weight, conv_bias, norm_weight, norm_bias = blocks[i : i + 4]
         x = F.conv2d(x, conv_weight, conv_bias, padding=1)
-        x = F.group_norm(x, norm_weight.shape[0], norm_weight, norm_bias)   # instance norm
+        x = F.group_norm(x, norm_weight.shape[0], norm_weight, norm_bias)  # instance norm
         x = F.avg_pool2d(F.relu(x), 2)
     return F.linear(x.flatten(1), head_weight, head_bias)

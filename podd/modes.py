@@ -36,7 +36,7 @@ POSTER_SIZE_IPC_TOLERANCE = 0.05
 
 #: The largest poster (with its patches, float32) podd agrees to allocate; a budget beyond it is
 #: a typo (``--ipc 1e9``), refused with the poster's size before anything is allocated.
-MAX_POSTER_BYTES = 16 * 2 ** 30
+MAX_POSTER_BYTES = 16 * 2**30
 
 
 class PosterMode:
@@ -66,7 +66,7 @@ class PosterMode:
         each only where ``free(name)`` (not requested); True when the preset's poster size and
         patch counts are this mode's, to be fitted to the IPC (resolve_config's rule 2)."""
         if free("poster_size"):
-            values["poster_size"] = None      # only a shared poster sized by the IPC has one
+            values["poster_size"] = None  # only a shared poster sized by the IPC has one
         return False
 
     def geometry(self, config, num_classes: int, image_shape):
@@ -79,19 +79,25 @@ class PosterMode:
         """The poster size (H, W) the config asks for, to advise on patches; None: no advice."""
         return None
 
-    def class_order(self, config, class_names, num_classes: int, rows: int, cols: int,
-                    data=None) -> torch.Tensor:
+    def class_order(self, config, class_names, num_classes: int, rows: int, cols: int, data=None) -> torch.Tensor:
         """The (rows, cols) class grid; ``data=(x_train, y_train)`` for ``class_order="data"``."""
         raise NotImplementedError
 
     def label_mode(self, labels: str) -> str:
         return labels
 
-    def init_poster(self, geometry, generator: torch.Generator, init: str, class_order,
-                    real_x: torch.Tensor, real_y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    def init_poster(
+        self,
+        geometry,
+        generator: torch.Generator,
+        init: str,
+        class_order,
+        real_x: torch.Tensor,
+        real_y: torch.Tensor,
+        num_classes: int,
+    ) -> torch.Tensor:
 
-        return P.init_poster(geometry, generator, init, class_order=class_order, real_x=real_x,
-                             real_y=real_y)
+        return P.init_poster(geometry, generator, init, class_order=class_order, real_x=real_x, real_y=real_y)
 
     def patches(self, poster: torch.Tensor, positions, patch_hw, index) -> torch.Tensor:
 
@@ -107,29 +113,32 @@ class PoddMode(PosterMode):
     orders_classes = True
 
     def preset_poster(self, values, free):
-        return True         # the presets' posters are PoDD's: resolve_config fits them to the IPC
+        return True  # the presets' posters are PoDD's: resolve_config fits them to the IPC
 
     def geometry(self, config, num_classes, image_shape):
 
-        return P.make_geometry(num_classes, image_shape, config.ipc, grid=config.grid,
-                               patches=config.patches, size=config.poster_size)
+        return P.make_geometry(
+            num_classes, image_shape, config.ipc, grid=config.grid, patches=config.patches, size=config.poster_size
+        )
 
     def check_geometry(self, config, geometry, num_classes, image_shape):
         _, h, w = image_shape
-        if config.poster_size is not None and \
-                abs(geometry.ipc - config.ipc) > POSTER_SIZE_IPC_TOLERANCE * config.ipc:
+        if config.poster_size is not None and abs(geometry.ipc - config.ipc) > POSTER_SIZE_IPC_TOLERANCE * config.ipc:
             raise ValueError(
                 f"poster_size={list(config.poster_size)} holds {geometry.ipc:.3g} IPC of "
                 f"{num_classes} classes of {h}×{w} images, but ipc={config.ipc:g}; drop "
-                f"poster_size (set it to null) to compute the poster from ipc, or make them agree")
-        hint = (f" (or a class grid with fewer rows, e.g. --set grid=[1,{num_classes}])"
-                if geometry.grid[0] > 1 else "")
+                f"poster_size (set it to null) to compute the poster from ipc, or make them agree"
+            )
+        hint = f" (or a class grid with fewer rows, e.g. --set grid=[1,{num_classes}])" if geometry.grid[0] > 1 else ""
         _refuse_too_small(config, geometry, image_shape, hint=hint)
 
     def advice_size(self, config, num_classes, image_shape):
 
-        return tuple(config.poster_size) if config.poster_size else \
-            P.poster_size(num_classes, image_shape, config.ipc, config.grid)
+        return (
+            tuple(config.poster_size)
+            if config.poster_size
+            else P.poster_size(num_classes, image_shape, config.ipc, config.grid)
+        )
 
     def class_order(self, config, class_names, num_classes, rows, cols, data=None):
 
@@ -141,8 +150,10 @@ class BaselineMode(PosterMode):
 
     def check_config(self, config):
         if abs(config.ipc - 1.0) >= 1e-9:
-            raise ValueError(f"ipc={config.ipc}: baseline mode is RaT-BPTT at exactly 1 IPC (one "
-                             f"non-overlapping patch per class); use --ipc 1 or --mode podd")
+            raise ValueError(
+                f"ipc={config.ipc}: baseline mode is RaT-BPTT at exactly 1 IPC (one "
+                f"non-overlapping patch per class); use --ipc 1 or --mode podd"
+            )
 
     def preset_defaults(self, values):
         # RaT-BPTT at 1 IPC: K images, each one-hot its class, all of them in every inner step.
@@ -161,7 +172,7 @@ class BaselineMode(PosterMode):
 
 class PerClassMode(PosterMode):
     name = "per-class"
-    labels_learnable = False    # each patch belongs to its poster's class
+    labels_learnable = False  # each patch belongs to its poster's class
 
     def posters(self, num_classes):
         return num_classes
@@ -169,24 +180,24 @@ class PerClassMode(PosterMode):
     def preset_poster(self, values, free):
         super().preset_poster(values, free)
         if free("patches"):
-            values["patches"] = None          # per_class_patches: 2×2 per class
+            values["patches"] = None  # per_class_patches: 2×2 per class
         return False
 
     def geometry(self, config, num_classes, image_shape):
 
-        return P.per_class_geometry(num_classes, image_shape, config.ipc,
-                                    config.patches or per_class_patches(config.ipc, image_shape))
+        return P.per_class_geometry(
+            num_classes, image_shape, config.ipc, config.patches or per_class_patches(config.ipc, image_shape)
+        )
 
     def check_geometry(self, config, geometry, num_classes, image_shape):
-        _refuse_too_small(config, geometry, image_shape,
-                          note=" per class (per-class mode: one poster per class)")
+        _refuse_too_small(config, geometry, image_shape, note=" per class (per-class mode: one poster per class)")
 
     def advice_size(self, config, num_classes, image_shape):
 
         return P.per_class_geometry(1, image_shape, config.ipc, patches=(1, 1)).size
 
     def class_order(self, config, class_names, num_classes, rows, cols, data=None):
-        return torch.arange(num_classes).view(1, num_classes)   # poster k holds class k
+        return torch.arange(num_classes).view(1, num_classes)  # poster k holds class k
 
     def label_mode(self, labels):
         return "per-class"
@@ -194,10 +205,19 @@ class PerClassMode(PosterMode):
     def init_poster(self, geometry, generator, init, class_order, real_x, real_y, num_classes):
 
         # poster k holds class k: its 1×1 class order is [[k]]
-        return torch.stack([P.init_poster(geometry, generator, init,
-                                          class_order=torch.full((1, 1), k, dtype=torch.long),
-                                          real_x=real_x, real_y=real_y)
-                            for k in range(num_classes)])
+        return torch.stack(
+            [
+                P.init_poster(
+                    geometry,
+                    generator,
+                    init,
+                    class_order=torch.full((1, 1), k, dtype=torch.long),
+                    real_x=real_x,
+                    real_y=real_y,
+                )
+                for k in range(num_classes)
+            ]
+        )
 
     def patches(self, poster, positions, patch_hw, index):
 
@@ -206,8 +226,9 @@ class PerClassMode(PosterMode):
     def fixed_labels(self, class_order, geometry, num_classes):
 
         c, H, W = geometry.image_shape[0], *geometry.size
-        _, hard = P.extract_per_class_patches(torch.zeros(num_classes, c, H, W),
-                                              geometry.positions(), tuple(geometry.image_shape[1:]))
+        _, hard = P.extract_per_class_patches(
+            torch.zeros(num_classes, c, H, W), geometry.positions(), tuple(geometry.image_shape[1:])
+        )
         return F.one_hot(hard, num_classes)
 
 
@@ -240,7 +261,8 @@ def _refuse_too_small(config, geometry, image_shape, note: str = "", hint: str =
         raise ValueError(
             f"ipc={config.ipc:g} is too small for this poster: the smallest poster that holds "
             f"one {h}×{w} patch has {geometry.pixels} pixels = {geometry.ipc:.3g} IPC{note}"
-            f"; use --ipc {geometry.ipc:.2g} or more{hint}")
+            f"; use --ipc {geometry.ipc:.2g} or more{hint}"
+        )
 
 
 def per_class_patches(ipc: float, image_shape=None) -> tuple[int, int]:
@@ -266,8 +288,7 @@ def check_class_order(config, class_names, image_shape, data=None) -> None:
     rows, cols = plan_geometry(config, len(class_names), image_shape).grid
     if config.class_order == "data" and data is None:
         return
-    poster_mode(config.mode).class_order(config, list(class_names), len(class_names), rows, cols,
-                                         data=data)
+    poster_mode(config.mode).class_order(config, list(class_names), len(class_names), rows, cols, data=data)
 
 
 def plan_geometry(config, num_classes: int, image_shape) -> Any:
@@ -279,17 +300,21 @@ def plan_geometry(config, num_classes: int, image_shape) -> Any:
     c, h, w = shape
     validate(config)
     mode = poster_mode(config.mode)
-    where = (f"ipc={config.ipc:g} ({config.mode} mode, {K} classes of {h}×{w} images"
-             + (f", grid {list(config.grid)}" if config.grid else "")
-             + (f", patches {list(config.patches)}" if config.patches else "")
-             + (f", poster_size {list(config.poster_size)}" if config.poster_size else "") + ")")
+    where = (
+        f"ipc={config.ipc:g} ({config.mode} mode, {K} classes of {h}×{w} images"
+        + (f", grid {list(config.grid)}" if config.grid else "")
+        + (f", patches {list(config.patches)}" if config.patches else "")
+        + (f", poster_size {list(config.poster_size)}" if config.poster_size else "")
+        + ")"
+    )
     try:
         geometry = mode.geometry(config, K, shape)
     except ValueError as error:
-        raise ValueError(f"impossible poster for {where}: {error}. "
-                         f"{_geometry_advice(config, mode, K, shape)}") from None
+        raise ValueError(
+            f"impossible poster for {where}: {error}. {_geometry_advice(config, mode, K, shape)}"
+        ) from None
     mode.check_geometry(config, geometry, K, shape)
-    if config.eval_models:      # the evaluation's network takes these images: said now, not at the end
+    if config.eval_models:  # the evaluation's network takes these images: said now, not at the end
         check_image_size(config.eval_arch, h)
     copies = mode.posters(K)
     if config.distill_batch is not None and config.distill_batch > geometry.num_patches * copies:
@@ -297,16 +322,18 @@ def plan_geometry(config, num_classes: int, image_shape) -> Any:
             f"distill_batch={config.distill_batch} is larger than the poster's "
             f"{geometry.num_patches * copies} patches at {where}; lower it with --set "
             f"distill_batch=N, N at most {geometry.num_patches * copies}, or use more patches "
-            f"(--set patches=[ROWS,COLS])")
+            f"(--set patches=[ROWS,COLS])"
+        )
     H, W = geometry.size
     nbytes = 4 * c * copies * (H * W + geometry.num_patches * h * w)
     if nbytes > MAX_POSTER_BYTES:
         raise ValueError(
             f"ipc={config.ipc:g} asks for a {H}×{W}-pixel poster"
             + (f" per class ({K} posters)" if copies > 1 else "")
-            + f" with {geometry.num_patches * copies} patches: {nbytes / 2 ** 30:.3g} GiB before "
-            f"any training, more than podd allocates ({MAX_POSTER_BYTES // 2 ** 30} GiB). The "
-            f"paper distils into ipc < 1 (e.g. --ipc 0.9); use an IPC of at most a few tens")
+            + f" with {geometry.num_patches * copies} patches: {nbytes / 2**30:.3g} GiB before "
+            f"any training, more than podd allocates ({MAX_POSTER_BYTES // 2**30} GiB). The "
+            f"paper distils into ipc < 1 (e.g. --ipc 0.9); use an IPC of at most a few tens"
+        )
     return geometry
 
 
@@ -315,8 +342,7 @@ def _geometry_advice(config, mode: PosterMode, K: int, shape) -> str:
 
     c, h, w = shape
     if config.grid is not None and (min(config.grid) < 1 or config.grid[0] * config.grid[1] < K):
-        return (f"Use --set grid=[ROWS,COLS] with ROWS·COLS ≥ {K}, or --set grid=null for "
-                f"{list(default_class_grid(K))}")
+        return f"Use --set grid=[ROWS,COLS] with ROWS·COLS ≥ {K}, or --set grid=null for {list(default_class_grid(K))}"
     try:
         size = mode.advice_size(config, K, shape)
     except ValueError:
@@ -324,13 +350,18 @@ def _geometry_advice(config, mode: PosterMode, K: int, shape) -> str:
     if size is None:
         return ""
     if size[0] < h or size[1] < w:
-        return (f"Use --set poster_size=null to compute the poster from the IPC, or a poster_size "
-                f"of at least [{h},{w}]" if config.poster_size else "Use a larger --ipc")
+        return (
+            f"Use --set poster_size=null to compute the poster from the IPC, or a poster_size of at least [{h},{w}]"
+            if config.poster_size
+            else "Use a larger --ipc"
+        )
     most = (size[0] - h + 1, size[1] - w + 1)
-    return (f"At this IPC the poster is {size[0]}×{size[1]} pixels, which holds at most "
-            f"{most[0]}×{most[1]} distinct {h}×{w} patch positions: use --set "
-            f"patches=[{min(most[0], 2)},{min(most[1], 2)}] (rows, cols, each at most "
-            f"{most[0]} and {most[1]}), or --set patches=null to let podd choose, or a larger --ipc")
+    return (
+        f"At this IPC the poster is {size[0]}×{size[1]} pixels, which holds at most "
+        f"{most[0]}×{most[1]} distinct {h}×{w} patch positions: use --set "
+        f"patches=[{min(most[0], 2)},{min(most[1], 2)}] (rows, cols, each at most "
+        f"{most[0]} and {most[1]}), or --set patches=null to let podd choose, or a larger --ipc"
+    )
 
 
 def check_budget(config, geometry, num_classes: int, image_shape, n_train: int) -> None:
@@ -343,6 +374,8 @@ def check_budget(config, geometry, num_classes: int, image_shape, n_train: int) 
         per_class = n_train / num_classes
         raise ValueError(
             f"ipc={config.ipc:g} asks for a {geometry.size[0]}×{geometry.size[1]}-pixel poster"
-            + (" per class" if copies > 1 else "") + f": more pixels than the whole training "
+            + (" per class" if copies > 1 else "")
+            + f": more pixels than the whole training "
             f"set ({n_train} images, {per_class:.4g} per class). Distillation makes the data "
-            f"smaller: use --ipc below {per_class:.4g} (the paper uses 0.9 or less)")
+            f"smaller: use --ipc below {per_class:.4g} (the paper uses 0.9 or less)"
+        )

@@ -44,6 +44,7 @@ __all__ = [
     "mean_neighbour_distance",
 ]
 
+
 def distance_matrix(embeddings: torch.Tensor) -> torch.Tensor:
     """Pairwise class distances, 1 − cosine similarity, as a (K, K) float tensor.
 
@@ -103,9 +104,7 @@ def check_distances(distances) -> torch.Tensor:
         raise ValueError(f"distances contain non-finite values, first at {tuple(bad)}: {dist[tuple(bad)].item()}.")
     asym = (dist - dist.T).abs().max().item() if dist.numel() else 0.0
     if asym > 1e-5 * max(1.0, dist.abs().max().item()):
-        raise ValueError(
-            f"distances must be symmetric; max |D - D.T| = {asym:.3g}. Use distance_matrix(embeddings)."
-        )
+        raise ValueError(f"distances must be symmetric; max |D - D.T| = {asym:.3g}. Use distance_matrix(embeddings).")
     return dist
 
 
@@ -237,8 +236,7 @@ def random_orderings(num_classes: int, rows: int, cols: int, count: int, seed) -
 
 
 def resolve_class_order(
-    spec, class_names: Sequence[str], rows: int, cols: int, *, alternate: bool = True, data=None,
-    **clip_kwargs
+    spec, class_names: Sequence[str], rows: int, cols: int, *, alternate: bool = True, data=None, **clip_kwargs
 ) -> torch.LongTensor:
     """Turn a class-order spec (as in a config) into a (rows, cols) LongTensor, −1 in empty cells.
 
@@ -273,8 +271,9 @@ def resolve_class_order(
         return poco(distance_matrix(emb), rows, cols, traversal)
     if spec == "data":
         if data is None:
-            raise ValueError("class order 'data' measures the classes on the training images: pass "
-                             "data=(x_train, y_train)")
+            raise ValueError(
+                "class order 'data' measures the classes on the training images: pass data=(x_train, y_train)"
+            )
         x, y = data
         return poco(class_distances(x, y, k, class_names), rows, cols, traversal)
     if spec == "identity":

@@ -47,8 +47,9 @@ DEFAULT_TIMEOUT_S = 4 * 3600
 class Parallel:
     """The distributed side of one run: rank, world size, variant and the collectives."""
 
-    def __init__(self, variant: str = "tasks", rank: int = 0, world_size: int = 1,
-                 group: Any = None, object_group: Any = None):
+    def __init__(
+        self, variant: str = "tasks", rank: int = 0, world_size: int = 1, group: Any = None, object_group: Any = None
+    ):
         if variant not in VARIANTS:
             raise ValueError(f"distributed variant {variant!r}: choose one of {', '.join(VARIANTS)}")
         if not 0 <= rank < world_size:
@@ -67,9 +68,11 @@ class Parallel:
     def check(self, config) -> None:
         """Refuse a configuration this world size cannot split."""
         if self.variant == "real-batch" and config.real_batch % self.world_size:
-            raise ValueError(f"--distributed real-batch splits real_batch={config.real_batch} "
-                             f"across {self.world_size} processes: use a world size that divides "
-                             f"it (or --set real_batch=N with N a multiple of {self.world_size})")
+            raise ValueError(
+                f"--distributed real-batch splits real_batch={config.real_batch} "
+                f"across {self.world_size} processes: use a world size that divides "
+                f"it (or --set real_batch=N with N a multiple of {self.world_size})"
+            )
 
     # -- the two calls the engine makes -------------------------------------------------------
     def plan(self, draw: Callable[[], Any]):
@@ -152,9 +155,11 @@ def from_env(variant: str | None, device: str = "auto") -> Parallel:
     run would write the same directory)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and variant is None:
-        raise ValueError(f"started by torchrun with {world_size} processes: choose how they share "
-                         f"the work with --distributed tasks (N tasks per outer step) or "
-                         f"--distributed real-batch (one process's trajectory, real batch split)")
+        raise ValueError(
+            f"started by torchrun with {world_size} processes: choose how they share "
+            f"the work with --distributed tasks (N tasks per outer step) or "
+            f"--distributed real-batch (one process's trajectory, real batch split)"
+        )
     variant = variant or "tasks"
     if world_size == 1:
         return Parallel(variant)
@@ -164,8 +169,7 @@ def from_env(variant: str | None, device: str = "auto") -> Parallel:
     use_cuda = resolve_device(device).type == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank)
-    timeout = datetime.timedelta(seconds=float(os.environ.get("PODD_DIST_TIMEOUT_S",
-                                                              DEFAULT_TIMEOUT_S)))
+    timeout = datetime.timedelta(seconds=float(os.environ.get("PODD_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S)))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout)
     # Pickled objects (a checkpoint) travel over gloo even when the gradients use NCCL.

@@ -93,6 +93,7 @@ def as_pair(value, name: str) -> tuple[int, int]:
 # Geometry
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PosterGeometry:
     """Everything that fixes how a poster becomes patches; plain data, saved with every poster.
@@ -151,15 +152,25 @@ class PosterGeometry:
 
     def to_dict(self) -> dict:
         """Plain-data form (lists and ints), for JSON and checkpoints."""
-        return {"num_classes": self.num_classes, "image_shape": list(self.image_shape),
-                "grid": list(self.grid), "size": list(self.size), "patches": list(self.patches)}
+        return {
+            "num_classes": self.num_classes,
+            "image_shape": list(self.image_shape),
+            "grid": list(self.grid),
+            "size": list(self.size),
+            "patches": list(self.patches),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> PosterGeometry:
         """Inverse of :meth:`to_dict` (extra keys are ignored)."""
         try:
-            return cls(num_classes=d["num_classes"], image_shape=tuple(d["image_shape"]),
-                       grid=tuple(d["grid"]), size=tuple(d["size"]), patches=tuple(d["patches"]))
+            return cls(
+                num_classes=d["num_classes"],
+                image_shape=tuple(d["image_shape"]),
+                grid=tuple(d["grid"]),
+                size=tuple(d["size"]),
+                patches=tuple(d["patches"]),
+            )
         except KeyError as e:
             raise ValueError(f"poster geometry dict lacks the key {e}; got keys {sorted(d)}") from None
 
@@ -173,19 +184,23 @@ def _validate_geometry(num_classes, image_shape, grid, size, patches) -> None:
     check_fits(num_classes, *check_grid(*grid))
     H, W = size
     if H < h or W < w:
-        raise ValueError(f"poster size {H}×{W} (H×W) is smaller than one image {h}×{w}; "
-                         f"a poster must hold at least one patch")
+        raise ValueError(
+            f"poster size {H}×{W} (H×W) is smaller than one image {h}×{w}; a poster must hold at least one patch"
+        )
     ny, nx = patches
     for count, length, patch, axis in ((ny, H, h, "y"), (nx, W, w, "x")):
         distinct = length - patch + 1
         if count < 1 or count > distinct:
-            raise ValueError(f"patch count {count} along {axis} is out of range: a poster side of "
-                             f"{length} with patch side {patch} has 1 to {distinct} distinct "
-                             f"positions")
+            raise ValueError(
+                f"patch count {count} along {axis} is out of range: a poster side of "
+                f"{length} with patch side {patch} has 1 to {distinct} distinct "
+                f"positions"
+            )
 
 
-def poster_size(num_classes: int, image_shape: Sequence[int], ipc: float,
-                grid: tuple[int, int] | None = None) -> tuple[int, int]:
+def poster_size(
+    num_classes: int, image_shape: Sequence[int], ipc: float, grid: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """Poster ``(H, W)`` for a budget of ``ipc`` images per class.
 
     The 1-IPC poster is the class grid of images, ``(rows·h) × (cols·w)``; for IPC ``r`` each
@@ -223,8 +238,7 @@ def default_patch_counts(size: tuple[int, int], patch_hw: tuple[int, int]) -> tu
     return patch_counts_from_stride(size, patch_hw, (max(1, round(h * fy)), max(1, round(w * fx))))
 
 
-def patch_counts_from_stride(size: tuple[int, int], patch_hw: tuple[int, int],
-                             stride) -> tuple[int, int]:
+def patch_counts_from_stride(size: tuple[int, int], patch_hw: tuple[int, int], stride) -> tuple[int, int]:
     """Patch counts ``floor((H − h) / sy) + 1`` × ``floor((W − w) / sx) + 1`` for a stride.
 
     ``stride`` is an int (the same along both axes, as in the paper) or ``(sy, sx)``. The
@@ -240,8 +254,9 @@ def patch_counts_from_stride(size: tuple[int, int], patch_hw: tuple[int, int],
     return (H - h) // sy + 1, (W - w) // sx + 1
 
 
-def patch_counts_for_ipc(num_classes: int, image_shape: Sequence[int], ipc: float,
-                         grid: tuple[int, int] | None = None, stride=None) -> tuple[int, int]:
+def patch_counts_for_ipc(
+    num_classes: int, image_shape: Sequence[int], ipc: float, grid: tuple[int, int] | None = None, stride=None
+) -> tuple[int, int]:
     """Patch counts of the poster for ``ipc`` when the patches keep a fixed pixel ``stride``.
 
     The paper keeps the stride (the patches' overlap) fixed and lets the patch count follow the
@@ -265,9 +280,15 @@ def geometry_stride(geometry: PosterGeometry) -> tuple[int, int]:
     return max(1, round(sy)), max(1, round(sx))
 
 
-def make_geometry(num_classes: int, image_shape: Sequence[int], ipc: float = 1.0,
-                  grid: tuple[int, int] | None = None, patches=None, stride=None,
-                  size: tuple[int, int] | None = None) -> PosterGeometry:
+def make_geometry(
+    num_classes: int,
+    image_shape: Sequence[int],
+    ipc: float = 1.0,
+    grid: tuple[int, int] | None = None,
+    patches=None,
+    stride=None,
+    size: tuple[int, int] | None = None,
+) -> PosterGeometry:
     """Build and validate a :class:`PosterGeometry`.
 
     Args:
@@ -293,12 +314,13 @@ def make_geometry(num_classes: int, image_shape: Sequence[int], ipc: float = 1.0
     else:
         size = as_pair(size, "size")
     if patches is not None and stride is not None:
-        raise ValueError(f"give patches or stride, not both; got patches={patches!r}, "
-                         f"stride={stride!r}")
+        raise ValueError(f"give patches or stride, not both; got patches={patches!r}, stride={stride!r}")
     patch_hw = image_shape[1:]
     if size[0] < patch_hw[0] or size[1] < patch_hw[1]:
-        raise ValueError(f"poster size {size[0]}×{size[1]} (H×W) is smaller than one image "
-                         f"{patch_hw[0]}×{patch_hw[1]}; a poster must hold at least one patch")
+        raise ValueError(
+            f"poster size {size[0]}×{size[1]} (H×W) is smaller than one image "
+            f"{patch_hw[0]}×{patch_hw[1]}; a poster must hold at least one patch"
+        )
     if patches is not None:
         patches = as_pair(patches, "patches")
     elif stride is not None:
@@ -308,8 +330,9 @@ def make_geometry(num_classes: int, image_shape: Sequence[int], ipc: float = 1.0
     return PosterGeometry(num_classes, image_shape, grid, size, patches)
 
 
-def baseline_geometry(num_classes: int, image_shape: Sequence[int],
-                      grid: tuple[int, int] | None = None) -> PosterGeometry:
+def baseline_geometry(
+    num_classes: int, image_shape: Sequence[int], grid: tuple[int, int] | None = None
+) -> PosterGeometry:
     """The RaT-BPTT baseline as a poster: IPC 1, one non-overlapping patch per grid cell.
 
     The poster is exactly the class grid of images, ``(rows·h) × (cols·w)``, and the patches are
@@ -318,13 +341,13 @@ def baseline_geometry(num_classes: int, image_shape: Sequence[int],
     """
     _, h, w = (int(v) for v in image_shape)
     rows, cols = default_class_grid(num_classes) if grid is None else as_pair(grid, "grid")
-    return PosterGeometry(num_classes, tuple(image_shape), (rows, cols), (rows * h, cols * w),
-                          (rows, cols))
+    return PosterGeometry(num_classes, tuple(image_shape), (rows, cols), (rows * h, cols * w), (rows, cols))
 
 
 # --------------------------------------------------------------------------------------------
 # Patch positions and extraction
 # --------------------------------------------------------------------------------------------
+
 
 def axis_positions(length: int, patch: int, count: int) -> torch.Tensor:
     """Patch starts along one axis: ``round(linspace(0, length − patch, count))``, long.
@@ -339,8 +362,10 @@ def axis_positions(length: int, patch: int, count: int) -> torch.Tensor:
     if distinct < 1:
         raise ValueError(f"poster side {length} is smaller than the patch side {patch}")
     if count < 1 or count > distinct:
-        raise ValueError(f"patch count {count} is out of range: a side of {length} with patch "
-                         f"side {patch} has 1 to {distinct} distinct positions")
+        raise ValueError(
+            f"patch count {count} is out of range: a side of {length} with patch "
+            f"side {patch} has 1 to {distinct} distinct positions"
+        )
     starts = torch.linspace(0, length - patch, count, dtype=torch.float64)
     return torch.round(starts).long()
 
@@ -351,8 +376,7 @@ def patch_positions(size, patch_hw, counts) -> torch.Tensor:
     Patch ``n = iy·nx + ix`` has corner ``(ys[iy], xs[ix])`` with ``ys``, ``xs`` from
     :func:`axis_positions`.
     """
-    (H, W), (h, w), (ny, nx) = as_pair(size, "size"), as_pair(patch_hw, "patch_hw"), \
-        as_pair(counts, "counts")
+    (H, W), (h, w), (ny, nx) = as_pair(size, "size"), as_pair(patch_hw, "patch_hw"), as_pair(counts, "counts")
     ys = axis_positions(H, h, ny)
     xs = axis_positions(W, w, nx)
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
@@ -373,8 +397,9 @@ def patch_index(positions: torch.Tensor, patch_hw, width: int) -> torch.Tensor:
     return rows * int(width) + cols
 
 
-def extract_patches(poster: torch.Tensor, positions: torch.Tensor, patch_hw,
-                    index: torch.Tensor | None = None) -> torch.Tensor:
+def extract_patches(
+    poster: torch.Tensor, positions: torch.Tensor, patch_hw, index: torch.Tensor | None = None
+) -> torch.Tensor:
     """All patches of a poster in one differentiable gather.
 
     Args:
@@ -398,18 +423,19 @@ def extract_patches(poster: torch.Tensor, positions: torch.Tensor, patch_hw,
         positions = torch.as_tensor(positions, dtype=torch.long)
         # Checked only on the CPU: on an accelerator the comparison would force a host sync on
         # every call. Positions from PosterGeometry.positions() are always inside.
-        if positions.device.type == "cpu" and positions.numel() and (
-                positions.min() < 0 or positions[:, 0].max() + h > H
-                or positions[:, 1].max() + w > W):
-            raise ValueError(f"patch positions reach outside the {H}×{W} poster for patches "
-                             f"of {h}×{w}")
+        if (
+            positions.device.type == "cpu"
+            and positions.numel()
+            and (positions.min() < 0 or positions[:, 0].max() + h > H or positions[:, 1].max() + w > W)
+        ):
+            raise ValueError(f"patch positions reach outside the {H}×{W} poster for patches of {h}×{w}")
         index = patch_index(positions.to(poster.device), (h, w), W)
     index = index.to(poster.device)
     n = index.shape[0]
-    flat = poster.flatten(-2)                                   # (..., c, H·W)
-    gathered = flat.index_select(-1, index.reshape(-1))         # (..., c, N·h·w)
-    gathered = gathered.unflatten(-1, (n, h, w))                # (..., c, N, h, w)
-    return gathered.movedim(-4, -3)                             # (..., N, c, h, w)
+    flat = poster.flatten(-2)  # (..., c, H·W)
+    gathered = flat.index_select(-1, index.reshape(-1))  # (..., c, N·h·w)
+    gathered = gathered.unflatten(-1, (n, h, w))  # (..., c, N, h, w)
+    return gathered.movedim(-4, -3)  # (..., N, c, h, w)
 
 
 def overlap_count(geometry: PosterGeometry) -> torch.Tensor:
@@ -428,9 +454,17 @@ def overlap_count(geometry: PosterGeometry) -> torch.Tensor:
 # Initialisation
 # --------------------------------------------------------------------------------------------
 
-def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: str = "class_areas",
-                *, class_order: torch.Tensor | None = None, real_x: torch.Tensor | None = None,
-                real_y: torch.Tensor | None = None, noise: float | None = None) -> torch.Tensor:
+
+def init_poster(
+    geometry: PosterGeometry,
+    generator: torch.Generator,
+    method: str = "class_areas",
+    *,
+    class_order: torch.Tensor | None = None,
+    real_x: torch.Tensor | None = None,
+    real_y: torch.Tensor | None = None,
+    noise: float | None = None,
+) -> torch.Tensor:
     """A fresh ``(c, H, W)`` float32 poster, on the generator's device. Same generator state,
     same poster.
 
@@ -464,7 +498,7 @@ def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: st
     c, h, w = geometry.image_shape
     H, W = geometry.size
     device = generator.device
-    area_rms = 1.0 / math.sqrt(c * h * w)   # a unit-L2-norm class area, per pixel
+    area_rms = 1.0 / math.sqrt(c * h * w)  # a unit-L2-norm class area, per pixel
     if method == "gaussian":
         return area_rms * torch.randn((c, H, W), generator=generator, device=device)
     if method not in INITS:
@@ -472,16 +506,16 @@ def init_poster(geometry: PosterGeometry, generator: torch.Generator, method: st
     order = _cell_classes(geometry, class_order, device, required=(method == "real"))
     if method == "class_areas":
         return _class_area_init(geometry, order, generator, 1.0 if noise is None else noise)
-    return _real_mean_init(geometry, order, generator, real_x, real_y,
-                           0.2 if noise is None else noise)
+    return _real_mean_init(geometry, order, generator, real_x, real_y, 0.2 if noise is None else noise)
 
 
 def _cell_classes(geometry: PosterGeometry, class_order, device, required: bool) -> torch.Tensor:
     """The validated ``(rows, cols)`` class of every grid cell (``-1`` = empty), on ``device``."""
     if class_order is None:
         if required:
-            raise ValueError("init method 'real' needs class_order, real_x (preprocessed float "
-                             "images) and real_y (their labels)")
+            raise ValueError(
+                "init method 'real' needs class_order, real_x (preprocessed float images) and real_y (their labels)"
+            )
         return identity_order(geometry.num_classes, *geometry.grid).to(device)
     if geometry.num_classes == 1:
         # One poster of the poster-per-class mode: its 1×1 order names the dataset class it holds.
@@ -492,8 +526,9 @@ def _cell_classes(geometry: PosterGeometry, class_order, device, required: bool)
     return validate_class_order(class_order, geometry.num_classes, geometry.grid).to(device)
 
 
-def _class_area_init(geometry: PosterGeometry, order: torch.Tensor, generator: torch.Generator,
-                     noise: float) -> torch.Tensor:
+def _class_area_init(
+    geometry: PosterGeometry, order: torch.Tensor, generator: torch.Generator, noise: float
+) -> torch.Tensor:
     """The authors' init: (class mean + noise) per class area, unit L2 norm, blended."""
     c, h, w = geometry.image_shape
     device = generator.device
@@ -502,30 +537,33 @@ def _class_area_init(geometry: PosterGeometry, order: torch.Tensor, generator: t
     means = torch.randn((num_means, c * h * w), generator=generator, device=device)
     areas = noise * torch.randn((cells.numel(), c * h * w), generator=generator, device=device)
     areas = areas + means[cells.clamp_min(0)] * (cells >= 0)[:, None]
-    areas = torch.nn.functional.normalize(areas, dim=1)             # unit norm per class area
+    areas = torch.nn.functional.normalize(areas, dim=1)  # unit norm per class area
     return _blend_cell_areas(geometry, areas)
 
 
-def _real_mean_init(geometry: PosterGeometry, order: torch.Tensor, generator: torch.Generator,
-                    real_x, real_y, noise: float) -> torch.Tensor:
+def _real_mean_init(
+    geometry: PosterGeometry, order: torch.Tensor, generator: torch.Generator, real_x, real_y, noise: float
+) -> torch.Tensor:
     """Each class area is its class's mean real image; blended, then Gaussian noise added."""
     c, h, w = geometry.image_shape
     device = generator.device
     if real_x is None or real_y is None:
-        raise ValueError("init method 'real' needs class_order, real_x (preprocessed float "
-                         "images) and real_y (their labels)")
+        raise ValueError(
+            "init method 'real' needs class_order, real_x (preprocessed float images) and real_y (their labels)"
+        )
     real_x = torch.as_tensor(real_x).to(device=device, dtype=torch.float32)
     real_y = torch.as_tensor(real_y).to(device=device, dtype=torch.long)
     if tuple(real_x.shape[1:]) != (c, h, w) or real_x.shape[0] != real_y.shape[0]:
-        raise ValueError(f"real_x must be (n, {c}, {h}, {w}) with one label per image in real_y; "
-                         f"got {tuple(real_x.shape)} and {tuple(real_y.shape)}")
+        raise ValueError(
+            f"real_x must be (n, {c}, {h}, {w}) with one label per image in real_y; "
+            f"got {tuple(real_x.shape)} and {tuple(real_y.shape)}"
+        )
     needed = order[order >= 0]
     num_means = max(int(needed.max()) + 1, int(real_y.max()) + 1)
     counts = torch.bincount(real_y, minlength=num_means)
     missing = [k for k in needed.tolist() if counts[k] == 0]
     if missing:
-        raise ValueError(f"init 'real' needs real images of every class on the poster; "
-                         f"none for classes {missing}")
+        raise ValueError(f"init 'real' needs real images of every class on the poster; none for classes {missing}")
     # Class means for all classes in one scatter-add (no loop over classes).
     means = torch.zeros(num_means, c * h * w, device=device).index_add_(0, real_y, real_x.flatten(1))
     means = means / counts.clamp_min(1)[:, None]
@@ -557,21 +595,20 @@ def _blend_cell_areas(geometry: PosterGeometry, areas: torch.Tensor) -> torch.Te
     ys = torch.cat([ys, ys[-1:].repeat(rows - len(ys))])
     xs = torch.cat([xs, xs[-1:].repeat(cols - len(xs))])
     corners = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2).to(device)
-    index = patch_index(corners, (h, w), W).reshape(-1)                 # (cells·h·w,)
-    values = areas.view(-1, c, h * w).permute(1, 0, 2).reshape(c, -1)    # (c, cells·h·w)
+    index = patch_index(corners, (h, w), W).reshape(-1)  # (cells·h·w,)
+    values = areas.view(-1, c, h * w).permute(1, 0, 2).reshape(c, -1)  # (c, cells·h·w)
     total = torch.zeros(c, H * W, device=device).index_add_(1, index, values)
-    cover = torch.zeros(H * W, device=device).index_add_(
-        0, index, torch.ones(index.numel(), device=device))
+    cover = torch.zeros(H * W, device=device).index_add_(0, index, torch.ones(index.numel(), device=device))
     blended = total / cover.clamp_min(1)
     gaps = cover == 0
     if gaps.any():
         y = torch.arange(H, device=device)
         x = torch.arange(W, device=device)
         cell_y, cell_x = pixel_cells(H, rows, device), pixel_cells(W, cols, device)
-        local_y = (y - ys.to(device)[cell_y]) % h                        # offset from the corner
+        local_y = (y - ys.to(device)[cell_y]) % h  # offset from the corner
         local_x = (x - xs.to(device)[cell_x]) % w
-        cell = (cell_y[:, None] * cols + cell_x[None, :]).reshape(-1)    # (H·W,)
-        local = (local_y[:, None] * w + local_x[None, :]).reshape(-1)    # (H·W,)
+        cell = (cell_y[:, None] * cols + cell_x[None, :]).reshape(-1)  # (H·W,)
+        local = (local_y[:, None] * w + local_x[None, :]).reshape(-1)  # (H·W,)
         blended[:, gaps] = areas.view(-1, c, h * w)[cell[gaps], :, local[gaps]].T
     return blended.view(c, H, W)
 
@@ -580,8 +617,8 @@ def _blend_cell_areas(geometry: PosterGeometry, areas: torch.Tensor) -> torch.Te
 # One poster per class (§6, fig 9)
 # --------------------------------------------------------------------------------------------
 
-def per_class_geometry(num_classes: int, image_shape: Sequence[int], ipc: float,
-                       patches=None) -> PosterGeometry:
+
+def per_class_geometry(num_classes: int, image_shape: Sequence[int], ipc: float, patches=None) -> PosterGeometry:
     """Geometry of ONE class's poster in the poster-per-class mode (§6, fig 9).
 
     Each of the ``K`` classes gets its own poster of ``ipc`` images' worth of pixels:
@@ -596,8 +633,9 @@ def per_class_geometry(num_classes: int, image_shape: Sequence[int], ipc: float,
     return make_geometry(1, image_shape, ipc=ipc, grid=(1, 1), patches=patches)
 
 
-def extract_per_class_patches(posters: torch.Tensor, positions: torch.Tensor,
-                              patch_hw) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_per_class_patches(
+    posters: torch.Tensor, positions: torch.Tensor, patch_hw
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Patches of ``K`` class posters ``(K, c, H, W)`` and their hard labels.
 
     Returns ``(patches (K·N, c, h, w), labels (K·N,) long)``; the patches of poster ``k`` come
@@ -605,7 +643,7 @@ def extract_per_class_patches(posters: torch.Tensor, positions: torch.Tensor,
     """
     if posters.ndim != 4:
         raise ValueError(f"per-class posters must be (K, c, H, W); got {tuple(posters.shape)}")
-    patches = extract_patches(posters, positions, patch_hw)            # (K, N, c, h, w)
+    patches = extract_patches(posters, positions, patch_hw)  # (K, N, c, h, w)
     K, N = patches.shape[:2]
     labels = torch.arange(K, device=posters.device).repeat_interleave(N)
     return patches.reshape(K * N, *patches.shape[2:]), labels

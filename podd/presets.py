@@ -42,8 +42,7 @@ from podd.poster import PAPER_POSTERS
 SMOKE_ZCA_MAX_DIM = 4096
 
 # Training-set sizes, to turn "10 000 epochs over the real training set" into outer steps.
-_TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "cub200": 5_994, "tinyimagenet": 100_000,
-                "digits": 1_437}
+_TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "cub200": 5_994, "tinyimagenet": 100_000, "digits": 1_437}
 _PAPER_EPOCHS = 10_000
 
 # CUB-200 and Tiny-ImageNet at the authors' batch sizes need tens of GB for one outer step with
@@ -54,23 +53,75 @@ _MEMORY_SAVERS = dict(recompute_window=True, real_chunk=250)
 
 # The authors' published commands, one per dataset. patches = (rows, cols).
 _PAPER = {
-    "cifar10": dict(ipc=0.9, grid=(2, 5), patches=(6, 16), distill_batch=96, real_batch=5000,
-                    window=60, total_window=200, inner_lr=1e-3, outer_lr=1e-3, labels="fixed",
-                    depth=3),
-    "cifar100": dict(ipc=0.9, grid=(10, 10), patches=(20, 20), distill_batch=50, real_batch=2000,
-                     window=100, total_window=300, inner_lr=1e-3, outer_lr=1e-3, labels="learned",
-                     depth=3),
-    "cub200": dict(ipc=0.9, grid=(10, 20), patches=(30, 60), distill_batch=200, real_batch=3000,
-                   window=60, total_window=200, inner_lr=1e-3, outer_lr=1e-3, labels="learned",
-                   depth=3, **_MEMORY_SAVERS),
+    "cifar10": dict(
+        ipc=0.9,
+        grid=(2, 5),
+        patches=(6, 16),
+        distill_batch=96,
+        real_batch=5000,
+        window=60,
+        total_window=200,
+        inner_lr=1e-3,
+        outer_lr=1e-3,
+        labels="fixed",
+        depth=3,
+    ),
+    "cifar100": dict(
+        ipc=0.9,
+        grid=(10, 10),
+        patches=(20, 20),
+        distill_batch=50,
+        real_batch=2000,
+        window=100,
+        total_window=300,
+        inner_lr=1e-3,
+        outer_lr=1e-3,
+        labels="learned",
+        depth=3,
+    ),
+    "cub200": dict(
+        ipc=0.9,
+        grid=(10, 20),
+        patches=(30, 60),
+        distill_batch=200,
+        real_batch=3000,
+        window=60,
+        total_window=200,
+        inner_lr=1e-3,
+        outer_lr=1e-3,
+        labels="learned",
+        depth=3,
+        **_MEMORY_SAVERS,
+    ),
     # depth 3 as in the authors' commands; the paper's text says 4 for 64×64 (override depth=4).
-    "tinyimagenet": dict(ipc=0.9, grid=(10, 20), patches=(20, 40), distill_batch=30,
-                         real_batch=500, window=100, total_window=300, inner_lr=5e-4,
-                         outer_lr=5e-4, labels="learned", depth=3, **_MEMORY_SAVERS),
+    "tinyimagenet": dict(
+        ipc=0.9,
+        grid=(10, 20),
+        patches=(20, 40),
+        distill_batch=30,
+        real_batch=500,
+        window=100,
+        total_window=300,
+        inner_lr=5e-4,
+        outer_lr=5e-4,
+        labels="learned",
+        depth=3,
+        **_MEMORY_SAVERS,
+    ),
 }
-_SHARED_PAPER = dict(mode="podd", class_order="poco", init="class_areas", zca=True, width=128,
-                     min_start=0, start_schedule="epoch", clip_factor=2.0, clip_ema=0.9,
-                     eval_models=8, eval_steps=(300, 600, 1000, 2000))
+_SHARED_PAPER = dict(
+    mode="podd",
+    class_order="poco",
+    init="class_areas",
+    zca=True,
+    width=128,
+    min_start=0,
+    start_schedule="epoch",
+    clip_factor=2.0,
+    clip_ema=0.9,
+    eval_models=8,
+    eval_steps=(300, 600, 1000, 2000),
+)
 
 # Digits (sklearn 8×8, 10 classes, 2×5 class grid, 4×10 patches; all 40 patches per inner step).
 # "paper": a CPU orientation run (width 64, depth 2, window 10 of 30, Adam lr 1e-2
@@ -80,12 +131,34 @@ _SHARED_PAPER = dict(mode="podd", class_order="poco", init="class_areas", zca=Tr
 # authors' choice for CIFAR-10, the paper's other 10-class, 2×5-grid dataset. On digits the
 # learned labels drift towards very soft mixtures (mean top probability ≈ 0.4 at 0.5 IPC), which
 # suits the ≤ 30-step inner loop but trains the 300-step evaluation networks poorly.
-_DIGITS = dict(ipc=1.0, grid=(2, 5), patches=(4, 10), distill_batch=40, real_batch=256, window=10,
-               total_window=30, inner_lr=1e-2, outer_lr=1e-2, labels="learned", zca=False,
-               width=64, depth=2, class_order="identity", mode="podd", init="class_areas",
-               min_start=0, start_schedule="epoch", clip_factor=2.0, clip_ema=0.9,
-               steps=400, eval_models=4, eval_steps=(300,), eval_every=0, checkpoint_every=100,
-               engine="eager")
+_DIGITS = dict(
+    ipc=1.0,
+    grid=(2, 5),
+    patches=(4, 10),
+    distill_batch=40,
+    real_batch=256,
+    window=10,
+    total_window=30,
+    inner_lr=1e-2,
+    outer_lr=1e-2,
+    labels="learned",
+    zca=False,
+    width=64,
+    depth=2,
+    class_order="identity",
+    mode="podd",
+    init="class_areas",
+    min_start=0,
+    start_schedule="epoch",
+    clip_factor=2.0,
+    clip_ema=0.9,
+    steps=400,
+    eval_models=4,
+    eval_steps=(300,),
+    eval_every=0,
+    checkpoint_every=100,
+    engine="eager",
+)
 # engine: digits' 8×8 steps are small; compiling them the first time takes longer than the
 # whole demo, for little gain per step afterwards (benchmarks/bench_engine.py, digits section).
 # CIFAR-size data gets the compiled engine (the dataclass default, auto).
@@ -118,20 +191,42 @@ def _quick(dataset: str) -> dict:
     values = _paper(dataset)
     rows, cols = values["patches"]
     every_patch = values["distill_batch"] >= rows * cols
-    values.update(real_batch=256, window=10,
-                  distill_batch=None if every_patch else min(values["distill_batch"], 50),
-                  total_window=30, width=64, steps=200, eval_models=4, eval_steps=(300,),
-                  eval_every=0, checkpoint_every=50, inner_lr=1e-3, outer_lr=3e-3,
-                  recompute_window=False, real_chunk=None)  # small enough to keep every graph
+    values.update(
+        real_batch=256,
+        window=10,
+        distill_batch=None if every_patch else min(values["distill_batch"], 50),
+        total_window=30,
+        width=64,
+        steps=200,
+        eval_models=4,
+        eval_steps=(300,),
+        eval_every=0,
+        checkpoint_every=50,
+        inner_lr=1e-3,
+        outer_lr=3e-3,
+        recompute_window=False,
+        real_chunk=None,
+    )  # small enough to keep every graph
     return values
 
 
 def _smoke(values: dict) -> dict:
     """A few outer steps of a tiny network: seconds, for CI."""
     values = dict(values)
-    values.update(width=8, depth=1, real_batch=64, distill_batch=min(values["distill_batch"] or 8, 8),
-                  window=2, total_window=4, steps=4, eval_models=2, eval_steps=(20,),
-                  eval_every=0, checkpoint_every=2, engine="eager")
+    values.update(
+        width=8,
+        depth=1,
+        real_batch=64,
+        distill_batch=min(values["distill_batch"] or 8, 8),
+        window=2,
+        total_window=4,
+        steps=4,
+        eval_models=2,
+        eval_steps=(20,),
+        eval_every=0,
+        checkpoint_every=2,
+        engine="eager",
+    )
     # eager: a smoke run lasts seconds, less than compiling its steps would take
     return values
 
@@ -139,8 +234,15 @@ def _smoke(values: dict) -> dict:
 def _generic() -> dict:
     """Unknown dataset: the paper's CIFAR-10 choices, with the grid and depth left to the data."""
     values = _paper("cifar10")
-    values.update(grid=None, patches=None, poster_size=None, depth=None, class_order="identity",
-                  distill_batch=None, steps=_PAPER_EPOCHS * 10)
+    values.update(
+        grid=None,
+        patches=None,
+        poster_size=None,
+        depth=None,
+        class_order="identity",
+        distill_batch=None,
+        steps=_PAPER_EPOCHS * 10,
+    )
     return values
 
 
@@ -155,20 +257,39 @@ def _table(dataset: str, profile: str) -> dict:
     else:
         values = _generic()
         if profile == "quick":
-            values.update(real_batch=256, window=10, total_window=30, width=64,
-                          steps=200, eval_models=4, eval_steps=(300,), eval_every=0,
-                          checkpoint_every=50)
+            values.update(
+                real_batch=256,
+                window=10,
+                total_window=30,
+                width=64,
+                steps=200,
+                eval_models=4,
+                eval_steps=(300,),
+                eval_every=0,
+                checkpoint_every=50,
+            )
     if profile == "smoke":
         values = _smoke(values)
     values.setdefault("poster_size", None)
     return values
 
 
-_PAIRS = ("grid", "patches", "poster_size", "eval_steps")   # tuples in a DistillConfig
-def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = None,
-                   mode: str = "podd", ipc: float | None = None, num_classes: int | None = None,
-                   image_shape=None, embeddings: str | None = None, verbose: bool = True,
-                   **overrides) -> DistillConfig:
+_PAIRS = ("grid", "patches", "poster_size", "eval_steps")  # tuples in a DistillConfig
+
+
+def resolve_config(
+    dataset: str,
+    profile: str = "paper",
+    *,
+    like: str | None = None,
+    mode: str = "podd",
+    ipc: float | None = None,
+    num_classes: int | None = None,
+    image_shape=None,
+    embeddings: str | None = None,
+    verbose: bool = True,
+    **overrides,
+) -> DistillConfig:
     """THE settings of a run: what ``podd distill``, :mod:`podd.demo` and the notebooks all use.
 
     ``dataset``: any spelling :func:`podd.data.canonical_name` accepts (``CIFAR-10`` is
@@ -212,22 +333,24 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; valid names are {sorted(known)}")
-    for name, value in overrides.items():     # before the rules below compute with them
+    for name, value in overrides.items():  # before the rules below compute with them
         DistillConfig.check_value(name, value)
     dataset = canonical_name(dataset)
     preset_name = dataset
     if like is not None:
         preset_name = canonical_name(like)
         if preset_name not in DATASET_SHAPES:
-            raise ValueError(f"like={like!r}: name a built-in dataset whose preset to use "
-                             f"({', '.join(DATASET_SHAPES)}), not local data")
+            raise ValueError(
+                f"like={like!r}: name a built-in dataset whose preset to use "
+                f"({', '.join(DATASET_SHAPES)}), not local data"
+            )
 
     overrides = {k: (tuple(v) if k in _PAIRS and v is not None else v) for k, v in overrides.items()}
     values = _table(preset_name, profile)
     preset = dict(values)
     values.update(dataset=dataset, profile=profile, mode=mode)
-    kind = poster_mode(mode)          # what the mode fixes and takes from the preset: its own rules
-    kind.preset_defaults(values)      # baseline: RaT-BPTT at 1 IPC, all K images in every inner step
+    kind = poster_mode(mode)  # what the mode fixes and takes from the preset: its own rules
+    kind.preset_defaults(values)  # baseline: RaT-BPTT at 1 IPC, all K images in every inner step
     if ipc is not None:
         values["ipc"] = float(ipc)
     values.update(overrides)
@@ -247,8 +370,7 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
         values["depth"] = default_depth(shape[1])
 
     if kind.preset_poster(values, free) and shape is not None and K is not None:
-        at_preset = (same_data and abs(values["ipc"] - preset["ipc"]) < 1e-9
-                     and values["grid"] == preset["grid"])
+        at_preset = same_data and abs(values["ipc"] - preset["ipc"]) < 1e-9 and values["grid"] == preset["grid"]
         if free("poster_size") and not at_preset:
             values["poster_size"] = None
         if free("patches") and not (at_preset and values["poster_size"] == preset["poster_size"]):
@@ -261,16 +383,25 @@ def resolve_config(dataset: str, profile: str = "paper", *, like: str | None = N
         if profile == "smoke":
             values["class_order"] = "identity"
             if verbose:
-                note_once("class order = dataset order (PoCO needs CLIP text embeddings, "
-                          "and the smoke profile runs offline; pass embeddings=PATH to use PoCO).")
-    if profile == "smoke" and values["zca"] and free("zca") and shape is not None \
-            and math.prod(shape) > SMOKE_ZCA_MAX_DIM:
+                note_once(
+                    "class order = dataset order (PoCO needs CLIP text embeddings, "
+                    "and the smoke profile runs offline; pass embeddings=PATH to use PoCO)."
+                )
+    if (
+        profile == "smoke"
+        and values["zca"]
+        and free("zca")
+        and shape is not None
+        and math.prod(shape) > SMOKE_ZCA_MAX_DIM
+    ):
         values["zca"] = False
         if verbose:
             c, h, w = shape
-            note_once(f"ZCA whitening off under smoke for {c}×{h}×{w} images (fitting a "
-                      f"{c * h * w}-dimensional whitening takes minutes on a CPU); quick and "
-                      f"paper keep it.")
+            note_once(
+                f"ZCA whitening off under smoke for {c}×{h}×{w} images (fitting a "
+                f"{c * h * w}-dimensional whitening takes minutes on a CPU); quick and "
+                f"paper keep it."
+            )
     return DistillConfig(**values)
 
 
@@ -279,17 +410,20 @@ def _embeddings_order(embeddings, mode: str, overrides: dict, K: int | None) -> 
     is the dataset order): a file given is never ignored. Checked now (it exists, one row per
     class), not when the run reaches the poster after loading and whitening the data."""
     if not poster_mode(mode).orders_classes:
-        raise ValueError(f"embeddings={str(embeddings)!r} (--embeddings) orders the classes on "
-                         f"a shared poster; {mode} mode has none to order: drop it")
+        raise ValueError(
+            f"embeddings={str(embeddings)!r} (--embeddings) orders the classes on "
+            f"a shared poster; {mode} mode has none to order: drop it"
+        )
     if "class_order" in overrides and overrides["class_order"] != str(embeddings):
-        raise ValueError(f"embeddings={str(embeddings)!r} (--embeddings) and class_order="
-                         f"{overrides['class_order']!r} both choose the class order: give one")
-    load_embeddings(embeddings, K)     # a missing file or wrong row count is said now
+        raise ValueError(
+            f"embeddings={str(embeddings)!r} (--embeddings) and class_order="
+            f"{overrides['class_order']!r} both choose the class order: give one"
+        )
+    load_embeddings(embeddings, K)  # a missing file or wrong row count is said now
     return str(embeddings)
 
 
-def _patch_counts(preset_name: str, preset: dict, same_data: bool, K: int, shape, values: dict
-                  ) -> tuple[int, int]:
+def _patch_counts(preset_name: str, preset: dict, same_data: bool, K: int, shape, values: dict) -> tuple[int, int]:
     """Rule 2 away from the preset's own poster: the patch counts of the poster ``values`` asks for."""
     size = values["poster_size"] or P.poster_size(K, shape, values["ipc"], values["grid"])
     h, w = shape[1:]
@@ -297,18 +431,18 @@ def _patch_counts(preset_name: str, preset: dict, same_data: bool, K: int, shape
         return P.default_patch_counts(size, (h, w))
     # the preset's own counts, at most one patch per distinct position
     # (at least 1: a poster smaller than one image is the engine's to refuse, with its size)
-    own = (max(1, min(preset["patches"][0], size[0] - h + 1)),
-           max(1, min(preset["patches"][1], size[1] - w + 1)))
+    own = (max(1, min(preset["patches"][0], size[0] - h + 1)), max(1, min(preset["patches"][1], size[1] - w + 1)))
     if preset_name not in PAPER_POSTERS:
-        return own                 # digits: the demo's 4×10 patches at every IPC
+        return own  # digits: the demo's 4×10 patches at every IPC
     # The paper's datasets: the authors' stride, but never fewer patches than their count.
     # Above their IPC the stride gives more patches (CIFAR-10 at 1 IPC: 6×17); below it, the
     # stride alone would thin the overlap out (0.5 IPC: 3×11 = 33 patches), while §5 fixes the
     # number of patches per dataset, not per poster size, and its patch-number ablation (fig 6)
     # finds fewer patches worse. Measured on the CIFAR-10 subset (README): 6×16 patches at 0.5 IPC
     # beat 3×11.
-    reference = P.make_geometry(K, shape, preset["ipc"], grid=preset["grid"],
-                                patches=preset["patches"], size=preset["poster_size"])
+    reference = P.make_geometry(
+        K, shape, preset["ipc"], grid=preset["grid"], patches=preset["patches"], size=preset["poster_size"]
+    )
     by_stride = P.patch_counts_from_stride(size, (h, w), P.geometry_stride(reference))
     return max(by_stride[0], own[0]), max(by_stride[1], own[1])
 
@@ -318,8 +452,8 @@ def _cap_distill_batch(values: dict, overrides: dict, K, shape) -> None:
     if "distill_batch" in overrides or not values["distill_batch"] or K is None or shape is None:
         return
     kind = poster_mode(values["mode"])
-    try:    # the mode's own geometry of these settings (baseline: distill_batch is None already)
+    try:  # the mode's own geometry of these settings (baseline: distill_batch is None already)
         n = kind.posters(K) * kind.geometry(SimpleNamespace(**values), K, shape).num_patches
     except ValueError:
-        return      # an impossible poster: the engine says why, with the run's own words
+        return  # an impossible poster: the engine says why, with the run's own words
     values["distill_batch"] = min(values["distill_batch"], n)

@@ -67,8 +67,9 @@ class StepPlan:
 # --------------------------------------------------------------------------------------------
 # the inner loop: Adam on a fresh network, trained on the distilled set
 # --------------------------------------------------------------------------------------------
-def _adam(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: int,
-          lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _adam(
+    p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: int, lr: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One Adam step (betas 0.9/0.999) on the flat parameter vector, as differentiable tensor ops.
 
     The denominator is sqrt(v̂ + eps²) rather than sqrt(v̂) + eps: the same size near zero, but
@@ -76,10 +77,10 @@ def _adam(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t:
     gradients), which would otherwise turn the meta-gradient into NaN (0 · ∞).
     """
     b1, b2 = ADAM_BETAS
-    m = torch.lerp(m, g, 1 - b1)                  # b1·m + (1 − b1)·g
-    v = torch.lerp(v, g * g, 1 - b2)              # b2·v + (1 − b2)·g²
-    denom = torch.sqrt(v * (1 / (1 - b2 ** t)) + ADAM_EPS ** 2)
-    return torch.addcdiv(p, m, denom, value=-lr / (1 - b1 ** t)), m, v
+    m = torch.lerp(m, g, 1 - b1)  # b1·m + (1 − b1)·g
+    v = torch.lerp(v, g * g, 1 - b2)  # b2·v + (1 − b2)·g²
+    denom = torch.sqrt(v * (1 / (1 - b2**t)) + ADAM_EPS**2)
+    return torch.addcdiv(p, m, denom, value=-lr / (1 - b1**t)), m, v
 
 
 class _FlatNet:
@@ -94,12 +95,14 @@ class _FlatNet:
 
     def __call__(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         pieces = flat.split(self.sizes)
-        return forward_with(self.net, {n: piece.view(shape) for n, piece, shape
-                                       in zip(self.names, pieces, self.shapes)}, x)
+        return forward_with(
+            self.net, {n: piece.view(shape) for n, piece, shape in zip(self.names, pieces, self.shapes)}, x
+        )
 
 
-def _inner_loss(net: _FlatNet, plan: StepPlan, t: int, w: torch.Tensor, patches: torch.Tensor,
-                labels: torch.Tensor, augment: bool) -> torch.Tensor:
+def _inner_loss(
+    net: _FlatNet, plan: StepPlan, t: int, w: torch.Tensor, patches: torch.Tensor, labels: torch.Tensor, augment: bool
+) -> torch.Tensor:
     """Soft cross-entropy of inner step ``t``: its patches (from the plan), augmented with its
     own seed, so recomputing a step reproduces it exactly."""
     index = plan.batch_index[t]
@@ -109,24 +112,24 @@ def _inner_loss(net: _FlatNet, plan: StepPlan, t: int, w: torch.Tensor, patches:
     return soft_cross_entropy(net(w, x), labels[index])
 
 
-def _inner_step(net: _FlatNet, plan: StepPlan, t: int, w, m, v, patches, labels, inner_lr: float,
-                augment: bool, create_graph: bool):
+def _inner_step(
+    net: _FlatNet, plan: StepPlan, t: int, w, m, v, patches, labels, inner_lr: float, augment: bool, create_graph: bool
+):
     """One inner Adam step. ``create_graph`` keeps the path back to the poster (the window);
     without it the step is plain training (the truncated part, and the recompute forward)."""
     if create_graph:
-        (grad,) = torch.autograd.grad(_inner_loss(net, plan, t, w, patches, labels, augment), w,
-                                      create_graph=True)
+        (grad,) = torch.autograd.grad(_inner_loss(net, plan, t, w, patches, labels, augment), w, create_graph=True)
         return _adam(w, grad, m, v, t + 1, inner_lr)
     with torch.enable_grad():
         leaf = w.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(
-            _inner_loss(net, plan, t, leaf, patches.detach(), labels.detach(), augment), leaf)
+        (grad,) = torch.autograd.grad(_inner_loss(net, plan, t, leaf, patches.detach(), labels.detach(), augment), leaf)
     with torch.no_grad():
         return _adam(w.detach(), grad, m, v, t + 1, inner_lr)
 
 
-def _truncated_steps(net: _FlatNet, plan: StepPlan, patches, labels, inner_lr: float,
-                     augment: bool, dtype: str = "float32"):
+def _truncated_steps(
+    net: _FlatNet, plan: StepPlan, patches, labels, inner_lr: float, augment: bool, dtype: str = "float32"
+):
     """The ``plan.start`` steps before the window: plain training, no graph to the poster.
 
     ``dtype="bfloat16"`` runs their forward and backward under autocast (the weights and the
@@ -135,16 +138,18 @@ def _truncated_steps(net: _FlatNet, plan: StepPlan, patches, labels, inner_lr: f
     """
     w = net.initial
     m, v = torch.zeros_like(w), torch.zeros_like(w)
-    precision = contextlib.nullcontext() if dtype == "float32" else \
-        torch.autocast(w.device.type, dtype=TRUNCATED_DTYPES[dtype])
+    precision = (
+        contextlib.nullcontext() if dtype == "float32" else torch.autocast(w.device.type, dtype=TRUNCATED_DTYPES[dtype])
+    )
     with precision:
         for t in range(plan.start):
             w, m, v = _inner_step(net, plan, t, w, m, v, patches, labels, inner_lr, augment, False)
     return w, m, v
 
 
-def _differentiable_window(net: _FlatNet, plan: StepPlan, w, m, v, patches, labels,
-                           inner_lr: float, augment: bool) -> torch.Tensor:
+def _differentiable_window(
+    net: _FlatNet, plan: StepPlan, w, m, v, patches, labels, inner_lr: float, augment: bool
+) -> torch.Tensor:
     """The window's inner steps with their graphs kept; returns the adapted weights."""
     w = w.detach().requires_grad_(True)
     for t in range(plan.start, plan.start + plan.window):
@@ -168,10 +173,18 @@ def real_batch(plan: StepPlan, x_real: torch.Tensor, y_real: torch.Tensor, augme
     return x, y
 
 
-def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
-                        label_params: torch.Tensor | None, plan: StepPlan, source,
-                        x_real: torch.Tensor, y_real: torch.Tensor, inner_lr: float,
-                        augment: bool = True, truncated_dtype: str = "float32") -> torch.Tensor:
+def unrolled_outer_loss(
+    net: torch.nn.Module,
+    poster: torch.Tensor,
+    label_params: torch.Tensor | None,
+    plan: StepPlan,
+    source,
+    x_real: torch.Tensor,
+    y_real: torch.Tensor,
+    inner_lr: float,
+    augment: bool = True,
+    truncated_dtype: str = "float32",
+) -> torch.Tensor:
     """The RaT-BPTT outer loss of one step, differentiable in ``poster`` and ``label_params``.
 
     ``plan.start`` inner Adam steps run without a graph (in ``truncated_dtype``), then
@@ -186,11 +199,20 @@ def unrolled_outer_loss(net: torch.nn.Module, poster: torch.Tensor,
     return F.cross_entropy(flat_net(w, x), y)
 
 
-def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
-                         label_params: torch.Tensor | None, plan: StepPlan, source,
-                         x_real: torch.Tensor, y_real: torch.Tensor, inner_lr: float,
-                         augment: bool = True, real_chunk: int | None = None,
-                         recompute_window: bool = False, truncated_dtype: str = "float32"):
+def outer_loss_and_grads(
+    net: torch.nn.Module,
+    poster: torch.Tensor,
+    label_params: torch.Tensor | None,
+    plan: StepPlan,
+    source,
+    x_real: torch.Tensor,
+    y_real: torch.Tensor,
+    inner_lr: float,
+    augment: bool = True,
+    real_chunk: int | None = None,
+    recompute_window: bool = False,
+    truncated_dtype: str = "float32",
+):
     """(outer loss, its gradients w.r.t. the poster [and the label parameters]) of one step.
 
     The same numbers as ``autograd.grad(unrolled_outer_loss(...))`` (up to float summation
@@ -212,8 +234,9 @@ def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
     """
     leaves = [poster] + ([label_params] if label_params is not None else [])
     if real_chunk is None and not recompute_window:
-        loss = unrolled_outer_loss(net, poster, label_params, plan, source, x_real, y_real,
-                                   inner_lr, augment, truncated_dtype)
+        loss = unrolled_outer_loss(
+            net, poster, label_params, plan, source, x_real, y_real, inner_lr, augment, truncated_dtype
+        )
         return loss.detach(), torch.autograd.grad(loss, leaves)
 
     flat_net = _FlatNet(net, plan.params)
@@ -228,20 +251,20 @@ def outer_loss_and_grads(net: torch.nn.Module, poster: torch.Tensor,
     states = []
     for t in range(plan.start, plan.start + plan.window):
         states.append((w, m, v))
-        w, m, v = _inner_step(flat_net, plan, t, w, m, v, patches, labels, inner_lr, augment,
-                              False)
+        w, m, v = _inner_step(flat_net, plan, t, w, m, v, patches, labels, inner_lr, augment, False)
     loss, grad_w = _real_loss_and_grad(flat_net, w, x, y, real_chunk)
     grad_patches, grad_labels = _recomputed_window_backward(
-        flat_net, plan, states, grad_w, patches, labels, inner_lr, augment)
+        flat_net, plan, states, grad_w, patches, labels, inner_lr, augment
+    )
     outputs, upstream = [patches], [grad_patches]
     if labels.requires_grad:
         outputs, upstream = [patches, labels], [grad_patches, grad_labels]
-    return loss, torch.autograd.grad(outputs, leaves, upstream, allow_unused=True,
-                                     materialize_grads=True)
+    return loss, torch.autograd.grad(outputs, leaves, upstream, allow_unused=True, materialize_grads=True)
 
 
-def _recomputed_window_backward(net: _FlatNet, plan: StepPlan, states, grad_w, patches, labels,
-                                inner_lr: float, augment: bool):
+def _recomputed_window_backward(
+    net: _FlatNet, plan: StepPlan, states, grad_w, patches, labels, inner_lr: float, augment: bool
+):
     """Pull dL/dw (of the adapted weights) back through the window, one recomputed step at a
     time from its saved (w, m, v); returns dL/d(patches) and dL/d(labels) summed over steps."""
     patch_leaf = patches.detach().requires_grad_(True)
@@ -251,14 +274,12 @@ def _recomputed_window_backward(net: _FlatNet, plan: StepPlan, states, grad_w, p
     window = range(plan.start, plan.start + plan.window)
     for t, (w_t, m_t, v_t) in zip(reversed(window), reversed(states)):
         w_t, m_t, v_t = (s.detach().requires_grad_(True) for s in (w_t, m_t, v_t))
-        w1, m1, v1 = _inner_step(net, plan, t, w_t, m_t, v_t, patch_leaf, label_leaf,
-                                 inner_lr, augment, True)
+        w1, m1, v1 = _inner_step(net, plan, t, w_t, m_t, v_t, patch_leaf, label_leaf, inner_lr, augment, True)
         outputs, upstream = [w1], [grad_w]
         if grad_m is not None:
             outputs, upstream = [w1, m1, v1], [grad_w, grad_m, grad_v]
         inputs = [w_t, m_t, v_t, patch_leaf] + ([label_leaf] if label_leaf.requires_grad else [])
-        grads = torch.autograd.grad(outputs, inputs, upstream, allow_unused=True,
-                                    materialize_grads=True)
+        grads = torch.autograd.grad(outputs, inputs, upstream, allow_unused=True, materialize_grads=True)
         grad_w, grad_m, grad_v = grads[:3]
         grad_patches += grads[3]
         if label_leaf.requires_grad:
@@ -266,8 +287,7 @@ def _recomputed_window_backward(net: _FlatNet, plan: StepPlan, states, grad_w, p
     return grad_patches, grad_labels
 
 
-def _real_loss_and_grad(net: _FlatNet, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                        chunk: int | None):
+def _real_loss_and_grad(net: _FlatNet, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, chunk: int | None):
     """The outer loss (mean cross-entropy over the real batch) and dL/dw, accumulated over
     chunks of ``chunk`` images so only one chunk's activations are alive at a time."""
     leaf = w.detach().requires_grad_(True)

@@ -39,8 +39,9 @@ def about() -> str:
     return _document()["_about"]
 
 
-def load_reported(table: str | None = None, dataset: str | None = None,
-                  methods: Iterable[str] | None = None) -> pd.DataFrame:
+def load_reported(
+    table: str | None = None, dataset: str | None = None, methods: Iterable[str] | None = None
+) -> pd.DataFrame:
     """The paper's reported accuracies as a DataFrame (columns table, group, method, ipc, dataset,
     accuracy), optionally filtered by ``table`` ('table1' | 'table2'), ``dataset`` and ``methods``.
 
@@ -60,8 +61,7 @@ def load_reported(table: str | None = None, dataset: str | None = None,
     return frame.reset_index(drop=True)
 
 
-def reported_accuracy(method: str, dataset: str, ipc: float | None, table: str = "table2"
-                      ) -> float | None:
+def reported_accuracy(method: str, dataset: str, ipc: float | None, table: str = "table2") -> float | None:
     """One reported number, or ``None`` where the paper has none (or it was lost in extraction)."""
     frame = load_reported(table=table, dataset=dataset, methods=[method])
     if ipc is None:
@@ -76,8 +76,14 @@ def paper_dataset(name: str) -> str | None:
     return name if name in _document()["datasets"] else None
 
 
-def side_by_side(measured: pd.DataFrame, reported: pd.DataFrame, *, on=("method", "ipc"),
-                 measured_on: str, keep_reported_only: bool = True) -> pd.DataFrame:
+def side_by_side(
+    measured: pd.DataFrame,
+    reported: pd.DataFrame,
+    *,
+    on=("method", "ipc"),
+    measured_on: str,
+    keep_reported_only: bool = True,
+) -> pd.DataFrame:
     """Measured and reported accuracies in one table, in columns that say which is which.
 
     ``measured`` has the ``on`` columns plus ``accuracy`` and ``std`` (percent) and any extra
@@ -98,18 +104,20 @@ def side_by_side(measured: pd.DataFrame, reported: pd.DataFrame, *, on=("method"
     how = "outer" if keep_reported_only else "left"
     table = left.merge(right, on=on, how=how, sort=False)
     table[MEASURED_ON] = [measured_on if pd.notna(v) else "–" for v in table[MEASURED]]
-    order = {m: i for i, m in enumerate(pd.unique(pd.concat([reported["method"],
-                                                             measured["method"]])))}
+    order = {m: i for i, m in enumerate(pd.unique(pd.concat([reported["method"], measured["method"]])))}
     if "method" in on:
-        table = table.assign(_order=table["method"].map(order)).sort_values(
-            ["_order"] + [c for c in on if c != "method"], ascending=[True] + [False] * (len(on) - 1),
-            kind="stable").drop(columns="_order")
+        table = (
+            table.assign(_order=table["method"].map(order))
+            .sort_values(
+                ["_order"] + [c for c in on if c != "method"], ascending=[True] + [False] * (len(on) - 1), kind="stable"
+            )
+            .drop(columns="_order")
+        )
     for column in (MEASURED, MEASURED_STD, REPORTED):
         table[column] = table[column].astype(float).round(1)
     extra = [c for c in left.columns if c not in on + [MEASURED, MEASURED_STD]]
-    for column in extra:   # the outer join turns integer columns (patch counts) into floats
-        if pd.api.types.is_integer_dtype(measured[column]) and \
-                pd.api.types.is_float_dtype(table[column]):
+    for column in extra:  # the outer join turns integer columns (patch counts) into floats
+        if pd.api.types.is_integer_dtype(measured[column]) and pd.api.types.is_float_dtype(table[column]):
             table[column] = table[column].astype("Int64")
     table = table[on + extra + [MEASURED, MEASURED_STD, REPORTED, MEASURED_ON]]
     return table.reset_index(drop=True)

@@ -34,10 +34,10 @@ from podd.parallel import SINGLE
 
 @dataclass
 class DistillResult:
-    artifact: Any                      # podd.artifacts.PosterArtifact
+    artifact: Any  # podd.artifacts.PosterArtifact
     history: list[dict] = field(default_factory=list)
     out_dir: Path | None = None
-    evaluation: Any = None             # podd.evaluate.EvalResult of the final poster, if evaluated
+    evaluation: Any = None  # podd.evaluate.EvalResult of the final poster, if evaluated
     wall_time_s: float = 0.0
 
 
@@ -57,9 +57,18 @@ class RunStopped(Exception):
 # --------------------------------------------------------------------------------------------
 # starting and resuming
 # --------------------------------------------------------------------------------------------
-def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = None,
-            resume: bool = False, progress: bool = True, preprocessor=None,
-            parallel=None, stop=None, log=None, log_image_every: int | None = None) -> DistillResult:
+def distill(
+    config: DistillConfig,
+    dataset=None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    preprocessor=None,
+    parallel=None,
+    stop=None,
+    log=None,
+    log_image_every: int | None = None,
+) -> DistillResult:
     """Run ``config.steps`` outer steps, evaluating, logging and checkpointing as configured.
 
     With ``out_dir`` a run directory is written (see podd.runs); ``resume=True`` continues the
@@ -88,25 +97,32 @@ def distill(config: DistillConfig, dataset=None, out_dir: str | Path | None = No
     # every rank checks the packages (the same environment): none waits for a rank that failed
     track = tracking.plan(log, log_image_every, out_dir, resume)
     if out_dir is None:
-        return _distill(config, dataset, None, False, progress and parallel.is_main,
-                        preprocessor, parallel, stop)
+        return _distill(config, dataset, None, False, progress and parallel.is_main, preprocessor, parallel, stop)
     if not parallel.is_main:
         return _distill(config, dataset, None, resume, False, preprocessor, parallel, stop)
     run = runs.RunDir(out_dir)
-    validate(config)                # impossible settings: refused before the directory is made
+    validate(config)  # impossible settings: refused before the directory is made
     if resume:
         if not run.path.is_dir():
-            run.load_checkpoint()   # says that there is nothing to resume
+            run.load_checkpoint()  # says that there is nothing to resume
     else:
         run.check_target()
         run.check_new()
     with run.locked():
-        return _distill(config, dataset, run, resume, progress, preprocessor, parallel, stop,
-                        track)
+        return _distill(config, dataset, run, resume, progress, preprocessor, parallel, stop, track)
 
 
-def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, preprocessor,
-             parallel, stop=None, track: tracking.TrackingPlan | None = None) -> DistillResult:
+def _distill(
+    config: DistillConfig,
+    dataset,
+    run,
+    resume: bool,
+    progress: bool,
+    preprocessor,
+    parallel,
+    stop=None,
+    track: tracking.TrackingPlan | None = None,
+) -> DistillResult:
     """:func:`distill` in a run directory already held (``run``), or without one (also every
     rank but 0 of a distributed run, ``run=None``, which gets a resumed run's state from rank 0).
     ``track``: what to track (:func:`podd.tracking.plan`), in ``run`` only.
@@ -122,18 +138,21 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
             runs.check_resume_steps(config, int(state["step"]), run.path)
             run.restore_config_file(checkpoint)
             wall_before = float(checkpoint.get("wall_time_s", 0.0))
-        config, state, history, wall_before = parallel.from_main(
-            (config, state, history, wall_before))
+        config, state, history, wall_before = parallel.from_main((config, state, history, wall_before))
     elif run is not None:
         run.check_new()
     distiller = Distiller(config, dataset, preprocessor, parallel)  # fails before any file
     if run is not None and not resume:
         run.begin(distiller.config)
     if state is not None:
-        if run is not None:     # data replaced since the run began: refused, not silently mixed
-            check_fingerprint(state.get("data_fingerprint"), distiller.dataset, f"--resume {run.path}",
-                              "restore the data the run began with to continue it, or start a new "
-                              "run on the new data in another --out")
+        if run is not None:  # data replaced since the run began: refused, not silently mixed
+            check_fingerprint(
+                state.get("data_fingerprint"),
+                distiller.dataset,
+                f"--resume {run.path}",
+                "restore the data the run began with to continue it, or start a new "
+                "run on the new data in another --out",
+            )
         distiller.load_state_dict(state)
         if run is not None:
             run.rewrite_metrics(history)
@@ -141,11 +160,12 @@ def _distill(config: DistillConfig, dataset, run, resume: bool, progress: bool, 
         _record_parallel(run, parallel, distiller.step_count)
     tracker = None
     if run is not None and track is not None:
-        tracker = tracking.open_tracking(track, run.path, distiller.config.to_dict(),
-                                         distiller.preprocessor, distiller.step_count, resume)
+        tracker = tracking.open_tracking(
+            track, run.path, distiller.config.to_dict(), distiller.preprocessor, distiller.step_count, resume
+        )
     try:
         if tracker is not None and not resume:
-            tracker.log_poster(0, distiller.poster)        # where the poster starts
+            tracker.log_poster(0, distiller.poster)  # where the poster starts
         return _train(distiller, run, history, wall_before, progress, stop, tracker)
     except KeyboardInterrupt:
         raise RunInterrupted(_interrupted_message(distiller, run)) from None
@@ -169,8 +189,9 @@ def _record_parallel(run, parallel, step: int) -> None:
 # --------------------------------------------------------------------------------------------
 # the outer steps
 # --------------------------------------------------------------------------------------------
-def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
-           progress: bool, stop=None, tracker=None) -> DistillResult:
+def _train(
+    distiller: Distiller, run, history: list[dict], wall_before: float, progress: bool, stop=None, tracker=None
+) -> DistillResult:
     """The outer steps, evaluation and final files of :func:`distill` (after its setup)."""
     cfg = distiller.config
     bar = _Bar(cfg, distiller.step_count, progress, history)
@@ -181,7 +202,7 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
 
     try:
         _outer_steps(distiller, run, history, bar, elapsed, stop, tracker)
-        end_state = _select_best(distiller, run, history, tracker)   # None without best_every
+        end_state = _select_best(distiller, run, history, tracker)  # None without best_every
     except NonFiniteLossError as error:
         raise _non_finite_error(error, cfg, run) from None
     except torch.cuda.OutOfMemoryError as error:
@@ -192,7 +213,7 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
     evaluation = _final_evaluation(distiller, run, history, tracker)
     artifact = distiller.artifact()
     if tracker is not None:
-        tracker.log_poster(distiller.step_count, artifact.poster)   # the final (chosen) poster
+        tracker.log_poster(distiller.step_count, artifact.poster)  # the final (chosen) poster
     wall = elapsed()
     if run is not None:
         # the checkpoint is where the trajectory ended (to resume from), not the chosen poster
@@ -201,14 +222,15 @@ def _train(distiller: Distiller, run, history: list[dict], wall_before: float,
     return DistillResult(artifact, history, run.path if run is not None else None, evaluation, wall)
 
 
-def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
-                 elapsed: Callable[[], float], stop=None, tracker=None) -> None:
+def _outer_steps(
+    distiller: Distiller, run, history: list[dict], bar: _Bar, elapsed: Callable[[], float], stop=None, tracker=None
+) -> None:
     """Step until ``config.steps``; log every ``log_every``, evaluate every ``eval_every`` and
     score for the best poster every ``best_every`` (rank 0 only), and checkpoint every
     ``checkpoint_every`` steps, and when ``stop`` is set (:class:`RunStopped`). ``tracker``
     (:mod:`podd.tracking`) gets each record and, when due, the poster."""
     cfg = distiller.config
-    main = distiller.parallel.is_main      # rank 0 alone reports and evaluates
+    main = distiller.parallel.is_main  # rank 0 alone reports and evaluates
     log = _LossLog(distiller.step_count)
     estimate = _TimeEstimate(cfg, distiller.device)
     estimate.done = not main
@@ -219,12 +241,17 @@ def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
         record = None
         if step % cfg.log_every == 0 or step == cfg.steps:
             record = log.record(distiller)
-        if main and cfg.eval_every and cfg.eval_models and distiller.can_evaluate and \
-                step % cfg.eval_every == 0 and step < cfg.steps:
+        if (
+            main
+            and cfg.eval_every
+            and cfg.eval_models
+            and distiller.can_evaluate
+            and step % cfg.eval_every == 0
+            and step < cfg.steps
+        ):
             result = distiller.evaluate()
-            record = (record or {"step": step}) | {"eval_accuracy": result.mean(),
-                                                   "eval_std": result.std()}
-            log.restart_clock()             # evaluation time is not distillation speed
+            record = (record or {"step": step}) | {"eval_accuracy": result.mean(), "eval_std": result.std()}
+            log.restart_clock()  # evaluation time is not distillation speed
         if main and cfg.best_every and step % cfg.best_every == 0 and step < cfg.steps:
             record = (record or {"step": step}) | {"train_accuracy": distiller.consider_best()}
             log.restart_clock()
@@ -237,8 +264,9 @@ def _outer_steps(distiller: Distiller, run, history: list[dict], bar: _Bar,
         bar.update()
         if run is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             run.save_checkpoint(distiller.state_dict(), cfg, history, elapsed())
-        if stop is not None and step < cfg.steps and \
-                distiller.parallel.any_rank(stop.is_set()):     # the same step on every rank
+        if (
+            stop is not None and step < cfg.steps and distiller.parallel.any_rank(stop.is_set())
+        ):  # the same step on every rank
             _stop_here(distiller, run, history, elapsed())
     distiller.check_finite()
 
@@ -262,16 +290,18 @@ def _learning_rates(distiller: Distiller) -> dict[str, float]:
 
 def _stop_here(distiller: Distiller, run, history: list[dict], wall: float) -> None:
     """End the run at this step boundary, its state saved (unless the step just saved it)."""
-    distiller.check_finite()            # never a checkpoint of a NaN poster
+    distiller.check_finite()  # never a checkpoint of a NaN poster
     step, cfg = distiller.step_count, distiller.config
     if run is None:
-        raise RunStopped(step, f"stopped at step {step} of {cfg.steps} on request (no run "
-                               f"directory: nothing was kept)")
+        raise RunStopped(step, f"stopped at step {step} of {cfg.steps} on request (no run directory: nothing was kept)")
     if run.checkpoint_step() != step:
         run.save_checkpoint(distiller.state_dict(), cfg, history, wall)
-    raise RunStopped(step, f"stopped at step {step} of {cfg.steps} on request; the checkpoint "
-                           f"is {run.file(runs.CHECKPOINT)}: resume=True (podd distill --resume "
-                           f"--out {run.path}) continues the run")
+    raise RunStopped(
+        step,
+        f"stopped at step {step} of {cfg.steps} on request; the checkpoint "
+        f"is {run.file(runs.CHECKPOINT)}: resume=True (podd distill --resume "
+        f"--out {run.path}) continues the run",
+    )
 
 
 class _LossLog:
@@ -290,8 +320,12 @@ class _LossLog:
         now, step = time.perf_counter(), distiller.step_count
         loss = float(torch.stack(self.losses).mean())
         self.losses = []
-        record = {"step": step, "loss": loss, "epoch": distiller.epoch,
-                  "steps_per_s": (step - self.step) / max(now - self.time, 1e-9)}
+        record = {
+            "step": step,
+            "loss": loss,
+            "epoch": distiller.epoch,
+            "steps_per_s": (step - self.step) / max(now - self.time, 1e-9),
+        }
         self.time, self.step = now, step
         return record
 
@@ -308,17 +342,16 @@ class _Bar:
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=cfg.steps, initial=initial, desc=f"distill {cfg.dataset}",
-                            unit="step", dynamic_ncols=True)
-        self.last_acc = next((h["eval_accuracy"] for h in reversed(history)
-                              if "eval_accuracy" in h), None)
+            self.bar = tqdm(
+                total=cfg.steps, initial=initial, desc=f"distill {cfg.dataset}", unit="step", dynamic_ncols=True
+            )
+        self.last_acc = next((h["eval_accuracy"] for h in reversed(history) if "eval_accuracy" in h), None)
 
     def show(self, record: dict) -> None:
         self.last_acc = record.get("eval_accuracy", self.last_acc)
         if self.bar is None:
             return
-        postfix = {"loss": f"{record.get('loss', float('nan')):.3f}",
-                   "it/s": f"{record.get('steps_per_s', 0):.1f}"}
+        postfix = {"loss": f"{record.get('loss', float('nan')):.3f}", "it/s": f"{record.get('steps_per_s', 0):.1f}"}
         if self.last_acc is not None:
             postfix["acc"] = f"{self.last_acc:.1f}"
         self.bar.set_postfix(postfix, refresh=False)
@@ -340,15 +373,14 @@ def _select_best(distiller: Distiller, run, history: list[dict], tracker=None) -
     if not cfg.best_every or not distiller.parallel.is_main:
         return None
     scored = any(h.get("step") == step and "train_accuracy" in h for h in history)
-    if not scored:                  # the loop scores before the last step only
+    if not scored:  # the loop scores before the last step only
         record = {"step": step, "train_accuracy": distiller.consider_best()}
         history.append(record)
         _write(run, tracker, record, distiller)
     end_state = distiller.state_dict()
     distiller.restore_best()
     best = distiller.best
-    record = {"step": step, "best_step": best["step"],
-              "best_train_accuracy": best["train_accuracy"]}
+    record = {"step": step, "best_step": best["step"], "best_train_accuracy": best["train_accuracy"]}
     history.append(record)
     _write(run, tracker, record, distiller)
     return end_state
@@ -360,15 +392,21 @@ def _final_evaluation(distiller: Distiller, run, history: list[dict], tracker=No
     if not distiller.parallel.is_main or not cfg.eval_models:
         return None
     if not distiller.can_evaluate:
-        note_once(f"{cfg.dataset} has no test images (a train-only npz): the poster is saved "
-                  f"without a test evaluation; add x_test and y_test to evaluate it")
+        note_once(
+            f"{cfg.dataset} has no test images (a train-only npz): the poster is saved "
+            f"without a test evaluation; add x_test and y_test to evaluate it"
+        )
         return None
     try:
         evaluation = distiller.evaluate()
     except torch.cuda.OutOfMemoryError as error:
         raise RuntimeError(_oom_message(cfg)) from error
-    record = {"step": distiller.step_count, "eval_accuracy": evaluation.mean(),
-              "eval_std": evaluation.std(), "final": True}
+    record = {
+        "step": distiller.step_count,
+        "eval_accuracy": evaluation.mean(),
+        "eval_std": evaluation.std(),
+        "final": True,
+    }
     history.append(record)
     _write(run, tracker, record, distiller)
     return evaluation
@@ -381,12 +419,17 @@ def _non_finite_error(error: NonFiniteLossError, cfg: DistillConfig, run) -> Non
     where = ""
     if run is not None:
         kept = run.checkpoint_step()
-        where = (f"; the last good checkpoint (step {kept}) is kept in {run.path}"
-                 if kept is not None else f"; no checkpoint had been written yet in {run.path}")
+        where = (
+            f"; the last good checkpoint (step {kept}) is kept in {run.path}"
+            if kept is not None
+            else f"; no checkpoint had been written yet in {run.path}"
+        )
     return NonFiniteLossError(
-        error.step, f"the outer loss or poster gradient became NaN/inf at outer step "
-                    f"{error.step}{where}; lower outer_lr={cfg.outer_lr} or "
-                    f"inner_lr={cfg.inner_lr}")
+        error.step,
+        f"the outer loss or poster gradient became NaN/inf at outer step "
+        f"{error.step}{where}; lower outer_lr={cfg.outer_lr} or "
+        f"inner_lr={cfg.inner_lr}",
+    )
 
 
 def _oom_message(config: DistillConfig) -> str:
@@ -400,13 +443,16 @@ def _oom_message(config: DistillConfig) -> str:
     if savers:
         cli = " ".join(f"--set {k}={str(v).lower()}" for k, v in savers.items())
         python = ", ".join(f"{k}={v}" for k, v in savers.items())
-        first = (f"first try the memory savers, which keep the gradient the same: {cli} "
-                 f"(resolve_config(..., {python})); ")
-    return (f"the GPU ran out of memory; {first}otherwise lower the batch sizes: "
-            f"distill_batch={config.distill_batch}, real_batch={config.real_batch}, "
-            f"window={config.window} (e.g. --set real_batch={max(1, config.real_batch // 2)}, "
-            f"in Python resolve_config(..., real_batch={max(1, config.real_batch // 2)}), or a "
-            f"smaller --profile)")
+        first = (
+            f"first try the memory savers, which keep the gradient the same: {cli} (resolve_config(..., {python})); "
+        )
+    return (
+        f"the GPU ran out of memory; {first}otherwise lower the batch sizes: "
+        f"distill_batch={config.distill_batch}, real_batch={config.real_batch}, "
+        f"window={config.window} (e.g. --set real_batch={max(1, config.real_batch // 2)}, "
+        f"in Python resolve_config(..., real_batch={max(1, config.real_batch // 2)}), or a "
+        f"smaller --profile)"
+    )
 
 
 def _interrupted_message(distiller: Distiller, run) -> str:
@@ -418,11 +464,15 @@ def _interrupted_message(distiller: Distiller, run) -> str:
         return where
     kept = run.checkpoint_step()
     if kept is None:
-        return (f"{where}, before the first checkpoint (checkpoint_every={cfg.checkpoint_every}); "
-                f"there is nothing to resume in {run.path}: run the same command again to start "
-                f"over")
-    return (f"{where}; the last checkpoint (step {kept}) is {run.file(runs.CHECKPOINT)}. "
-            f"Continue the run with:\n  podd distill --resume --out {shlex.quote(str(run.path))}")
+        return (
+            f"{where}, before the first checkpoint (checkpoint_every={cfg.checkpoint_every}); "
+            f"there is nothing to resume in {run.path}: run the same command again to start "
+            f"over"
+        )
+    return (
+        f"{where}; the last checkpoint (step {kept}) is {run.file(runs.CHECKPOINT)}. "
+        f"Continue the run with:\n  podd distill --resume --out {shlex.quote(str(run.path))}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,7 +508,7 @@ class _TimeEstimate:
         if self.done:
             return
         now = time.perf_counter()
-        if self.start is None:          # the first step pays for warm-up: measure from its end
+        if self.start is None:  # the first step pays for warm-up: measure from its end
             self.start = (now, step)
             return
         t_start, s_start = self.start
@@ -476,19 +526,25 @@ class _TimeEstimate:
 
     def _lines(self, step: int, per_step: float, remaining: float) -> list[str]:
         cfg = self.config
-        lines = [f"estimated time: {_duration(remaining)} for the remaining {cfg.steps - step} "
-                 f"steps ({per_step:.3g} s per step on {self.device.type}, evaluations not "
-                 f"counted)"]
+        lines = [
+            f"estimated time: {_duration(remaining)} for the remaining {cfg.steps - step} "
+            f"steps ({per_step:.3g} s per step on {self.device.type}, evaluations not "
+            f"counted)"
+        ]
         if self.device.type == "cpu" and remaining > ETA_LONG_ON_CPU_S:
             # Only the paper profile is sized for a GPU; a long quick run (CIFAR-size data on
             # a busy CPU) needs no advice to switch to the profile it already uses.
-            smaller = ("--profile quick finishes in minutes on a CPU"
-                       if cfg.profile == "paper" else "fewer --steps are quicker")
-            hint = (f"hint: {cfg.steps} outer steps of profile {cfg.profile!r} take long on a "
-                    f"CPU; {smaller} (or run where torch sees a CUDA GPU: the default device "
-                    "'auto' then uses it)")
+            smaller = (
+                "--profile quick finishes in minutes on a CPU"
+                if cfg.profile == "paper"
+                else "fewer --steps are quicker"
+            )
+            hint = (
+                f"hint: {cfg.steps} outer steps of profile {cfg.profile!r} take long on a "
+                f"CPU; {smaller} (or run where torch sees a CUDA GPU: the default device "
+                "'auto' then uses it)"
+            )
             if torch.get_num_threads() > 1:
-                hint += (f"; on a busy machine --threads 1 can be much faster than "
-                         f"{torch.get_num_threads()} threads")
+                hint += f"; on a busy machine --threads 1 can be much faster than {torch.get_num_threads()} threads"
             lines.append(hint)
         return lines

@@ -62,26 +62,45 @@ CHECKPOINT_FORMAT = "podd-checkpoint"
 CHECKPOINT_VERSION = 3
 READABLE_CHECKPOINT_VERSIONS = (1, 2, 3)
 ARTIFACT, PNG, METRICS, FINAL, CHECKPOINT, CONFIG = (
-    "poster.pt", "poster.png", "metrics.jsonl", "final.json", "checkpoint.pt", "config.json")
+    "poster.pt",
+    "poster.png",
+    "metrics.jsonl",
+    "final.json",
+    "checkpoint.pt",
+    "config.json",
+)
 LOCK = ".podd.lock"
 
 
 class RunDirBusyError(ValueError):
     """Another process holds the run directory's lock."""
 
+
 # Settings a resumed run may change: they do not alter the poster's trajectory (the memory
 # savers and the engine change only float rounding, so a run that ran out of memory can resume
 # with them, and a run can move between the eager and the compiled engine).
-RESUMABLE_CHANGES = ("steps", "device", "eval_every", "best_every", "eval_models", "eval_steps",
-                     "eval_arch", "checkpoint_every", "log_every", "data_root", "real_chunk",
-                     "recompute_window", "engine")
+RESUMABLE_CHANGES = (
+    "steps",
+    "device",
+    "eval_every",
+    "best_every",
+    "eval_models",
+    "eval_steps",
+    "eval_arch",
+    "checkpoint_every",
+    "log_every",
+    "data_root",
+    "real_chunk",
+    "recompute_window",
+    "engine",
+)
 
 
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._checkpoint_step: int | None = None
-        self._begun_with: dict | None = None    # what config.json was written with
+        self._begun_with: dict | None = None  # what config.json was written with
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -93,17 +112,21 @@ class RunDir:
         path = self.path
         link = dangling_link(path)
         if link is not None:
-            raise ValueError(f"--out {path}: {_dangling(link)}; remove the link (rm {link}) or "
-                             f"point it at a directory, or choose another --out")
+            raise ValueError(
+                f"--out {path}: {_dangling(link)}; remove the link (rm {link}) or "
+                f"point it at a directory, or choose another --out"
+            )
         if path.exists() and not path.is_dir():
-            raise ValueError(f"--out {path} is a file, not a directory; give a directory for the "
-                             f"run (a new or an existing one)")
+            raise ValueError(
+                f"--out {path} is a file, not a directory; give a directory for the run (a new or an existing one)"
+            )
         ancestor = path.absolute()
         while not ancestor.exists() and ancestor != ancestor.parent:
             ancestor = ancestor.parent
         if not ancestor.is_dir():
-            raise ValueError(f"--out {path}: cannot make a directory there because {ancestor} is "
-                             f"a file; choose another --out")
+            raise ValueError(
+                f"--out {path}: cannot make a directory there because {ancestor} is a file; choose another --out"
+            )
 
     def _make(self) -> list[Path]:
         """Create the directory (and missing parents); return those that were created."""
@@ -140,7 +163,8 @@ class RunDir:
                     f"{self.path} is in use by another podd process (it holds {lock_path}): two "
                     f"runs in one directory would interleave their metrics and overwrite each "
                     f"other's files; wait for that run to finish (or stop it), or choose another "
-                    f"--out") from None
+                    f"--out"
+                ) from None
             except OSError as error:
                 raise _run_dir_error(self.path, error) from error
         except BaseException:
@@ -149,9 +173,11 @@ class RunDir:
         try:
             removed = remove_orphan_tmp(self.path)
             if removed:
-                note_once(f"removed {len(removed)} unfinished temporary file(s) that an "
-                          f"interrupted write left in {self.path} "
-                          f"({', '.join(p.name for p in removed[:3])})")
+                note_once(
+                    f"removed {len(removed)} unfinished temporary file(s) that an "
+                    f"interrupted write left in {self.path} "
+                    f"({', '.join(p.name for p in removed[:3])})"
+                )
             yield self
         finally:
             # A signal can cut a write short before atomic_path cleans up (e.g. between mkstemp
@@ -164,7 +190,7 @@ class RunDir:
 
     def _remove_if_empty(self, created: list[Path]) -> None:
         """Remove the directories this process created, if nothing was written into them."""
-        for folder in created:      # deepest first
+        for folder in created:  # deepest first
             try:
                 folder.rmdir()
             except OSError:
@@ -174,12 +200,16 @@ class RunDir:
     def check_new(self) -> None:
         """Refuse to start a new run over another run."""
         if self.file(CHECKPOINT).exists():
-            raise ValueError(f"{self.path} already holds a podd run; continue it with --resume "
-                             f"(resume=True) or choose another --out directory")
+            raise ValueError(
+                f"{self.path} already holds a podd run; continue it with --resume "
+                f"(resume=True) or choose another --out directory"
+            )
         if self.file(FINAL).exists():
-            raise ValueError(f"{self.path} already holds a finished podd run (its {CHECKPOINT} "
-                             f"was removed, so it cannot be continued); start the new run in "
-                             f"another --out directory, or delete {self.path} to start over there")
+            raise ValueError(
+                f"{self.path} already holds a finished podd run (its {CHECKPOINT} "
+                f"was removed, so it cannot be continued); start the new run in "
+                f"another --out directory, or delete {self.path} to start over there"
+            )
 
     def begin(self, config) -> None:
         """Start a new run here (config.json, empty metrics.jsonl)."""
@@ -198,14 +228,18 @@ class RunDir:
         if not self.path.is_dir():
             link = dangling_link(self.path)
             if link is not None:
-                raise FileNotFoundError(f"--out {self.path}: {_dangling(link)}; nothing to resume "
-                                        f"there: point the link at the run directory, or give the "
-                                        f"run directory itself")
+                raise FileNotFoundError(
+                    f"--out {self.path}: {_dangling(link)}; nothing to resume "
+                    f"there: point the link at the run directory, or give the "
+                    f"run directory itself"
+                )
             if self.path.exists():
-                raise ValueError(f"--out {self.path} is a file, not a run directory; give the "
-                                 f"--out directory of the run to resume")
-            raise FileNotFoundError(f"run directory {self.path} does not exist; nothing to "
-                                    f"resume (start a run without --resume)")
+                raise ValueError(
+                    f"--out {self.path} is a file, not a run directory; give the --out directory of the run to resume"
+                )
+            raise FileNotFoundError(
+                f"run directory {self.path} does not exist; nothing to resume (start a run without --resume)"
+            )
         path = self.file(CHECKPOINT)
         if not path.exists():
             if self.file(FINAL).exists() or self.file(ARTIFACT).exists():
@@ -213,37 +247,47 @@ class RunDir:
                     f"{self.path} holds a finished run whose {CHECKPOINT} was removed, so it "
                     f"cannot be continued with --resume; to distil more steps, start a new run in "
                     f"another --out, or restore {CHECKPOINT} from a copy (podd show and podd "
-                    f"evaluate work without it)")
+                    f"evaluate work without it)"
+                )
             raise FileNotFoundError(
                 f"{self.path} has no {CHECKPOINT}: it is not a podd run directory, or the run "
-                f"stopped before its first checkpoint; start it again without --resume")
+                f"stopped before its first checkpoint; start it again without --resume"
+            )
         advice = "restore it from a copy, or delete it to restart the run"
         try:
             checkpoint, digested = torch_load_checked(path, advice)
         except ChecksumMismatchError:
             raise
         except UnreadableFileError as error:
-            raise ValueError(f"{path} could not be read as a podd checkpoint ({error}); delete "
-                             f"it to restart the run") from None
+            raise ValueError(
+                f"{path} could not be read as a podd checkpoint ({error}); delete it to restart the run"
+            ) from None
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
-            raise ValueError(f"{path} could not be read as a podd checkpoint "
-                             f"({_load_failure(error)}): it is damaged or was not written by "
-                             f"podd (podd unpickles only tensors and plain data); {advice}") from None
+            raise ValueError(
+                f"{path} could not be read as a podd checkpoint "
+                f"({_load_failure(error)}): it is damaged or was not written by "
+                f"podd (podd unpickles only tensors and plain data); {advice}"
+            ) from None
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a podd checkpoint (no '{CHECKPOINT_FORMAT}' "
-                             f"marker); point --out at a directory written by podd distill")
+            raise ValueError(
+                f"{path} is not a podd checkpoint (no '{CHECKPOINT_FORMAT}' "
+                f"marker); point --out at a directory written by podd distill"
+            )
         version = checkpoint.get("version")
         if version not in READABLE_CHECKPOINT_VERSIONS:
-            raise ValueError(f"{path} has checkpoint version {version}, this "
-                             f"podd reads versions {', '.join(map(str, READABLE_CHECKPOINT_VERSIONS))}")
+            raise ValueError(
+                f"{path} has checkpoint version {version}, this "
+                f"podd reads versions {', '.join(map(str, READABLE_CHECKPOINT_VERSIONS))}"
+            )
         if version >= 3 and not digested:
-            raise ChecksumMismatchError(f"{path} is damaged: the checksum stored in it is missing; "
-                                        f"{advice}")
-        verify_checksum(checkpoint, path, advice)      # version 2: the contents' checksum
+            raise ChecksumMismatchError(f"{path} is damaged: the checksum stored in it is missing; {advice}")
+        verify_checksum(checkpoint, path, advice)  # version 2: the contents' checksum
         poster = checkpoint.get("distiller", {}).get("poster")
         if isinstance(poster, torch.Tensor) and not bool(torch.isfinite(poster).all()):
-            raise ValueError(f"{path}: the poster in this checkpoint holds NaN/inf values; restore "
-                             f"the checkpoint from a copy, or delete it to restart the run")
+            raise ValueError(
+                f"{path}: the poster in this checkpoint holds NaN/inf values; restore "
+                f"the checkpoint from a copy, or delete it to restart the run"
+            )
         self._check_config_file(checkpoint)
         self._checkpoint_step = int(checkpoint["distiller"]["step"])
         self._begun_with = checkpoint.get("begun_with")
@@ -264,33 +308,39 @@ class RunDir:
         if not isinstance(on_disk, dict):
             return
         missing = object()
-        differ = [k for k in sorted(set(reference) | set(on_disk))
-                  if reference.get(k, missing) != on_disk.get(k, missing)
-                  and (began is not None or k not in RESUMABLE_CHANGES)]
+        differ = [
+            k
+            for k in sorted(set(reference) | set(on_disk))
+            if reference.get(k, missing) != on_disk.get(k, missing)
+            and (began is not None or k not in RESUMABLE_CHANGES)
+        ]
         if not differ:
             return
 
         def shown(d: dict, key: str) -> str:
             return json.dumps(d[key]) if key in d else "absent"
 
-        pairs = ", ".join(f"{k}: config.json {shown(on_disk, k)}, the run "
-                          f"{'began with' if began is not None else 'has'} {shown(reference, k)}"
-                          for k in differ)
+        pairs = ", ".join(
+            f"{k}: config.json {shown(on_disk, k)}, the run "
+            f"{'began with' if began is not None else 'has'} {shown(reference, k)}"
+            for k in differ
+        )
         resumable = [k for k in differ if k in RESUMABLE_CHANGES and k in on_disk]
         fixed = [k for k in differ if k not in RESUMABLE_CHANGES]
         ways = []
         if resumable:
-            sets = " ".join(f"--set {k}={json.dumps(on_disk[k], separators=(',', ':'))}"
-                            for k in resumable)
-            ways.append(f"{', '.join(resumable)} may change on resume only through options "
-                        f"(e.g. {sets})")
+            sets = " ".join(f"--set {k}={json.dumps(on_disk[k], separators=(',', ':'))}" for k in resumable)
+            ways.append(f"{', '.join(resumable)} may change on resume only through options (e.g. {sets})")
         if fixed:
-            ways.append(f"{', '.join(fixed)} cannot change on resume (start a new run with "
-                        f"{'it' if len(fixed) == 1 else 'them'} in another --out)")
+            ways.append(
+                f"{', '.join(fixed)} cannot change on resume (start a new run with "
+                f"{'it' if len(fixed) == 1 else 'them'} in another --out)"
+            )
         raise ValueError(
             f"{self.file(CONFIG)} was edited after the run began ({pairs}); podd does not read "
             f"config.json back, so the edit would be ignored. Undo it (or delete config.json, "
-            f"and the resume writes it again); {'; '.join(ways)}")
+            f"and the resume writes it again); {'; '.join(ways)}"
+        )
 
     def restore_config_file(self, checkpoint: dict) -> None:
         """On resume (holding the lock): write config.json again when it is missing or not
@@ -311,10 +361,19 @@ class RunDir:
     def save_checkpoint(self, state: dict, config, history: list[dict], wall_time_s: float) -> None:
         """Plain tensors, numbers, strings, lists and dicts only, so that it loads with
         ``torch.load(weights_only=True)``; its digest goes into the file (podd.io)."""
-        torch_save(self.file(CHECKPOINT), {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-            "config": config.to_dict(), "distiller": state, "history": list(history),
-            "wall_time_s": wall_time_s, "begun_with": self._begun_with}, digest=True)
+        torch_save(
+            self.file(CHECKPOINT),
+            {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "config": config.to_dict(),
+                "distiller": state,
+                "history": list(history),
+                "wall_time_s": wall_time_s,
+                "begun_with": self._begun_with,
+            },
+            digest=True,
+        )
         self._checkpoint_step = int(state["step"])
 
     # -- metrics -------------------------------------------------------------------------------
@@ -339,11 +398,19 @@ class RunDir:
     def finish(self, artifact, distiller, history: list[dict], evaluation, wall_time_s: float) -> None:
         save_artifact(self.file(ARTIFACT), artifact)
         save_poster_png(self.file(PNG), artifact.poster, distiller.preprocessor)
-        write_json(self.file(FINAL), final_record(artifact, distiller.config, history, evaluation,
-                                                  wall_time_s, data_source=getattr(
-                                                      distiller.dataset, "source", "full"),
-                                                  device=distiller.device,
-                                                  engine=distiller.engine.name))
+        write_json(
+            self.file(FINAL),
+            final_record(
+                artifact,
+                distiller.config,
+                history,
+                evaluation,
+                wall_time_s,
+                data_source=getattr(distiller.dataset, "source", "full"),
+                device=distiller.device,
+                engine=distiller.engine.name,
+            ),
+        )
 
 
 def dangling_link(path: str | Path) -> Path | None:
@@ -389,9 +456,11 @@ def check_resume_steps(config, step: int, path: Path) -> None:
     """Refuse to resume a run that is already past ``config.steps`` (it would end with the
     checkpoint's later poster recorded as ``steps`` = the smaller number)."""
     if config.steps < step:
-        raise ValueError(f"--steps {config.steps}: the run in {path} is already at step {step}; "
-                         f"give --steps {step} or more to continue it (or leave --steps out), or "
-                         f"start a new run in another --out for fewer steps")
+        raise ValueError(
+            f"--steps {config.steps}: the run in {path} is already at step {step}; "
+            f"give --steps {step} or more to continue it (or leave --steps out), or "
+            f"start a new run in another --out for fewer steps"
+        )
 
 
 def _run_dir_error(path: Path, error: OSError) -> Exception:
@@ -399,8 +468,10 @@ def _run_dir_error(path: Path, error: OSError) -> Exception:
     import errno
 
     if error.errno in (errno.EACCES, errno.EPERM):
-        return WriteError(f"--out {path}: permission denied (the run directory cannot be created "
-                          f"or written there); choose a directory you can write to")
+        return WriteError(
+            f"--out {path}: permission denied (the run directory cannot be created "
+            f"or written there); choose a directory you can write to"
+        )
     if error.errno == errno.EROFS:
         return WriteError(f"--out {path} is on a read-only file system; choose a writable --out")
     translated = write_error(path / LOCK, error)
@@ -409,33 +480,49 @@ def _run_dir_error(path: Path, error: OSError) -> Exception:
     return translated
 
 
-def final_record(artifact, config, history, evaluation, wall_time_s, data_source="full",
-                 device=None, engine=None) -> dict:
+def final_record(
+    artifact, config, history, evaluation, wall_time_s, data_source="full", device=None, engine=None
+) -> dict:
     geometry = artifact.geometry
     num_classes = len(artifact.class_names)
     _, h, w = geometry.image_shape
     copies = poster_mode(artifact.mode).posters(num_classes)  # per-class: K posters
     pixels = int(artifact.poster.shape[-2] * artifact.poster.shape[-1]) * copies
     result: dict[str, Any] = {
-        "mode": artifact.mode, "label_mode": artifact.label_mode,
-        "ipc": pixels / (num_classes * h * w), "pixels": pixels,
+        "mode": artifact.mode,
+        "label_mode": artifact.label_mode,
+        "ipc": pixels / (num_classes * h * w),
+        "pixels": pixels,
         "num_patches": int(geometry.num_patches) * copies,
         "geometry": geometry.to_dict(),
         "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),
         "evaluation": None if evaluation is None else evaluation.to_dict(),
         # best_every: which step's poster this is, and its training-set score (a run resumed
         # with best_every=0 ends with its last poster, whatever an earlier part chose)
-        "best": next(({"step": h["best_step"], "train_accuracy": h["best_train_accuracy"]}
-                      for h in reversed(history) if "best_step" in h and config.best_every),
-                     None),
+        "best": next(
+            (
+                {"step": h["best_step"], "train_accuracy": h["best_train_accuracy"]}
+                for h in reversed(history)
+                if "best_step" in h and config.best_every
+            ),
+            None,
+        ),
         # the engine that ran the last steps (config's ``engine`` is what was asked for)
         "engine": engine,
         "files": {"artifact": ARTIFACT, "png": PNG, "metrics": METRICS, "checkpoint": CHECKPOINT},
     }
-    return {"result": result, "provenance": provenance(
-        device=device, dataset=config.dataset, data_source=data_source, profile=config.profile,
-        hyperparameters=config.to_dict(), seeds={"distill": config.seed, "eval": config.seed},
-        wall_time_s=round(wall_time_s, 3))}
+    return {
+        "result": result,
+        "provenance": provenance(
+            device=device,
+            dataset=config.dataset,
+            data_source=data_source,
+            profile=config.profile,
+            hyperparameters=config.to_dict(),
+            seeds={"distill": config.seed, "eval": config.seed},
+            wall_time_s=round(wall_time_s, 3),
+        ),
+    }
 
 
 def resume_config(saved: dict, requested=None):
@@ -444,14 +531,19 @@ def resume_config(saved: dict, requested=None):
     if requested is None:
         return config
     changes = {name: getattr(requested, name) for name in RESUMABLE_CHANGES}
-    different = [name for name in saved if name not in RESUMABLE_CHANGES
-                 and hasattr(requested, name)
-                 and getattr(requested, name) != getattr(config, name)]
+    different = [
+        name
+        for name in saved
+        if name not in RESUMABLE_CHANGES
+        and hasattr(requested, name)
+        and getattr(requested, name) != getattr(config, name)
+    ]
     if different:
-        pairs = ", ".join(f"{n}: run has {getattr(config, n)!r}, asked {getattr(requested, n)!r}"
-                          for n in different)
-        raise ValueError(f"cannot resume with different settings ({pairs}); resume with the "
-                         f"run's own settings or start a new run in another directory")
+        pairs = ", ".join(f"{n}: run has {getattr(config, n)!r}, asked {getattr(requested, n)!r}" for n in different)
+        raise ValueError(
+            f"cannot resume with different settings ({pairs}); resume with the "
+            f"run's own settings or start a new run in another directory"
+        )
     return config.replace(**changes)
 
 
@@ -468,14 +560,19 @@ def load_run(path: str | Path, allow_file: bool = False):
     if not run.path.is_dir():
         link = dangling_link(run.path)
         if link is not None:
-            raise FileNotFoundError(f"run directory {run.path}: {_dangling(link)}; point the link "
-                                    f"at the run directory, or pass the run directory itself")
-        raise FileNotFoundError(f"run directory {run.path} does not exist; pass the --out "
-                                f"directory of a `podd distill` run")
+            raise FileNotFoundError(
+                f"run directory {run.path}: {_dangling(link)}; point the link "
+                f"at the run directory, or pass the run directory itself"
+            )
+        raise FileNotFoundError(
+            f"run directory {run.path} does not exist; pass the --out directory of a `podd distill` run"
+        )
     if not run.file(ARTIFACT).exists():
-        hint = (f"; it has a checkpoint, so finish it with `podd distill --resume --out {run.path}`"
-                if run.file(CHECKPOINT).exists() else
-                "; it is not a podd run directory (made by `podd distill --out DIR`)")
+        hint = (
+            f"; it has a checkpoint, so finish it with `podd distill --resume --out {run.path}`"
+            if run.file(CHECKPOINT).exists()
+            else "; it is not a podd run directory (made by `podd distill --out DIR`)"
+        )
         raise FileNotFoundError(f"{run.path} has no {ARTIFACT}{hint}")
     try:
         artifact = load_artifact(run.file(ARTIFACT))
@@ -500,8 +597,10 @@ def finished_run(path: str | Path, config) -> dict | None:
     now = _as_json(config.to_dict())
     if then != now:
         changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
-        raise ValueError(f"{run.path} holds a finished run made with other settings ({changed}); "
-                         f"move it away or write the runs elsewhere")
+        raise ValueError(
+            f"{run.path} holds a finished run made with other settings ({changed}); "
+            f"move it away or write the runs elsewhere"
+        )
     return final
 
 
@@ -517,10 +616,12 @@ def _read_final(run: RunDir) -> dict | None:
         return final
     except (OSError, ValueError) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        note_once(f"{path} is damaged ({detail}); going on from {ARTIFACT}, which holds the "
-                  f"poster and its settings. Missing with final.json: the run's recorded result "
-                  f"(its final test accuracy, best step, engine) and provenance (commit, device, "
-                  f"wall time); `podd evaluate {run.path}` measures the accuracy again")
+        note_once(
+            f"{path} is damaged ({detail}); going on from {ARTIFACT}, which holds the "
+            f"poster and its settings. Missing with final.json: the run's recorded result "
+            f"(its final test accuracy, best step, engine) and provenance (commit, device, "
+            f"wall time); `podd evaluate {run.path}` measures the accuracy again"
+        )
         return None
 
 
@@ -533,6 +634,9 @@ def _load_poster_file(path: Path, allow_file: bool):
         artifact = load_artifact(path)
         return artifact, (_read_final(RunDir(folder)) if path.name == ARTIFACT else None)
     takes = "a run directory or a poster file (poster.pt)" if allow_file else "a run directory"
-    where = (f"; it belongs to the run directory {folder}: pass that directory"
-             if is_run else "; pass the --out directory of a `podd distill` run")
+    where = (
+        f"; it belongs to the run directory {folder}: pass that directory"
+        if is_run
+        else "; pass the --out directory of a `podd distill` run"
+    )
     raise ValueError(f"{path} is a file, not {takes}{where}")

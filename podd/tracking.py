@@ -46,10 +46,16 @@ DEFAULT_IMAGE_EVERY = 100
 #: backend → (the module it imports, the extra that installs it)
 EXTRAS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}
 #: metrics.jsonl keys → the scalar tags the trackers show them under
-TAGS = {"loss": "loss/outer", "steps_per_s": "time/steps_per_s", "epoch": "progress/epoch",
-        "eval_accuracy": "eval/accuracy", "eval_std": "eval/accuracy_std",
-        "train_accuracy": "best/train_accuracy", "best_step": "best/chosen_step",
-        "best_train_accuracy": "best/chosen_train_accuracy"}
+TAGS = {
+    "loss": "loss/outer",
+    "steps_per_s": "time/steps_per_s",
+    "epoch": "progress/epoch",
+    "eval_accuracy": "eval/accuracy",
+    "eval_std": "eval/accuracy_std",
+    "train_accuracy": "best/train_accuracy",
+    "best_step": "best/chosen_step",
+    "best_train_accuracy": "best/chosen_train_accuracy",
+}
 
 
 class TrackingUnavailable(RuntimeError):
@@ -97,7 +103,8 @@ def require(backends: Iterable[str]) -> None:
             raise TrackingUnavailable(
                 f"--log {name} needs the {module} package, which is not installed ({error}); "
                 f"install it with: pip install 'podd[{extra}]' (or pip install {module}), or run "
-                f"without --log {name}") from None
+                f"without --log {name}"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -120,16 +127,21 @@ def plan(log, image_every: int | None, run_dir: str | Path | None, resume: bool)
     saved = read_saved(run_dir) if resume and run_dir is not None else {}
     backends = parse_backends(log) if log is not None else parse_backends(saved.get("log", ()))
     if image_every is not None and not backends:
-        raise ValueError(f"--log-image-every {image_every} sets how often a tracker gets the poster, "
-                         f"but no tracker is on: add --log tensorboard and/or wandb")
+        raise ValueError(
+            f"--log-image-every {image_every} sets how often a tracker gets the poster, "
+            f"but no tracker is on: add --log tensorboard and/or wandb"
+        )
     if image_every is None:
         image_every = saved.get("image_every", DEFAULT_IMAGE_EVERY)
     if isinstance(image_every, bool) or not isinstance(image_every, int) or image_every < 0:
-        raise ValueError(f"--log-image-every {image_every}: give a whole number of outer steps, "
-                         f"or 0 for the first and the final poster only")
+        raise ValueError(
+            f"--log-image-every {image_every}: give a whole number of outer steps, "
+            f"or 0 for the first and the final poster only"
+        )
     if backends and run_dir is None:
-        raise ValueError(f"--log {' '.join(backends)} writes into the run directory: give one "
-                         f"(--out DIR, in Python out_dir=…)")
+        raise ValueError(
+            f"--log {' '.join(backends)} writes into the run directory: give one (--out DIR, in Python out_dir=…)"
+        )
     require(backends)
     return TrackingPlan(backends, image_every, saved.get("wandb_id"), saved or None)
 
@@ -143,28 +155,33 @@ def read_saved(run_dir: str | Path) -> dict:
     return saved if isinstance(saved, dict) else {}
 
 
-def open_tracking(chosen: TrackingPlan, run_dir: str | Path, config: dict, preprocessor=None,
-                  step: int = 0, resume: bool = False) -> Tracking | None:
+def open_tracking(
+    chosen: TrackingPlan, run_dir: str | Path, config: dict, preprocessor=None, step: int = 0, resume: bool = False
+) -> Tracking | None:
     """Open the planned trackers for the run in ``run_dir`` (held by this process) at ``step``;
     None when nothing is tracked. Records the plan in ``tracking.json`` (a resume reads it)."""
     run_dir = Path(run_dir)
     if not chosen.backends:
-        if chosen.saved is not None:   # a resume with --log none: the next one tracks nothing either
+        if chosen.saved is not None:  # a resume with --log none: the next one tracks nothing either
             write_json(run_dir / TRACKING_FILE, {**chosen.saved, "log": []})
         return None
-    wandb_id = chosen.wandb_id      # kept while W&B sits out a part of the run
+    wandb_id = chosen.wandb_id  # kept while W&B sits out a part of the run
     if "wandb" in chosen.backends and wandb_id is None:
         import secrets
 
         wandb_id = secrets.token_hex(6)
-    write_json(run_dir / TRACKING_FILE, {"log": list(chosen.backends), "image_every": chosen.image_every,
-                                         "wandb_id": wandb_id})
+    write_json(
+        run_dir / TRACKING_FILE, {"log": list(chosen.backends), "image_every": chosen.image_every, "wandb_id": wandb_id}
+    )
     trackers: list = []
     try:
         for name in chosen.backends:
             if name == "tensorboard":
-                trackers.append(TensorBoardTracker(run_dir / TENSORBOARD_DIR, preprocessor,
-                                                   purge_step=_purge_step(run_dir, step, resume)))
+                trackers.append(
+                    TensorBoardTracker(
+                        run_dir / TENSORBOARD_DIR, preprocessor, purge_step=_purge_step(run_dir, step, resume)
+                    )
+                )
             else:
                 trackers.append(WandbTracker(run_dir, wandb_id, config, preprocessor))
     except BaseException:
@@ -187,8 +204,11 @@ def _purge_step(run_dir: Path, step: int, resume: bool) -> int | None:
 def scalars(record: dict, learning_rates: dict[str, float] | None = None) -> dict[str, float]:
     """A ``metrics.jsonl`` record as tracker scalars (:data:`TAGS`), with the seconds per step
     and, beside a loss, the learning rates."""
-    out = {TAGS[key]: float(value) for key, value in record.items()
-           if key in TAGS and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    out = {
+        TAGS[key]: float(value)
+        for key, value in record.items()
+        if key in TAGS and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
     if record.get("steps_per_s"):
         out["time/step_s"] = 1.0 / float(record["steps_per_s"])
     if "loss" in record and learning_rates:
@@ -243,8 +263,7 @@ class TensorBoardTracker:
 
         self.log_dir, self.preprocessor = Path(log_dir), preprocessor
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
-        note_once(f"TensorBoard logs go to {self.log_dir} (view them with: tensorboard --logdir "
-                  f"{self.log_dir})")
+        note_once(f"TensorBoard logs go to {self.log_dir} (view them with: tensorboard --logdir {self.log_dir})")
 
     def log_scalars(self, step: int, scalars: dict[str, float]) -> None:
         for tag, value in scalars.items():
@@ -252,8 +271,7 @@ class TensorBoardTracker:
 
     def log_poster(self, step: int, poster) -> None:
         image = _image(poster, self.preprocessor)
-        self.writer.add_image("poster", image, global_step=step,
-                              dataformats="HW" if image.ndim == 2 else "HWC")
+        self.writer.add_image("poster", image, global_step=step, dataformats="HW" if image.ndim == 2 else "HWC")
 
     def close(self) -> None:
         self.writer.close()
@@ -267,8 +285,7 @@ def wandb_mode() -> tuple[str | None, str]:
         return None, f"WANDB_MODE={mode}"
     if has_wandb_credentials():
         return None, "an API key is configured"
-    return "offline", ("no W&B API key is configured (set WANDB_API_KEY or run `wandb login` to "
-                       "log online)")
+    return "offline", ("no W&B API key is configured (set WANDB_API_KEY or run `wandb login` to log online)")
 
 
 def has_wandb_credentials() -> bool:
@@ -298,21 +315,29 @@ class WandbTracker:
         self.preprocessor, self._wandb = preprocessor, wandb
         mode, why = wandb_mode()
         options: dict[str, Any] = {
-            "id": run_id, "resume": "allow", "dir": os.environ.get("WANDB_DIR") or str(run_dir),
-            "project": os.environ.get("WANDB_PROJECT") or "podd", "name": Path(run_dir).name,
-            "config": config, "settings": wandb.Settings(console="off", quiet=True)}
+            "id": run_id,
+            "resume": "allow",
+            "dir": os.environ.get("WANDB_DIR") or str(run_dir),
+            "project": os.environ.get("WANDB_PROJECT") or "podd",
+            "name": Path(run_dir).name,
+            "config": config,
+            "settings": wandb.Settings(console="off", quiet=True),
+        }
         if mode is not None:
             options["mode"] = mode
         try:
             self.run = wandb.init(**options)
         except Exception as error:  # noqa: BLE001 - W&B's own errors (login, network) as one line
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise RuntimeError(f"W&B could not start run {run_id} ({why}): {detail}; check the API "
-                               f"key and the network, or log offline with WANDB_MODE=offline") from error
+            raise RuntimeError(
+                f"W&B could not start run {run_id} ({why}): {detail}; check the API "
+                f"key and the network, or log offline with WANDB_MODE=offline"
+            ) from error
         files = Path(self.run.dir).parent if getattr(self.run, "dir", None) else None
         if getattr(self.run, "offline", False) or mode == "offline":
-            note_once(f"W&B logs offline, because {why}: run {run_id} in {files}; upload it later "
-                      f"with: wandb sync {files}")
+            note_once(
+                f"W&B logs offline, because {why}: run {run_id} in {files}; upload it later with: wandb sync {files}"
+            )
         elif getattr(self.run, "disabled", False):
             note_once(f"W&B is disabled ({why}): nothing is logged to it")
         else:

@@ -5,8 +5,19 @@ from __future__ import annotations
 from podd.cli import main
 
 #: A run of a few seconds: two smoke steps, one evaluation model of five steps.
-TINY = ["--profile", "smoke", "--steps", "2", "--device", "cpu", "--quiet",
-        "--set", "eval_models=1", "--set", "eval_steps=[5]"]
+TINY = [
+    "--profile",
+    "smoke",
+    "--steps",
+    "2",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--set",
+    "eval_models=1",
+    "--set",
+    "eval_steps=[5]",
+]
 
 
 def cli(argv, capsys):

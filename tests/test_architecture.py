@@ -28,7 +28,7 @@ def _absolute(node: ast.ImportFrom, importer: str, is_package: bool) -> str:
     if node.level == 0:
         return node.module
     package = importer.split(".") if is_package else importer.split(".")[:-1]
-    base = package[:len(package) - (node.level - 1)]
+    base = package[: len(package) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -84,15 +84,22 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_podd_has_no_import_cycles():
     graph = import_graph()
     assert {"podd.distill", "podd.run_loop", "podd.poster", "podd.labels"} <= set(graph)
-    assert "podd.distill" in graph["podd.run_loop"]          # the graph sees real edges
-    assert "podd.models" in graph["podd.evaluate"]           # relative imports too
+    assert "podd.distill" in graph["podd.run_loop"]  # the graph sees real edges
+    assert "podd.models" in graph["podd.evaluate"]  # relative imports too
     assert cycles(graph) == []
 
 
 def test_the_engine_never_imports_the_run_loop_or_notebook_code():
     graph = import_graph()
-    for engine in ("podd.ratbptt", "podd.distill", "podd.modes", "podd.poster", "podd.labels",
-                   "podd.layout", "podd.ordering"):
+    for engine in (
+        "podd.ratbptt",
+        "podd.distill",
+        "podd.modes",
+        "podd.poster",
+        "podd.labels",
+        "podd.layout",
+        "podd.ordering",
+    ):
         assert not {m for m in graph[engine] if m.startswith(("podd.run_loop", "podd.notebook"))}, engine
 
 
@@ -106,8 +113,9 @@ def test_the_names_a_user_chooses_from_live_in_one_leaf():
     assert import_graph()["podd.choices"] == set()
     assert modes.MODES == choices.MODES and presets.PROFILES is choices.PROFILES
     assert parallel.VARIANTS is choices.VARIANTS and executors.KINDS is choices.EXECUTORS
-    distill = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)
-                   ).choices["distill"]
+    distill = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[
+        "distill"
+    ]
     offered = {a.dest: tuple(a.choices) for a in distill._actions if a.choices}
     assert offered["mode"] == choices.MODES and offered["profile"] == choices.PROFILES
     assert offered["distributed"] == choices.VARIANTS and offered["executor"] == choices.EXECUTORS
@@ -126,8 +134,18 @@ def test_the_config_is_plain_data_without_the_engine():
             reached.add(module)
             todo.append(module)
     assert reached <= {"podd.choices", "podd.layout"}, reached
-    engine = {"podd.distill", "podd.ratbptt", "podd.engine", "podd.modes", "podd.poster",
-              "podd.labels", "podd.models", "podd.ordering", "podd.memory", "podd.devices"}
+    engine = {
+        "podd.distill",
+        "podd.ratbptt",
+        "podd.engine",
+        "podd.modes",
+        "podd.poster",
+        "podd.labels",
+        "podd.models",
+        "podd.ordering",
+        "podd.memory",
+        "podd.devices",
+    }
     assert "podd.config" in graph["podd.distill"] and not reached & engine
     code = "import sys, podd.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -141,15 +159,24 @@ def test_the_presets_ask_the_mode_instead_of_comparing_its_name():
 
     for module in ("presets", "distill", "config"):
         tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-        compared = {c.value for node in ast.walk(tree) if isinstance(node, ast.Compare)
-                    for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)}
+        compared = {
+            c.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Compare)
+            for c in [node.left, *node.comparators]
+            if isinstance(c, ast.Constant)
+        }
         assert not compared & set(MODES), (module, compared & set(MODES))
 
 
 #: Function-local podd imports without a ``# lazy:`` comment, per file, that predate the rule
 #: (the notebook helpers); these counts may only go down.
-UNMARKED_LOCAL_IMPORTS = {"podd/notebooks/configs.py": 2, "podd/notebooks/data_choice.py": 3,
-                          "podd/notebooks/embeddings.py": 2, "podd/notebooks/tables.py": 5}
+UNMARKED_LOCAL_IMPORTS = {
+    "podd/notebooks/configs.py": 2,
+    "podd/notebooks/data_choice.py": 3,
+    "podd/notebooks/embeddings.py": 2,
+    "podd/notebooks/tables.py": 5,
+}
 
 
 def local_podd_imports(path: Path, name: str | None = None) -> tuple[list[int], list[int]]:
@@ -176,7 +203,7 @@ def local_podd_imports(path: Path, name: str | None = None) -> tuple[list[int], 
                         group_marked = False
                         continue
                     above = lines[statement.lineno - 2].strip() if statement.lineno > 1 else ""
-                    if above.startswith("# lazy:") and above[len("# lazy:"):].strip():
+                    if above.startswith("# lazy:") and above[len("# lazy:") :].strip():
                         group_marked = True
                     if is_podd(statement) and statement.lineno not in seen:
                         seen.add(statement.lineno)
@@ -218,5 +245,7 @@ def test_podd_imports_podd_at_the_top_unless_said_why():
         key = path.relative_to(PACKAGE.parent).as_posix()
         if len(unmarked) > UNMARKED_LOCAL_IMPORTS.get(key, 0):
             found[key] = unmarked
-    assert not found, (f"function-local imports of podd modules {found}: import them at the top of "
-                       f"the module, or say why not in a '# lazy: WHY' comment line directly above")
+    assert not found, (
+        f"function-local imports of podd modules {found}: import them at the top of "
+        f"the module, or say why not in a '# lazy: WHY' comment line directly above"
+    )

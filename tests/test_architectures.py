@@ -19,25 +19,26 @@ from podd.config import DistillConfig
 from podd.evaluate import EvalProtocol, _train_and_test, across_architectures
 from podd.models import init_parameters, stacked_parameters
 
-NARROW = {"resnet18": lambda c, k, s: ResNet18(c, k, s, width=8),
-          "vgg11": lambda c, k, s: VGG11(c, k, s, width=8),
-          "alexnet": lambda c, k, s: AlexNet(c, k, s, width=8)}
+NARROW = {
+    "resnet18": lambda c, k, s: ResNet18(c, k, s, width=8),
+    "vgg11": lambda c, k, s: VGG11(c, k, s, width=8),
+    "alexnet": lambda c, k, s: AlexNet(c, k, s, width=8),
+}
 
 
 DIGIT_SIDE = {"resnet18": 16, "vgg11": 32, "alexnet": 8}
-LEARNING_RATE = {"resnet18": 1e-3, "vgg11": 1e-3, "alexnet": 1e-2}    # AlexNet, without norm, starts slower
+LEARNING_RATE = {"resnet18": 1e-3, "vgg11": 1e-3, "alexnet": 1e-2}  # AlexNet, without norm, starts slower
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    threads = torch.get_num_threads()       # tiny tensors: extra threads only add waiting
+    threads = torch.get_num_threads()  # tiny tensors: extra threads only add waiting
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("arch, parameters", [("resnet18", 11_173_962), ("vgg11", 9_231_114),
-                                              ("alexnet", 1_872_202)])
+@pytest.mark.parametrize("arch, parameters", [("resnet18", 11_173_962), ("vgg11", 9_231_114), ("alexnet", 1_872_202)])
 def test_standard_networks_have_the_literature_size(arch, parameters):
     """CIFAR-10 (3×32×32, 10 classes): the parameter counts of DC's ResNet18 / VGG11 / AlexNet
     (instance norm has as many affine parameters as batch norm)."""
@@ -47,9 +48,12 @@ def test_standard_networks_have_the_literature_size(arch, parameters):
 @pytest.mark.parametrize("arch", list(NARROW))
 @pytest.mark.parametrize("channels, side", [(1, 8), (1, 28), (3, 32), (3, 64)])
 def test_output_shapes_on_every_supported_size(arch, channels, side):
-    if arch in ("vgg11", "resnet18") and side == 8:       # 8×8 digits: too small for these two
-        with pytest.raises(ValueError, match=rf"{arch} .*32, 64, \.\.\.\); these images are 8×8: "
-                                             r"evaluate them with convnet or alexnet"):
+    if arch in ("vgg11", "resnet18") and side == 8:  # 8×8 digits: too small for these two
+        with pytest.raises(
+            ValueError,
+            match=rf"{arch} .*32, 64, \.\.\.\); these images are 8×8: "
+            r"evaluate them with convnet or alexnet",
+        ):
             NARROW[arch](channels, 7, side)
         return
     net = NARROW[arch](channels, 7, side)
@@ -62,8 +66,8 @@ def test_grouped_forward_equals_vmap(arch):
     net = NARROW[arch](3, 5, 32).double()
     params = stacked_parameters(net, 3, torch.Generator().manual_seed(0))
     x = torch.randn(3, 4, 3, 32, 32, dtype=torch.float64)
-    expected = vmap(lambda p, xb: functional_call(net, p, (xb,)))(params, x)            # (M, B, K)
-    got = grouped_forward(net, params, x.transpose(0, 1).reshape(4, 9, 32, 32))         # (B, M, K)
+    expected = vmap(lambda p, xb: functional_call(net, p, (xb,)))(params, x)  # (M, B, K)
+    got = grouped_forward(net, params, x.transpose(0, 1).reshape(4, 9, 32, 32))  # (B, M, K)
     torch.testing.assert_close(got.transpose(0, 1), expected)
     shared = grouped_forward(net, params, x[0], shared_input=True)
     torch.testing.assert_close(shared.transpose(0, 1), vmap(lambda p: functional_call(net, p, (x[0],)))(params))
@@ -77,7 +81,7 @@ def test_initialisation_is_seeded(arch):
     convs = [k for k in a if k.endswith("weight") and a[k].dim() == 4]
     assert all(not torch.equal(a[k], c[k]) for k in convs)
     norms = [k for k in a if a[k].dim() == 1 and k.endswith("weight")]
-    assert all(torch.equal(a[k], torch.ones_like(a[k])) for k in norms)      # instance norm starts at 1, 0
+    assert all(torch.equal(a[k], torch.ones_like(a[k])) for k in norms)  # instance norm starts at 1, 0
 
 
 @pytest.mark.parametrize("arch", list(NARROW))
@@ -90,7 +94,7 @@ def test_a_few_steps_lower_the_loss_on_digits(arch, digits):
     net = NARROW[arch](1, 10, x.shape[-1])
     params = {k: v.requires_grad_() for k, v in stacked_parameters(net, 2, torch.Generator().manual_seed(0)).items()}
     optimizer = torch.optim.Adam(list(params.values()), lr=LEARNING_RATE[arch])
-    xb = x.repeat(1, 2, 1, 1)                                        # (B, M·c, h, w)
+    xb = x.repeat(1, 2, 1, 1)  # (B, M·c, h, w)
 
     def loss():
         return F.cross_entropy(grouped_forward(net, params, xb).flatten(0, 1), y.repeat_interleave(2))
@@ -105,8 +109,12 @@ def test_a_few_steps_lower_the_loss_on_digits(arch, digits):
 
 def _data(side, channels=1, n=8, n_test=8, k=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(n, channels, side, side, generator=g), torch.arange(n) % k,
-            torch.randn(n_test, channels, side, side, generator=g), torch.arange(n_test) % k)
+    return (
+        torch.randn(n, channels, side, side, generator=g),
+        torch.arange(n) % k,
+        torch.randn(n_test, channels, side, side, generator=g),
+        torch.arange(n_test) % k,
+    )
 
 
 @pytest.mark.parametrize("arch, side", [("resnet18", 16), ("vgg11", 28), ("alexnet", 8)])
@@ -161,7 +169,7 @@ def test_protocol_follows_the_config_and_refuses_clearly():
         EvalProtocol(num_models=1, steps=(1,), arch="vgg11").run(x, y, tx, ty)
     with pytest.raises(ValueError, match=r"alexnet .*divisible by 4 .*30×30"):
         check_image_size("alexnet", 30)
-    for arch in EVAL_ARCHS:         # every architecture takes CIFAR-sized and MNIST-sized images
+    for arch in EVAL_ARCHS:  # every architecture takes CIFAR-sized and MNIST-sized images
         check_image_size(arch, 32)
         check_image_size(arch, 28)
 
@@ -169,8 +177,10 @@ def test_protocol_follows_the_config_and_refuses_clearly():
 def test_distill_refuses_an_eval_arch_that_cannot_take_the_images(tmp_path, capsys, monkeypatch):
     """Said before step 1, not after the whole run."""
     monkeypatch.setenv("PODD_DATA", str(tmp_path / "data"))
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "1", "--out", tmp_path / "run", *TINY,
-                        "--set", "eval_arch=vgg11"], capsys)
+    code, _, err = cli(
+        ["distill", "--dataset", "digits", "--ipc", "1", "--out", tmp_path / "run", *TINY, "--set", "eval_arch=vgg11"],
+        capsys,
+    )
     assert code == 2 and "vgg11 pools five times" in err and "8×8" in err
     assert not (tmp_path / "run").exists()
 
@@ -192,11 +202,11 @@ def test_cli_evaluate_several_architectures(tmp_path, capsys, monkeypatch):
     assert all(r["settings"]["arch"] == a and r["wall_time_s"] > 0 for a, r in written["results"].items())
     assert written["provenance"]["eval_archs"] == ["alexnet", "convnet"]
 
-    code, out, _ = cli([*evaluate, "--arch", "alexnet"], capsys)        # one architecture: a line per step
+    code, out, _ = cli([*evaluate, "--arch", "alexnet"], capsys)  # one architecture: a line per step
     assert code == 0 and "1 fresh AlexNets" in out and "     2 steps:" in out
 
     (run / "eval.json").unlink()
-    code, _, err = cli([*evaluate, "--arch", "alexnet", "resnet18"], capsys)     # checked before training
+    code, _, err = cli([*evaluate, "--arch", "alexnet", "resnet18"], capsys)  # checked before training
     assert code == 2 and "resnet18 halves the side three times" in err and "8×8" in err
     assert not (run / "eval.json").exists()
     with pytest.raises(SystemExit):

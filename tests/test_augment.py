@@ -48,6 +48,7 @@ def test_rotation_angles_stay_within_fifteen_degrees():
 def test_flip_rotate_is_differentiable_in_the_pixels():
     x = torch.randn(2, 1, 6, 6, dtype=torch.float64, requires_grad=True)
     for seed in range(4):  # covers both branches
+
         def augment(t, seed=seed):
             return flip_rotate(t, torch.Generator().manual_seed(seed))
 

@@ -30,8 +30,6 @@ def data_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("PODD_DATA", str(tmp_path / "data"))
 
 
-
-
 def refused(code, err, *fragments):
     assert code == 2, err
     assert err.startswith("podd ") and ": error: " in err and err.count("\n") == 1, err
@@ -45,8 +43,7 @@ def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("finished")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PODD_DATA", str(root / "data"))
-        assert main(["distill", "--dataset", "digits", "--ipc", "1", "--out", str(root / "run"),
-                     *TINY]) == 0
+        assert main(["distill", "--dataset", "digits", "--ipc", "1", "--out", str(root / "run"), *TINY]) == 0
     return root / "run"
 
 
@@ -74,7 +71,8 @@ def marker_module(tmp_path, monkeypatch):
     flag = tmp_path / "imported"
     (tmp_path / "modules").mkdir()
     (tmp_path / "modules" / f"{name}.py").write_text(
-        f"from pathlib import Path\nPath({str(flag)!r}).write_text('imported')\n")
+        f"from pathlib import Path\nPath({str(flag)!r}).write_text('imported')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path / "modules"))
     yield name, flag
     sys.modules.pop(name, None)
@@ -111,8 +109,7 @@ def torch_loads(monkeypatch):
     return calls
 
 
-def test_a_tampered_checkpoint_is_refused_by_its_checksum_before_unpickling(
-        run, capsys, marker_module, torch_loads):
+def test_a_tampered_checkpoint_is_refused_by_its_checksum_before_unpickling(run, capsys, marker_module, torch_loads):
     name, flag = marker_module
     replace_pickle(run / "checkpoint.pt", pickle.dumps(_ImportsOnLoad(name), protocol=2))
     before = snapshot(run)
@@ -125,7 +122,7 @@ def test_a_tampered_checkpoint_is_refused_by_its_checksum_before_unpickling(
 
 def test_a_flipped_byte_in_the_pickle_is_refused_before_unpickling(run, capsys, torch_loads):
     raw = bytearray((run / "checkpoint.pt").read_bytes())
-    at = raw.index(b"podd-checkpoint")         # the format marker, inside data.pkl
+    at = raw.index(b"podd-checkpoint")  # the format marker, inside data.pkl
     raw[at] ^= 0x01
     (run / "checkpoint.pt").write_bytes(bytes(raw))
     code, _, err = cli(resume(run, "--steps", "3"), capsys)
@@ -136,7 +133,7 @@ def test_a_flipped_byte_in_the_pickle_is_refused_before_unpickling(run, capsys, 
 def test_checkpoints_load_without_running_code_and_a_resume_goes_on(run, capsys):
     code, _, err = cli(resume(run, "--steps", "3"), capsys)
     assert code == 0, err
-    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)   # plain data only
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)  # plain data only
     assert checkpoint["distiller"]["step"] == 3 and checkpoint["version"] == 3
     from podd.io import check_file_digest
 
@@ -144,8 +141,7 @@ def test_checkpoints_load_without_running_code_and_a_resume_goes_on(run, capsys)
     assert check_file_digest(run / "poster.pt", "") is True
 
 
-def test_an_older_checkpoint_still_resumes_and_its_pickle_runs_no_code(run, tmp_path, capsys,
-                                                                         marker_module):
+def test_an_older_checkpoint_still_resumes_and_its_pickle_runs_no_code(run, tmp_path, capsys, marker_module):
     """Version 2 (a checksum of the contents, no file digest) resumes; a tampered one is read
     with weights_only=True, which refuses the import instead of running it."""
     from podd.io import with_checksum
@@ -173,7 +169,7 @@ def test_resume_with_fewer_steps_than_the_run_has_is_refused(run, capsys):
     code, _, err = cli(resume(run, "--steps", "1"), capsys)
     refused(code, err, "already at step 2", "--steps 2 or more", "new run")
     assert snapshot(run) == before
-    code, _, err = cli(resume(run, "--steps", "2"), capsys)     # the same step: finishes again
+    code, _, err = cli(resume(run, "--steps", "2"), capsys)  # the same step: finishes again
     assert code == 0, err
 
 
@@ -191,11 +187,18 @@ def test_a_hand_edited_config_json_is_refused_on_resume(run, capsys):
     edit_config(run, window=window + 1, steps=6)
     before = snapshot(run)
     code, _, err = cli(resume(run), capsys)
-    refused(code, err, "config.json was edited", f"window: config.json {window + 1}",
-            "steps: config.json 6", "--set steps=6", "window cannot change on resume")
+    refused(
+        code,
+        err,
+        "config.json was edited",
+        f"window: config.json {window + 1}",
+        "steps: config.json 6",
+        "--set steps=6",
+        "window cannot change on resume",
+    )
     assert snapshot(run) == before
 
-    (run / "config.json").unlink()              # the way out the message offers
+    (run / "config.json").unlink()  # the way out the message offers
     code, out, err = cli(resume(run, "--steps", "3"), capsys)
     assert code == 0, err
     assert json.loads((run / "config.json").read_text())["window"] == window
@@ -212,8 +215,7 @@ def test_a_hand_edited_config_json_is_refused_on_resume(run, capsys):
 def test_out_that_is_a_dangling_symlink(tmp_path, capsys):
     link = tmp_path / "latest"
     link.symlink_to(tmp_path / "gone")
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "1", "--out", link, *TINY],
-                       capsys)
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "1", "--out", link, *TINY], capsys)
     refused(code, err, "dangling symbolic link", str(tmp_path / "gone"), "remove the link")
     assert "is a file" not in err
     assert link.is_symlink() and not (tmp_path / "gone").exists()
@@ -246,7 +248,7 @@ def test_show_a_poster_file_or_name_the_run_directory(run, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------
 def test_a_damaged_final_json_does_not_block_show_and_evaluate(run, capsys):
     text = (run / "final.json").read_text()
-    (run / "final.json").write_text(text[:len(text) // 2])       # cut off
+    (run / "final.json").write_text(text[: len(text) // 2])  # cut off
     code, out, err = cli(["show", run], capsys)
     assert code == 0, err
     assert "final.json is damaged" in out and "final test accuracy" in out
@@ -275,9 +277,14 @@ def test_a_finished_run_without_its_checkpoint_gives_one_consistent_advice(run, 
 # ------------------------------------------------------------------------------------------
 def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
     env = {**os.environ, "PODD_DATA": str(tmp_path / "data")}
-    process = subprocess.Popen([sys.executable, "-m", "podd.cli", "data", "digits"], cwd=ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    process.stdout.close()          # the reader is gone before podd writes a line
+    process = subprocess.Popen(
+        [sys.executable, "-m", "podd.cli", "data", "digits"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # the reader is gone before podd writes a line
     _, err = process.communicate(timeout=120)
     assert process.returncode == 141, err
     assert b"Broken pipe" not in err and b"Traceback" not in err and b"error" not in err, err
@@ -326,9 +333,10 @@ def test_evaluate_checks_it_can_write_before_training(run, tmp_path, capsys, mon
     assert not trained, "evaluation models were trained before the write was found impossible"
     assert not (run / "eval.json").exists()
 
-    (tmp_path / "results").mkdir()          # --out: a file, or a directory for eval.json
-    code, printed, err = cli(["evaluate", run, "--models", "1", "--steps", "5", "--quiet",
-                              "--out", tmp_path / "results"], capsys)
+    (tmp_path / "results").mkdir()  # --out: a file, or a directory for eval.json
+    code, printed, err = cli(
+        ["evaluate", run, "--models", "1", "--steps", "5", "--quiet", "--out", tmp_path / "results"], capsys
+    )
     assert code == 0, err
     out = tmp_path / "results" / "eval.json"
     assert trained and json.loads(out.read_text())["result"]["num_models"] == 1

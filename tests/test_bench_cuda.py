@@ -16,7 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.fixture(scope="module")
 def bench_cuda():
-    sys.path.insert(0, str(BENCHMARKS))       # it imports its siblings bench_distill, bench_eval
+    sys.path.insert(0, str(BENCHMARKS))  # it imports its siblings bench_distill, bench_eval
     try:
         spec = importlib.util.spec_from_file_location("bench_cuda", BENCHMARKS / "bench_cuda.py")
         module = importlib.util.module_from_spec(spec)

@@ -18,8 +18,19 @@ from podd.notebooks.embeddings import class_embeddings
 from podd.ordering import resolve_class_order
 from podd.presets import resolve_config
 
-TINY = ["--profile", "smoke", "--steps", "2", "--device", "cpu", "--quiet",
-        "--set", "eval_models=1", "--set", "eval_steps=[5]"]
+TINY = [
+    "--profile",
+    "smoke",
+    "--steps",
+    "2",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--set",
+    "eval_models=1",
+    "--set",
+    "eval_steps=[5]",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -43,8 +54,8 @@ def paired_images(partner: list[int], per_class: int = 20, seed: int = 0):
     for c in range(k):
         p = pair_of[c]
         rows = y == c
-        x[rows, p % 3, 2 * (p // 3):2 * (p // 3) + 4, :] += 150          # the pair's block
-        x[rows, :, 7, c % 8] += 30                                         # the class's faint mark
+        x[rows, p % 3, 2 * (p // 3) : 2 * (p // 3) + 4, :] += 150  # the pair's block
+        x[rows, :, 7, c % 8] += 30  # the class's faint mark
     return x.clamp(0, 255).to(torch.uint8), y
 
 
@@ -53,16 +64,19 @@ def adjacent(order: torch.Tensor, a: int, b: int) -> bool:
     return abs(ra - rb) + abs(ca - cb) == 1
 
 
-@pytest.mark.parametrize("partner, grid", [
-    ([1, 0, 3, 2, 5, 4], (2, 3)),          # classes 2k and 2k+1 share a pattern
-    ([1, 0, 3, 2, 5, 4], (1, 6)),
-    ([3, 4, 5, 0, 1, 2], (1, 6)),          # k and k+3: the dataset order puts no pair side by side
-    ([3, 4, 5, 0, 1, 2], (2, 3)),
-    ([1, 0, 3, 2, 5, 4, 7, 6], (2, 4)),
-])
+@pytest.mark.parametrize(
+    "partner, grid",
+    [
+        ([1, 0, 3, 2, 5, 4], (2, 3)),  # classes 2k and 2k+1 share a pattern
+        ([1, 0, 3, 2, 5, 4], (1, 6)),
+        ([3, 4, 5, 0, 1, 2], (1, 6)),  # k and k+3: the dataset order puts no pair side by side
+        ([3, 4, 5, 0, 1, 2], (2, 3)),
+        ([1, 0, 3, 2, 5, 4, 7, 6], (2, 4)),
+    ],
+)
 def test_classes_that_look_alike_are_placed_side_by_side(partner, grid):
     x, y = paired_images(partner)
-    names = [f"code-{c}" for c in range(len(partner))]      # names that mean nothing
+    names = [f"code-{c}" for c in range(len(partner))]  # names that mean nothing
     order = resolve_class_order("data", names, *grid, data=(x, y))
     validate_class_order(order, len(partner), grid)
     for c, p in enumerate(partner):
@@ -75,7 +89,7 @@ def test_the_distance_matrix_is_symmetric_with_a_zero_diagonal_and_finite():
     assert dist.shape == (6, 6) and torch.isfinite(dist).all()
     assert torch.equal(dist, dist.T) and torch.equal(dist.diagonal(), torch.zeros(6))
     assert dist.min() >= 0 and dist.max() <= 2
-    assert dist[0, 1] < dist[0, 2] and dist[2, 3] < dist[2, 4]        # pairs are closer
+    assert dist[0, 1] < dist[0, 2] and dist[2, 3] < dist[2, 4]  # pairs are closer
     # float images give the same distances as their uint8 originals (any scale)
     assert torch.allclose(class_distances(x.float() / 255, y, 6), dist, atol=1e-5)
     # classes alike on average: zero embeddings, still finite (distance 1), zero diagonal
@@ -89,7 +103,7 @@ def test_deterministic_a_valid_permutation_and_blind_to_the_images_order():
     names = [str(c) for c in range(10)]
     torch.manual_seed(1)
     first = resolve_class_order("data", names, 2, 5, data=(x, y))
-    torch.manual_seed(2)        # the global RNG plays no part
+    torch.manual_seed(2)  # the global RNG plays no part
     assert torch.equal(resolve_class_order("data", names, 2, 5, data=(x, y)), first)
     assert sorted(first.flatten().tolist()) == list(range(10))
     shuffle = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
@@ -111,7 +125,7 @@ def test_what_the_data_order_refuses():
 def test_check_class_order_needs_no_weights_and_no_data():
     ds = load_dataset("digits")
     config = resolve_config("digits", "smoke", ipc=1.0, class_order="data")
-    check_class_order(config, ds.class_names, ds.image_shape)                   # a sweep's check
+    check_class_order(config, ds.class_names, ds.image_shape)  # a sweep's check
     check_class_order(config, ds.class_names, ds.image_shape, data=(ds.x_train, ds.y_train))
 
 
@@ -133,10 +147,13 @@ def test_podd_distill_with_the_data_order(option, tmp_path, capsys):
     assert torch.equal(load_artifact(out / "poster.pt").class_order, expected)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--class-order", "data", "--set", "class_order=identity"], "disagree"),
-    (["--class-order", "data", "--embeddings", "EMB"], "both choose the class order"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--class-order", "data", "--set", "class_order=identity"], "disagree"),
+        (["--class-order", "data", "--embeddings", "EMB"], "both choose the class order"),
+    ],
+)
 def test_conflicting_class_orders_are_refused_in_one_line(extra, message, tmp_path, capsys):
     embeddings = tmp_path / "emb.pt"
     torch.save(torch.randn(10, 4), embeddings)

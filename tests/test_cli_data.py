@@ -43,8 +43,7 @@ def test_missing_data_without_download_names_the_folder(capsys, tmp_path):
 @pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="podd console script not installed beside this Python")
 def test_console_script_shows_1797_digits(tmp_path):
     env = {**os.environ, "PODD_DATA": str(tmp_path)}
-    done = subprocess.run([str(CONSOLE_SCRIPT), "data", "digits"], capture_output=True, text=True, env=env,
-                          timeout=120)
+    done = subprocess.run([str(CONSOLE_SCRIPT), "data", "digits"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "1797" in done.stdout
     helped = subprocess.run([str(CONSOLE_SCRIPT), "data", "--help"], capture_output=True, text=True, timeout=120)

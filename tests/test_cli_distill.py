@@ -9,8 +9,19 @@ import torch
 
 from podd.cli import main
 
-TINY = ["--profile", "smoke", "--steps", "2", "--device", "cpu", "--quiet",
-        "--set", "eval_models=1", "--set", "eval_steps=[5]"]
+TINY = [
+    "--profile",
+    "smoke",
+    "--steps",
+    "2",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--set",
+    "eval_models=1",
+    "--set",
+    "eval_steps=[5]",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -53,39 +64,70 @@ def test_resume_with_the_memory_savers(tmp_path, capsys):
     """The advice of the out-of-memory message: resume the same run with the savers switched on."""
     out = tmp_path / "run"
     assert main(["distill", "--dataset", "digits", "--ipc", "1", "--out", str(out), *TINY]) == 0
-    assert main(["distill", "--out", str(out), "--resume", "--steps", "4", "--quiet",
-                 "--set", "recompute_window=true", "--set", "real_chunk=16"]) == 0
+    assert (
+        main(
+            [
+                "distill",
+                "--out",
+                str(out),
+                "--resume",
+                "--steps",
+                "4",
+                "--quiet",
+                "--set",
+                "recompute_window=true",
+                "--set",
+                "real_chunk=16",
+            ]
+        )
+        == 0
+    )
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
     assert checkpoint["distiller"]["step"] == 4
     assert checkpoint["config"]["recompute_window"] is True
     assert checkpoint["config"]["real_chunk"] == 16
     # what would change the poster's trajectory is refused, not silently ignored
-    assert main(["distill", "--out", str(out), "--resume", "--steps", "5", "--quiet",
-                 "--set", "window=3"]) == 2
+    assert main(["distill", "--out", str(out), "--resume", "--steps", "5", "--quiet", "--set", "window=3"]) == 2
     assert "--resume cannot change window" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["distill", "--dataset", "digits", "--ipc", "0"], "--ipc"),
-    (["distill", "--dataset", "digits", "--ipc", "0.5", "--set", "distill_batch=500"],
-     "distill_batch=500"),
-    (["distill", "--dataset", "digits", "--ipc", "0.5", "--set", "nonsense=1"], "nonsense"),
-    (["distill", "--dataset", "digits"], "--ipc"),
-    (["distill", "--resume"], "--out"),
-    (["evaluate", "/nonexistent/run"], "does not exist"),
-    (["show", "/nonexistent/run"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["distill", "--dataset", "digits", "--ipc", "0"], "--ipc"),
+        (["distill", "--dataset", "digits", "--ipc", "0.5", "--set", "distill_batch=500"], "distill_batch=500"),
+        (["distill", "--dataset", "digits", "--ipc", "0.5", "--set", "nonsense=1"], "nonsense"),
+        (["distill", "--dataset", "digits"], "--ipc"),
+        (["distill", "--resume"], "--out"),
+        (["evaluate", "/nonexistent/run"], "does not exist"),
+        (["show", "/nonexistent/run"], "does not exist"),
+    ],
+)
 def test_user_errors_are_messages_not_tracebacks(argv, message, tmp_path, capsys):
-    assert main(argv + (["--out", str(tmp_path / "x")] if argv[0] == "distill" and
-                        "--resume" not in argv else [])) == 2
+    assert main(argv + (["--out", str(tmp_path / "x")] if argv[0] == "distill" and "--resume" not in argv else [])) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
 def test_cuda_without_cuda(tmp_path, capsys):
-    assert main(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", str(tmp_path / "r"),
-                 *TINY[:4], "--device", "cuda"]) == 2
+    assert (
+        main(
+            [
+                "distill",
+                "--dataset",
+                "digits",
+                "--ipc",
+                "0.5",
+                "--out",
+                str(tmp_path / "r"),
+                *TINY[:4],
+                "--device",
+                "cuda",
+            ]
+        )
+        == 2
+    )
     assert "CUDA" in capsys.readouterr().err
 
 

@@ -28,8 +28,6 @@ def data_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("PODD_DATA", str(tmp_path / "data"))
 
 
-
-
 def tmp_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.name.endswith(".tmp"))
 
@@ -44,11 +42,15 @@ def assert_refused(code, err, *fragments, out_dir: Path | None = None):
 
 def write_npz(path: Path, y_train, y_test=None, shape=(1, 8, 8), **extra) -> Path:
     rng = np.random.default_rng(0)
-    arrays = dict(x_train=rng.integers(0, 256, (len(y_train), *shape), dtype=np.uint8),
-                  y_train=np.asarray(y_train, dtype=np.int64))
+    arrays = dict(
+        x_train=rng.integers(0, 256, (len(y_train), *shape), dtype=np.uint8),
+        y_train=np.asarray(y_train, dtype=np.int64),
+    )
     if y_test is not None:
-        arrays.update(x_test=rng.integers(0, 256, (len(y_test), *shape), dtype=np.uint8),
-                      y_test=np.asarray(y_test, dtype=np.int64))
+        arrays.update(
+            x_test=rng.integers(0, 256, (len(y_test), *shape), dtype=np.uint8),
+            y_test=np.asarray(y_test, dtype=np.int64),
+        )
     np.savez(path, **arrays, **extra)
     return path
 
@@ -71,12 +73,14 @@ def distill(dataset, out: Path, *extra):
 # ------------------------------------------------------------------------------------------
 # npz labels: renumbered with a note, or refused
 # ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("y_train, y_test, mapping", [
-    ([1, 2, 3] * 6, [1, 2, 3], "1→0, 2→1, 3→2"),                 # 1-based
-    ([0, 10, 20, 30] * 5, [0, 10], "0→0, 10→1, 20→2, 30→3"),     # sparse
-])
-def test_npz_labels_that_are_not_0_to_k_are_renumbered_with_a_note(tmp_path, capsys, y_train,
-                                                                      y_test, mapping):
+@pytest.mark.parametrize(
+    "y_train, y_test, mapping",
+    [
+        ([1, 2, 3] * 6, [1, 2, 3], "1→0, 2→1, 3→2"),  # 1-based
+        ([0, 10, 20, 30] * 5, [0, 10], "0→0, 10→1, 20→2, 30→3"),  # sparse
+    ],
+)
+def test_npz_labels_that_are_not_0_to_k_are_renumbered_with_a_note(tmp_path, capsys, y_train, y_test, mapping):
     data = write_npz(tmp_path / "d.npz", y_train, y_test)
     out = tmp_path / "run"
     code, printed, err = cli(distill(f"npz:{data}", out), capsys)
@@ -84,21 +88,24 @@ def test_npz_labels_that_are_not_0_to_k_are_renumbered_with_a_note(tmp_path, cap
     assert "NOTE:" in printed and "renumbered" in printed and mapping in printed
     artifact = torch.load(out / "poster.pt", weights_only=True)
     assert artifact["class_names"] == [f"class {v}" for v in sorted(set(y_train))]
-    assert artifact["geometry"]["num_classes"] == len(set(y_train))   # no empty classes
+    assert artifact["geometry"]["num_classes"] == len(set(y_train))  # no empty classes
     # `podd data` says the same
     code, printed, _ = cli(["data", f"npz:{data}"], capsys)
     assert code == 0 and f"classes: {len(set(y_train))}" in printed
 
 
-@pytest.mark.parametrize("y_train, y_test, names, fragments", [
-    ([0] * 12, [0] * 3, None, ["only one class", "100 %"]),
-    ([0, 1] * 6, [0, 1, 2], None, ["'y_test' has label(s) 2", "never occur in 'y_train'"]),
-    ([0, 1] * 6, [0, 1], ["a", "b", "c"], ["3 classes but 1 of them have no training images",
-                                           "2 ('c')"]),
-    ([0, 1, 5] * 4, [0], ["a", "b"], ["label 5, out of range for 2 class_names"]),
-])
-def test_npz_labels_that_would_make_empty_or_fake_classes_are_refused(tmp_path, capsys, y_train,
-                                                                       y_test, names, fragments):
+@pytest.mark.parametrize(
+    "y_train, y_test, names, fragments",
+    [
+        ([0] * 12, [0] * 3, None, ["only one class", "100 %"]),
+        ([0, 1] * 6, [0, 1, 2], None, ["'y_test' has label(s) 2", "never occur in 'y_train'"]),
+        ([0, 1] * 6, [0, 1], ["a", "b", "c"], ["3 classes but 1 of them have no training images", "2 ('c')"]),
+        ([0, 1, 5] * 4, [0], ["a", "b"], ["label 5, out of range for 2 class_names"]),
+    ],
+)
+def test_npz_labels_that_would_make_empty_or_fake_classes_are_refused(
+    tmp_path, capsys, y_train, y_test, names, fragments
+):
     extra = {} if names is None else {"class_names": np.array(names)}
     data = write_npz(tmp_path / "d.npz", y_train, y_test, **extra)
     out = tmp_path / "run"
@@ -108,7 +115,7 @@ def test_npz_labels_that_would_make_empty_or_fake_classes_are_refused(tmp_path, 
 
 
 def test_train_only_npz_distils_without_a_test_evaluation(tmp_path, capsys):
-    data = write_npz(tmp_path / "train.npz", [0, 1, 2] * 6)      # no x_test / y_test
+    data = write_npz(tmp_path / "train.npz", [0, 1, 2] * 6)  # no x_test / y_test
     out = tmp_path / "run"
     code, printed, err = cli(distill(f"npz:{data}", out), capsys)
     assert code == 0, err
@@ -123,11 +130,11 @@ def test_train_only_npz_distils_without_a_test_evaluation(tmp_path, capsys):
 def test_damaged_npz_is_a_message(tmp_path, capsys, damage):
     data = write_npz(tmp_path / "d.npz", [0, 1] * 6, [0, 1])
     raw = bytearray(data.read_bytes())
-    if damage == "flip":     # bytes flipped inside the stored x_train array: the zip CRC fails
+    if damage == "flip":  # bytes flipped inside the stored x_train array: the zip CRC fails
         start = raw.find(b"x_train.npy") + 200
-        raw[start:start + 16] = bytes(b ^ 0xFF for b in raw[start:start + 16])
+        raw[start : start + 16] = bytes(b ^ 0xFF for b in raw[start : start + 16])
     else:
-        raw = raw[:len(raw) // 2]
+        raw = raw[: len(raw) // 2]
     data.write_bytes(bytes(raw))
     code, _, err = cli(distill(f"npz:{data}", tmp_path / "run"), capsys)
     assert_refused(code, err, str(data), out_dir=tmp_path / "run")
@@ -146,7 +153,7 @@ def test_unreadable_file_in_an_image_folder_is_named(tmp_path, capsys, bad):
     else:
         good = (folder / "train" / "dog" / "0.png").read_bytes()
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(target)
-        target.write_bytes(good[:len(good) // 2])
+        target.write_bytes(good[: len(good) // 2])
     out = tmp_path / "run"
     code, _, err = cli(distill(f"imagefolder:{folder}", out), capsys)
     assert_refused(code, err, str(target), "not a readable image", out_dir=out)
@@ -184,7 +191,7 @@ def flip_tensor_bytes(path: Path, tensor: torch.Tensor) -> None:
     data = tensor.contiguous().numpy().tobytes()
     at = raw.find(data[:64])
     assert at > 0
-    raw[at:at + 4] = np.array([np.nan], dtype=np.float32).tobytes()
+    raw[at : at + 4] = np.array([np.nan], dtype=np.float32).tobytes()
     path.write_bytes(bytes(raw))
 
 
@@ -200,8 +207,7 @@ def test_poster_with_flipped_bytes_is_refused(finished_run, tmp_path, capsys):
     assert not (run / "poster.png").exists() and not (run / "eval.json").exists()
 
 
-def test_poster_with_nan_pixels_is_refused_even_with_a_valid_checksum(finished_run, tmp_path,
-                                                                        capsys):
+def test_poster_with_nan_pixels_is_refused_even_with_a_valid_checksum(finished_run, tmp_path, capsys):
     from podd.artifacts import load_artifact, save_artifact
 
     run = copy_run(finished_run, tmp_path / "run")
@@ -228,11 +234,11 @@ def test_checkpoint_with_flipped_bytes_is_refused_on_resume(finished_run, tmp_pa
 # ------------------------------------------------------------------------------------------
 def test_out_that_is_a_file_or_under_a_file(tmp_path, capsys):
     (tmp_path / "f").write_text("not a directory")
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "f",
-                        *TINY], capsys)
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "f", *TINY], capsys)
     assert_refused(code, err, "is a file, not a directory")
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out",
-                        tmp_path / "f" / "run", *TINY], capsys)
+    code, _, err = cli(
+        ["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "f" / "run", *TINY], capsys
+    )
     assert_refused(code, err, f"because {tmp_path / 'f'} is a file")
     assert (tmp_path / "f").read_text() == "not a directory"
 
@@ -243,8 +249,7 @@ def test_out_in_a_read_only_directory(tmp_path, capsys):
     parent.mkdir()
     parent.chmod(0o555)
     try:
-        code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out",
-                            parent / "run", *TINY], capsys)
+        code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", parent / "run", *TINY], capsys)
     finally:
         parent.chmod(0o755)
     assert_refused(code, err, "permission denied", out_dir=parent / "run")
@@ -262,8 +267,9 @@ def test_out_on_a_read_only_file_system(tmp_path, capsys, monkeypatch):
         return real_mkdir(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", mkdir)
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out",
-                        tmp_path / "mnt" / "run", *TINY], capsys)
+    code, _, err = cli(
+        ["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "mnt" / "run", *TINY], capsys
+    )
     assert_refused(code, err, "read-only file system", out_dir=tmp_path / "mnt")
 
 
@@ -273,14 +279,13 @@ def test_full_disk_says_no_space_left(tmp_path, capsys, monkeypatch):
     import podd.io
 
     def full(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"PK\x03\x04 partial")     # what a full disk leaves half-written
+        Path(f).write_bytes(b"PK\x03\x04 partial")  # what a full disk leaves half-written
         raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 4160 vs 4054")
 
     monkeypatch.setattr(torch, "save", full)
     monkeypatch.setattr(podd.io, "free_bytes", lambda folder: 0)
     out = tmp_path / "run"
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, *TINY],
-                       capsys)
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, *TINY], capsys)
     assert_refused(code, err, f"no space left on {out}", "checkpoint.pt")
     assert "inline_container" not in err
     assert not (out / "checkpoint.pt").exists() and not tmp_files(tmp_path)
@@ -292,25 +297,22 @@ def test_two_runs_in_one_directory(tmp_path, capsys):
 
     out = tmp_path / "run"
     out.mkdir()
-    with FileLock(str(out / ".podd.lock"), timeout=0):     # what the live run holds
-        code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, *TINY],
-                           capsys)
+    with FileLock(str(out / ".podd.lock"), timeout=0):  # what the live run holds
+        code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, *TINY], capsys)
         assert_refused(code, err, "in use by another podd process", "choose another --out")
         assert sorted(p.name for p in out.iterdir()) == [".podd.lock"]
         code, _, err = cli(["distill", "--resume", "--out", out, "--quiet"], capsys)
         assert code == 2
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, *TINY],
-                       capsys)
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, *TINY], capsys)
     assert code == 0, err
     assert not (out / ".podd.lock").exists()
 
 
 def test_orphan_tmp_files_are_removed_on_the_next_start(finished_run, tmp_path, capsys):
     run = copy_run(finished_run, tmp_path / "run")
-    orphan = run / ".checkpoint.pt.abc123.tmp"        # a SIGKILL during torch.save leaves this
+    orphan = run / ".checkpoint.pt.abc123.tmp"  # a SIGKILL during torch.save leaves this
     orphan.write_bytes(b"PK\x03\x04 half")
-    code, printed, err = cli(["distill", "--resume", "--out", run, "--steps", "3", "--quiet"],
-                             capsys)
+    code, printed, err = cli(["distill", "--resume", "--out", run, "--steps", "3", "--quiet"], capsys)
     assert code == 0, err
     assert not tmp_files(run) and "unfinished temporary file" in printed
 
@@ -322,36 +324,51 @@ def test_set_values_read_as_json_else_as_the_plain_string():
     """One KEY=VALUE rule for podd distill and the benchmarks' --set (podd.cli.parse_set)."""
     from podd.cli import parse_set
 
-    assert parse_set(["labels=learned", "label_lr=1e-6", "eval_steps=[300, 600]",
-                      " recompute_window =true", "class_order=null", "note=a=b"]) == {
-        "labels": "learned", "label_lr": 1e-6, "eval_steps": [300, 600],
-        "recompute_window": True, "class_order": None, "note": "a=b"}
+    assert parse_set(
+        [
+            "labels=learned",
+            "label_lr=1e-6",
+            "eval_steps=[300, 600]",
+            " recompute_window =true",
+            "class_order=null",
+            "note=a=b",
+        ]
+    ) == {
+        "labels": "learned",
+        "label_lr": 1e-6,
+        "eval_steps": [300, 600],
+        "recompute_window": True,
+        "class_order": None,
+        "note": "a=b",
+    }
     assert parse_set(None) == {}
     for bad in ("labels", "=3"):
         with pytest.raises(ValueError, match="write KEY=VALUE"):
             parse_set([bad])
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("augment=maybe", "augment='maybe': must be true or false"),
-    ("steps=abc", "steps='abc': must be a whole number"),
-    ("real_batch=1.5", "real_batch=1.5: must be a whole number"),
-    ("eval_steps=300", "eval_steps=300: must be a list of whole numbers (e.g. eval_steps=[300"),
-    ("eval_steps=[0]", "eval_steps=[0]: must be increasing"),
-    ("eval_models=abc", "eval_models='abc': must be a whole number"),
-    ("eval_models=-1", "eval_models=-1: must be 0 (never) or a positive number"),
-    ("checkpoint_every=-5", "checkpoint_every=-5: must be 0"),
-    ("eval_every=-1", "eval_every=-1: must be 0"),
-    ("best_every=-1", "best_every=-1: must be 0"),
-    ("best_every=yes", "best_every='yes': must be a whole number"),
-    ("grid=[-2,-5]", "grid=[-2, -5]: both counts (rows, cols) must be at least 1"),
-    ("grid=5", "grid=5: must be a list of 2 whole numbers or null (e.g. grid=[2, 5])"),
-    ("inner_lr=fast", "inner_lr='fast': must be a finite number"),
-    ("ipc=0.3", "--set ipc=0.3: ipc has its own option, use --ipc R"),
-    ("mode=baseline", "use --mode MODE"),
-])
-def test_every_setting_is_type_checked_before_anything_runs(tmp_path, capsys, setting, message,
-                                                            monkeypatch):
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("augment=maybe", "augment='maybe': must be true or false"),
+        ("steps=abc", "steps='abc': must be a whole number"),
+        ("real_batch=1.5", "real_batch=1.5: must be a whole number"),
+        ("eval_steps=300", "eval_steps=300: must be a list of whole numbers (e.g. eval_steps=[300"),
+        ("eval_steps=[0]", "eval_steps=[0]: must be increasing"),
+        ("eval_models=abc", "eval_models='abc': must be a whole number"),
+        ("eval_models=-1", "eval_models=-1: must be 0 (never) or a positive number"),
+        ("checkpoint_every=-5", "checkpoint_every=-5: must be 0"),
+        ("eval_every=-1", "eval_every=-1: must be 0"),
+        ("best_every=-1", "best_every=-1: must be 0"),
+        ("best_every=yes", "best_every='yes': must be a whole number"),
+        ("grid=[-2,-5]", "grid=[-2, -5]: both counts (rows, cols) must be at least 1"),
+        ("grid=5", "grid=5: must be a list of 2 whole numbers or null (e.g. grid=[2, 5])"),
+        ("inner_lr=fast", "inner_lr='fast': must be a finite number"),
+        ("ipc=0.3", "--set ipc=0.3: ipc has its own option, use --ipc R"),
+        ("mode=baseline", "use --mode MODE"),
+    ],
+)
+def test_every_setting_is_type_checked_before_anything_runs(tmp_path, capsys, setting, message, monkeypatch):
     import podd.data
 
     def no_data(*args, **kwargs):
@@ -359,21 +376,36 @@ def test_every_setting_is_type_checked_before_anything_runs(tmp_path, capsys, se
 
     monkeypatch.setattr(podd.data, "load_dataset", no_data)
     out = tmp_path / "run"
-    argv = ["distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, "--profile", "smoke",
-            "--quiet", "--set", setting]
+    argv = [
+        "distill",
+        "--dataset",
+        "digits",
+        "--ipc",
+        "0.5",
+        "--out",
+        out,
+        "--profile",
+        "smoke",
+        "--quiet",
+        "--set",
+        setting,
+    ]
     code, _, err = cli(argv, capsys)
     assert_refused(code, err, message, out_dir=out)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--ipc", "1e9"], "asks for a 505964×1264911-pixel poster"),
-    (["--ipc", "0.01"], "use --ipc 0.1 or more"),
-    (["--ipc", "0.5", "--set", "patches=[10,10]"], "use --set patches=[2,2]"),
-    (["--ipc", "0.5", "--set", "poster_size=[5,5]"], "poster_size of at least [8,8]"),
-    (["--ipc", "0.5", "--set", "grid=[10,1]"], "use --ipc 0.71 or more"),
-    (["--ipc", "0.5", "--mode", "per-class"], "1 IPC per class"),
-    (["--ipc", "0.5", "--set", "distill_batch=500"], "--set distill_batch=N, N at most 40"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ipc", "1e9"], "asks for a 505964×1264911-pixel poster"),
+        (["--ipc", "0.01"], "use --ipc 0.1 or more"),
+        (["--ipc", "0.5", "--set", "patches=[10,10]"], "use --set patches=[2,2]"),
+        (["--ipc", "0.5", "--set", "poster_size=[5,5]"], "poster_size of at least [8,8]"),
+        (["--ipc", "0.5", "--set", "grid=[10,1]"], "use --ipc 0.71 or more"),
+        (["--ipc", "0.5", "--mode", "per-class"], "1 IPC per class"),
+        (["--ipc", "0.5", "--set", "distill_batch=500"], "--set distill_batch=N, N at most 40"),
+    ],
+)
 def test_impossible_posters_name_the_ipc_and_what_to_use(tmp_path, capsys, extra, message):
     out = tmp_path / "run"
     code, _, err = cli(["distill", "--dataset", "digits", "--out", out, *TINY, *extra], capsys)
@@ -384,36 +416,56 @@ def test_impossible_posters_name_the_ipc_and_what_to_use(tmp_path, capsys, extra
 def test_ipc_beyond_the_training_set_is_refused_before_allocating(tmp_path, capsys):
     """Under the allocation cap but more pixels than the data: refused with the poster size."""
     out = tmp_path / "run"
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "500", "--out", out, *TINY],
-                       capsys)
-    assert_refused(code, err, "more pixels than the whole training set (1437 images",
-                   out_dir=out)
+    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "500", "--out", out, *TINY], capsys)
+    assert_refused(code, err, "more pixels than the whole training set (1437 images", out_dir=out)
 
 
 @pytest.mark.parametrize("ipc", ["1", "2"])
 def test_per_class_mode_runs_on_digits_without_extra_settings(tmp_path, capsys, ipc):
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", ipc, "--mode", "per-class",
-                        "--out", tmp_path / "run", *TINY], capsys)
+    code, _, err = cli(
+        ["distill", "--dataset", "digits", "--ipc", ipc, "--mode", "per-class", "--out", tmp_path / "run", *TINY],
+        capsys,
+    )
     assert code == 0, err
 
 
 def test_resume_refuses_options_it_would_ignore(finished_run, tmp_path, capsys):
     run = copy_run(finished_run, tmp_path / "run")
     before = (run / "checkpoint.pt").read_bytes()
-    for extra, names in [(["--dataset", "cifar10"], "dataset"), (["--ipc", "0.9"], "ipc"),
-                         (["--profile", "paper"], "profile"),
-                         (["--set", "window=3", "--ipc", "2"], "window, ipc")]:
+    for extra, names in [
+        (["--dataset", "cifar10"], "dataset"),
+        (["--ipc", "0.9"], "ipc"),
+        (["--profile", "paper"], "profile"),
+        (["--set", "window=3", "--ipc", "2"], "window, ipc"),
+    ]:
         code, _, err = cli(["distill", "--resume", "--out", run, "--quiet", *extra], capsys)
         assert_refused(code, err, f"--resume cannot change {names}", "another --out")
     assert (run / "checkpoint.pt").read_bytes() == before
     # repeating the run's own values is fine
-    code, _, err = cli(["distill", "--resume", "--out", run, "--quiet", "--dataset", "Digits",
-                        "--ipc", "0.5", "--profile", "smoke", "--steps", "3"], capsys)
+    code, _, err = cli(
+        [
+            "distill",
+            "--resume",
+            "--out",
+            run,
+            "--quiet",
+            "--dataset",
+            "Digits",
+            "--ipc",
+            "0.5",
+            "--profile",
+            "smoke",
+            "--steps",
+            "3",
+        ],
+        capsys,
+    )
     assert code == 0, err
 
 
-@pytest.mark.parametrize("extra, message", [(["--models", "0"], "--models 0"),
-                                            (["--steps", "300", "100"], "--steps 300 100")])
+@pytest.mark.parametrize(
+    "extra, message", [(["--models", "0"], "--models 0"), (["--steps", "300", "100"], "--steps 300 100")]
+)
 def test_evaluate_options_are_checked_first(finished_run, capsys, extra, message):
     code, _, err = cli(["evaluate", finished_run, "--quiet", *extra], capsys)
     assert_refused(code, err, message)
@@ -432,18 +484,42 @@ def _default_ctrl_c():
 
 def _podd(*argv, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.Popen([sys.executable, "-m", "podd.cli", *map(str, argv)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_ctrl_c, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "podd.cli", *map(str, argv)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_ctrl_c,
+        **kwargs,
+    )
 
 
-@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, capsys, stop, code):
     out = tmp_path / "run"
-    process = _podd("distill", "--dataset", "digits", "--ipc", "0.5", "--out", out, "--profile",
-                    "smoke", "--steps", "100000", "--device", "cpu", "--quiet", "--threads", "1",
-                    "--set", "checkpoint_every=2", "--set", "eval_models=0")
+    process = _podd(
+        "distill",
+        "--dataset",
+        "digits",
+        "--ipc",
+        "0.5",
+        "--out",
+        out,
+        "--profile",
+        "smoke",
+        "--steps",
+        "100000",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--threads",
+        "1",
+        "--set",
+        "checkpoint_every=2",
+        "--set",
+        "eval_models=0",
+    )
     try:
         deadline = time.time() + 120
         while not (out / "checkpoint.pt").exists() and process.poll() is None:
@@ -459,8 +535,7 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, capsys,
     assert f"podd distill --resume --out {out}" in stderr
     assert not tmp_files(out) and not (out / ".podd.lock").exists()
     step = torch.load(out / "checkpoint.pt", weights_only=False)["distiller"]["step"]
-    code, _, err = cli(["distill", "--resume", "--out", out, "--steps", step + 2, "--quiet"],
-                       capsys)
+    code, _, err = cli(["distill", "--resume", "--out", out, "--steps", step + 2, "--quiet"], capsys)
     assert code == 0, err
 
 
@@ -471,25 +546,66 @@ def test_long_runs_say_how_long_and_what_to_do_on_a_cpu(tmp_path, capsys, monkey
     monkeypatch.setattr(podd.run_loop, "ETA_MIN_S", 0.0)
     monkeypatch.setattr(podd.run_loop, "ETA_LONG_ON_CPU_S", 0.0)
     threads = torch.get_num_threads()
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "r",
-                        "--profile", "smoke", "--steps", "6", "--device", "cpu", "--quiet",
-                        "--set", "eval_models=0", "--threads", "1"], capsys)
+    code, _, err = cli(
+        [
+            "distill",
+            "--dataset",
+            "digits",
+            "--ipc",
+            "0.5",
+            "--out",
+            tmp_path / "r",
+            "--profile",
+            "smoke",
+            "--steps",
+            "6",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--set",
+            "eval_models=0",
+            "--threads",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "estimated time:" in err and "for the remaining 2 steps" in err
     # not the paper profile: no advice to switch to a profile, but to fewer steps or a GPU
     assert "--profile quick" not in err and "fewer --steps" in err and "GPU" in err
     assert torch.get_num_threads() == 1
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "p",
-                        "--profile", "paper", "--steps", "8", "--device", "cpu", "--quiet",
-                        "--set", "eval_models=0", "--threads", "1"], capsys)
+    code, _, err = cli(
+        [
+            "distill",
+            "--dataset",
+            "digits",
+            "--ipc",
+            "0.5",
+            "--out",
+            tmp_path / "p",
+            "--profile",
+            "paper",
+            "--steps",
+            "8",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--set",
+            "eval_models=0",
+            "--threads",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "--profile quick" in err and "GPU" in err
     torch.set_num_threads(threads)
 
 
 def test_threads_must_be_positive(tmp_path, capsys):
-    code, _, err = cli(["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "r",
-                        *TINY, "--threads", "0"], capsys)
+    code, _, err = cli(
+        ["distill", "--dataset", "digits", "--ipc", "0.5", "--out", tmp_path / "r", *TINY, "--threads", "0"], capsys
+    )
     assert_refused(code, err, "--threads 0", out_dir=tmp_path / "r")
 
 

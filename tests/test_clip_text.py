@@ -55,7 +55,6 @@ def test_load_embeddings_errors(tmp_path):
         load_embeddings(tmp_path / "v.npy")
 
 
-
 # ---------------------------------------------------------------- text embeddings
 
 
@@ -116,8 +115,9 @@ def test_text_embeddings_offline_error_is_prompt_and_helpful(tmp_path):
     # the same through the config entry point
     start = time.monotonic()
     with pytest.raises(WeightsUnavailableError):
-        resolve_class_order("poco", ["cat", "dog"], 1, 2, cache_dir=tmp_path / "emb",
-                            clip_cache_dir=str(tmp_path / "hf"))
+        resolve_class_order(
+            "poco", ["cat", "dog"], 1, 2, cache_dir=tmp_path / "emb", clip_cache_dir=str(tmp_path / "hf")
+        )
     assert time.monotonic() - start < 10
 
 

@@ -34,6 +34,7 @@ def cache_files(root: Path) -> list[Path]:
 # writers for the official formats
 # ------------------------------------------------------------------------------------------
 
+
 class _Py2Pickler(pickle._Pickler):
     """Writes byte strings as Python 2 ``str`` opcodes, as in the real CIFAR python pickles
     (which torchvision reads with ``encoding="latin1"``)."""
@@ -66,11 +67,17 @@ def write_cifar10(root: Path, per_batch: int = 2, n_test: int = 3, seed: int = 0
         n = n_test if file == "test_batch" else per_batch
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, n)]
-        _py2_pickle(folder / file, {b"batch_label": file.encode(), b"labels": labels, b"data": data,
-                                    b"filenames": [f"img_{i}_{k}.png".encode() for k in range(n)]})
+        _py2_pickle(
+            folder / file,
+            {
+                b"batch_label": file.encode(),
+                b"labels": labels,
+                b"data": data,
+                b"filenames": [f"img_{i}_{k}.png".encode() for k in range(n)],
+            },
+        )
         batches[file] = (data, labels)
-    _py2_pickle(folder / "batches.meta", {b"num_cases_per_batch": per_batch, b"label_names": names,
-                                          b"num_vis": 3072})
+    _py2_pickle(folder / "batches.meta", {b"num_cases_per_batch": per_batch, b"label_names": names, b"num_vis": 3072})
     return folder, batches
 
 
@@ -83,8 +90,16 @@ def write_cifar100(root: Path, n_train: int = 5, n_test: int = 3, seed: int = 1)
     for file, n in (("train", n_train), ("test", n_test)):
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, len(fine), n)]
-        _py2_pickle(folder / file, {b"filenames": [b"x.png"] * n, b"batch_label": file.encode(),
-                                    b"fine_labels": labels, b"coarse_labels": [0] * n, b"data": data})
+        _py2_pickle(
+            folder / file,
+            {
+                b"filenames": [b"x.png"] * n,
+                b"batch_label": file.encode(),
+                b"fine_labels": labels,
+                b"coarse_labels": [0] * n,
+                b"data": data,
+            },
+        )
         batches[file] = (data, labels)
     _py2_pickle(folder / "meta", {b"fine_label_names": fine, b"coarse_label_names": [b"fruit"]})
     return folder, batches
@@ -99,10 +114,15 @@ def patch_cifar_md5s(monkeypatch, cls, folder: Path) -> None:
 
 CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
 # (id, class index 0-based, is_train, size (W, H), colour)
-CUB_IMAGES = [(1, 0, 1, (40, 30), (200, 30, 30)), (2, 0, 0, (50, 70), (190, 40, 40)),
-              (3, 1, 1, (64, 48), (30, 200, 30)), (4, 1, 0, (33, 33), (40, 190, 40)),
-              (5, 2, 1, (20, 50), (30, 30, 200)), (6, 2, 1, (100, 60), (40, 40, 190)),
-              (7, 2, 0, (32, 32), (120, 120, 120))]
+CUB_IMAGES = [
+    (1, 0, 1, (40, 30), (200, 30, 30)),
+    (2, 0, 0, (50, 70), (190, 40, 40)),
+    (3, 1, 1, (64, 48), (30, 200, 30)),
+    (4, 1, 0, (33, 33), (40, 190, 40)),
+    (5, 2, 1, (20, 50), (30, 30, 200)),
+    (6, 2, 1, (100, 60), (40, 40, 190)),
+    (7, 2, 0, (32, 32), (120, 120, 120)),
+]
 
 
 def write_cub(root: Path) -> Path:
@@ -125,9 +145,12 @@ def write_cub(root: Path) -> Path:
 
 
 TINY_WNIDS = ["n01443537", "n01629819", "n01641577"]
-TINY_WORDS = {"n01443537": "goldfish, Carassius auratus",
-              "n01629819": "European fire salamander, Salamandra salamandra",
-              "n01641577": "bullfrog, Rana catesbeiana", "n00001740": "entity"}
+TINY_WORDS = {
+    "n01443537": "goldfish, Carassius auratus",
+    "n01629819": "European fire salamander, Salamandra salamandra",
+    "n01641577": "bullfrog, Rana catesbeiana",
+    "n00001740": "entity",
+}
 TINY_COLOURS = [(220, 120, 20), (20, 220, 120), (120, 20, 220)]
 
 
@@ -142,7 +165,7 @@ def write_tiny(root: Path, size: int = 16, per_class: int = 3) -> Path:
         for k in range(per_class):
             img = Image.new("RGB", (size, size), TINY_COLOURS[c])
             if c == 2 and k == 0:
-                img = img.convert("L")      # Tiny-ImageNet has a few grayscale JPEGs
+                img = img.convert("L")  # Tiny-ImageNet has a few grayscale JPEGs
             img.save(d / f"{w}_{k}.JPEG", quality=95)
         (folder / "train" / w / f"{w}_boxes.txt").write_text("")
     (folder / "val" / "images").mkdir(parents=True)
@@ -164,6 +187,7 @@ def tar_folder(folder: Path, archive: Path) -> Path:
 # ------------------------------------------------------------------------------------------
 # names, root, digits
 # ------------------------------------------------------------------------------------------
+
 
 def test_unknown_name_lists_valid_names(tmp_path):
     with pytest.raises(ValueError) as info:
@@ -199,6 +223,7 @@ def test_digits_seeded_stratified_split():
 # CIFAR through torchvision
 # ------------------------------------------------------------------------------------------
 
+
 def test_cifar10_through_torchvision_and_cache(tmp_path, monkeypatch):
     from torchvision.datasets import CIFAR10
 
@@ -217,6 +242,7 @@ def test_cifar10_through_torchvision_and_cache(tmp_path, monkeypatch):
 
     # the second load reads the cache only: the raw files can be gone
     import shutil
+
     shutil.rmtree(folder)
     again = load_dataset("cifar10", root=tmp_path, download=False)
     assert torch.equal(again.x_train, ds.x_train) and again.class_names == ds.class_names
@@ -241,7 +267,7 @@ def test_cifar_missing_names_folder_and_url(tmp_path):
 
 
 def test_cifar_corrupted_file_fails_integrity_check_without_cache(tmp_path):
-    write_cifar10(tmp_path)     # md5s differ from torchvision's published ones
+    write_cifar10(tmp_path)  # md5s differ from torchvision's published ones
     with pytest.raises(ChecksumError, match="md5"):
         load_dataset("cifar10", root=tmp_path, download=False)
     assert cache_files(tmp_path) == []
@@ -250,6 +276,7 @@ def test_cifar_corrupted_file_fails_integrity_check_without_cache(tmp_path):
 # ------------------------------------------------------------------------------------------
 # CUB-200-2011
 # ------------------------------------------------------------------------------------------
+
 
 def test_cub200_official_split_resized_readable_names(tmp_path):
     write_cub(tmp_path)
@@ -266,6 +293,7 @@ def test_cub200_official_split_resized_readable_names(tmp_path):
 
 def test_cub200_from_local_archive_with_checked_md5(tmp_path, monkeypatch):
     import shutil
+
     folder = write_cub(tmp_path / "src")
     archive = tar_folder(folder, tmp_path / "CUB_200_2011.tgz")
     shutil.rmtree(tmp_path / "src")
@@ -288,12 +316,12 @@ def test_cub200_corrupted_download_keeps_nothing(tmp_path, monkeypatch):
     bad = tmp_path / "elsewhere" / "CUB_200_2011.tgz"
     bad.parent.mkdir()
     bad.write_bytes(b"truncated download")
-    monkeypatch.setattr(builtin, "CUB_URL", bad.as_uri())     # the real download code, no network
+    monkeypatch.setattr(builtin, "CUB_URL", bad.as_uri())  # the real download code, no network
     root = tmp_path / "data"
     with pytest.raises(ChecksumError, match="checksum"):
         load_dataset("cub200", root=root, download=True)
     assert not (root / "CUB_200_2011.tgz").exists()
-    assert [p.name for p in root.iterdir()] == []              # no temp file, no folder, no cache
+    assert [p.name for p in root.iterdir()] == []  # no temp file, no folder, no cache
 
 
 def test_cub200_download_failure_names_url(tmp_path, monkeypatch):
@@ -314,6 +342,7 @@ def test_cub200_missing_names_folder_layout_and_url(tmp_path):
 # Tiny-ImageNet-200
 # ------------------------------------------------------------------------------------------
 
+
 def test_tinyimagenet_val_annotations_words_and_cache(tmp_path, monkeypatch):
     write_tiny(tmp_path)
     ds = load_dataset("tinyimagenet", root=tmp_path, download=False)
@@ -323,7 +352,7 @@ def test_tinyimagenet_val_annotations_words_and_cache(tmp_path, monkeypatch):
     assert ds.y_test.tolist() == [2, 0, 1, 1, 0]
     colours = torch.tensor(TINY_COLOURS, dtype=torch.float32)
     assert (ds.x_test.float().mean(dim=(2, 3)) - colours[ds.y_test]).abs().max() < 6
-    gray = ds.x_train[6].float().mean(dim=(1, 2))       # the grayscale JPEG became 3 equal channels
+    gray = ds.x_train[6].float().mean(dim=(1, 2))  # the grayscale JPEG became 3 equal channels
     assert (gray - gray.mean()).abs().max() < 1
 
     # second load: nothing is decoded again
@@ -354,11 +383,12 @@ def test_tinyimagenet_corrupted_archive(tmp_path):
 # imagefolder:PATH
 # ------------------------------------------------------------------------------------------
 
+
 def write_image_folder(path: Path, size=(8, 6), mode="RGB") -> dict:
     rng = np.random.default_rng(3)
     pixels = {}
     for split, per_class in (("train", 3), ("test", 2)):
-        for cls in ("zebra", "cat"):             # not sorted on purpose
+        for cls in ("zebra", "cat"):  # not sorted on purpose
             d = path / split / cls
             d.mkdir(parents=True)
             for k in range(per_class):
@@ -390,7 +420,7 @@ def test_imagefolder_cache_follows_file_changes(tmp_path):
     first = load_dataset(f"imagefolder:{path}", root=root)
     target = path / "train" / "cat" / "0.png"
     Image.new("RGB", (8, 6), (1, 2, 3)).save(target)
-    os.utime(target, ns=(1_000_000_000, 1_000_000_000))     # a distinct modification time
+    os.utime(target, ns=(1_000_000_000, 1_000_000_000))  # a distinct modification time
     second = load_dataset(f"imagefolder:{path}", root=root)
     assert not torch.equal(first.x_train[0], second.x_train[0])
     assert second.x_train[0, :, 0, 0].tolist() == [1, 2, 3]
@@ -416,14 +446,19 @@ def test_imagefolder_missing_test_folder(tmp_path):
 # npz:PATH
 # ------------------------------------------------------------------------------------------
 
+
 def npz_arrays(layout="NCHW", n_train=6, n_test=4, channels=3):
     rng = np.random.default_rng(5)
     x_train = rng.integers(0, 256, (n_train, channels, 5, 7), dtype=np.uint8)
     x_test = rng.integers(0, 256, (n_test, channels, 5, 7), dtype=np.uint8)
     if layout == "NHWC":
         x_train, x_test = x_train.transpose(0, 2, 3, 1), x_test.transpose(0, 2, 3, 1)
-    return {"x_train": x_train, "y_train": np.array([0, 1, 2, 0, 1, 2][:n_train]),
-            "x_test": x_test, "y_test": np.array([2, 1, 0, 1][:n_test], dtype=np.int32)}
+    return {
+        "x_train": x_train,
+        "y_train": np.array([0, 1, 2, 0, 1, 2][:n_train]),
+        "x_test": x_test,
+        "y_test": np.array([2, 1, 0, 1][:n_test], dtype=np.int32),
+    }
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -455,18 +490,21 @@ def _with(**changes):
     return {k: v for k, v in arrays.items() if v is not None}
 
 
-@pytest.mark.parametrize("arrays, key, problem", [
-    (_with(y_test=None), "y_test", "missing key"),
-    (_with(y_train=np.array([0, 1, 2])), "y_train", "lengths must match"),
-    (_with(y_train=np.array([0, 1, 2, 0, 1, -1])), "y_train", "negative"),
-    (_with(y_test=np.array([2, 1, 0, 7]), class_names=np.array(["a", "b", "c"])), "y_test", "out of range"),
-    (_with(x_train=np.zeros((6, 3, 5, 7), dtype=np.float32)), "x_train", "dtype float32"),
-    (_with(x_test=np.zeros((4, 5, 7), dtype=np.uint8)), "x_test", "rank 3"),
-    (_with(y_train=np.zeros((6, 1), dtype=np.int64)), "y_train", "rank 2"),
-    (_with(y_train=np.zeros(6)), "y_train", "integer"),
-    (_with(x_test=np.zeros((4, 5, 5, 5), dtype=np.uint8)), "x_test", "channel"),
-    (_with(x_test=np.zeros((4, 3, 6, 6), dtype=np.uint8)), "x_test", "one image shape"),
-])
+@pytest.mark.parametrize(
+    "arrays, key, problem",
+    [
+        (_with(y_test=None), "y_test", "missing key"),
+        (_with(y_train=np.array([0, 1, 2])), "y_train", "lengths must match"),
+        (_with(y_train=np.array([0, 1, 2, 0, 1, -1])), "y_train", "negative"),
+        (_with(y_test=np.array([2, 1, 0, 7]), class_names=np.array(["a", "b", "c"])), "y_test", "out of range"),
+        (_with(x_train=np.zeros((6, 3, 5, 7), dtype=np.float32)), "x_train", "dtype float32"),
+        (_with(x_test=np.zeros((4, 5, 7), dtype=np.uint8)), "x_test", "rank 3"),
+        (_with(y_train=np.zeros((6, 1), dtype=np.int64)), "y_train", "rank 2"),
+        (_with(y_train=np.zeros(6)), "y_train", "integer"),
+        (_with(x_test=np.zeros((4, 5, 5, 5), dtype=np.uint8)), "x_test", "channel"),
+        (_with(x_test=np.zeros((4, 3, 6, 6), dtype=np.uint8)), "x_test", "one image shape"),
+    ],
+)
 def test_npz_bad_input_names_key_and_problem(tmp_path, arrays, key, problem):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
@@ -495,7 +533,7 @@ def test_cifar10_from_local_archive(tmp_path, monkeypatch):
     patch_cifar_md5s(monkeypatch, CIFAR10, folder)
     archive = tar_folder(folder, tmp_path / "cifar-10-python.tar.gz")
     monkeypatch.setattr(CIFAR10, "tgz_md5", md5(archive))
-    monkeypatch.setattr(CIFAR10, "url", "http://127.0.0.1:9/unreachable.tar.gz")   # must not be needed
+    monkeypatch.setattr(CIFAR10, "url", "http://127.0.0.1:9/unreachable.tar.gz")  # must not be needed
     ds = load_dataset("cifar10", root=tmp_path, download=False)
     assert ds.y_test.tolist() == batches["test_batch"][1]
 

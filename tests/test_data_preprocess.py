@@ -35,6 +35,7 @@ def normalised(x_uint8: torch.Tensor) -> torch.Tensor:
 # ZCA
 # ------------------------------------------------------------------------------------------
 
+
 def test_zca_whitened_second_moment_is_the_regularised_identity(digits, tmp_path):
     pre = make_preprocessor(digits, zca=True, root=tmp_path)
     assert pre.zca
@@ -42,7 +43,7 @@ def test_zca_whitened_second_moment_is_the_regularised_identity(digits, tmp_path
     cov = x.T @ x / len(x)
     lam, u = torch.linalg.eigh(cov)
     lam = lam.clamp_min(0)
-    eps = 0.1 * lam.mean()                            # regularisation: 0.1 x mean eigenvalue
+    eps = 0.1 * lam.mean()  # regularisation: 0.1 x mean eigenvalue
     assert pre.eps == pytest.approx(float(eps), rel=1e-9)
     z = pre(digits.x_train).reshape(len(x), -1).double()
     whitened = z.T @ z / len(z)
@@ -51,7 +52,7 @@ def test_zca_whitened_second_moment_is_the_regularised_identity(digits, tmp_path
     assert torch.allclose(whitened, expected, atol=1e-5)
     got = torch.linalg.eigvalsh(whitened)
     assert torch.allclose(got, (lam / (lam + eps)).sort().values, atol=1e-5)
-    assert got.max() < 1 and got.max() > 0.9                 # the strongest direction is nearly white
+    assert got.max() < 1 and got.max() > 0.9  # the strongest direction is nearly white
 
 
 def test_zca_inverse_undoes_the_zca_part(digits, tmp_path):
@@ -64,10 +65,11 @@ def test_zca_inverse_undoes_the_zca_part(digits, tmp_path):
     # for display: the per-image mean and norm are lost, so each image is min-max stretched to [0, 1]
     shown = pre.inverse(z)
     target = normalised(x)
-    target = (target - target.min(1, keepdim=True).values) / (target.max(1, keepdim=True).values
-                                                              - target.min(1, keepdim=True).values)
+    target = (target - target.min(1, keepdim=True).values) / (
+        target.max(1, keepdim=True).values - target.min(1, keepdim=True).values
+    )
     assert torch.allclose(shown.reshape(len(x), -1).double(), target, atol=1e-4)
-    assert torch.allclose(pre.inverse(z[0]), shown[0], atol=1e-6)     # a single (C, H, W) image works too
+    assert torch.allclose(pre.inverse(z[0]), shown[0], atol=1e-6)  # a single (C, H, W) image works too
 
 
 def test_zca_inverse_of_a_poster_uses_the_centre_row_as_a_convolution(tmp_path):
@@ -78,7 +80,7 @@ def test_zca_inverse_of_a_poster_uses_the_centre_row_as_a_convolution(tmp_path):
     z = torch.randn(3, 2, 6, 6, generator=g)
     exact = (z.reshape(3, -1) @ pre.inverse_matrix).reshape(z.shape)
     conv = pre._inverse_convolution(z, pre.inverse_matrix)
-    assert torch.allclose(conv[:, :, 3, 3], exact[:, :, 3, 3], atol=1e-5)   # aligned at the centre pixel
+    assert torch.allclose(conv[:, :, 3, 3], exact[:, :, 3, 3], atol=1e-5)  # aligned at the centre pixel
     poster = torch.randn(2, 15, 22, generator=g, requires_grad=True)
     shown = pre.inverse(poster)
     assert shown.shape == (2, 15, 22) and float(shown.min()) == 0 and float(shown.max()) == pytest.approx(1)
@@ -95,9 +97,9 @@ def test_zca_is_cached_per_training_data(digits, tmp_path, monkeypatch):
     monkeypatch.setattr(preprocess, "fit_zca", no_fit)
     second = make_preprocessor(digits, zca=True, root=tmp_path)
     x = digits.x_test[:8]
-    assert torch.equal(first(x), second(x))       # bit-identical: fresh and cached agree
+    assert torch.equal(first(x), second(x))  # bit-identical: fresh and cached agree
     monkeypatch.undo()
-    other = train_val_split(digits, 100, seed=0)           # different training data -> different key
+    other = train_val_split(digits, 100, seed=0)  # different training data -> different key
     make_preprocessor(other, zca=True, root=tmp_path)
     assert len(list((tmp_path / "cache").glob("zca-digits-*"))) == 2
 
@@ -125,6 +127,7 @@ def test_preprocessor_rejects_bad_input(digits, tmp_path):
 # standardisation
 # ------------------------------------------------------------------------------------------
 
+
 def test_standardize_per_channel_and_exact_inverse():
     ds = stand_in("cifar10", 10, (3, 8, 8), 20, 2, seed=1)
     pre = make_preprocessor(ds, zca=False)
@@ -139,6 +142,7 @@ def test_standardize_per_channel_and_exact_inverse():
 # stand-ins, splits, summary, Dataset
 # ------------------------------------------------------------------------------------------
 
+
 def test_stand_in_shape_names_determinism():
     ds = stand_in("cifar10", 10, (3, 16, 16), 4, 2, seed=3)
     assert ds.source == "stand-in" and ds.image_shape == (3, 16, 16) and ds.x_train.dtype == torch.uint8
@@ -148,7 +152,7 @@ def test_stand_in_shape_names_determinism():
     assert not torch.equal(ds.x_train, stand_in("cifar10", 10, (3, 16, 16), 4, 2, seed=4).x_train)
     assert stand_in("cifar100", 100, (3, 8, 8), 1, 1, 0).class_names[1] == "aquarium fish"
     assert stand_in("cub200", 7, (3, 8, 8), 1, 1, 0).class_names == [f"class {i}" for i in range(7)]
-    assert stand_in("cifar10", 4, (1, 8, 8), 1, 1, 0).class_names[0] == "class 0"   # count differs
+    assert stand_in("cifar10", 4, (1, 8, 8), 1, 1, 0).class_names[0] == "class 0"  # count differs
 
 
 def test_stand_in_is_learnable():
@@ -156,7 +160,7 @@ def test_stand_in_is_learnable():
     means = torch.stack([ds.x_train[ds.y_train == k].float().mean(0) for k in range(10)])
     distances = torch.cdist(ds.x_test.float().flatten(1), means.flatten(1))
     accuracy = (distances.argmin(1) == ds.y_test).float().mean()
-    assert accuracy > 0.8       # nearest class mean: far above chance (0.1)
+    assert accuracy > 0.8  # nearest class mean: far above chance (0.1)
 
 
 def _indexed_dataset(n=60, k=3) -> Dataset:

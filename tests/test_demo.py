@@ -17,8 +17,15 @@ def one_thread():
 
 
 def _compare(tmp_path, workers):
-    return compare_on_digits("smoke", seeds=(0, 1), eval_models=2, out_dir=tmp_path / f"w{workers}",
-                             progress=False, methods=DIGITS_METHODS[1:], workers=workers)
+    return compare_on_digits(
+        "smoke",
+        seeds=(0, 1),
+        eval_models=2,
+        out_dir=tmp_path / f"w{workers}",
+        progress=False,
+        methods=DIGITS_METHODS[1:],
+        workers=workers,
+    )
 
 
 def test_parallel_workers_reproduce_the_sequential_comparison(tmp_path, one_thread):
@@ -29,8 +36,12 @@ def test_parallel_workers_reproduce_the_sequential_comparison(tmp_path, one_thre
         assert len(a["accuracies"]) == 2 * 2  # 2 seeds x 2 evaluation models, pooled
         assert a["accuracies"] == b["accuracies"]
     # every distillation wrote its run directory and poster PNG
-    assert sorted(parallel["runs"]) == ["baseline-ipc1-seed0", "baseline-ipc1-seed1",
-                                        "podd-ipc1-seed0", "podd-ipc1-seed1"]
+    assert sorted(parallel["runs"]) == [
+        "baseline-ipc1-seed0",
+        "baseline-ipc1-seed1",
+        "podd-ipc1-seed0",
+        "podd-ipc1-seed1",
+    ]
     assert len(list((tmp_path / "w2").glob("*.png"))) == 4
     assert "| random real | 1.00 |" in format_table(parallel)
 
@@ -58,21 +69,46 @@ def test_the_longest_jobs_start_first(monkeypatch):
 
     def outcome(accuracy_models=2):
         geometry = SimpleNamespace(ipc=1.0, pixels=640)
-        return SimpleNamespace(evaluation=SimpleNamespace(accuracy=torch.zeros(accuracy_models, 1)),
-                               artifact=SimpleNamespace(geometry=geometry), wall_time_s=0.0,
-                               made_at=None, collected=False)
+        return SimpleNamespace(
+            evaluation=SimpleNamespace(accuracy=torch.zeros(accuracy_models, 1)),
+            artifact=SimpleNamespace(geometry=geometry),
+            wall_time_s=0.0,
+            made_at=None,
+            collected=False,
+        )
 
-    monkeypatch.setattr(sweep, "_distill_job", lambda config, *a, **k: (
-        started.append((config.mode, config.ipc, config.seed)), outcome())[1])
-    monkeypatch.setattr(sweep, "_reference_job", lambda config, *a, **k: (
-        started.append(("real", 1.0, config.seed)), outcome())[1])
-    report = compare_on_digits("smoke", seeds=(0, 1), eval_models=2, out_dir=None, progress=False,
-                               methods=(("baseline", 1.0), ("podd", 0.5), ("podd", 1.0)))
-    assert started == [("podd", 0.5, 0), ("podd", 0.5, 1), ("podd", 1.0, 0), ("podd", 1.0, 1),
-                       ("baseline", 1.0, 0), ("baseline", 1.0, 1), ("real", 1.0, 0),
-                       ("real", 1.0, 1)]
+    monkeypatch.setattr(
+        sweep,
+        "_distill_job",
+        lambda config, *a, **k: (started.append((config.mode, config.ipc, config.seed)), outcome())[1],
+    )
+    monkeypatch.setattr(
+        sweep, "_reference_job", lambda config, *a, **k: (started.append(("real", 1.0, config.seed)), outcome())[1]
+    )
+    report = compare_on_digits(
+        "smoke",
+        seeds=(0, 1),
+        eval_models=2,
+        out_dir=None,
+        progress=False,
+        methods=(("baseline", 1.0), ("podd", 0.5), ("podd", 1.0)),
+    )
+    assert started == [
+        ("podd", 0.5, 0),
+        ("podd", 0.5, 1),
+        ("podd", 1.0, 0),
+        ("podd", 1.0, 1),
+        ("baseline", 1.0, 0),
+        ("baseline", 1.0, 1),
+        ("real", 1.0, 0),
+        ("real", 1.0, 1),
+    ]
     assert [(r["mode"], r["ipc"]) for r in report["rows"]] == [
-        ("real", 1.0), ("baseline", 1.0), ("podd", 1.0), ("podd", 1.0)]
+        ("real", 1.0),
+        ("baseline", 1.0),
+        ("podd", 1.0),
+        ("podd", 1.0),
+    ]
 
 
 def test_continuing_earlier_runs_equals_running_longer_at_once(tmp_path, one_thread, monkeypatch):
@@ -86,22 +122,28 @@ def test_continuing_earlier_runs_equals_running_longer_at_once(tmp_path, one_thr
 
     def compare(out, steps, continue_from=None):
         steps_taken.clear()
-        report = compare_on_digits("smoke", seeds=(0,), eval_models=2, out_dir=tmp_path / out,
-                                   progress=False, methods=DIGITS_METHODS[1:], steps=steps,
-                                   continue_from=continue_from)
+        report = compare_on_digits(
+            "smoke",
+            seeds=(0,),
+            eval_models=2,
+            out_dir=tmp_path / out,
+            progress=False,
+            methods=DIGITS_METHODS[1:],
+            steps=steps,
+            continue_from=continue_from,
+        )
         return report, len(steps_taken)
 
     (earlier, _), (at_once, _) = compare("short", steps=2), compare("long", 4)
     continued, taken = compare("continued", 4, continue_from=earlier["runs"])
-    assert taken == 2 * 2          # two distillations (PoDD, baseline), two new steps each
+    assert taken == 2 * 2  # two distillations (PoDD, baseline), two new steps each
     assert [r["accuracies"] for r in continued["rows"]] == [r["accuracies"] for r in at_once["rows"]]
     assert [r["accuracies"] for r in continued["rows"][1:]] != [r["accuracies"] for r in earlier["rows"][1:]]
     poster = "podd-ipc1-seed0/poster.pt"
     assert (tmp_path / "continued" / poster).read_bytes() != (tmp_path / "short" / poster).read_bytes()
 
 
-def test_a_continuation_cut_off_resumes_from_its_own_checkpoint(tmp_path, one_thread,
-                                                                 monkeypatch):
+def test_a_continuation_cut_off_resumes_from_its_own_checkpoint(tmp_path, one_thread, monkeypatch):
     """The copy of an earlier run holds no finished files while it goes on (so a cut-off copy is
     not taken finished at the earlier step count), and resume=True goes on from the copy's own
     checkpoint instead of copying the earlier run again: the numbers of running that long at once."""
@@ -120,28 +162,36 @@ def test_a_continuation_cut_off_resumes_from_its_own_checkpoint(tmp_path, one_th
 
     def compare(out, steps, **kwargs):
         steps_taken.clear()
-        return compare_on_digits("smoke", seeds=(0,), eval_models=2, out_dir=tmp_path / out,
-                                 progress=False, methods=DIGITS_METHODS[1:2], steps=steps, **kwargs)
+        return compare_on_digits(
+            "smoke",
+            seeds=(0,),
+            eval_models=2,
+            out_dir=tmp_path / out,
+            progress=False,
+            methods=DIGITS_METHODS[1:2],
+            steps=steps,
+            **kwargs,
+        )
 
     earlier, at_once = compare("short", 2), compare("long", 4)
     finished_while_going_on.clear()
     compare("continued", 3, continue_from=earlier["runs"])
-    assert finished_while_going_on == [False]       # one new step, no stale final.json beside it
-    (copy / "final.json").unlink()                   # cut off after the checkpoint of step 3
+    assert finished_while_going_on == [False]  # one new step, no stale final.json beside it
+    (copy / "final.json").unlink()  # cut off after the checkpoint of step 3
     (copy / "poster.pt").unlink()
     resumed = compare("continued", 4, continue_from=earlier["runs"], resume=True)
-    assert len(steps_taken) == 1                     # from step 3, not again from step 2
+    assert len(steps_taken) == 1  # from step 3, not again from step 2
     assert [r["accuracies"] for r in resumed["rows"]] == [r["accuracies"] for r in at_once["rows"]]
 
 
 def test_continuing_needs_a_run_directory():
     with pytest.raises(ValueError, match="continue_from needs out_dir"):
-        compare_on_digits("smoke", seeds=(0,), out_dir=None, progress=False,
-                          continue_from={"podd-ipc1-seed0": "/earlier"})
+        compare_on_digits(
+            "smoke", seeds=(0,), out_dir=None, progress=False, continue_from={"podd-ipc1-seed0": "/earlier"}
+        )
 
 
-def test_resuming_keeps_finished_runs_and_goes_on_from_checkpoints(tmp_path, one_thread,
-                                                                   monkeypatch):
+def test_resuming_keeps_finished_runs_and_goes_on_from_checkpoints(tmp_path, one_thread, monkeypatch):
     """A comparison cut off (or failed at its end) loses no finished distillation: run again with
     resume=True it takes the finished runs as they are (no outer step, the same numbers), goes on
     from the checkpoint of a run stopped before its end, and refuses runs of other settings."""
@@ -154,20 +204,31 @@ def test_resuming_keeps_finished_runs_and_goes_on_from_checkpoints(tmp_path, one
 
     def compare(resume, **settings):
         steps_taken.clear()
-        return compare_on_digits("smoke", seeds=(0,), eval_models=2, out_dir=tmp_path,
-                                 progress=False, methods=DIGITS_METHODS[1:], resume=resume, **settings)
+        return compare_on_digits(
+            "smoke",
+            seeds=(0,),
+            eval_models=2,
+            out_dir=tmp_path,
+            progress=False,
+            methods=DIGITS_METHODS[1:],
+            resume=resume,
+            **settings,
+        )
 
     first = compare(False, steps=2)
     assert len(steps_taken) == 2 * 2 and set(first["made_at"].values()) == {git_commit()}
-    (tmp_path / "podd-ipc1-seed0" / "final.json").unlink()      # PoDD stopped after its last
-    (tmp_path / "podd-ipc1-seed0" / "poster.pt").unlink()       # checkpoint, before its files
+    (tmp_path / "podd-ipc1-seed0" / "final.json").unlink()  # PoDD stopped after its last
+    (tmp_path / "podd-ipc1-seed0" / "poster.pt").unlink()  # checkpoint, before its files
     again = compare(True, steps=2)
     assert steps_taken == []
     assert first["taken_finished"] == [] and again["taken_finished"] == ["baseline-ipc1-seed0"]
     assert [r["accuracies"] for r in again["rows"]] == [r["accuracies"] for r in first["rows"]]
     assert (tmp_path / "podd-ipc1-seed0" / "final.json").exists()
-    with pytest.raises(ValueError, match=r"ipc1-seed0 holds a finished run made with "
-                                         r"other settings \(\['steps'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"ipc1-seed0 holds a finished run made with "
+        r"other settings \(\['steps'\]\)",
+    ):
         compare(True, steps=3)
 
 

@@ -12,16 +12,27 @@ from podd.run_loop import distill
 
 
 def tiny(**overrides):
-    values = dict(width=8, depth=1, window=2, total_window=4, real_batch=64, distill_batch=8,
-                  steps=4, eval_models=0, device="cpu", checkpoint_every=0)
+    values = dict(
+        width=8,
+        depth=1,
+        window=2,
+        total_window=4,
+        real_batch=64,
+        distill_batch=8,
+        steps=4,
+        eval_models=0,
+        device="cpu",
+        checkpoint_every=0,
+    )
     values.update(overrides)
     return resolve_config("digits", "smoke", **values)
 
 
 def test_short_run_lowers_the_outer_loss(digits):
     ds, pre = digits
-    settings = dict(width=16, window=3, total_window=6, real_batch=128, distill_batch=20,
-                    ipc=1.0, inner_lr=0.03, outer_lr=0.03)
+    settings = dict(
+        width=16, window=3, total_window=6, real_batch=128, distill_batch=20, ipc=1.0, inner_lr=0.03, outer_lr=0.03
+    )
     d = Distiller(tiny(**settings), ds, pre)
     # the same held-out randomness (fresh nets, batches, augmentation) before and after
     probe = Distiller(tiny(**settings, seed=123), ds, pre)
@@ -74,7 +85,7 @@ def test_baseline_trains_on_exactly_k_non_overlapping_images(digits):
     assert H * W == K * h * w
     cover = torch.zeros(H, W)
     for y, x in d.geometry.positions().tolist():
-        cover[y:y + h, x:x + w] += 1
+        cover[y : y + h, x : x + w] += 1
     assert torch.equal(cover, torch.ones(H, W))
     # each patch one-hot its own class (learned labels start there), all K classes present
     labels = d.source.labels(d.label_params)
@@ -99,7 +110,7 @@ def test_start_is_redrawn_once_per_epoch(digits):
     d = Distiller(tiny(window=1, total_window=40, real_batch=500), ds, pre)  # 3 steps per epoch
     starts = [d.plan().start for _ in range(9)]
     for e in range(3):
-        assert len(set(starts[3 * e:3 * e + 3])) == 1
+        assert len(set(starts[3 * e : 3 * e + 3])) == 1
     assert all(0 <= s <= 39 for s in starts)
     fixed = Distiller(tiny(start_schedule="fixed", fixed_start=1), ds, pre)
     assert [fixed.plan().start for _ in range(3)] == [1, 1, 1]
@@ -117,24 +128,26 @@ def test_per_class_mode_runs(digits):
 
 def test_distill_returns_artifact_whose_patches_match(digits):
     ds, pre = digits
-    result = distill(tiny(steps=2, eval_models=1, eval_steps=(5,)), ds, progress=False,
-                     preprocessor=pre)
+    result = distill(tiny(steps=2, eval_models=1, eval_steps=(5,)), ds, progress=False, preprocessor=pre)
     images, labels = patches_and_labels(result.artifact)
     assert images.shape == (40, 1, 8, 8) and labels.shape == (40, 10)
     assert torch.allclose(labels.sum(1), torch.ones(40))
     assert result.evaluation is not None and result.history[-1]["final"]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(ipc=0.0), "ipc"),
-    (dict(ipc=-1.0), "ipc"),
-    (dict(distill_batch=41), "distill_batch=41"),
-    (dict(mode="baseline", ipc=0.5), "baseline"),
-    (dict(mode="nope"), "mode"),
-    (dict(window=5, total_window=4), "total_window"),
-    (dict(patches=(40, 40)), "patch"),
-    (dict(truncated_dtype="float16"), "truncated_dtype='float16': choose one of float32, bfloat16"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(ipc=0.0), "ipc"),
+        (dict(ipc=-1.0), "ipc"),
+        (dict(distill_batch=41), "distill_batch=41"),
+        (dict(mode="baseline", ipc=0.5), "baseline"),
+        (dict(mode="nope"), "mode"),
+        (dict(window=5, total_window=4), "total_window"),
+        (dict(patches=(40, 40)), "patch"),
+        (dict(truncated_dtype="float16"), "truncated_dtype='float16': choose one of float32, bfloat16"),
+    ],
+)
 def test_bad_settings_fail_clearly(digits, overrides, message):
     ds, pre = digits
     with pytest.raises(ValueError, match=message):
@@ -164,8 +177,13 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(digits, tmp_path, monkeyp
 
     monkeypatch.setattr(Distiller, "outer_gradients", poisoned)
     with pytest.raises(NonFiniteLossError, match="step 3") as info:
-        distill(tiny(steps=6, checkpoint_every=2, log_every=1), ds, out_dir=tmp_path / "run",
-                progress=False, preprocessor=pre)
+        distill(
+            tiny(steps=6, checkpoint_every=2, log_every=1),
+            ds,
+            out_dir=tmp_path / "run",
+            progress=False,
+            preprocessor=pre,
+        )
     assert "checkpoint (step 2)" in str(info.value)
     checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert checkpoint["distiller"]["step"] == 2
@@ -188,8 +206,7 @@ def test_out_of_memory_names_the_batch_sizes(digits, monkeypatch):
     assert "--set real_chunk=250" in str(info.value) and "recompute_window" not in str(info.value)
 
 
-@pytest.mark.parametrize("dataset", ["digits", "cifar10", "cifar100", "cub200", "tinyimagenet",
-                                     "npz:/somewhere/x.npz"])
+@pytest.mark.parametrize("dataset", ["digits", "cifar10", "cifar100", "cub200", "tinyimagenet", "npz:/somewhere/x.npz"])
 @pytest.mark.parametrize("profile", PROFILES)
 def test_presets_are_valid(dataset, profile):
     config = resolve_config(dataset, profile).validate()
@@ -199,14 +216,17 @@ def test_presets_are_valid(dataset, profile):
 
 def test_paper_presets_match_the_authors_table():
     c10 = resolve_config("cifar10", "paper")
-    assert (c10.ipc, c10.grid, c10.patches, c10.distill_batch, c10.real_batch) == \
-        (0.9, (2, 5), (6, 16), 96, 5000)
-    assert (c10.window, c10.total_window, c10.inner_lr, c10.labels, c10.zca) == \
-        (60, 200, 1e-3, "fixed", True)
+    assert (c10.ipc, c10.grid, c10.patches, c10.distill_batch, c10.real_batch) == (0.9, (2, 5), (6, 16), 96, 5000)
+    assert (c10.window, c10.total_window, c10.inner_lr, c10.labels, c10.zca) == (60, 200, 1e-3, "fixed", True)
     assert c10.steps == 10_000 * 10
     tin = resolve_config("tinyimagenet", "paper")
-    assert (tin.patches, tin.distill_batch, tin.real_batch, tin.inner_lr, tin.labels) == \
-        ((20, 40), 30, 500, 5e-4, "learned")
+    assert (tin.patches, tin.distill_batch, tin.real_batch, tin.inner_lr, tin.labels) == (
+        (20, 40),
+        30,
+        500,
+        5e-4,
+        "learned",
+    )
     assert resolve_config("cifar10", "paper", mode="baseline", ipc=1.0).distill_batch is None
     # At the authors' batch sizes only CUB and Tiny-ImageNet need the memory savers (the
     # real batch stays the authors'; only how it is pushed through the net changes).
@@ -252,8 +272,10 @@ def test_the_engine_does_not_import_the_run_loop():
     import subprocess
     import sys
 
-    code = ("import sys, podd.distill, podd.ratbptt, podd.modes; "
-            "print(sorted(m for m in sys.modules if m in ('podd.runs', 'podd.run_loop')))")
+    code = (
+        "import sys, podd.distill, podd.ratbptt, podd.modes; "
+        "print(sorted(m for m in sys.modules if m in ('podd.runs', 'podd.run_loop')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -263,8 +285,7 @@ def test_each_mode_is_one_object():
 
     assert MODES == ("podd", "baseline", "per-class")
     assert [poster_mode(m).posters(10) for m in MODES] == [1, 1, 10]
-    assert [poster_mode(m).label_mode("learned") for m in MODES] == ["learned", "learned",
-                                                                     "per-class"]
+    assert [poster_mode(m).label_mode("learned") for m in MODES] == ["learned", "learned", "per-class"]
     with pytest.raises(ValueError, match="choose one of podd, baseline, per-class"):
         poster_mode("posters")
 
@@ -275,8 +296,9 @@ def test_bfloat16_truncated_steps_train(digits):
     ds, pre = digits
     posters = {}
     for dtype in ("float32", "bfloat16"):
-        distiller = Distiller(tiny(truncated_dtype=dtype, start_schedule="fixed", fixed_start=3,
-                                   window=2, total_window=5), ds, pre)
+        distiller = Distiller(
+            tiny(truncated_dtype=dtype, start_schedule="fixed", fixed_start=3, window=2, total_window=5), ds, pre
+        )
         for _ in range(3):
             distiller.step()
         distiller.check_finite()

@@ -38,15 +38,20 @@ def _case(label_mode: str, start: int, window: int, dtype=torch.float64, seed: i
     poster = torch.randn((1, *geometry.size), generator=gen, dtype=dtype).requires_grad_(True)
     labels = None
     if label_mode == "learned":
-        labels = (init_label_params(order, K).to(dtype)
-                  + 0.3 * torch.rand((K, 2, 2), generator=gen, dtype=dtype)).requires_grad_(True)
+        labels = (
+            init_label_params(order, K).to(dtype) + 0.3 * torch.rand((K, 2, 2), generator=gen, dtype=dtype)
+        ).requires_grad_(True)
     x_real = torch.randn((12, *SHAPE), generator=gen, dtype=dtype)
     y_real = torch.randint(0, K, (12,), generator=gen)
     steps = start + window
-    plan = StepPlan(params={n: p.to(dtype) for n, p in init_parameters(net, gen).items()},
-                    start=start, window=window,
-                    batch_index=torch.rand(steps, source.num_patches, generator=gen).argsort(1)[:, :5],
-                    aug_seeds=[11 + t for t in range(steps + 1)], real_index=torch.arange(12))
+    plan = StepPlan(
+        params={n: p.to(dtype) for n, p in init_parameters(net, gen).items()},
+        start=start,
+        window=window,
+        batch_index=torch.rand(steps, source.num_patches, generator=gen).argsort(1)[:, :5],
+        aug_seeds=[11 + t for t in range(steps + 1)],
+        real_index=torch.arange(12),
+    )
     # seeds 11.. give both augmentations (flip and rotation) within the first steps
     return net, poster, labels, plan, source, x_real, y_real, 0.05
 
@@ -57,8 +62,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("label_mode,start,window,chunk", [("fixed", 0, 3, None),
-                                                            ("learned", 2, 2, 6)])
+@pytest.mark.parametrize("label_mode,start,window,chunk", [("fixed", 0, 3, None), ("learned", 2, 2, 6)])
 def test_compiled_equals_eager_in_float64(label_mode, start, window, chunk):
     args = _case(label_mode, start, window)
     eager_loss, eager_grads = outer_loss_and_grads(*args, real_chunk=chunk)
@@ -90,8 +94,7 @@ def test_bfloat16_truncated_steps_move_only_the_window_start():
     assert torch.equal(low, plain)
     args = _case("fixed", 3, 2, dtype=torch.float32)
     loss, (plain,) = compiled.outer_loss_and_grads(*args, augment=False)
-    low_loss, (low,) = compiled.outer_loss_and_grads(*args, augment=False,
-                                                     truncated_dtype="bfloat16")
+    low_loss, (low,) = compiled.outer_loss_and_grads(*args, augment=False, truncated_dtype="bfloat16")
     assert torch.isfinite(low).all() and not torch.equal(low, plain)
     # the eager engine's test of the same option (tests/test_metagradient.py) asks the same
     assert low_loss.item() == pytest.approx(loss.item(), rel=0.02)
@@ -120,10 +123,11 @@ def test_a_compiler_failure_at_the_first_step_falls_back_to_eager(monkeypatch):
     def broken_compile(fn, **options):
         def run(*args, **kwargs):
             raise RuntimeError("inductor exploded\nsecond line")
+
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(E, "_COMPILED", {})      # no pieces compiled by earlier tests
+    monkeypatch.setattr(E, "_COMPILED", {})  # no pieces compiled by earlier tests
     said = []
     engine = E.FallbackSteps(E.CompiledSteps(CPU), on_fallback=said.append)
     args = _case("fixed", 1, 2)
@@ -153,19 +157,18 @@ def test_distiller_says_once_why_it_runs_eager(digits, monkeypatch, capsys):
 def test_compiled_run_resumes_bit_identically(digits, tmp_path):
     ds, pre = digits
     # augmentation off: fewer graphs to compile (the float64 test covers both augmentations)
-    config = resolve_config("digits", "smoke", device="cpu", engine="compiled", steps=4,
-                            checkpoint_every=2, eval_models=0, augment=False)
+    config = resolve_config(
+        "digits", "smoke", device="cpu", engine="compiled", steps=4, checkpoint_every=2, eval_models=0, augment=False
+    )
     whole = distill(config, ds, tmp_path / "whole", progress=False, preprocessor=pre)
     distill(config.replace(steps=2), ds, tmp_path / "part", progress=False, preprocessor=pre)
-    resumed = distill(config, ds, tmp_path / "part", resume=True, progress=False,
-                      preprocessor=pre)
+    resumed = distill(config, ds, tmp_path / "part", resume=True, progress=False, preprocessor=pre)
     assert torch.equal(whole.artifact.poster, resumed.artifact.poster)
     final = json.loads((tmp_path / "whole" / "final.json").read_text())
     assert final["result"]["engine"] == "compiled"
     assert final["provenance"]["hyperparameters"]["engine"] == "compiled"
     # and the compiled trajectory is the eager one up to float rounding
-    eager = distill(config.replace(engine="eager"), ds, tmp_path / "eager", progress=False,
-                    preprocessor=pre)
+    eager = distill(config.replace(engine="eager"), ds, tmp_path / "eager", progress=False, preprocessor=pre)
     torch.testing.assert_close(whole.artifact.poster, eager.artifact.poster, rtol=1e-3, atol=1e-4)
 
 
@@ -173,7 +176,7 @@ def test_the_compile_cache_is_persistent_unless_the_user_chose_one(monkeypatch, 
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
     monkeypatch.setenv("PODD_COMPILE_CACHE", str(tmp_path / "podd-cache"))
-    for before in (None, default_cache_dir()):      # unset, or inductor's own default
+    for before in (None, default_cache_dir()):  # unset, or inductor's own default
         if before is None:
             monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
         else:
@@ -190,7 +193,7 @@ def test_a_compiler_error_at_a_later_step_also_falls_back_but_other_errors_propa
 
     said = []
     engine = E.FallbackSteps(E.CompiledSteps(CPU), on_fallback=said.append)
-    engine._proven = True                   # as after a first step that compiled and ran
+    engine._proven = True  # as after a first step that compiled and ran
     calls = []
 
     def failing(*args, **kwargs):

@@ -43,8 +43,21 @@ def _data(dtype=torch.float64, n=20, n_test=24, side=8, seed=0):
 
 
 def _run(x, y, tx, ty, **kw):
-    args = dict(num_models=3, steps=[4, 8], lr=1e-2, batch_size=8, width=16, depth=None, augment=True,
-                seed=1, device="cpu", progress=False, num_classes=None, test_batch_size=64, sequential=False)
+    args = dict(
+        num_models=3,
+        steps=[4, 8],
+        lr=1e-2,
+        batch_size=8,
+        width=16,
+        depth=None,
+        augment=True,
+        seed=1,
+        device="cpu",
+        progress=False,
+        num_classes=None,
+        test_batch_size=64,
+        sequential=False,
+    )
     args.update(kw)
     options = {k: args.pop(k) for k in ("progress", "num_classes", "test_batch_size", "sequential")}
     return _train_and_test(x, y, tx, ty, EvalProtocol(**args), **options)
@@ -54,11 +67,10 @@ def _max_diff(a, b):
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("batch_size", [8, 64])          # sampled batches / all N every step
+@pytest.mark.parametrize("batch_size", [8, 64])  # sampled batches / all N every step
 def test_batched_equals_sequential_per_model(batch_size):
     x, y, tx, ty = _data()
-    soft = torch.softmax(torch.randn(len(y), K, generator=torch.Generator().manual_seed(3),
-                                     dtype=torch.float64), -1)
+    soft = torch.softmax(torch.randn(len(y), K, generator=torch.Generator().manual_seed(3), dtype=torch.float64), -1)
     batched, p_batched = _run(x, soft, tx, ty, batch_size=batch_size)
     sequential, p_sequential = _run(x, soft, tx, ty, batch_size=batch_size, sequential=True)
     assert _max_diff(p_batched, p_sequential) < 1e-9
@@ -83,7 +95,7 @@ def test_a_slice_of_the_models_trains_the_same_students():
     assert tail.settings["first_model"] == 1
     _, params_head = _run(x, y, tx, ty, num_models=2)
     assert _max_diff({k: v[:2] for k, v in params_three.items()}, params_head) < 1e-9
-    assert _max_diff(params_head, params_tail) > 1e-3      # the slice moved: other students
+    assert _max_diff(params_head, params_tail) > 1e-3  # the slice moved: other students
     with pytest.raises(ValueError, match="first_model"):
         _run(x, y, tx, ty, first_model=-1)
 
@@ -93,8 +105,8 @@ def test_grouped_forward_equals_vmap_of_the_convnet():
     inits = [init_parameters(net, torch.Generator().manual_seed(m)) for m in range(3)]
     params = {k: torch.stack([p[k] for p in inits]) for k in inits[0]}
     x = torch.randn(3, 5, 3, 8, 8, dtype=torch.float64)
-    expected = vmap(lambda p, xb: functional_call(net, p, (xb,)))(params, x)          # (M, B, K)
-    got = grouped_forward(net, params, x.transpose(0, 1).reshape(5, 9, 8, 8))          # (B, M, K)
+    expected = vmap(lambda p, xb: functional_call(net, p, (xb,)))(params, x)  # (M, B, K)
+    got = grouped_forward(net, params, x.transpose(0, 1).reshape(5, 9, 8, 8))  # (B, M, K)
     torch.testing.assert_close(got.transpose(0, 1), expected)
     shared = grouped_forward(net, params, x[0], shared_input=True)
     torch.testing.assert_close(shared.transpose(0, 1), vmap(lambda p: functional_call(net, p, (x[0],)))(params))
@@ -155,8 +167,7 @@ def test_accuracy_recorded_at_exactly_the_requested_steps():
 
 
 def test_eval_result_summary():
-    r = EvalResult(steps=[10, 20], accuracy=torch.tensor([[10.0, 50.0], [30.0, 70.0]]), num_models=2,
-                   wall_time_s=1.0)
+    r = EvalResult(steps=[10, 20], accuracy=torch.tensor([[10.0, 50.0], [30.0, 70.0]]), num_models=2, wall_time_s=1.0)
     assert r.mean() == 60.0 and r.std() == 10.0 and r.mean(10) == 20.0
     d = r.to_dict()
     assert d["mean"] == [20.0, 60.0] and d["std"] == [10.0, 10.0] and d["accuracy"][1] == [30.0, 70.0]
@@ -165,7 +176,7 @@ def test_eval_result_summary():
 
 
 @dataclass
-class _TinyDataset:          # the fields of podd.data.Dataset that evaluate uses
+class _TinyDataset:  # the fields of podd.data.Dataset that evaluate uses
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
@@ -190,7 +201,7 @@ def test_random_real_subset_is_stratified_and_seeded():
     x, y = random_real_subset(ds, 3, seed=0)
     assert x.dtype == torch.uint8 and y.dtype == torch.long
     assert torch.bincount(y, minlength=3).tolist() == [3, 3, 3]
-    rows = x[:, 0, 0, 0].long()                      # each image encodes its training index
+    rows = x[:, 0, 0, 0].long()  # each image encodes its training index
     assert torch.equal(ds.y_train[rows], y) and len(set(rows.tolist())) == 9
     again, _ = random_real_subset(ds, 3, seed=0)
     assert torch.equal(again, x)
@@ -206,23 +217,25 @@ def test_reference_rows_run():
     ds = _tiny_dataset()
     preprocess = lambda u: u.float() / 255.0  # noqa: E731
     sub = real_subset_reference(ds, preprocess, 2, EvalProtocol(num_models=2, steps=[2], width=8))
-    full = full_dataset_reference(ds, preprocess, EvalProtocol(num_models=1, steps=[2], width=8,
-                                                               batch_size=4))
+    full = full_dataset_reference(ds, preprocess, EvalProtocol(num_models=1, steps=[2], width=8, batch_size=4))
     assert sub.accuracy.shape == (2, 1) and full.accuracy.shape == (1, 1)
     assert sub.settings["reference"] == "random real 2 IPC" and full.settings["batch_size"] == 4
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(labels=torch.arange(19) % K), "one row per image"),
-    (dict(steps=[5, 5]), "strictly increasing"),
-    (dict(steps=[10, 5]), "strictly increasing"),
-    (dict(steps=[]), "non-empty"),
-    (dict(num_models=0), "num_models"),
-    (dict(test_y=torch.arange(23) % K), "one label per test image"),
-    (dict(labels=torch.ones(20, K)[:, :3].double(), num_classes=K), "num_classes"),
-    (dict(batch_size=0), "batch_size"),
-    (dict(images=torch.zeros(20, 3, 8, 4)), "square"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(labels=torch.arange(19) % K), "one row per image"),
+        (dict(steps=[5, 5]), "strictly increasing"),
+        (dict(steps=[10, 5]), "strictly increasing"),
+        (dict(steps=[]), "non-empty"),
+        (dict(num_models=0), "num_models"),
+        (dict(test_y=torch.arange(23) % K), "one label per test image"),
+        (dict(labels=torch.ones(20, K)[:, :3].double(), num_classes=K), "num_classes"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(images=torch.zeros(20, 3, 8, 4)), "square"),
+    ],
+)
 def test_bad_input_gives_clear_errors(change, message):
     x, y, tx, ty = _data()
     args = dict(images=x, labels=y, test_x=tx, test_y=ty, steps=[1], width=8)
@@ -249,13 +262,16 @@ def test_protocol_runs_like_train_and_test_and_follows_the_config():
     b = train_and_test(x, y, tx, ty, num_models=2, steps=[3], lr=1e-2, batch_size=8, width=8, seed=4)
     assert torch.equal(a.accuracy, b.accuracy) and a.settings == b.settings
 
-    config = DistillConfig(eval_models=3, eval_steps=(5, 9), inner_lr=0.02, distill_batch=None,
-                           width=16, depth=2, augment=False, seed=7)
+    config = DistillConfig(
+        eval_models=3, eval_steps=(5, 9), inner_lr=0.02, distill_batch=None, width=16, depth=2, augment=False, seed=7
+    )
     assert EvalProtocol.from_config(config, seed=1) == EvalProtocol(
-        num_models=3, steps=(5, 9), lr=0.02, batch_size=None, width=16, depth=2, augment=False,
-        seed=1, device="auto")
+        num_models=3, steps=(5, 9), lr=0.02, batch_size=None, width=16, depth=2, augment=False, seed=1, device="auto"
+    )
     many = torch.randn(300, 3, 8, 8, dtype=torch.float64)
     settings = EvalProtocol(num_models=1, steps=(1,), width=8).run(many, torch.arange(300) % K, tx, ty).settings
     assert settings["batch_size"] == 300
-    assert train_and_test(many, torch.arange(300) % K, tx, ty, num_models=1, steps=[1],
-                          width=8).settings["batch_size"] == 256
+    assert (
+        train_and_test(many, torch.arange(300) % K, tx, ty, num_models=1, steps=[1], width=8).settings["batch_size"]
+        == 256
+    )

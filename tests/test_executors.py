@@ -47,8 +47,12 @@ def test_slurm_settings_from_arguments_and_environment(monkeypatch):
     monkeypatch.setenv("PODD_SLURM_TIME_MIN", "600")
     monkeypatch.setenv("PODD_SLURM_GPUS", "1")
     assert slurm_parameters(gpus=2, account="lab", extra={"slurm_mail_type": "END"}) == {
-        "slurm_partition": "gpu", "timeout_min": 600, "gpus_per_node": 2,
-        "slurm_account": "lab", "slurm_mail_type": "END"}
+        "slurm_partition": "gpu",
+        "timeout_min": 600,
+        "gpus_per_node": 2,
+        "slurm_account": "lab",
+        "slurm_mail_type": "END",
+    }
     monkeypatch.setenv("PODD_SLURM_GPUS", "one")
     with pytest.raises(ValueError, match="PODD_SLURM_GPUS"):
         slurm_parameters()
@@ -57,8 +61,9 @@ def test_slurm_settings_from_arguments_and_environment(monkeypatch):
 def _sweep(data, executor, ipcs=(1.0, 0.5), reference=True, **options):
     sweep = nbs.Sweep(data, executor, **options)
     for ipc in ipcs:
-        config = nbs.run_config(data, "smoke", ipc=ipc, verbose=False, steps=2, width=8,
-                                eval_models=1, eval_steps=(3,), device="cpu")
+        config = nbs.run_config(
+            data, "smoke", ipc=ipc, verbose=False, steps=2, width=8, eval_models=1, eval_steps=(3,), device="cpu"
+        )
         sweep.distill(config, note=f"ipc {ipc}")
     if reference:
         sweep.reference(config)
@@ -68,15 +73,14 @@ def _sweep(data, executor, ipcs=(1.0, 0.5), reference=True, **options):
 @pytest.fixture(scope="module")
 def one_thread():
     before = torch.get_num_threads()
-    torch.set_num_threads(1)        # as in the subprocess job: the same float sums
+    torch.set_num_threads(1)  # as in the subprocess job: the same float sums
     yield
     torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory, one_thread):
-    return nbs.load_for_profile("digits", "smoke", root=tmp_path_factory.mktemp("data"),
-                                verbose=False)
+    return nbs.load_for_profile("digits", "smoke", root=tmp_path_factory.mktemp("data"), verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +88,7 @@ def in_process(digits):
     return _sweep(digits, "local")
 
 
-def test_a_sweep_gives_the_same_results_in_process_and_through_submitit(digits, in_process,
-                                                                          tmp_path):
+def test_a_sweep_gives_the_same_results_in_process_and_through_submitit(digits, in_process, tmp_path):
     here = in_process
     debug = _sweep(digits, "debug", folder=str(tmp_path / "%j"), out_dir=tmp_path / "sweep")
     assert [o.row["method"] for o in here] == ["PoDD", "PoDD", "random real images (1 per class)"]
@@ -95,11 +98,16 @@ def test_a_sweep_gives_the_same_results_in_process_and_through_submitit(digits, 
         assert torch.equal(a.artifact.poster, b.artifact.poster)
 
 
-def test_a_job_in_another_process_loads_the_data_itself_and_gives_the_same_run(
-        digits, in_process, tmp_path):
-    (job,) = _sweep(digits, "submitit-local", ipcs=(1.0,), reference=False,
-                    folder=str(tmp_path / "%j"), out_dir=tmp_path / "sweep",
-                    extra={"local_setup": ["export OMP_NUM_THREADS=1"]})
+def test_a_job_in_another_process_loads_the_data_itself_and_gives_the_same_run(digits, in_process, tmp_path):
+    (job,) = _sweep(
+        digits,
+        "submitit-local",
+        ipcs=(1.0,),
+        reference=False,
+        folder=str(tmp_path / "%j"),
+        out_dir=tmp_path / "sweep",
+        extra={"local_setup": ["export OMP_NUM_THREADS=1"]},
+    )
     assert job.row == in_process[0].row
     assert torch.equal(job.artifact.poster, in_process[0].artifact.poster)
 
@@ -107,20 +115,39 @@ def test_a_job_in_another_process_loads_the_data_itself_and_gives_the_same_run(
 def test_podd_distill_as_a_job(tmp_path, capsys, one_thread):
     from podd.cli import main
 
-    common = ["distill", "--dataset", "digits", "--ipc", "1", "--profile", "smoke", "--steps",
-              "2", "--device", "cpu", "--quiet", "--set", f"data_root={tmp_path}",
-              "--set", "width=8", "--set", "eval_models=1", "--set", "eval_steps=[3]",
-              "--jobs-folder", str(tmp_path / "jobs" / "%j")]
+    common = [
+        "distill",
+        "--dataset",
+        "digits",
+        "--ipc",
+        "1",
+        "--profile",
+        "smoke",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--set",
+        f"data_root={tmp_path}",
+        "--set",
+        "width=8",
+        "--set",
+        "eval_models=1",
+        "--set",
+        "eval_steps=[3]",
+        "--jobs-folder",
+        str(tmp_path / "jobs" / "%j"),
+    ]
     assert main(common + ["--out", str(tmp_path / "run"), "--executor", "debug"]) == 0
     out = capsys.readouterr().out
     assert "submitted job" in out and "test accuracy (1 models, 3 steps)" in out
     assert (tmp_path / "run" / "metrics.jsonl").exists()
-    assert main(common + ["--out", str(tmp_path / "other"), "--executor", "debug",
-                          "--distributed", "tasks"]) == 2
-    assert "--executor submitit-local" in capsys.readouterr().err    # debug: one process
+    assert main(common + ["--out", str(tmp_path / "other"), "--executor", "debug", "--distributed", "tasks"]) == 2
+    assert "--executor submitit-local" in capsys.readouterr().err  # debug: one process
 
 
-_ORPHAN_PARENT = '''
+_ORPHAN_PARENT = """
 import os, sys, time
 from podd.executors import make_executor
 
@@ -134,7 +161,7 @@ def report_and_wait(path):
 
 if __name__ == "__main__":
     make_executor("local", workers=2, threads=1).submit(report_and_wait, sys.argv[1]).result()
-'''
+"""
 
 
 def _running(pid: int) -> bool:
@@ -170,5 +197,5 @@ def test_a_pool_worker_exits_when_its_parent_is_killed(tmp_path):
         time.sleep(0.2)
     orphaned = _running(worker)
     if orphaned:
-        os.kill(worker, signal.SIGKILL)     # do not leave it behind when the test fails
+        os.kill(worker, signal.SIGKILL)  # do not leave it behind when the test fails
     assert not orphaned, "the worker kept running its 120 s job after its parent died"

@@ -31,7 +31,7 @@ def test_atomic_path_gives_the_mode_a_plain_open_would(tmp_path):
 def test_safe_filename_keeps_safe_characters_and_replaces_the_rest():
     assert io.safe_filename("ViT-B/32-openai") == "ViT-B_32-openai"
     assert io.safe_filename("npz:/data/my set.npz") == "npz__data_my_set.npz"
-    assert io.safe_filename("café_1.0") == "café_1.0"          # str.isalnum: letters of any script
+    assert io.safe_filename("café_1.0") == "café_1.0"  # str.isalnum: letters of any script
     assert io.safe_filename("x" * 50, max_len=40) == "x" * 40
     assert io.safe_filename("") == ""
 
@@ -49,7 +49,7 @@ def test_a_commit_named_by_the_sender_wins_over_git(monkeypatch, tmp_path):
     from podd.provenance import git_commit
 
     monkeypatch.delenv("PODD_GIT_COMMIT", raising=False)
-    assert git_commit(tmp_path) == "unknown"                  # no checkout there
+    assert git_commit(tmp_path) == "unknown"  # no checkout there
     monkeypatch.setenv("PODD_GIT_COMMIT", "4fe0f14cb01dfd8cc0b75f7a414c9893dfa15c08")
     assert git_commit(tmp_path) == "4fe0f14cb01dfd8cc0b75f7a414c9893dfa15c08"
     assert provenance()["git_commit"] == "4fe0f14cb01dfd8cc0b75f7a414c9893dfa15c08"

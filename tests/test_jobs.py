@@ -31,9 +31,18 @@ def one_thread():
 
 def _config(tmp_path):
     # checkpoint_every 4: the signal after step 3 meets no periodic checkpoint
-    return resolve_config("digits", "smoke", verbose=False, device="cpu", steps=6, width=8,
-                          checkpoint_every=4, eval_models=1, eval_steps=(3,),
-                          data_root=str(tmp_path / "data"))
+    return resolve_config(
+        "digits",
+        "smoke",
+        verbose=False,
+        device="cpu",
+        steps=6,
+        width=8,
+        checkpoint_every=4,
+        eval_models=1,
+        eval_steps=(3,),
+        data_root=str(tmp_path / "data"),
+    )
 
 
 def _signal_after_step(monkeypatch, at: int):
@@ -58,9 +67,14 @@ def submitit_job(tmp_path, monkeypatch):
     from submitit.core.utils import DelayedSubmission, JobPaths
     from submitit.local.local import LocalJobEnvironment
 
-    for key, value in dict(SUBMITIT_LOCAL_JOB_ID="7", SUBMITIT_LOCAL_NTASKS="1",
-                           SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_LOCAL_NODEID="0",
-                           SUBMITIT_LOCAL_GLOBALID="0", SUBMITIT_LOCAL_LOCALID="0").items():
+    for key, value in dict(
+        SUBMITIT_LOCAL_JOB_ID="7",
+        SUBMITIT_LOCAL_NTASKS="1",
+        SUBMITIT_LOCAL_JOB_NUM_NODES="1",
+        SUBMITIT_LOCAL_NODEID="0",
+        SUBMITIT_LOCAL_GLOBALID="0",
+        SUBMITIT_LOCAL_LOCALID="0",
+    ).items():
         monkeypatch.setenv(key, value)
     paths = JobPaths(tmp_path / "jobs", job_id="7")
     paths.folder.mkdir()
@@ -81,7 +95,8 @@ def submitit_job(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("timeout_min", [0.001, 600], ids=["time-limit", "preemption"])
 def test_a_signalled_job_checkpoints_requeues_and_resumes_to_the_same_poster(
-        tmp_path, monkeypatch, submitit_job, timeout_min):
+    tmp_path, monkeypatch, submitit_job, timeout_min
+):
     from submitit.core.utils import DelayedSubmission
     from submitit.local.local import LOCAL_REQUEUE_RETURN_CODE
 
@@ -92,16 +107,18 @@ def test_a_signalled_job_checkpoints_requeues_and_resumes_to_the_same_poster(
     _signal_after_step(monkeypatch, 3)
     with pytest.raises(SystemExit) as exit_:
         start(jobs.ResumableJob(_distill_job, out, config, 1), timeout_min).result()
-    assert exit_.value.code == LOCAL_REQUEUE_RETURN_CODE            # submitit requeued it
+    assert exit_.value.code == LOCAL_REQUEUE_RETURN_CODE  # submitit requeued it
     assert RunDir(out).load_checkpoint()["distiller"]["step"] == 3  # saved on the signal
     assert not (out / ".podd.lock").exists()
-    requeued = DelayedSubmission.load(paths.submitted_pickle)       # what the new job runs
+    requeued = DelayedSubmission.load(paths.submitted_pickle)  # what the new job runs
     assert isinstance(requeued.function, jobs.ResumableJob) and requeued.function.resume
     monkeypatch.undo()
     summary = requeued.result()
     assert summary["out_dir"] == str(out) and summary["accuracy"] == whole["accuracy"]
-    assert torch.equal(torch.load(out / "poster.pt", weights_only=True)["poster"],
-                       torch.load(tmp_path / "whole" / "poster.pt", weights_only=True)["poster"])
+    assert torch.equal(
+        torch.load(out / "poster.pt", weights_only=True)["poster"],
+        torch.load(tmp_path / "whole" / "poster.pt", weights_only=True)["poster"],
+    )
 
 
 def test_a_job_requeued_before_its_first_checkpoint_starts_over(tmp_path):
@@ -120,7 +137,7 @@ def test_without_submitit_a_stopped_run_says_how_to_resume(tmp_path, monkeypatch
     try:
         with pytest.raises(RunStopped, match="stopped at step 2 of 6.*--resume"):
             jobs.ResumableJob(_distill_job, tmp_path / "run", config, 1)()
-        assert signal.getsignal(jobs.warning_signal()) == signal.SIG_IGN     # given back
+        assert signal.getsignal(jobs.warning_signal()) == signal.SIG_IGN  # given back
     finally:
         signal.signal(jobs.warning_signal(), previous)
     assert RunDir(tmp_path / "run").load_checkpoint()["distiller"]["step"] == 2
@@ -133,11 +150,11 @@ def test_a_run_that_does_not_reach_a_step_boundary_is_handed_over_after_the_grac
         with jobs.WarningSignal(grace_s=0.2) as warning:
             os.kill(os.getpid(), jobs.warning_signal())
             deadline = time.monotonic() + 5
-            while not handed and time.monotonic() < deadline:   # "a long evaluation"
+            while not handed and time.monotonic() < deadline:  # "a long evaluation"
                 time.sleep(0.01)
             assert warning.stop.is_set() and handed == ["submitit"]
         with jobs.WarningSignal(grace_s=0.05):
-            pass                                    # closed: a late timer hands nothing over
+            pass  # closed: a late timer hands nothing over
         time.sleep(0.2)
         assert handed == ["submitit"]
     finally:

@@ -17,7 +17,7 @@ def window_histograms(order, geometry):
     h, w = geometry.patch_hw
     hist = torch.zeros(geometry.num_patches, geometry.num_classes)
     for n, (y, x) in enumerate(geometry.positions().tolist()):
-        window = cmap[y:y + h, x:x + w].flatten()
+        window = cmap[y : y + h, x : x + w].flatten()
         window = window[window >= 0]
         hist[n] = torch.bincount(window, minlength=geometry.num_classes).float()
     return hist
@@ -32,9 +32,10 @@ def test_class_map_nearest_upsample():
     assert torch.equal(class_map(order, (4, 6)), order.repeat_interleave(2, 0).repeat_interleave(2, 1))
 
 
-@pytest.mark.parametrize("K,shape,size,patches", [(10, (3, 32, 32), (60, 153), (6, 16)),
-                                                  (10, (1, 8, 8), (13, 29), (4, 9)),
-                                                  (7, (1, 5, 4), (9, 11), (5, 8))])
+@pytest.mark.parametrize(
+    "K,shape,size,patches",
+    [(10, (3, 32, 32), (60, 153), (6, 16)), (10, (1, 8, 8), (13, 29), (4, 9)), (7, (1, 5, 4), (9, 11), (5, 8))],
+)
 def test_cell_weights_match_slicing(K, shape, size, patches):
     geometry = make_geometry(K, shape, size=size, patches=patches)
     rows, cols = geometry.grid
@@ -77,7 +78,7 @@ def test_fixed_labels_ignore_empty_cells():
     order = torch.tensor([[0, 1], [2, -1]])
     labels = fixed_labels(order, geometry).view(3, 3, 3)
     assert_close(labels[2, 2], torch.full((3,), 1 / 3))
-    assert_close(labels[1, 1], torch.full((3,), 1 / 3))      # one pixel each of 0, 1, 2
+    assert_close(labels[1, 1], torch.full((3,), 1 / 3))  # one pixel each of 0, 1, 2
     assert_close(labels[2, 1], torch.tensor([0.0, 0.0, 1.0]))
 
 
@@ -91,7 +92,7 @@ def test_area_labels_are_pixel_shares_and_the_learned_labels_start():
     assert_close(labels, hist / 1024)
     assert_close(labels, learned_labels(init_label_params(order, 10), patch_cell_weights(geometry)))
     assert torch.equal(fixed_labels(order, geometry).argmax(1), labels.argmax(1))
-    assert (labels.max(1).values < 1).any()          # below one IPC most patches are mixed
+    assert (labels.max(1).values < 1).any()  # below one IPC most patches are mixed
     # empty cells count for nobody; a window over empty cells only is uniform
     geometry = make_geometry(3, (1, 2, 2), grid=(2, 2), size=(4, 4), patches=(3, 3))
     labels = area_labels(torch.tensor([[0, 1], [2, -1]]), geometry).view(3, 3, 3)
@@ -158,16 +159,15 @@ def test_learned_labels_equals_average_pool_of_upsampled_map():
     H, W = geometry.size
     iy = torch.arange(H) * 2 // H
     ix = torch.arange(W) * 3 // W
-    upsampled = params[:, iy[:, None], ix[None, :]]                       # (K, H, W)
-    expected = torch.stack([upsampled[:, y:y + 4, x:x + 4].mean((1, 2))
-                            for y, x in geometry.positions().tolist()])
+    upsampled = params[:, iy[:, None], ix[None, :]]  # (K, H, W)
+    expected = torch.stack([upsampled[:, y : y + 4, x : x + 4].mean((1, 2)) for y, x in geometry.positions().tolist()])
     assert_close(labels, expected / expected.sum(1, keepdim=True))
 
 
 def test_learned_labels_zero_row_is_uniform_without_nan():
     geometry = baseline_geometry(4, (1, 2, 2))
     params = init_label_params(torch.tensor([[0, 1], [2, 3]]), 4)
-    params[:, 1, 1] = 0                                                   # patch 3 sees only zeros
+    params[:, 1, 1] = 0  # patch 3 sees only zeros
     params.requires_grad_()
     labels = learned_labels(params, patch_cell_weights(geometry))
     assert_close(labels[3], torch.full((4,), 0.25))
@@ -182,13 +182,16 @@ def test_empty_cells_init_to_zero():
     assert params[1, 0, 0] == 1 and params[3, 1, 2] == 1
 
 
-@pytest.mark.parametrize("order,match", [
-    (torch.tensor([[0, 1], [1, 2]]), r"exactly once; missing \[3\], repeated \[1\]"),
-    (torch.tensor([[0, 1], [2, -1]]), r"missing \[3\]"),
-    (torch.tensor([[0, 1], [2, 7]]), r"\[7\], outside 0..3"),
-    (torch.tensor([[0.0, 1], [2, 3]]), "integer"),
-    (torch.tensor([0, 1, 2, 3]), "matrix"),
-])
+@pytest.mark.parametrize(
+    "order,match",
+    [
+        (torch.tensor([[0, 1], [1, 2]]), r"exactly once; missing \[3\], repeated \[1\]"),
+        (torch.tensor([[0, 1], [2, -1]]), r"missing \[3\]"),
+        (torch.tensor([[0, 1], [2, 7]]), r"\[7\], outside 0..3"),
+        (torch.tensor([[0.0, 1], [2, 3]]), "integer"),
+        (torch.tensor([0, 1, 2, 3]), "matrix"),
+    ],
+)
 def test_bad_class_orders(order, match):
     with pytest.raises(ValueError, match=match):
         validate_class_order(order, 4)

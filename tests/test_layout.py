@@ -13,7 +13,7 @@ def test_default_class_grids():
     assert default_class_grid(200) == (10, 20)
     assert default_class_grid(12) == (3, 4)
     assert default_class_grid(1) == (1, 1)
-    assert default_class_grid(7) == (2, 4)          # prime: near-square with one empty cell
+    assert default_class_grid(7) == (2, 4)  # prime: near-square with one empty cell
     for k in range(1, 300):
         rows, cols = default_class_grid(k)
         assert rows <= cols and rows * cols >= k

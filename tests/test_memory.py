@@ -11,14 +11,14 @@ from podd.cli import main
 from podd.presets import resolve_config
 
 MEASURED = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "bench_memory_cpu.json"
-SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "cub200": (3, 32, 32),
-          "tinyimagenet": (3, 64, 64)}
+SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "cub200": (3, 32, 32), "tinyimagenet": (3, 64, 64)}
 
 
 def _estimates():
     for row in json.loads(MEASURED.read_text())["rows"]:
         config = resolve_config(row["dataset"], "paper", class_order="identity", verbose=False).replace(
-            real_chunk=row["real_chunk"], recompute_window=row["recompute_window"])
+            real_chunk=row["real_chunk"], recompute_window=row["recompute_window"]
+        )
         estimate = memory.step_bytes(config, SHAPES[row["dataset"]], row["distill_batch"], row["depth"])
         yield row, estimate
 
@@ -28,7 +28,7 @@ def test_estimate_matches_the_measured_paper_presets():
     assert len(rows) == 8
     for row, estimate in rows:
         ratio = estimate / row["step_bytes"]
-        if row["recompute_window"]:     # the savers' small per-step states are left out
+        if row["recompute_window"]:  # the savers' small per-step states are left out
             assert 0.25 < ratio < 1.2, (row["dataset"], ratio)
         else:
             assert 0.9 < ratio < 1.1, (row["dataset"], ratio)
@@ -43,16 +43,32 @@ def test_savers_and_window_change_the_estimate_as_they_should():
 
 
 def test_a_run_too_big_for_the_machine_is_refused_before_any_step(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 10 ** 9)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 10**9)
     out = tmp_path / "run"
-    code = main(["distill", "--dataset", "digits", "--ipc", "1", "--profile", "smoke", "--quiet",
-                 "--out", str(out), "--set", "real_batch=5000", "--set", "width=1024"])
+    code = main(
+        [
+            "distill",
+            "--dataset",
+            "digits",
+            "--ipc",
+            "1",
+            "--profile",
+            "smoke",
+            "--quiet",
+            "--out",
+            str(out),
+            "--set",
+            "real_batch=5000",
+            "--set",
+            "width=1024",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "needs about" in err and "available" in err and "recompute_window=true" in err
     assert "Traceback" not in err
-    assert not out.exists()                         # a refused run leaves no directory
-    monkeypatch.setenv(memory.SKIP_ENV, "1")      # the way around it, for those who know better
+    assert not out.exists()  # a refused run leaves no directory
+    monkeypatch.setenv(memory.SKIP_ENV, "1")  # the way around it, for those who know better
     big = resolve_config("digits", "smoke", verbose=False).replace(real_batch=5000, width=1024)
     assert memory.check_step_memory(big, (1, 8, 8), 10, 40, 2, torch.device("cpu")) is None
     monkeypatch.delenv(memory.SKIP_ENV)
@@ -61,6 +77,6 @@ def test_a_run_too_big_for_the_machine_is_refused_before_any_step(monkeypatch, t
 
 
 def test_a_run_that_fits_is_not_refused(monkeypatch):
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 10 ** 9)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 10**9)
     config = resolve_config("digits", "smoke", verbose=False)
     memory.check_step_memory(config, (1, 8, 8), 1797, 40, 1, torch.device("cpu"))

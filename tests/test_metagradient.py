@@ -36,24 +36,28 @@ def _step(label_mode: str, window: int, start: int = 0, depth: int = 1, seed: in
     labels = None
     if label_mode == "learned":
         # one-hot start plus positive noise, so every parameter matters
-        labels = (init_label_params(order, K).double()
-                  + 0.3 * torch.rand((K, 2, 2), generator=gen, dtype=torch.float64))
+        labels = init_label_params(order, K).double() + 0.3 * torch.rand((K, 2, 2), generator=gen, dtype=torch.float64)
     x_real = torch.randn((12, *SHAPE), generator=gen, dtype=torch.float64)
     y_real = torch.randint(0, K, (12,), generator=gen)
     steps = start + window
     batch_index = torch.rand(steps, source.num_patches, generator=gen).argsort(1)[:, :5]
-    plan = StepPlan(params=init_parameters(net, gen), start=start, window=window,
-                    batch_index=batch_index, aug_seeds=[11 + t for t in range(steps + 1)],
-                    real_index=torch.arange(12))
+    plan = StepPlan(
+        params=init_parameters(net, gen),
+        start=start,
+        window=window,
+        batch_index=batch_index,
+        aug_seeds=[11 + t for t in range(steps + 1)],
+        real_index=torch.arange(12),
+    )
     return net, source, poster, labels, plan, x_real, y_real
 
 
 def _setup(label_mode: str, window: int, seed: int = 0):
     net, source, poster, labels, plan, x_real, y_real = _step(label_mode, window, seed=seed)
+
     # a large inner lr makes the inner steps matter for the outer loss
     def loss_fn(p, lab):
-        return unrolled_outer_loss(net, p, lab, plan, source, x_real, y_real, inner_lr=0.05,
-                                   augment=True)
+        return unrolled_outer_loss(net, p, lab, plan, source, x_real, y_real, inner_lr=0.05, augment=True)
 
     return poster, labels, loss_fn
 
@@ -113,8 +117,9 @@ def _loss_by_hand(net, source, poster, truncated_poster, plan, x_real, y_real, i
     m, v = torch.zeros_like(w), torch.zeros_like(w)
     for t in range(plan.start + plan.window):
         patches = early_patches if t < plan.start else window_patches
-        w, m, v = ratbptt._inner_step(flat, plan, t, w, m, v, patches, labels, inner_lr,
-                                      augment=True, create_graph=True)
+        w, m, v = ratbptt._inner_step(
+            flat, plan, t, w, m, v, patches, labels, inner_lr, augment=True, create_graph=True
+        )
     x, y = ratbptt.real_batch(plan, x_real, y_real, augment=True)
     return F.cross_entropy(flat(w, x), y)
 
@@ -134,28 +139,24 @@ def test_truncated_steps_do_not_reach_the_poster():
     (g_full,) = torch.autograd.grad(full, [p])
 
     assert loss.item() == pytest.approx(truncated.item(), rel=1e-12)
-    assert loss.item() == pytest.approx(full.item(), rel=1e-12)   # the early steps do run
+    assert loss.item() == pytest.approx(full.item(), rel=1e-12)  # the early steps do run
     assert torch.allclose(g, g_truncated, rtol=1e-9, atol=1e-12)
-    assert (g - g_full).abs().max() > 1e-2 * g_full.abs().max()   # ...but are not differentiated
+    assert (g - g_full).abs().max() > 1e-2 * g_full.abs().max()  # ...but are not differentiated
 
 
 @pytest.mark.parametrize("real_chunk, recompute_window", [(5, False), (None, True), (4, True), (12, True)])
 @pytest.mark.parametrize("label_mode", ["learned", "fixed"])
 @pytest.mark.parametrize("start, window", [(0, 1), (2, 3)])
-def test_memory_savers_give_the_same_gradients(real_chunk, recompute_window, label_mode, start,
-                                               window):
+def test_memory_savers_give_the_same_gradients(real_chunk, recompute_window, label_mode, start, window):
     """Chunking the real batch and recomputing the window change memory, not the gradient."""
-    net, source, poster, labels, plan, x_real, y_real = _step(label_mode, window, start,
-                                                               depth=2, seed=1)
+    net, source, poster, labels, plan, x_real, y_real = _step(label_mode, window, start, depth=2, seed=1)
     leaves = [poster.clone().requires_grad_(True)]
     if labels is not None:
         leaves.append(labels.clone().requires_grad_(True))
-    args = (net, leaves[0], leaves[1] if labels is not None else None, plan, source, x_real,
-            y_real, 0.05)
+    args = (net, leaves[0], leaves[1] if labels is not None else None, plan, source, x_real, y_real, 0.05)
     reference_loss = unrolled_outer_loss(*args)
     reference = torch.autograd.grad(reference_loss, leaves)
-    loss, grads = outer_loss_and_grads(*args, real_chunk=real_chunk,
-                                       recompute_window=recompute_window)
+    loss, grads = outer_loss_and_grads(*args, real_chunk=real_chunk, recompute_window=recompute_window)
     assert loss.item() == pytest.approx(reference_loss.item(), rel=1e-12)
     assert len(grads) == len(reference)
     for got, want in zip(grads, reference):
@@ -168,8 +169,15 @@ def _float32_step(start: int, window: int):
     net, source, poster, labels, plan, x_real, y_real = _step("learned", window, start, depth=2, seed=1)
     source.dtype = torch.float32
     plan.params = {name: p.float() for name, p in plan.params.items()}
-    return (net.float(), source, poster.float().requires_grad_(True),
-            labels.float().requires_grad_(True), plan, x_real.float(), y_real)
+    return (
+        net.float(),
+        source,
+        poster.float().requires_grad_(True),
+        labels.float().requires_grad_(True),
+        plan,
+        x_real.float(),
+        y_real,
+    )
 
 
 @pytest.mark.parametrize("recompute_window", [False, True])
@@ -177,10 +185,12 @@ def test_bfloat16_truncated_steps_only_move_where_the_window_starts(recompute_wi
     """truncated_dtype='bfloat16' lowers the precision of the steps before the window alone:
     with no such steps the gradient is float32's bit for bit; with some it moves (autocast did
     run) but keeps its direction, and the memory savers still give the plain step's numbers."""
+
     def grads(start, dtype, recompute=False):
         net, source, poster, labels, plan, x_real, y_real = _float32_step(start, 2)
-        return outer_loss_and_grads(net, poster, labels, plan, source, x_real, y_real, 0.05,
-                                    recompute_window=recompute, truncated_dtype=dtype)
+        return outer_loss_and_grads(
+            net, poster, labels, plan, source, x_real, y_real, 0.05, recompute_window=recompute, truncated_dtype=dtype
+        )
 
     no_truncation = grads(0, "float32", recompute_window), grads(0, "bfloat16", recompute_window)
     for got, want in zip(no_truncation[1][1], no_truncation[0][1]):

@@ -44,11 +44,11 @@ def clean_caches():
 
 def test_preprocessor_is_fitted_once_per_dataset_and_again_after_reset(clean_caches):
     ds = stand_in("cifar10", 10, (3, 8, 8), 4, 2, seed=0)
-    first = nbs.preprocessor_for(ds, zca=False)     # standardisation: never written to disk
+    first = nbs.preprocessor_for(ds, zca=False)  # standardisation: never written to disk
     assert nbs.preprocessor_for(ds, zca=False) is first
     assert len(run.PREPROCESSORS) == 1
     other = stand_in("cifar10", 10, (3, 8, 8), 4, 2, seed=0)
-    assert nbs.preprocessor_for(other, zca=False) is not first   # keyed by the object, not equality
+    assert nbs.preprocessor_for(other, zca=False) is not first  # keyed by the object, not equality
     nbs.reset_caches()
     assert len(run.PREPROCESSORS) == 0
     assert nbs.preprocessor_for(ds, zca=False) is not first

@@ -12,8 +12,17 @@ import pytest
 from jupytext.compare import compare_notebooks
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-EXPECTED = ("00_quickstart", "01_poster", "02_poco", "03_poddl", "table1", "table2",
-            "ablation_class_order", "ablation_patch_number", "discussion")
+EXPECTED = (
+    "00_quickstart",
+    "01_poster",
+    "02_poco",
+    "03_poddl",
+    "table1",
+    "table2",
+    "ablation_class_order",
+    "ablation_patch_number",
+    "discussion",
+)
 SOURCES = sorted(p for p in NOTEBOOKS.glob("*.py") if p.name != "conftest.py")
 
 
@@ -37,8 +46,9 @@ def test_ipynb_and_py_agree(source):
     assert formats == "ipynb,py:percent", f"{ipynb_path.name} is not paired (formats={formats!r})"
     # jupytext's own comparison: sources and cell types of both representations must match.
     compare_notebooks(text_nb, ipynb_nb, fmt="py:percent")
-    assert _inputs(text_nb) == _inputs(ipynb_nb), \
+    assert _inputs(text_nb) == _inputs(ipynb_nb), (
         f"{source.name} and {ipynb_path.name} disagree; run: jupytext --sync {source}"
+    )
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
@@ -55,5 +65,6 @@ def test_one_parameters_cell_with_dataset_and_profile(source):
 def test_committed_notebook_is_executed(source):
     nb = jupytext.read(source.with_suffix(".ipynb"))
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code and all(c.get("execution_count") for c in code), \
+    assert code and all(c.get("execution_count") for c in code), (
         f"{source.stem}.ipynb is not fully executed; run: make figures PROFILE=smoke"
+    )

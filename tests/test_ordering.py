@@ -118,8 +118,11 @@ def test_poco_puts_each_cluster_together():
     # every class has a 4-neighbour from its own cluster (each cluster is one region)
     for r in range(2):
         for c in range(5):
-            nbs = [order[rr, cc] for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1))
-                   if 0 <= rr < 2 and 0 <= cc < 5]
+            nbs = [
+                order[rr, cc]
+                for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1))
+                if 0 <= rr < 2 and 0 <= cc < 5
+            ]
             assert any(cluster[n] == cluster[order[r, c]] for n in nbs)
     # and PoCO beats dataset order on the ablation score
     assert ordering_score(order, d) > ordering_score(identity_order(10, 2, 5), d)
@@ -245,8 +248,10 @@ def test_resolve_class_order_specs(tmp_path):
     np.save(tmp_path / "emb.npy", emb.numpy())
     order = resolve_class_order(str(tmp_path / "emb.npy"), names, 2, 5)
     assert torch.equal(order, poco(distance_matrix(emb), 2, 5))
-    assert torch.equal(resolve_class_order(tmp_path / "emb.npy", names, 2, 5, alternate=False),
-                       poco(distance_matrix(emb), 2, 5, zigzag(2, 5, alternate=False)))
+    assert torch.equal(
+        resolve_class_order(tmp_path / "emb.npy", names, 2, 5, alternate=False),
+        poco(distance_matrix(emb), 2, 5, zigzag(2, 5, alternate=False)),
+    )
     # an explicit order is checked and passed through
     assert torch.equal(resolve_class_order(order, names, 2, 5), order)
 

@@ -9,13 +9,13 @@ import pytest
 
 try:
     import tomllib
-except ModuleNotFoundError:     # Python 3.10
+except ModuleNotFoundError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda package name -> pip distribution name, where they differ
 CONDA_TO_PIP = {"pytorch": "torch"}
-CONDA_ONLY = {"python", "pip"}   # the interpreter and the installer, not package dependencies
+CONDA_ONLY = {"python", "pip"}  # the interpreter and the installer, not package dependencies
 
 
 def normalise(name: str) -> str:
@@ -82,14 +82,29 @@ def test_every_dependency_is_declared_in_both_files():
 def test_version_bounds_agree():
     pip_side = pyproject_requirements()
     conda_side, _ = environment_yml()
-    differ = {n: (pip_side[n], conda_side[n]) for n in pip_side.keys() & conda_side.keys()
-              if pip_side[n] != conda_side[n]}
+    differ = {
+        n: (pip_side[n], conda_side[n]) for n in pip_side.keys() & conda_side.keys() if pip_side[n] != conda_side[n]
+    }
     assert not differ, f"version bounds differ (pyproject, environment.yml): {differ}"
 
 
 def test_issue_dependencies_are_declared():
-    required = {"torch", "torchvision", "open-clip-torch", "numpy", "scikit-learn", "matplotlib", "seaborn",
-                "pandas", "tqdm", "jupyterlab", "jupytext", "papermill", "nbval", "pytest"}
+    required = {
+        "torch",
+        "torchvision",
+        "open-clip-torch",
+        "numpy",
+        "scikit-learn",
+        "matplotlib",
+        "seaborn",
+        "pandas",
+        "tqdm",
+        "jupyterlab",
+        "jupytext",
+        "papermill",
+        "nbval",
+        "pytest",
+    }
     assert required <= set(pyproject_requirements())
 
 
@@ -106,10 +121,12 @@ def test_normalisation_of_names():
 def test_the_check_sees_a_missing_dependency(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "x"\ndependencies = ["torch>=2.4", "open_clip_torch", "tqdm"]\n'
-        '[project.optional-dependencies]\ndev = ["pytest>=8.0"]\n')
+        '[project.optional-dependencies]\ndev = ["pytest>=8.0"]\n'
+    )
     (tmp_path / "environment.yml").write_text(
         "name: x\ndependencies:\n  - python>=3.10\n  - pip\n  - pytorch>=2.4\n  - open-clip-torch\n"
-        "  - pytest>=8.0\n  - pip:\n      - -e .\n")
+        "  - pytest>=8.0\n  - pip:\n      - -e .\n"
+    )
     conda, pip = environment_yml(tmp_path / "environment.yml")
     assert set(pyproject_requirements(tmp_path / "pyproject.toml")) - set(conda) == {"tqdm"}
     assert pip == ["-e ."] and conda["torch"] == ">=2.4"

@@ -36,8 +36,19 @@ def one_thread():
 
 
 def tiny(**overrides):
-    values = dict(width=8, depth=1, window=2, total_window=4, real_batch=64, distill_batch=8,
-                  steps=3, eval_models=0, device="cpu", checkpoint_every=0, log_every=1)
+    values = dict(
+        width=8,
+        depth=1,
+        window=2,
+        total_window=4,
+        real_batch=64,
+        distill_batch=8,
+        steps=3,
+        eval_models=0,
+        device="cpu",
+        checkpoint_every=0,
+        log_every=1,
+    )
     values.update(overrides)
     return resolve_config("digits", "smoke", verbose=False, **values)
 
@@ -53,8 +64,7 @@ def _worker(rank: int, world_size: int, tmp: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank,
-                            world_size=world_size)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank, world_size=world_size)
     finished = None
     try:
         ds, pre = _data(tmp)
@@ -65,16 +75,21 @@ def _worker(rank: int, world_size: int, tmp: str) -> None:
         torch.save({"loss": loss, "grads": list(grads)}, f"{tmp}/grads{rank}.pt")
 
         parallel = Parallel("real-batch", rank, world_size)
-        result = distill(tiny(steps=4, checkpoint_every=2), ds, out_dir=f"{tmp}/run",
-                         progress=False, preprocessor=pre, parallel=parallel)
+        result = distill(
+            tiny(steps=4, checkpoint_every=2),
+            ds,
+            out_dir=f"{tmp}/run",
+            progress=False,
+            preprocessor=pre,
+            parallel=parallel,
+        )
         torch.save(result.artifact.poster, f"{tmp}/poster{rank}.pt")
         # digits' 1437 training images in batches of 718: the third batch has one image, and
         # rank 1 none of it
-        short = distill(tiny(steps=3, real_batch=718), ds, progress=False, preprocessor=pre,
-                        parallel=parallel)
+        short = distill(tiny(steps=3, real_batch=718), ds, progress=False, preprocessor=pre, parallel=parallel)
         torch.save(short.artifact.poster, f"{tmp}/short{rank}.pt")
         if rank == 0:
-            time.sleep(RANK0_LINGERS_S)     # as when rank 0 writes the run's last files
+            time.sleep(RANK0_LINGERS_S)  # as when rank 0 writes the run's last files
         finished, leaving = parallel, time.perf_counter()
     finally:
         shutdown(finished)
@@ -100,8 +115,7 @@ def test_world_size_one_runs_are_bit_identical_to_plain_runs(tmp_path):
     ds, pre = _data(tmp_path)
     plain = distill(tiny(), ds, progress=False, preprocessor=pre).artifact.poster
     for variant in ("tasks", "real-batch"):
-        one = distill(tiny(), ds, progress=False, preprocessor=pre,
-                      parallel=Parallel(variant, 0, 1)).artifact.poster
+        one = distill(tiny(), ds, progress=False, preprocessor=pre, parallel=Parallel(variant, 0, 1)).artifact.poster
         assert torch.equal(one, plain)
 
 
@@ -110,8 +124,8 @@ def test_tasks_allreduce_is_the_mean_of_single_process_gradients(two_ranks):
     reduced = [torch.load(tmp_path / f"grads{r}.pt") for r in range(2)]
     ds, pre = _data(tmp_path)
     d = Distiller(tiny(), ds, pre)
-    singles = [d.outer_gradients(p) for p in (d.plan(), d.plan())]   # the plans ranks 0 and 1 ran
-    for rank_result in reduced:        # every rank holds the same mean
+    singles = [d.outer_gradients(p) for p in (d.plan(), d.plan())]  # the plans ranks 0 and 1 ran
+    for rank_result in reduced:  # every rank holds the same mean
         mean_loss = (singles[0][0] + singles[1][0]) / 2
         assert torch.allclose(rank_result["loss"], mean_loss, atol=1e-6)
         for i, g in enumerate(rank_result["grads"]):
@@ -129,21 +143,23 @@ def test_real_batch_split_follows_one_process_and_resumes_at_world_size_one(two_
     assert torch.allclose(posters[0], alone.artifact.poster, atol=1e-5)
     run = tmp_path / "run"
     assert json.loads((run / "distributed.json").read_text()) == [
-        {"from_step": 0, "variant": "real-batch", "world_size": 2}]
-    assert len([r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-                if "loss" in r]) == 4          # one writer: each step logged once
-    longer = distill(tiny(steps=6, checkpoint_every=2), ds, out_dir=run, resume=True,
-                     progress=False, preprocessor=pre)
-    assert json.loads((run / "distributed.json").read_text()) == [     # not "2 from step 0" alone
+        {"from_step": 0, "variant": "real-batch", "world_size": 2}
+    ]
+    assert (
+        len([r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]) == 4
+    )  # one writer: each step logged once
+    longer = distill(tiny(steps=6, checkpoint_every=2), ds, out_dir=run, resume=True, progress=False, preprocessor=pre)
+    assert json.loads((run / "distributed.json").read_text()) == [  # not "2 from step 0" alone
         {"from_step": 0, "variant": "real-batch", "world_size": 2},
-        {"from_step": 4, "variant": None, "world_size": 1}]
+        {"from_step": 4, "variant": None, "world_size": 1},
+    ]
     straight = distill(tiny(steps=6), ds, progress=False, preprocessor=pre)
     assert torch.allclose(longer.artifact.poster, straight.artifact.poster, atol=1e-5)
 
 
 def test_a_rank_without_real_images_in_a_short_last_batch_adds_nothing(two_ranks):
     ds, pre = _data(two_ranks)
-    assert len(ds.y_train) % 718 == 1                   # the repro of the bug: one image left
+    assert len(ds.y_train) % 718 == 1  # the repro of the bug: one image left
     alone = distill(tiny(steps=3, real_batch=718), ds, progress=False, preprocessor=pre)
     for rank in range(2):
         poster = torch.load(two_ranks / f"short{rank}.pt")
@@ -153,8 +169,8 @@ def test_a_rank_without_real_images_in_a_short_last_batch_adds_nothing(two_ranks
 
 def test_a_finished_rank_leaves_the_group_only_when_every_rank_is_done(two_ranks):
     waited = [float((two_ranks / f"shutdown{r}.txt").read_text()) for r in range(2)]
-    assert waited[1] >= 0.5 * RANK0_LINGERS_S     # rank 1 waited for rank 0 at the barrier
-    assert waited[0] < 0.5 * RANK0_LINGERS_S      # rank 0, the last to arrive, did not wait
+    assert waited[1] >= 0.5 * RANK0_LINGERS_S  # rank 1 waited for rank 0 at the barrier
+    assert waited[0] < 0.5 * RANK0_LINGERS_S  # rank 0, the last to arrive, did not wait
 
 
 def test_real_batch_needs_a_world_size_that_divides_the_batch(tmp_path):
@@ -172,17 +188,52 @@ def test_torchrun_without_a_variant_is_refused(monkeypatch):
 
 def test_torchrun_entry_point(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node", "2", "-m", "podd.cli", "distill", "--dataset", "digits",
-               "--ipc", "1", "--profile", "smoke", "--steps", "2", "--device", "cpu", "--threads", "1",
-               "--out", str(out), "--distributed", "tasks", "--quiet",
-               "--set", f"data_root={tmp_path}", "--set", "width=8", "--set", "eval_models=0",
-               "--set", "real_batch=32", "--set", "window=2", "--set", "total_window=3",
-               "--track", "tensorboard"]     # --log: torchrun's own --log-dir
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "podd.cli",
+        "distill",
+        "--dataset",
+        "digits",
+        "--ipc",
+        "1",
+        "--profile",
+        "smoke",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--distributed",
+        "tasks",
+        "--quiet",
+        "--set",
+        f"data_root={tmp_path}",
+        "--set",
+        "width=8",
+        "--set",
+        "eval_models=0",
+        "--set",
+        "real_batch=32",
+        "--set",
+        "window=2",
+        "--set",
+        "total_window=3",
+        "--track",
+        "tensorboard",
+    ]  # --log: torchrun's own --log-dir
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("run directory:") == 1          # printed by rank 0 only
+    assert done.stdout.count("run directory:") == 1  # printed by rank 0 only
     assert json.loads((out / "distributed.json").read_text())[0]["world_size"] == 2
     assert (out / "poster.pt").exists() or any(out.iterdir())
-    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1   # rank 0 tracks
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1  # rank 0 tracks

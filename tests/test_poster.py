@@ -28,15 +28,20 @@ from podd.poster import (
     poster_size,
 )
 
-PAPER_IMAGES = {"cifar10": (10, (3, 32, 32)), "cifar100": (100, (3, 32, 32)),
-                "cub200": (200, (3, 32, 32)), "tinyimagenet": (200, (3, 64, 64))}
+PAPER_IMAGES = {
+    "cifar10": (10, (3, 32, 32)),
+    "cifar100": (100, (3, 32, 32)),
+    "cub200": (200, (3, 32, 32)),
+    "tinyimagenet": (200, (3, 64, 64)),
+}
 
 
 def manual_patches(poster, positions, h, w):
-    return torch.stack([poster[..., y:y + h, x:x + w] for y, x in positions.tolist()], dim=-4)
+    return torch.stack([poster[..., y : y + h, x : x + w] for y, x in positions.tolist()], dim=-4)
 
 
 # ---------------------------------------------------------------- geometry
+
 
 def test_cifar10_positions_match_reference():
     geometry = make_geometry(10, (3, 32, 32), size=(60, 153), patches=(6, 16))
@@ -44,7 +49,7 @@ def test_cifar10_positions_match_reference():
     assert positions.shape == (96, 2) and positions.dtype == torch.long
     xs = [0, 8, 16, 24, 32, 40, 48, 56, 65, 73, 81, 89, 97, 105, 113, 121]
     ys = [0, 6, 11, 17, 22, 28]
-    expected = torch.tensor([(y, x) for y in ys for x in xs])       # row-major
+    expected = torch.tensor([(y, x) for y in ys for x in xs])  # row-major
     assert torch.equal(positions, expected)
 
 
@@ -52,8 +57,7 @@ def test_axis_positions_round_half_to_even_like_numpy():
     # linspace(0, 5, 3) = 0, 2.5, 5 and linspace(0, 9, 5) = 0, 2.25, 4.5, 6.75, 9: halves go to even.
     assert axis_positions(37, 32, 3).tolist() == [0, 2, 5]
     assert axis_positions(41, 32, 5).tolist() == [0, 2, 4, 7, 9]
-    for length, patch, count in [(37, 32, 3), (35, 32, 3), (41, 32, 5), (153, 32, 16),
-                                 (610, 32, 60), (1211, 64, 40)]:
+    for length, patch, count in [(37, 32, 3), (35, 32, 3), (41, 32, 5), (153, 32, 16), (610, 32, 60), (1211, 64, 40)]:
         expected = np.linspace(0, length - patch, count).round().astype(int).tolist()
         assert axis_positions(length, patch, count).tolist() == expected
 
@@ -77,8 +81,8 @@ def test_paper_poster_sizes(name):
 def test_poster_size_rule():
     assert poster_size(10, (3, 32, 32), 1.0) == (64, 160)
     assert poster_size(10, (3, 32, 32), 4.0) == (128, 320)
-    assert poster_size(10, (3, 32, 32), 0.5) == (45, 113)                  # 45.25, 113.1
-    assert poster_size(10, (3, 32, 32), 0.01) == (32, 32)                  # never below one image
+    assert poster_size(10, (3, 32, 32), 0.5) == (45, 113)  # 45.25, 113.1
+    assert poster_size(10, (3, 32, 32), 0.01) == (32, 32)  # never below one image
     assert poster_size(100, (3, 32, 32), 1.0, grid=(5, 20)) == (160, 640)
     g = make_geometry(10, (1, 8, 8), ipc=0.48, patches=(4, 10))
     assert g.size == (11, 28) and abs(g.ipc - 0.48) < 0.01
@@ -106,9 +110,10 @@ def test_geometry_roundtrip_and_properties():
 
 # ---------------------------------------------------------------- extraction
 
-@pytest.mark.parametrize("c,H,W,h,w,counts", [(3, 60, 153, 32, 32, (6, 16)),
-                                              (1, 20, 23, 8, 8, (4, 5)),
-                                              (2, 17, 9, 5, 3, (13, 7))])
+
+@pytest.mark.parametrize(
+    "c,H,W,h,w,counts", [(3, 60, 153, 32, 32, (6, 16)), (1, 20, 23, 8, 8, (4, 5)), (2, 17, 9, 5, 3, (13, 7))]
+)
 def test_extract_equals_manual_slicing(c, H, W, h, w, counts):
     gen = torch.Generator().manual_seed(0)
     poster = torch.randn(c, H, W, generator=gen)
@@ -137,7 +142,7 @@ def test_gradient_is_overlap_count():
     # Manual overlap count: +1 on each patch window.
     count = torch.zeros(60, 153)
     for y, x in geometry.positions().tolist():
-        count[y:y + 32, x:x + 32] += 1
+        count[y : y + 32, x : x + 32] += 1
     assert_close(poster.grad, count.expand(3, -1, -1))
     assert_close(overlap_count(geometry), count)
 
@@ -171,6 +176,7 @@ def test_per_class_mode():
 
 # ---------------------------------------------------------------- initialisation
 
+
 def test_init_gaussian_seeded_at_the_class_area_scale():
     # The paper text's standard Gaussian, at the per-pixel scale of a unit-norm class area.
     geometry = make_geometry(10, (3, 32, 32), 0.9)
@@ -185,7 +191,7 @@ def test_init_gaussian_seeded_at_the_class_area_scale():
 def test_init_class_areas_have_unit_norm_and_follow_the_class_order():
     # At 1 IPC on an exact grid the class areas tile the poster: each has unit L2 norm.
     K, shape = 10, (3, 8, 8)
-    geometry = make_geometry(K, shape, size=(16, 40), patches=(3, 9))   # 2×5 cells of 8×8
+    geometry = make_geometry(K, shape, size=(16, 40), patches=(3, 9))  # 2×5 cells of 8×8
     order = torch.tensor([[3, 1, 4, 0, 2], [9, 5, 8, 6, 7]])
     poster = init_poster(geometry, torch.Generator().manual_seed(0), class_order=order)
     assert poster.shape == (3, 16, 40) and poster.dtype == torch.float32
@@ -214,14 +220,14 @@ def test_init_class_areas_blend_where_areas_overlap():
     rms_alone = poster[:, :28, :30].pow(2).mean().sqrt().item()
     assert abs(rms_alone * math.sqrt(3 * 32 * 32) - 1) < 0.1
     overlap = poster[:, 28:32, :30]
-    assert overlap.pow(2).mean().sqrt().item() < 0.85 * rms_alone     # ≈ 1/√2 of it
+    assert overlap.pow(2).mean().sqrt().item() < 0.85 * rms_alone  # ≈ 1/√2 of it
     # The whole poster is about 1/√(c·h·w) per pixel: 56× smaller than a standard normal.
     assert 0.012 < poster.pow(2).mean().sqrt().item() < 0.02
     # The blending itself: constant areas (value = cell index) average where they overlap.
     cells = torch.arange(10.0)[:, None].expand(10, 3 * 32 * 32)
     blended = _blend_cell_areas(geometry, cells)
     assert_close(blended[:, 0, 0], torch.zeros(3))
-    assert_close(blended[:, 30, 0], torch.full((3,), (0 + 5) / 2))           # rows 28..31
+    assert_close(blended[:, 30, 0], torch.full((3,), (0 + 5) / 2))  # rows 28..31
     assert_close(blended[:, 30, 30], torch.full((3,), (0 + 1 + 5 + 6) / 4))  # both axes
     assert_close(blended[:, 59, 152], torch.full((3,), 9.0))
 
@@ -232,21 +238,25 @@ def test_init_real_class_means():
     real_y = torch.arange(K).repeat(5)
     real_x = real_y.float()[:, None, None, None].expand(-1, *shape).clone()
     order = torch.tensor([[2, 0], [3, 1]])
-    geometry = baseline_geometry(K, shape)                          # 16×16, no overlap
-    poster = init_poster(geometry, torch.Generator().manual_seed(0), "real", class_order=order,
-                         real_x=real_x, real_y=real_y, noise=0.0)
+    geometry = baseline_geometry(K, shape)  # 16×16, no overlap
+    poster = init_poster(
+        geometry, torch.Generator().manual_seed(0), "real", class_order=order, real_x=real_x, real_y=real_y, noise=0.0
+    )
     assert_close(poster[0, :8, :8], torch.full((8, 8), 2.0))
     assert_close(poster[0, 8:, 8:], torch.full((8, 8), 1.0))
     # Below 1 IPC the class areas overlap and are blended (averaged).
     small = make_geometry(K, shape, size=(12, 12), patches=(2, 2))
-    poster = init_poster(small, torch.Generator().manual_seed(0), "real", class_order=order,
-                         real_x=real_x, real_y=real_y, noise=0.0)
+    poster = init_poster(
+        small, torch.Generator().manual_seed(0), "real", class_order=order, real_x=real_x, real_y=real_y, noise=0.0
+    )
     assert_close(poster[0, 0, 0], torch.tensor(2.0))
     assert_close(poster[0, 6, 6], torch.tensor((2 + 0 + 3 + 1) / 4))
-    noisy = init_poster(small, torch.Generator().manual_seed(0), "real", class_order=order,
-                        real_x=real_x, real_y=real_y)
-    again = init_poster(small, torch.Generator().manual_seed(0), "real", class_order=order,
-                        real_x=real_x, real_y=real_y)
+    noisy = init_poster(
+        small, torch.Generator().manual_seed(0), "real", class_order=order, real_x=real_x, real_y=real_y
+    )
+    again = init_poster(
+        small, torch.Generator().manual_seed(0), "real", class_order=order, real_x=real_x, real_y=real_y
+    )
     assert torch.equal(noisy, again) and not torch.equal(noisy, poster)
 
 
@@ -257,17 +267,18 @@ def test_init_real_fills_gaps_and_per_class_posters():
     real_y = torch.tensor([0, 3, 3])
     geometry = per_class_geometry(10, (1, 4, 4), ipc=2.0, patches=(2, 2))
     assert geometry.size == (6, 6)
-    poster = init_poster(geometry, torch.Generator(), "real", class_order=[[3]], real_x=real_x,
-                         real_y=real_y, noise=0.0)
+    poster = init_poster(
+        geometry, torch.Generator(), "real", class_order=[[3]], real_x=real_x, real_y=real_y, noise=0.0
+    )
     mean = torch.arange(16.0).view(4, 4)
     assert_close(poster[0, :4, :4], mean)
     assert_close(poster[0, 4:, 4:], mean[:2, :2])
     with pytest.raises(ValueError, match=r"none for classes \[5\]"):
-        init_poster(geometry, torch.Generator(), "real", class_order=[[5]], real_x=real_x,
-                    real_y=real_y)
+        init_poster(geometry, torch.Generator(), "real", class_order=[[5]], real_x=real_x, real_y=real_y)
 
 
 # ---------------------------------------------------------------- bad input
+
 
 @pytest.mark.parametrize("ipc", [0, -0.5, float("nan")])
 def test_bad_ipc(ipc):
@@ -281,7 +292,7 @@ def test_bad_geometries():
     with pytest.raises(ValueError, match="patch count 0"):
         make_geometry(10, (3, 32, 32), size=(60, 153), patches=(0, 16))
     with pytest.raises(ValueError, match="patch count 30 along y"):
-        make_geometry(10, (3, 32, 32), size=(60, 153), patches=(30, 16))   # 29 distinct rows
+        make_geometry(10, (3, 32, 32), size=(60, 153), patches=(30, 16))  # 29 distinct rows
     with pytest.raises(ValueError, match="too few for 10 classes"):
         make_geometry(10, (3, 32, 32), grid=(3, 3))
     with pytest.raises(ValueError, match="stride"):

@@ -38,15 +38,27 @@ def fake(name, num_classes, shape):
 # ---------------------------------------------------------------------------------------------
 # names
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("spelling, canonical", [
-    ("cifar10", "cifar10"), ("CIFAR10", "cifar10"), ("cifar-10", "cifar10"), ("CIFAR_10", "cifar10"),
-    (" Cifar 10 ", "cifar10"), ("CIFAR-100", "cifar100"), ("cifar_100", "cifar100"),
-    ("Digits", "digits"), ("CUB-200", "cub200"), ("cub_200_2011", "cub200"),
-    ("Tiny-ImageNet", "tinyimagenet"), ("tiny_imagenet", "tinyimagenet"),
-    ("tiny-imagenet-200", "tinyimagenet"),
-    ("npz:/Data/My-Set_1.npz", "npz:/Data/My-Set_1.npz"), ("NPZ:/a/B.npz", "npz:/a/B.npz"),
-    ("imagefolder:./Some Folder", "imagefolder:./Some Folder"),
-])
+@pytest.mark.parametrize(
+    "spelling, canonical",
+    [
+        ("cifar10", "cifar10"),
+        ("CIFAR10", "cifar10"),
+        ("cifar-10", "cifar10"),
+        ("CIFAR_10", "cifar10"),
+        (" Cifar 10 ", "cifar10"),
+        ("CIFAR-100", "cifar100"),
+        ("cifar_100", "cifar100"),
+        ("Digits", "digits"),
+        ("CUB-200", "cub200"),
+        ("cub_200_2011", "cub200"),
+        ("Tiny-ImageNet", "tinyimagenet"),
+        ("tiny_imagenet", "tinyimagenet"),
+        ("tiny-imagenet-200", "tinyimagenet"),
+        ("npz:/Data/My-Set_1.npz", "npz:/Data/My-Set_1.npz"),
+        ("NPZ:/a/B.npz", "npz:/a/B.npz"),
+        ("imagefolder:./Some Folder", "imagefolder:./Some Folder"),
+    ],
+)
 def test_canonical_name(spelling, canonical):
     assert canonical_name(spelling) == canonical
 
@@ -74,10 +86,15 @@ def test_any_spelling_gets_the_cifar10_preset(spelling):
 # ---------------------------------------------------------------------------------------------
 # the paper's posters
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dataset, size, patches", [
-    ("cifar10", (60, 153), (6, 16)), ("cifar100", (303, 303), (20, 20)),
-    ("cub200", (302, 610), (30, 60)), ("tinyimagenet", (608, 1211), (20, 40)),
-])
+@pytest.mark.parametrize(
+    "dataset, size, patches",
+    [
+        ("cifar10", (60, 153), (6, 16)),
+        ("cifar100", (303, 303), (20, 20)),
+        ("cub200", (302, 610), (30, 60)),
+        ("tinyimagenet", (608, 1211), (20, 40)),
+    ],
+)
 @pytest.mark.parametrize("profile", ["paper", "quick"])
 def test_paper_presets_give_the_authors_posters(dataset, size, patches, profile):
     config = resolve_config(dataset, profile)
@@ -86,8 +103,9 @@ def test_paper_presets_give_the_authors_posters(dataset, size, patches, profile)
     from podd.data import DATASET_SHAPES
 
     k, shape = DATASET_SHAPES[dataset]
-    geometry = poster.make_geometry(k, shape, config.ipc, grid=config.grid,
-                                    size=config.poster_size, patches=config.patches)
+    geometry = poster.make_geometry(
+        k, shape, config.ipc, grid=config.grid, size=config.poster_size, patches=config.patches
+    )
     assert (geometry.size, geometry.patches) == (size, patches)
     assert abs(geometry.ipc - 0.9) < 0.01
 
@@ -109,8 +127,9 @@ def test_poster_size_is_validated_and_round_trips():
     config = resolve_config("cifar100", "paper")
     again = DistillConfig.from_dict({**config.to_dict(), "poster_size": [303, 303]})
     assert again == config and again.poster_size == (303, 303)
-    assert DistillConfig.from_dict({k: v for k, v in config.to_dict().items()
-                                    if k != "poster_size"}).poster_size is None  # old runs
+    assert (
+        DistillConfig.from_dict({k: v for k, v in config.to_dict().items() if k != "poster_size"}).poster_size is None
+    )  # old runs
     with pytest.raises(ValueError, match="poster_size"):
         config.replace(poster_size=(0, 303)).validate()
 
@@ -128,7 +147,7 @@ def test_other_budgets_keep_the_authors_patch_count_or_their_stride():
     assert resolve_config("cifar10", "quick", ipc=0.3).patches == (4, 16)
     # above it their stride gives more than their count
     assert resolve_config("cifar10", "quick", ipc=1.0).patches == (6, 17)
-    assert config.distill_batch is None                      # every patch, as the authors
+    assert config.distill_batch is None  # every patch, as the authors
     # a preset's batch larger than the poster's patches is capped at the patch count
     assert resolve_config("cifar10", "paper", ipc=0.3).distill_batch == 64
     assert resolve_config("cifar100", "paper", ipc=0.5).patches == (20, 20)
@@ -140,12 +159,11 @@ def test_other_budgets_keep_the_authors_patch_count_or_their_stride():
 def test_digits_keeps_its_patches():
     for ipc in (1.0, 0.5):
         assert resolve_config("digits", "quick", ipc=ipc).patches == (4, 10)
-    assert resolve_config("digits", "quick", ipc=0.3).patches == (2, 10)   # 9×22: two rows fit
+    assert resolve_config("digits", "quick", ipc=0.3).patches == (2, 10)  # 9×22: two rows fit
 
 
 def test_generic_data_gets_the_paper_overlap():
-    config = resolve_config("npz:/nowhere/x.npz", "quick", ipc=0.5, num_classes=10,
-                            image_shape=(3, 32, 32))
+    config = resolve_config("npz:/nowhere/x.npz", "quick", ipc=0.5, num_classes=10, image_shape=(3, 32, 32))
     assert config.grid == (2, 5) and config.depth == 3
     assert config.patches[0] * config.patches[1] >= 30
     # the engine's default for a poster without patch counts is the same rule
@@ -192,10 +210,23 @@ def test_cli_and_notebooks_agree_on_cifar10_at_half_ipc():
 def test_cli_demo_and_notebooks_agree_on_digits(mode, ipc):
     ds = load_dataset("digits")
     demo = job_config(ds, "quick", mode, ipc, seed=1, eval_models=4, eval_steps=(300,))
-    notebook = run_config(ds, "quick", mode=mode, ipc=ipc, seed=1, eval_models=4,
-                          eval_steps=(300,))
-    cli = cli_config("--dataset", "Digits", "--ipc", str(ipc), "--mode", mode, "--profile",
-                     "quick", "--seed", "1", "--set", "eval_models=4", "--set", "eval_steps=[300]")
+    notebook = run_config(ds, "quick", mode=mode, ipc=ipc, seed=1, eval_models=4, eval_steps=(300,))
+    cli = cli_config(
+        "--dataset",
+        "Digits",
+        "--ipc",
+        str(ipc),
+        "--mode",
+        mode,
+        "--profile",
+        "quick",
+        "--seed",
+        "1",
+        "--set",
+        "eval_models=4",
+        "--set",
+        "eval_steps=[300]",
+    )
     assert demo == notebook == cli
 
 
@@ -209,10 +240,13 @@ def test_cli_and_notebooks_agree_on_the_cifar10_baseline():
 def test_local_data_like_cifar10(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "c10.npz"
-    np.savez(path, x_train=rng.integers(0, 255, (20, 3, 32, 32), dtype=np.uint8),
-             y_train=np.repeat(np.arange(10), 2), x_test=rng.integers(0, 255, (10, 3, 32, 32),
-                                                                     dtype=np.uint8),
-             y_test=np.arange(10))
+    np.savez(
+        path,
+        x_train=rng.integers(0, 255, (20, 3, 32, 32), dtype=np.uint8),
+        y_train=np.repeat(np.arange(10), 2),
+        x_test=rng.integers(0, 255, (10, 3, 32, 32), dtype=np.uint8),
+        y_test=np.arange(10),
+    )
     spec = f"npz:{path}"
     ds = load_dataset(spec)
     for ipc in ("0.9", "0.5"):

@@ -22,7 +22,7 @@ def _load(name):
 
 @pytest.fixture(scope="module")
 def scripts():
-    sys.path.insert(0, str(BENCHMARKS))       # quality_cifar10 imports its sibling quality_report
+    sys.path.insert(0, str(BENCHMARKS))  # quality_cifar10 imports its sibling quality_report
     try:
         yield _load("quality_cifar10"), _load("quality_eval_steps")
     finally:
@@ -35,8 +35,7 @@ def _tiny_cifar(path):
     y = np.repeat(np.arange(10), 12)
     templates = rng.integers(0, 255, (10, 32, 32, 3))
     x = 0.7 * templates[y] + 0.3 * rng.integers(0, 255, (120, 32, 32, 3))
-    np.savez(path, x_train=x.astype(np.uint8), y_train=y,
-             class_names=np.array([f"class{i}" for i in range(10)]))
+    np.savez(path, x_train=x.astype(np.uint8), y_train=y, class_names=np.array([f"class{i}" for i in range(10)]))
 
 
 @pytest.fixture(scope="module")
@@ -52,30 +51,56 @@ def bench(scripts, tmp_path_factory):
     real_compare = quality.compare_methods
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("PODD_DATA", str(tmp_path / "cache"))
-        monkeypatch.setattr(quality, "compare_methods", lambda *a, **k: (
-            seen.append(torch.get_num_threads()), real_compare(*a, **k))[1])
-        quality.main([*common, "--seeds", "0", "--eval-models", "2", "--profile", "smoke",
-                      "--methods", "baseline-1", "podd-0.5", "--runs", str(tmp_path / "runs"),
-                      "--out", str(tmp_path / "bench")])
+        monkeypatch.setattr(
+            quality, "compare_methods", lambda *a, **k: (seen.append(torch.get_num_threads()), real_compare(*a, **k))[1]
+        )
+        quality.main(
+            [
+                *common,
+                "--seeds",
+                "0",
+                "--eval-models",
+                "2",
+                "--profile",
+                "smoke",
+                "--methods",
+                "baseline-1",
+                "podd-0.5",
+                "--runs",
+                str(tmp_path / "runs"),
+                "--out",
+                str(tmp_path / "bench"),
+            ]
+        )
     # one inline worker is single-threaded, as the report says; torch's setting is given back
     assert seen == [1] and torch.get_num_threads() == threads
     return tmp_path, common
 
 
-def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(
-        scripts, bench, monkeypatch):
+def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(scripts, bench, monkeypatch):
     _, eval_steps = scripts
     tmp_path, common = bench
     monkeypatch.setenv("PODD_DATA", str(tmp_path / "cache"))
-    eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20", "40",
-                     "--out", str(tmp_path / "longer")])
-    eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20",
-                     "--models", "1", "--out", str(tmp_path / "first")])
+    eval_steps.main(
+        [*common, "--results", str(tmp_path / "bench.json"), "--steps", "20", "40", "--out", str(tmp_path / "longer")]
+    )
+    eval_steps.main(
+        [
+            *common,
+            "--results",
+            str(tmp_path / "bench.json"),
+            "--steps",
+            "20",
+            "--models",
+            "1",
+            "--out",
+            str(tmp_path / "first"),
+        ]
+    )
     bench = json.loads((tmp_path / "bench.json").read_text())
     longer = json.loads((tmp_path / "longer.json").read_text())
-    assert bench["eval_steps"] == 20                       # the smoke profile's
-    assert [r["row"] for r in longer["rows"]] == [
-        "random real 1 IPC", "RaT-BPTT baseline 1 IPC", "PoDD 0.497 IPC"]
+    assert bench["eval_steps"] == 20  # the smoke profile's
+    assert [r["row"] for r in longer["rows"]] == ["random real 1 IPC", "RaT-BPTT baseline 1 IPC", "PoDD 0.497 IPC"]
     for row, again in zip(bench["rows"], longer["rows"]):
         at_20 = [round(models[0], 2) for models in again["accuracies"]]
         assert at_20 == row["accuracies"], row["method"]
@@ -83,30 +108,31 @@ def test_the_benchmarks_step_count_gives_its_numbers_and_longer_ones_are_added(
     table = (tmp_path / "longer.md").read_text()
     assert "| row | 20 steps | 40 steps |" in table
     base, podd = longer["rows"][1]["mean"], longer["rows"][2]["mean"]
-    assert (f"| PoDD 0.497 IPC − baseline | {podd[0] - base[0]:+.1f} | "
-            f"{podd[1] - base[1]:+.1f} |") in table
+    assert (f"| PoDD 0.497 IPC − baseline | {podd[0] - base[0]:+.1f} | {podd[1] - base[1]:+.1f} |") in table
     # the first model of each seed is the benchmark's first model
     first = json.loads((tmp_path / "first.json").read_text())
-    assert [r["accuracies"] for r in first["rows"]] == [[[m[0]] for m in r["accuracies"][:1]]
-                                                         for r in longer["rows"]]
-    assert all(r["std"] == [0.0] for r in first["rows"])    # one model: no spread (not NaN)
+    assert [r["accuracies"] for r in first["rows"]] == [[[m[0]] for m in r["accuracies"][:1]] for r in longer["rows"]]
+    assert all(r["std"] == [0.0] for r in first["rows"])  # one model: no spread (not NaN)
 
 
 def test_a_row_finds_its_runs_by_requested_ipc(scripts):
     _, eval_steps = scripts
-    report = {"rows": [{"mode": "podd", "method": "PoDD", "ipc": 0.497},
-                       {"mode": "podd", "method": "PoDD", "ipc": 1.0}],
-              "seeds": [3], "eval_models_per_seed": 1, "settings": {},
-              "runs": {"podd-ipc1-seed3": "/r/one", "podd-ipc0.5-seed3": "/r/half"}}
+    report = {
+        "rows": [{"mode": "podd", "method": "PoDD", "ipc": 0.497}, {"mode": "podd", "method": "PoDD", "ipc": 1.0}],
+        "seeds": [3],
+        "eval_models_per_seed": 1,
+        "settings": {},
+        "runs": {"podd-ipc1-seed3": "/r/one", "podd-ipc0.5-seed3": "/r/half"},
+    }
     jobs = eval_steps.jobs_of(report, "x.npz", 10, 0, [300])
-    assert [(job["row"], job["run_dir"]) for job in jobs] == [
-        ("PoDD 0.497 IPC", "/r/half"), ("PoDD 1 IPC", "/r/one")]
+    assert [(job["row"], job["run_dir"]) for job in jobs] == [("PoDD 0.497 IPC", "/r/half"), ("PoDD 1 IPC", "/r/one")]
     with pytest.raises(ValueError, match="trained 1 per seed"):
         eval_steps.jobs_of(report, "x.npz", 10, 0, [300], models=2)
 
 
 def test_a_cut_off_run_resumes_from_its_journal_and_split_jobs_give_the_same_students(
-        scripts, bench, monkeypatch, tmp_path):
+    scripts, bench, monkeypatch, tmp_path
+):
     """Jobs of one model each, cut off after two: the journal holds those two, a rerun without
     --resume refuses to overwrite it, --resume does only the rest, and the tables equal one
     uninterrupted run with whole-poster jobs."""
@@ -115,7 +141,7 @@ def test_a_cut_off_run_resumes_from_its_journal_and_split_jobs_give_the_same_stu
     monkeypatch.setenv("PODD_DATA", str(folder / "cache"))
     args = [*common, "--results", str(folder / "bench.json"), "--steps", "20"]
     eval_steps.main([*args, "--out", str(tmp_path / "whole")])
-    assert not (tmp_path / "whole.jobs.jsonl").exists()         # removed once the JSON is written
+    assert not (tmp_path / "whole.jobs.jsonl").exists()  # removed once the JSON is written
 
     real_job, calls = eval_steps._evaluate_job, []
 
@@ -134,34 +160,48 @@ def test_a_cut_off_run_resumes_from_its_journal_and_split_jobs_give_the_same_stu
     journal = tmp_path / "split.jobs.jsonl"
     assert len(journal.read_text().splitlines()) == 2
     with pytest.raises(SystemExit):
-        eval_steps.main(split)                                   # would lose the journal
+        eval_steps.main(split)  # would lose the journal
     calls.clear()
-    monkeypatch.setattr(eval_steps, "_evaluate_job", lambda job: (
-        calls.append((job["row"], job["first_model"])), real_job(job))[1])
+    monkeypatch.setattr(
+        eval_steps, "_evaluate_job", lambda job: (calls.append((job["row"], job["first_model"])), real_job(job))[1]
+    )
     eval_steps.main([*split, "--resume"])
-    assert calls == [("RaT-BPTT baseline 1 IPC", 0), ("RaT-BPTT baseline 1 IPC", 1),
-                     ("random real 1 IPC", 0)]                  # random real stays one job
+    assert calls == [
+        ("RaT-BPTT baseline 1 IPC", 0),
+        ("RaT-BPTT baseline 1 IPC", 1),
+        ("random real 1 IPC", 0),
+    ]  # random real stays one job
     whole = json.loads((tmp_path / "whole.json").read_text())
     resumed = json.loads((tmp_path / "split.json").read_text())
     assert resumed["resumed_jobs"] == 2 and not journal.exists()
     assert [r["accuracies"] for r in resumed["rows"]] == [r["accuracies"] for r in whole["rows"]]
     podd = whole["rows"][2]["accuracies"]
-    assert podd[0] != podd[1]        # the models differ, so a swapped reassembly would show
+    assert podd[0] != podd[1]  # the models differ, so a swapped reassembly would show
     assert [(j["row"], j["first_model"], j["eval_models"]) for j in resumed["jobs"]] == [
-        ("random real 1 IPC", 0, 2), ("RaT-BPTT baseline 1 IPC", 0, 1),
-        ("RaT-BPTT baseline 1 IPC", 1, 1), ("PoDD 0.497 IPC", 0, 1), ("PoDD 0.497 IPC", 1, 1)]
+        ("random real 1 IPC", 0, 2),
+        ("RaT-BPTT baseline 1 IPC", 0, 1),
+        ("RaT-BPTT baseline 1 IPC", 1, 1),
+        ("PoDD 0.497 IPC", 0, 1),
+        ("PoDD 0.497 IPC", 1, 1),
+    ]
 
 
 def test_jobs_split_a_posters_models_and_reject_a_bad_split(scripts):
     _, eval_steps = scripts
-    report = {"rows": [{"mode": "real", "method": "random real", "ipc": 1.0},
-                       {"mode": "podd", "method": "PoDD", "ipc": 1.0}],
-              "seeds": [0], "eval_models_per_seed": 8, "settings": {},
-              "runs": {"podd-ipc1-seed0": "/r/one"}}
+    report = {
+        "rows": [{"mode": "real", "method": "random real", "ipc": 1.0}, {"mode": "podd", "method": "PoDD", "ipc": 1.0}],
+        "seeds": [0],
+        "eval_models_per_seed": 8,
+        "settings": {},
+        "runs": {"podd-ipc1-seed0": "/r/one"},
+    }
     jobs = eval_steps.jobs_of(report, "x.npz", 10, 0, [300], models_per_job=3)
     assert [(j["row"], j["first_model"], j["eval_models"]) for j in jobs] == [
-        ("random real 1 IPC", 0, 8), ("PoDD 1 IPC", 0, 3), ("PoDD 1 IPC", 3, 3),
-        ("PoDD 1 IPC", 6, 2)]
+        ("random real 1 IPC", 0, 8),
+        ("PoDD 1 IPC", 0, 3),
+        ("PoDD 1 IPC", 3, 3),
+        ("PoDD 1 IPC", 6, 2),
+    ]
     assert eval_steps.largest_first(jobs) == [1, 2, 3, 0]
     assert len({eval_steps.job_key(j) for j in jobs}) == 4
     with pytest.raises(ValueError, match="at least 1"):
@@ -180,14 +220,26 @@ def test_students_can_train_on_other_labels_than_the_posters_own(scripts, bench,
     monkeypatch.setenv("PODD_DATA", str(tmp_path / "cache"))
     bench_json = json.loads((tmp_path / "bench.json").read_text())
     for kind in ("fixed", "area"):
-        eval_steps.main([*common, "--results", str(tmp_path / "bench.json"), "--steps", "20",
-                         "--labels", kind, "--out", str(tmp_path / kind)])
+        eval_steps.main(
+            [
+                *common,
+                "--results",
+                str(tmp_path / "bench.json"),
+                "--steps",
+                "20",
+                "--labels",
+                kind,
+                "--out",
+                str(tmp_path / kind),
+            ]
+        )
     fixed = json.loads((tmp_path / "fixed.json").read_text())
     area = json.loads((tmp_path / "area.json").read_text())
     assert fixed["labels"] == "fixed" and area["labels"] == "area"
     assert [[round(m[0], 2) for m in r["accuracies"]] for r in fixed["rows"]] == [
-        r["accuracies"] for r in bench_json["rows"]]
-    assert area["rows"][:2] == fixed["rows"][:2]          # random real and baseline: one-hot
+        r["accuracies"] for r in bench_json["rows"]
+    ]
+    assert area["rows"][:2] == fixed["rows"][:2]  # random real and baseline: one-hot
     assert "PoDD students trained on area labels" in (tmp_path / "area.md").read_text()
 
     podd_run = next(d for n, d in bench_json["runs"].items() if n.startswith("podd-"))
@@ -196,7 +248,7 @@ def test_students_can_train_on_other_labels_than_the_posters_own(scripts, bench,
     assert artifact.label_mode == "fixed"
     shares = eval_steps.student_labels(artifact, own, "area")
     assert torch.equal(shares, area_labels(artifact.class_order, artifact.geometry))
-    assert not torch.equal(shares, own)                   # 0.5 IPC: mixed patches
+    assert not torch.equal(shares, own)  # 0.5 IPC: mixed patches
     assert eval_steps.student_labels(artifact, own, "run") is own
     with pytest.raises(ValueError, match="one of run, fixed, area"):
         eval_steps.student_labels(artifact, own, "soft")

@@ -18,17 +18,30 @@ def probes():
 
 
 def _report(seeds, models, rows, commit="abc1234def", overrides=None):
-    return {"seeds": seeds, "eval_models_per_seed": models, "rows": rows,
-            "overrides": overrides or {}, "provenance": {"git_commit": commit, "wall_time_s": 12.0}}
+    return {
+        "seeds": seeds,
+        "eval_models_per_seed": models,
+        "rows": rows,
+        "overrides": overrides or {},
+        "provenance": {"git_commit": commit, "wall_time_s": 12.0},
+    }
 
 
 # reference: 2 seeds × 3 models; the baseline's accuracies are seed*10 + model index
-REFERENCE = _report([0, 1], 3, [
-    {"mode": "real", "method": "random real", "ipc": 1.0, "accuracies": [1.0] * 6},
-    {"mode": "baseline", "method": "RaT-BPTT baseline", "ipc": 1.0,
-     "accuracies": [0.0, 1.0, 2.0, 10.0, 11.0, 12.0]},
-    {"mode": "podd", "method": "PoDD", "ipc": 0.497, "accuracies": [5.0] * 6},
-])
+REFERENCE = _report(
+    [0, 1],
+    3,
+    [
+        {"mode": "real", "method": "random real", "ipc": 1.0, "accuracies": [1.0] * 6},
+        {
+            "mode": "baseline",
+            "method": "RaT-BPTT baseline",
+            "ipc": 1.0,
+            "accuracies": [0.0, 1.0, 2.0, 10.0, 11.0, 12.0],
+        },
+        {"mode": "podd", "method": "PoDD", "ipc": 0.497, "accuracies": [5.0] * 6},
+    ],
+)
 
 
 def test_the_reference_is_the_probes_seeds_and_first_models(probes):
@@ -45,19 +58,23 @@ def test_the_reference_is_the_probes_seeds_and_first_models(probes):
 
 
 def test_the_readme_shows_each_distilled_row_and_its_difference(probes, tmp_path):
-    probe = _report([1], 2, [
-        {"mode": "real", "method": "random real", "ipc": 1.0, "mean": 18.0, "std": 0.1},
-        {"mode": "baseline", "method": "RaT-BPTT baseline", "ipc": 1.0, "mean": 13.5, "std": 0.5},
-    ], overrides={"inner_lr": 0.003, "class_order": "identity"})
+    probe = _report(
+        [1],
+        2,
+        [
+            {"mode": "real", "method": "random real", "ipc": 1.0, "mean": 18.0, "std": 0.1},
+            {"mode": "baseline", "method": "RaT-BPTT baseline", "ipc": 1.0, "mean": 13.5, "std": 0.5},
+        ],
+        overrides={"inner_lr": 0.003, "class_order": "identity"},
+    )
     folder = tmp_path / "probes"
     folder.mkdir()
     (folder / "lr.json").write_text(json.dumps(probe))
     reference = tmp_path / "reference.json"
     reference.write_text(json.dumps(REFERENCE))
     assert probes.main(["--probes", str(folder), "--reference", str(reference)]) == 0
-    table = [line for line in (folder / "README.md").read_text().splitlines()
-             if line.startswith("| lr |")]
-    assert len(table) == 1                    # the random-real row is not a distilled row
+    table = [line for line in (folder / "README.md").read_text().splitlines() if line.startswith("| lr |")]
+    assert len(table) == 1  # the random-real row is not a distilled row
     assert "`inner_lr=0.003`" in table[0] and "class_order" not in table[0]
     # a baseline probe's baseline columns are its reference again
     assert "| 13.5 ± 0.5 | 10.5 | +3.0 | 10.5 | +3.0 | 1 × 2 |" in table[0]
@@ -70,9 +87,12 @@ def test_no_probe_files_is_an_error(probes, tmp_path):
 
 def test_overrides_the_reference_already_had_are_not_shown_as_the_probes(probes, tmp_path):
     reference = dict(REFERENCE, overrides={"width": 64, "steps": 300, "class_order": "identity"})
-    probe = _report([0], 1, [{"mode": "podd", "method": "PoDD", "ipc": 0.497, "mean": 7.0,
-                              "std": 0.0}],
-                    overrides={"width": 64, "steps": 300, "patches": [8, 24]})
+    probe = _report(
+        [0],
+        1,
+        [{"mode": "podd", "method": "PoDD", "ipc": 0.497, "mean": 7.0, "std": 0.0}],
+        overrides={"width": 64, "steps": 300, "patches": [8, 24]},
+    )
     text = probes.render({"patches": probe}, reference, "reference/r.json")
     row = next(line for line in text.splitlines() if line.startswith("| patches |"))
     assert "`patches=[8, 24]`" in row and "width" not in row and "steps" not in row
@@ -82,50 +102,54 @@ def test_overrides_the_reference_already_had_are_not_shown_as_the_probes(probes,
 
 
 def test_the_commit_shown_is_where_the_probe_was_distilled(probes):
-    probe = _report([0], 1, [{"mode": "podd", "method": "PoDD", "ipc": 0.497, "mean": 7.0,
-                              "std": 0.0}], commit="eeeeeee999")
+    probe = _report(
+        [0], 1, [{"mode": "podd", "method": "PoDD", "ipc": 0.497, "mean": 7.0, "std": 0.0}], commit="eeeeeee999"
+    )
 
     def row(text):
         return next(line for line in text.splitlines() if line.startswith("| p |"))
 
-    assert "| `eeeeeee` |" in row(probes.render({"p": probe}, REFERENCE))   # older probes
+    assert "| `eeeeeee` |" in row(probes.render({"p": probe}, REFERENCE))  # older probes
     probe["made_at"] = {"podd-ipc0.5-seed0": "1234567abc"}
     assert "| `1234567` |" in row(probes.render({"p": probe}, REFERENCE))
 
 
 def test_a_continued_probe_says_its_wall_time_counts_only_the_added_steps(probes):
-    probe = _report([0], 1, [{"mode": "podd", "method": "PoDD", "ipc": 0.497, "mean": 7.0,
-                              "std": 0.0}], overrides={"steps": 600})
+    probe = _report(
+        [0], 1, [{"mode": "podd", "method": "PoDD", "ipc": 0.497, "mean": 7.0, "std": 0.0}], overrides={"steps": 600}
+    )
 
     def row(text):
         return next(line for line in text.splitlines() if line.startswith("| p |"))
 
     assert row(probes.render({"p": probe}, REFERENCE)).endswith("| 12 |")
-    probe["continued"] = {"from": "earlier.json", "steps": 300, "commit": "c6e52ec7ec",
-                          "runs": {}}
-    assert row(probes.render({"p": probe}, REFERENCE)).endswith(
-        "| 12 (from step 300, `c6e52ec`) |")
+    probe["continued"] = {"from": "earlier.json", "steps": 300, "commit": "c6e52ec7ec", "runs": {}}
+    assert row(probes.render({"p": probe}, REFERENCE)).endswith("| 12 (from step 300, `c6e52ec`) |")
 
 
 def test_a_probe_at_an_ipc_the_reference_lacks_still_meets_the_baseline(probes):
     """PoDD at 0.7 IPC has no reference row of its own, but its gap to the baseline on the
     same seeds and models (the second claim's measure) is shown."""
-    probe = _report([1], 2, [{"mode": "podd", "method": "PoDD", "ipc": 0.707, "mean": 12.0,
-                              "std": 0.5}])
-    row = next(line for line in probes.render({"p": probe}, REFERENCE).splitlines()
-               if line.startswith("| p |"))
+    probe = _report([1], 2, [{"mode": "podd", "method": "PoDD", "ipc": 0.707, "mean": 12.0, "std": 0.5}])
+    row = next(line for line in probes.render({"p": probe}, REFERENCE).splitlines() if line.startswith("| p |"))
     assert "| 0.71 | 12.0 ± 0.5 | – | – | 10.5 | +1.5 | 1 × 2 |" in row
 
 
 def test_below_one_ipc_is_podd_minus_the_same_seeds_baseline(probes, tmp_path):
     # only the IPC changed (the reference's own overrides again): on the curve
-    ipc_probe = _report([1], 2, [{"mode": "podd", "method": "PoDD", "ipc": 0.707, "mean": 13.0,
-                                  "std": 1.0, "accuracies": [12.0, 14.0]}],
-                        overrides={"width": 64})
+    ipc_probe = _report(
+        [1],
+        2,
+        [{"mode": "podd", "method": "PoDD", "ipc": 0.707, "mean": 13.0, "std": 1.0, "accuracies": [12.0, 14.0]}],
+        overrides={"width": 64},
+    )
     # another setting changed: not on the curve
-    other = _report([0], 3, [{"mode": "podd", "method": "PoDD", "ipc": 0.707, "mean": 50.0,
-                              "std": 0.0, "accuracies": [50.0] * 3}],
-                    overrides={"width": 64, "inner_lr": 0.003})
+    other = _report(
+        [0],
+        3,
+        [{"mode": "podd", "method": "PoDD", "ipc": 0.707, "mean": 50.0, "std": 0.0, "accuracies": [50.0] * 3}],
+        overrides={"width": 64, "inner_lr": 0.003},
+    )
     reference = dict(REFERENCE, overrides={"width": 64})
     points = probes.below_one_ipc({"ipc": ipc_probe, "lr": other}, reference)
     gaps = sorted((p["source"], p["seed"], p["gap"]) for p in points)

@@ -28,10 +28,15 @@ def test_a_name_given_with_a_report_extension_is_not_doubled():
 
 def test_write_report_writes_both_files_under_the_dotted_name(tmp_path, capsys):
     module = _quality_report()
-    report = {"dataset": "a test", "seeds": [0], "eval_models_per_seed": 1, "eval_steps": 3,
-              "profile": "smoke", "rows": [{"method": "PoDD", "ipc": 0.5, "pixels": 5085, "mean": 27.9, "std": 1.5}],
-              "provenance": {"command": "python x.py", "git_commit": "abc", "device": "cpu",
-                             "wall_time_s": 1.0}}
+    report = {
+        "dataset": "a test",
+        "seeds": [0],
+        "eval_models_per_seed": 1,
+        "eval_steps": 3,
+        "profile": "smoke",
+        "rows": [{"method": "PoDD", "ipc": 0.5, "pixels": 5085, "mean": 27.9, "std": 1.5}],
+        "provenance": {"command": "python x.py", "git_commit": "abc", "device": "cpu", "wall_time_s": 1.0},
+    }
     paths = module.write_report(report, tmp_path / "podd-0.5", verdict="ok")
     assert [p.name for p in paths] == ["podd-0.5.json", "podd-0.5.md"]
     assert all(p.exists() for p in paths)

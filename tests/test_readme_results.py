@@ -13,37 +13,39 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # section marker -> (results file, whether the README quotes its verdict lines too)
-SECTIONS = {"cifar10-subset": ("benchmarks/results/quality_cifar10.md", True),
-            "cifar10-subset-width64": ("benchmarks/results/quality_cifar10_width64.md", True),
-            "cifar10-subset-width64-steps300": (
-                "benchmarks/results/quality_cifar10_width64_steps300.md", True),
-            "cifar10-subset-width64-steps300-ipc05": (
-                "benchmarks/results/quality_cifar10_width64_steps300_ipc05.md", True),
-            "cifar10-subset-width64-steps300-ipc03": (
-                "benchmarks/results/quality_cifar10_width64_steps300_ipc03.md", True),
-            "cifar10-subset-width64-steps300-ipc05-learned": (
-                "benchmarks/results/quality_cifar10_width64_steps300_ipc05_learned.md", True),
-            "cifar10-subset-width64-steps600": (
-                "benchmarks/results/quality_cifar10_width64_steps600.md", True),
-            "cifar10-subset-width64-steps900": (
-                "benchmarks/results/quality_cifar10_width64_steps900.md", True),
-            "cifar10-subset-width64-steps900-eval": (
-                "benchmarks/results/quality_cifar10_width64_steps900_eval_steps.md", False),
-            "cifar10-subset-gpu-steps1500": (
-                "benchmarks/results/cuda_h200/quality_cifar10_gpu_width64_steps1500.md", True),
-            "digits-table": ("benchmarks/results/quality_digits.md", False),
-            "cifar10-quick": ("benchmarks/results/quality_cifar10_quick.md", True)}
+SECTIONS = {
+    "cifar10-subset": ("benchmarks/results/quality_cifar10.md", True),
+    "cifar10-subset-width64": ("benchmarks/results/quality_cifar10_width64.md", True),
+    "cifar10-subset-width64-steps300": ("benchmarks/results/quality_cifar10_width64_steps300.md", True),
+    "cifar10-subset-width64-steps300-ipc05": ("benchmarks/results/quality_cifar10_width64_steps300_ipc05.md", True),
+    "cifar10-subset-width64-steps300-ipc03": ("benchmarks/results/quality_cifar10_width64_steps300_ipc03.md", True),
+    "cifar10-subset-width64-steps300-ipc05-learned": (
+        "benchmarks/results/quality_cifar10_width64_steps300_ipc05_learned.md",
+        True,
+    ),
+    "cifar10-subset-width64-steps600": ("benchmarks/results/quality_cifar10_width64_steps600.md", True),
+    "cifar10-subset-width64-steps900": ("benchmarks/results/quality_cifar10_width64_steps900.md", True),
+    "cifar10-subset-width64-steps900-eval": (
+        "benchmarks/results/quality_cifar10_width64_steps900_eval_steps.md",
+        False,
+    ),
+    "cifar10-subset-gpu-steps1500": ("benchmarks/results/cuda_h200/quality_cifar10_gpu_width64_steps1500.md", True),
+    "digits-table": ("benchmarks/results/quality_digits.md", False),
+    "cifar10-quick": ("benchmarks/results/quality_cifar10_quick.md", True),
+}
 # Sections that quote a second results file too (marker -> its results file, verdicts too?).
-MORE = {"cifar10-subset-gpu-steps1500": (
-    "benchmarks/results/cuda_h200/quality_cifar10_gpu_width64_steps500.md", True)}
+MORE = {"cifar10-subset-gpu-steps1500": ("benchmarks/results/cuda_h200/quality_cifar10_gpu_width64_steps500.md", True)}
 
 # The log of earlier CIFAR-10 subset runs lives beside their results; the README quotes the rest.
 LOG = "benchmarks/results/cifar10_subset_log.md"
 # The log of speed and memory measurements (moved out of benchmarks/README.md, which now only
 # lists the harnesses) holds the GPU session's and the engines' tables.
 BENCH_LOG = "benchmarks/results/LOG.md"
-QUOTED_IN = {**{name: LOG for name in [*SECTIONS, *MORE] if name.startswith("cifar10-subset")},
-             "cuda-h200": BENCH_LOG, "bench-engine": BENCH_LOG}
+QUOTED_IN = {
+    **{name: LOG for name in [*SECTIONS, *MORE] if name.startswith("cifar10-subset")},
+    "cuda-h200": BENCH_LOG,
+    "bench-engine": BENCH_LOG,
+}
 # Every file that quotes results between markers; a marker must be in the one QUOTED_IN names.
 QUOTING = ["README.md", "benchmarks/README.md", LOG, BENCH_LOG]
 
@@ -65,8 +67,7 @@ def test_each_marker_is_where_quoted_in_says():
         for name in re.findall(r"^<!-- ([\w-]+):start -->", (ROOT / path).read_text(), re.M):
             where.setdefault(name, []).append(path)
     assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}
-    assert {name: paths[0] for name, paths in where.items()
-            if paths[0] != QUOTED_IN.get(name, "README.md")} == {}
+    assert {name: paths[0] for name, paths in where.items() if paths[0] != QUOTED_IN.get(name, "README.md")} == {}
 
 
 def test_the_benchmarks_log_shows_the_gpu_tables():
@@ -83,10 +84,12 @@ def test_the_engine_tables_are_the_benchmarks():
     assert len(lines) >= 10
     shown = readme_section("bench-engine").splitlines()
     assert [line for line in lines if line not in shown] == []
-    quick = [line for line in lines     # the quick step's rows: the ones with a speed-up
-             if re.match(r"\| \d+ \| (eager|compiled)", line) and "×" in line]
-    assert quick and [line for line in quick if line not in readme_section("engine-cpu")
-                      .splitlines()] == []
+    quick = [
+        line
+        for line in lines  # the quick step's rows: the ones with a speed-up
+        if re.match(r"\| \d+ \| (eager|compiled)", line) and "×" in line
+    ]
+    assert quick and [line for line in quick if line not in readme_section("engine-cpu").splitlines()] == []
 
 
 def test_the_benchmarks_readme_has_an_entry_for_every_harness():
@@ -123,12 +126,14 @@ def test_the_benchmarks_pages_link_to_what_exists(page):
 def result_lines(path: Path, verdicts: bool = True) -> list[str]:
     """The table rows (``| … |``) and, with ``verdicts``, the verdict lines (``- …``) of a
     results file."""
-    return [line for line in path.read_text().splitlines()
-            if line.startswith("| ") or (verdicts and line.startswith("- "))]
+    return [
+        line for line in path.read_text().splitlines() if line.startswith("| ") or (verdicts and line.startswith("- "))
+    ]
 
 
-@pytest.mark.parametrize("section, source", [(name, SECTIONS) for name in sorted(SECTIONS)] +
-                         [(name, MORE) for name in sorted(MORE)])
+@pytest.mark.parametrize(
+    "section, source", [(name, SECTIONS) for name in sorted(SECTIONS)] + [(name, MORE) for name in sorted(MORE)]
+)
 def test_the_readme_shows_the_written_results(section, source):
     results, verdicts = source[section]
     lines = result_lines(ROOT / results, verdicts)

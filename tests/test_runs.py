@@ -17,8 +17,19 @@ from podd.runs import RunDir, load_run
 def tiny(**overrides):
     # real_batch 500: 3 outer steps per epoch, so the runs below cross epoch boundaries
     # (new permutation and window start) on both sides of the interruption.
-    values = dict(width=8, depth=1, window=2, total_window=5, real_batch=500, distill_batch=8,
-                  steps=8, eval_models=0, device="cpu", checkpoint_every=2, log_every=1)
+    values = dict(
+        width=8,
+        depth=1,
+        window=2,
+        total_window=5,
+        real_batch=500,
+        distill_batch=8,
+        steps=8,
+        eval_models=0,
+        device="cpu",
+        checkpoint_every=2,
+        log_every=1,
+    )
     values.update(overrides)
     return resolve_config("digits", "smoke", **values)
 
@@ -30,11 +41,9 @@ class Crash(Exception):
 def test_run_directory_contents(digits, tmp_path):
     ds, pre = digits
     out = tmp_path / "run"
-    result = distill(tiny(steps=3, eval_models=1, eval_steps=(5,)), ds, out_dir=out,
-                     progress=False, preprocessor=pre)
+    result = distill(tiny(steps=3, eval_models=1, eval_steps=(5,)), ds, out_dir=out, progress=False, preprocessor=pre)
     assert result.out_dir == out
-    for name in ("poster.pt", "poster.png", "metrics.jsonl", "final.json", "checkpoint.pt",
-                 "config.json"):
+    for name in ("poster.pt", "poster.png", "metrics.jsonl", "final.json", "checkpoint.pt", "config.json"):
         assert (out / name).is_file(), name
     artifact = load_artifact(out / "poster.pt")
     assert torch.equal(artifact.poster, result.artifact.poster)
@@ -45,8 +54,17 @@ def test_run_directory_contents(digits, tmp_path):
     assert metrics[-1]["final"] and "eval_accuracy" in metrics[-1]
     final = json.loads((out / "final.json").read_text())
     prov = final["provenance"]
-    for key in ("dataset", "data_source", "profile", "hyperparameters", "seeds", "git_commit",
-                "device", "versions", "wall_time_s"):
+    for key in (
+        "dataset",
+        "data_source",
+        "profile",
+        "hyperparameters",
+        "seeds",
+        "git_commit",
+        "device",
+        "versions",
+        "wall_time_s",
+    ):
         assert key in prov, key
     assert prov["dataset"] == "digits" and prov["data_source"] == "full"
     assert final["result"]["evaluation"]["num_models"] == 1
@@ -58,8 +76,7 @@ def test_run_directory_contents(digits, tmp_path):
 def test_resume_after_a_crash_is_bit_identical(digits, tmp_path, monkeypatch):
     ds, pre = digits
     config = tiny(steps=8)
-    straight = distill(config, ds, out_dir=tmp_path / "straight", progress=False,
-                       preprocessor=pre)
+    straight = distill(config, ds, out_dir=tmp_path / "straight", progress=False, preprocessor=pre)
 
     real_step = Distiller.step
 
@@ -73,8 +90,7 @@ def test_resume_after_a_crash_is_bit_identical(digits, tmp_path, monkeypatch):
         distill(config, ds, out_dir=tmp_path / "resumed", progress=False, preprocessor=pre)
     monkeypatch.setattr(Distiller, "step", real_step)
     assert RunDir(tmp_path / "resumed").load_checkpoint()["distiller"]["step"] == 4
-    resumed = distill(config, ds, out_dir=tmp_path / "resumed", resume=True, progress=False,
-                      preprocessor=pre)
+    resumed = distill(config, ds, out_dir=tmp_path / "resumed", resume=True, progress=False, preprocessor=pre)
 
     assert torch.equal(resumed.artifact.poster, straight.artifact.poster)
     assert torch.equal(resumed.artifact.labels, straight.artifact.labels)
@@ -84,8 +100,7 @@ def test_resume_after_a_crash_is_bit_identical(digits, tmp_path, monkeypatch):
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
     # the metrics of the lost part were dropped, then rewritten by the resumed run
-    steps = [json.loads(line)["step"] for line in
-             (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))
 
 
@@ -93,8 +108,7 @@ def test_resume_can_extend_a_finished_run(digits, tmp_path):
     ds, pre = digits
     straight = distill(tiny(steps=6), ds, progress=False, preprocessor=pre)
     distill(tiny(steps=3), ds, out_dir=tmp_path / "r", progress=False, preprocessor=pre)
-    longer = distill(tiny(steps=6), ds, out_dir=tmp_path / "r", resume=True, progress=False,
-                     preprocessor=pre)
+    longer = distill(tiny(steps=6), ds, out_dir=tmp_path / "r", resume=True, progress=False, preprocessor=pre)
     assert torch.equal(longer.artifact.poster, straight.artifact.poster)
 
 
@@ -102,8 +116,9 @@ def test_resume_refuses_other_settings(digits, tmp_path):
     ds, pre = digits
     distill(tiny(steps=2), ds, out_dir=tmp_path / "r", progress=False, preprocessor=pre)
     with pytest.raises(ValueError, match="real_batch"):
-        distill(tiny(steps=4, real_batch=100), ds, out_dir=tmp_path / "r", resume=True,
-                progress=False, preprocessor=pre)
+        distill(
+            tiny(steps=4, real_batch=100), ds, out_dir=tmp_path / "r", resume=True, progress=False, preprocessor=pre
+        )
 
 
 def test_new_run_refuses_to_overwrite(digits, tmp_path):
@@ -116,8 +131,7 @@ def test_new_run_refuses_to_overwrite(digits, tmp_path):
 def test_bad_settings_leave_no_run_directory(digits, tmp_path):
     ds, pre = digits
     with pytest.raises(ValueError):
-        distill(tiny(distill_batch=999), ds, out_dir=tmp_path / "r", progress=False,
-                preprocessor=pre)
+        distill(tiny(distill_batch=999), ds, out_dir=tmp_path / "r", progress=False, preprocessor=pre)
     assert not (tmp_path / "r").exists()
 
 

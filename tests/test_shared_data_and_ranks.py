@@ -14,7 +14,7 @@ from podd.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
-_BUILD = '''
+_BUILD = """
 import os, sys, time
 from pathlib import Path
 import torch
@@ -36,22 +36,32 @@ def build():            # a download and decode: slow, and not to be done twice 
 
 ds = cache.cached(folder / "cache" / "toy.pt", "toy-key", build)
 print(int(ds.x_train.sum()))
-'''
+"""
 
 
 def test_processes_sharing_a_fresh_data_folder_build_the_dataset_once(tmp_path):
     script = tmp_path / "load.py"
     script.write_text(_BUILD)
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    assert [out.split()[-1] for out, _ in outs] == ["120", "120"]    # both have the data
+    assert [out.split()[-1] for out, _ in outs] == ["120", "120"]  # both have the data
     builds = (tmp_path / "builds.log").read_text().split()
-    assert builds[0::2] == ["start", "end"], builds        # built once: the other read the cache
+    assert builds[0::2] == ["start", "end"], builds  # built once: the other read the cache
 
 
 _BAD = ["distill", "--dataset", "digits", "--ipc", "1", "--profile", "smoke", "--set", "bogus=1"]
@@ -63,7 +73,7 @@ def test_under_torchrun_only_rank_0_prints_the_error_line(tmp_path, monkeypatch,
     monkeypatch.setenv("RANK", "1")
     assert main(_BAD + ["--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == ""
-    message = json.loads(error_file.read_text())["message"]     # torchrun's summary shows it
+    message = json.loads(error_file.read_text())["message"]  # torchrun's summary shows it
     assert message.startswith("podd distill: error: unknown setting(s) ['bogus']")
     monkeypatch.setenv("RANK", "0")
     assert main(_BAD + ["--out", str(tmp_path / "run")]) == 2

@@ -48,8 +48,9 @@ def fake_slurm(tmp_path, monkeypatch):
     bin_dir, record = tmp_path / "bin", tmp_path / "submitted.sh"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
-    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {shlex.quote(str(record))}\n'
-                                    f'echo "Submitted batch job {JOB_ID}"\n')
+    (bin_dir / "sbatch").write_text(
+        f'#!/bin/sh\ncp "$1" {shlex.quote(str(record))}\necho "Submitted batch job {JOB_ID}"\n'
+    )
     for tool in ("srun", "sbatch"):
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -66,17 +67,39 @@ def test_a_distributed_run_is_one_job_of_one_task_per_gpu(fake_slurm, tmp_path, 
     from submitit.core.utils import DelayedSubmission
 
     jobs_folder = tmp_path / "jobs"
-    argv = ["distill", *SMALL, "--out", tmp_path / "run", "--executor", "slurm",
-            "--distributed", "tasks", "--nodes", "2", "--gpus-per-node", "4", "--partition", "gpu",
-            "--time-min", "600", "--jobs-folder", jobs_folder / "%j"]
+    argv = [
+        "distill",
+        *SMALL,
+        "--out",
+        tmp_path / "run",
+        "--executor",
+        "slurm",
+        "--distributed",
+        "tasks",
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "4",
+        "--partition",
+        "gpu",
+        "--time-min",
+        "600",
+        "--jobs-folder",
+        jobs_folder / "%j",
+    ]
     code, out, _ = cli(argv, capsys)
     assert code == 0 and f"submitted job {JOB_ID} (slurm)" in out
     script = fake_slurm.read_text()
-    assert {"#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4",
-            "#SBATCH --signal=USR2@90", "#SBATCH --partition=gpu",
-            "#SBATCH --time=600"} <= _sbatch_lines(script)
+    assert {
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --signal=USR2@90",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=600",
+    } <= _sbatch_lines(script)
     (srun,) = [line for line in script.splitlines() if line.startswith("srun ")]
-    assert srun.endswith(f"-m submitit.core._submit {jobs_folder / '%j'}")     # one per task
+    assert srun.endswith(f"-m submitit.core._submit {jobs_folder / '%j'}")  # one per task
 
     # what every task runs: the same checkpointable job, as one rank of the variant
     submitted = DelayedSubmission.load(jobs_folder / JOB_ID / f"{JOB_ID}_submitted.pkl")
@@ -98,24 +121,34 @@ def test_a_distributed_run_is_one_job_of_one_task_per_gpu(fake_slurm, tmp_path, 
 
 def _task_env(monkeypatch, procid: int, localid: int, nodeid: int) -> None:
     """Slurm's variables in task ``procid`` of a 2 x 4 job on gpu07 and gpu08."""
-    for key, value in dict(SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID=JOB_ID,
-                           SLURM_JOB_NODELIST="gpu[07-08]", SLURM_JOB_NUM_NODES="2",
-                           SLURM_NTASKS="8", SLURM_NODEID=str(nodeid), SLURM_PROCID=str(procid),
-                           SLURM_LOCALID=str(localid), CUDA_VISIBLE_DEVICES="0,1,2,3").items():
+    for key, value in dict(
+        SUBMITIT_EXECUTOR="slurm",
+        SLURM_JOB_ID=JOB_ID,
+        SLURM_JOB_NODELIST="gpu[07-08]",
+        SLURM_JOB_NUM_NODES="2",
+        SLURM_NTASKS="8",
+        SLURM_NODEID=str(nodeid),
+        SLURM_PROCID=str(procid),
+        SLURM_LOCALID=str(localid),
+        CUDA_VISIBLE_DEVICES="0,1,2,3",
+    ).items():
         monkeypatch.setenv(key, value)
 
 
 def test_each_task_is_a_rank_that_meets_the_others_at_the_first_node(monkeypatch):
     monkeypatch.delenv("MASTER_PORT", raising=False)
-    monkeypatch.setenv("RANK", "3")         # inherited from the submitting shell: overwritten
+    monkeypatch.setenv("RANK", "3")  # inherited from the submitting shell: overwritten
     _task_env(monkeypatch, procid=6, localid=2, nodeid=1)
     six = jobs.export_torch_env()
-    assert {k: six[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
-                                "MASTER_ADDR")} == {
-        "RANK": "6", "WORLD_SIZE": "8", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "4",
-        "MASTER_ADDR": "gpu07"}
-    assert {k: os.environ[k] for k in six} == six             # what podd.parallel.from_env reads
-    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"    # Slurm's; the rank takes GPU 2
+    assert {k: six[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR")} == {
+        "RANK": "6",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "2",
+        "LOCAL_WORLD_SIZE": "4",
+        "MASTER_ADDR": "gpu07",
+    }
+    assert {k: os.environ[k] for k in six} == six  # what podd.parallel.from_env reads
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"  # Slurm's; the rank takes GPU 2
     assert jobs._other_task()
     _task_env(monkeypatch, procid=0, localid=0, nodeid=0)
     zero = jobs.export_torch_env()
@@ -123,19 +156,22 @@ def test_each_task_is_a_rank_that_meets_the_others_at_the_first_node(monkeypatch
     assert (zero["MASTER_ADDR"], zero["MASTER_PORT"]) == (six["MASTER_ADDR"], six["MASTER_PORT"])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--nodes", "2"], "add --distributed"),
-    (["--distributed", "tasks"], "give --gpus-per-node N"),
-    (["--distributed", "tasks", "--gpus-per-node", "4", "--tasks-per-node", "2"],
-     "as many processes per node as GPUs"),
-    (["--distributed", "real-batch", "--gpus-per-node", "3", "--set", "real_batch=64"],
-     "divides"),
-    (["--distributed", "tasks", "--tasks-per-node", "2", "--executor", "debug"],
-     "--executor submitit-local"),
-    (["--dry-run", "--executor", "local"], "add --executor slurm"),
-], ids=["nodes-alone", "no-gpus", "tasks-not-gpus", "real-batch-split", "debug", "dry-run-local"])
-def test_a_job_that_cannot_be_split_is_refused_before_submitting(
-        fake_slurm, tmp_path, capsys, argv, message):
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--nodes", "2"], "add --distributed"),
+        (["--distributed", "tasks"], "give --gpus-per-node N"),
+        (
+            ["--distributed", "tasks", "--gpus-per-node", "4", "--tasks-per-node", "2"],
+            "as many processes per node as GPUs",
+        ),
+        (["--distributed", "real-batch", "--gpus-per-node", "3", "--set", "real_batch=64"], "divides"),
+        (["--distributed", "tasks", "--tasks-per-node", "2", "--executor", "debug"], "--executor submitit-local"),
+        (["--dry-run", "--executor", "local"], "add --executor slurm"),
+    ],
+    ids=["nodes-alone", "no-gpus", "tasks-not-gpus", "real-batch-split", "debug", "dry-run-local"],
+)
+def test_a_job_that_cannot_be_split_is_refused_before_submitting(fake_slurm, tmp_path, capsys, argv, message):
     if "--executor" not in argv:
         argv = argv + ["--executor", "slurm"]
     code, _, err = cli(["distill", *SMALL, "--out", tmp_path / "run", *argv], capsys)
@@ -143,13 +179,11 @@ def test_a_job_that_cannot_be_split_is_refused_before_submitting(
     assert not fake_slurm.exists() and not (tmp_path / "run").exists()
 
 
-def test_the_documented_example_is_what_the_dry_run_prints(fake_slurm, tmp_path, monkeypatch,
-                                                           capsys):
+def test_the_documented_example_is_what_the_dry_run_prints(fake_slurm, tmp_path, monkeypatch, capsys):
     """docs/cluster.md shows a command and the script it prints, for a checkout in
     /home/me/podd with its virtualenv; here it runs in a temporary directory."""
     text = (ROOT / "docs" / "cluster.md").read_text()
-    match = re.search(r"```bash\n\$ (podd distill [^\n]*--dry-run)\n```\n.*?```bash\n(#!/bin/bash\n.*?)```",
-                      text, re.S)
+    match = re.search(r"```bash\n\$ (podd distill [^\n]*--dry-run)\n```\n.*?```bash\n(#!/bin/bash\n.*?)```", text, re.S)
     assert match, "docs/cluster.md: a ```bash block with '$ podd distill ... --dry-run', then the script"
     command, documented = match.group(1), match.group(2)
     monkeypatch.chdir(tmp_path)
@@ -165,16 +199,30 @@ def test_the_documented_example_is_what_the_dry_run_prints(fake_slurm, tmp_path,
     assert "docs/cluster.md" in readme
     (short,) = re.findall(r"`(podd distill [^`]*--executor slurm --nodes 2 --gpus-per-node 4)`", readme)
     code, out, _ = cli(shlex.split(short)[1:] + ["--dry-run"], capsys)
-    assert code == 0 and {"#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4",
-                          "#SBATCH --gpus-per-node=4"} <= _sbatch_lines(out)
+    assert code == 0 and {
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+    } <= _sbatch_lines(out)
 
 
 # --------------------------------------------------------------------------------------------
 # every rank stops after the same step (the warning reaches rank 1 only), rank 0 saves it
 # --------------------------------------------------------------------------------------------
 def tiny(**overrides):
-    values = dict(width=8, depth=1, window=2, total_window=4, real_batch=64, distill_batch=8,
-                  steps=5, eval_models=0, device="cpu", checkpoint_every=0, log_every=1)
+    values = dict(
+        width=8,
+        depth=1,
+        window=2,
+        total_window=4,
+        real_batch=64,
+        distill_batch=8,
+        steps=5,
+        eval_models=0,
+        device="cpu",
+        checkpoint_every=0,
+        log_every=1,
+    )
     values.update(overrides)
     return resolve_config("digits", "smoke", verbose=False, **values)
 
@@ -202,17 +250,27 @@ def _stopping_rank(rank: int, tmp: str) -> None:
         ds = load_dataset("digits", root=tmp, download=False)
         pre = make_preprocessor(ds, zca=False)
         parallel = Parallel("tasks", rank, 2)
-        try:        # the warning reaches rank 1 alone, during its second step
-            distill(tiny(), ds, out_dir=f"{tmp}/run", progress=False, preprocessor=pre,
-                    parallel=parallel, stop=_SetOnCall(2 if rank == 1 else None))
+        try:  # the warning reaches rank 1 alone, during its second step
+            distill(
+                tiny(),
+                ds,
+                out_dir=f"{tmp}/run",
+                progress=False,
+                preprocessor=pre,
+                parallel=parallel,
+                stop=_SetOnCall(2 if rank == 1 else None),
+            )
             stopped = None
         except RunStopped as error:
             stopped = error.step
-        resumed = distill(tiny(), ds, out_dir=f"{tmp}/run", resume=True, progress=False,
-                          preprocessor=pre, parallel=parallel)
+        resumed = distill(
+            tiny(), ds, out_dir=f"{tmp}/run", resume=True, progress=False, preprocessor=pre, parallel=parallel
+        )
         whole = distill(tiny(), ds, progress=False, preprocessor=pre, parallel=parallel)
-        torch.save({"stopped": stopped, "resumed": resumed.artifact.poster,
-                    "whole": whole.artifact.poster}, f"{tmp}/rank{rank}.pt")
+        torch.save(
+            {"stopped": stopped, "resumed": resumed.artifact.poster, "whole": whole.artifact.poster},
+            f"{tmp}/rank{rank}.pt",
+        )
         finished = parallel
     finally:
         shutdown(finished)
@@ -223,7 +281,7 @@ def test_the_ranks_stop_after_the_same_step_and_resume_to_the_same_poster(tmp_pa
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert [r["stopped"] for r in ranks] == [2, 2]
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in history if "loss" in r] == [1, 2, 3, 4, 5]   # one writer, no gap
+    assert [r["step"] for r in history if "loss" in r] == [1, 2, 3, 4, 5]  # one writer, no gap
     for r in ranks:
         assert torch.equal(r["resumed"], ranks[0]["whole"])
 
@@ -233,9 +291,13 @@ def test_the_ranks_stop_after_the_same_step_and_resume_to_the_same_poster(tmp_pa
 def test_only_the_first_task_of_a_stopped_job_raises(tmp_path, monkeypatch, task):
     """submitit's handler requeues from task 0 (and exits); another task returns quietly, so
     that its exit cannot end the job before task 0 has requeued it."""
-    for key, value in dict(SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_JOB_ID="7",
-                           SUBMITIT_LOCAL_NTASKS="2", SUBMITIT_LOCAL_GLOBALID=str(task),
-                           SUBMITIT_LOCAL_LOCALID=str(task)).items():
+    for key, value in dict(
+        SUBMITIT_EXECUTOR="local",
+        SUBMITIT_LOCAL_JOB_ID="7",
+        SUBMITIT_LOCAL_NTASKS="2",
+        SUBMITIT_LOCAL_GLOBALID=str(task),
+        SUBMITIT_LOCAL_LOCALID=str(task),
+    ).items():
         monkeypatch.setenv(key, value)
     handed = []
 
@@ -254,7 +316,7 @@ def test_only_the_first_task_of_a_stopped_job_raises(tmp_path, monkeypatch, task
             assert job() == {"out_dir": str(tmp_path / "run"), "stopped_at": 3}
     finally:
         signal.signal(jobs.warning_signal(), previous)
-    assert handed == [task]                 # submitit's handler ran in both
+    assert handed == [task]  # submitit's handler ran in both
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,16 +324,47 @@ def test_only_the_first_task_of_a_stopped_job_raises(tmp_path, monkeypatch, task
 # --------------------------------------------------------------------------------------------
 def test_two_local_tasks_give_one_process_trajectory(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    settings = ["--device", "cpu", "--threads", "1", "--set", f"data_root={tmp_path}",
-                "--set", "width=8", "--set", "eval_models=0", "--set", "real_batch=32",
-                "--set", "window=2", "--set", "total_window=3"]
-    code, out, _ = cli(["distill", *SMALL, *settings, "--out", tmp_path / "job",
-                        "--executor", "submitit-local", "--distributed", "real-batch",
-                        "--tasks-per-node", "2", "--wait", "--jobs-folder", tmp_path / "jobs" / "%j"],
-                       capsys)
-    assert code == 0 and out.count("run directory:") == 2, out     # submitted, then done
+    settings = [
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--set",
+        f"data_root={tmp_path}",
+        "--set",
+        "width=8",
+        "--set",
+        "eval_models=0",
+        "--set",
+        "real_batch=32",
+        "--set",
+        "window=2",
+        "--set",
+        "total_window=3",
+    ]
+    code, out, _ = cli(
+        [
+            "distill",
+            *SMALL,
+            *settings,
+            "--out",
+            tmp_path / "job",
+            "--executor",
+            "submitit-local",
+            "--distributed",
+            "real-batch",
+            "--tasks-per-node",
+            "2",
+            "--wait",
+            "--jobs-folder",
+            tmp_path / "jobs" / "%j",
+        ],
+        capsys,
+    )
+    assert code == 0 and out.count("run directory:") == 2, out  # submitted, then done
     assert json.loads((tmp_path / "job" / "distributed.json").read_text()) == [
-        {"from_step": 0, "variant": "real-batch", "world_size": 2}]
+        {"from_step": 0, "variant": "real-batch", "world_size": 2}
+    ]
     code, _, _ = cli(["distill", *SMALL, *settings, "--out", tmp_path / "plain"], capsys)
     assert code == 0
 

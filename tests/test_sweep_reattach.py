@@ -22,14 +22,23 @@ from podd.run_loop import RunStopped
 def digits(tmp_path_factory):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield nbs.load_for_profile("digits", "smoke", root=tmp_path_factory.mktemp("data"),
-                               verbose=False)
+    yield nbs.load_for_profile("digits", "smoke", root=tmp_path_factory.mktemp("data"), verbose=False)
     torch.set_num_threads(before)
 
 
 def _config(data, ipc):
-    return nbs.run_config(data, "smoke", ipc=ipc, verbose=False, steps=3, width=8,
-                          checkpoint_every=10, eval_models=1, eval_steps=(3,), device="cpu")
+    return nbs.run_config(
+        data,
+        "smoke",
+        ipc=ipc,
+        verbose=False,
+        steps=3,
+        width=8,
+        checkpoint_every=10,
+        eval_models=1,
+        eval_steps=(3,),
+        device="cpu",
+    )
 
 
 class _Named:
@@ -53,13 +62,11 @@ def _run(data, executor, folder, ipcs=(1.0, 0.5)):
     return sweep.gather()
 
 
-def test_cells_run_in_their_own_directories_and_a_second_session_collects_them(
-        digits, tmp_path, monkeypatch, capsys):
+def test_cells_run_in_their_own_directories_and_a_second_session_collects_them(digits, tmp_path, monkeypatch, capsys):
     folder = tmp_path / "sweep"
     executor = _Named(tmp_path)
     first = _run(digits, executor, folder)
-    assert executor.names == ["podd-table1-digits-smoke-podd-ipc1",
-                              "podd-table1-digits-smoke-podd-ipc0.5"]
+    assert executor.names == ["podd-table1-digits-smoke-podd-ipc1", "podd-table1-digits-smoke-podd-ipc0.5"]
     cells = json.loads((folder / sweeps.MANIFEST).read_text())["cells"]
     assert sorted(cells) == ["podd-ipc0.5", "podd-ipc1"]
     assert cells["podd-ipc1"]["run_dir"] == str(folder / "podd-ipc1") and cells["podd-ipc1"]["job_id"]
@@ -81,7 +88,7 @@ def test_a_lost_cell_is_resubmitted_and_continues_from_its_checkpoint(digits, tm
     folder = tmp_path / "sweep"
     config = _config(digits, 1.0)
     stop = threading.Event()
-    stop.set()          # the job that was lost: stopped after step 1, checkpoint kept
+    stop.set()  # the job that was lost: stopped after step 1, checkpoint kept
     with pytest.raises(RunStopped):
         sweeps._distill_job(config, digits, {}, out_dir=folder / "podd-ipc1", stop=stop)
     (whole,) = _run(digits, "local", tmp_path / "whole", ipcs=(1.0,))
@@ -95,17 +102,19 @@ def test_a_lost_cell_is_resubmitted_and_continues_from_its_checkpoint(digits, tm
     assert continued.row == whole.row
 
 
-def test_a_job_still_queued_is_waited_for_and_a_failed_one_resubmitted(digits, tmp_path,
-                                                                       monkeypatch):
+def test_a_job_still_queued_is_waited_for_and_a_failed_one_resubmitted(digits, tmp_path, monkeypatch):
     folder = tmp_path / "sweep"
     folder.mkdir()
-    entry = {"job_id": "4242", "run_dir": str(folder / "podd-ipc1"), "executor": "slurm",
-             "jobs_folder": str(tmp_path / "jobs" / "%j")}
+    entry = {
+        "job_id": "4242",
+        "run_dir": str(folder / "podd-ipc1"),
+        "executor": "slurm",
+        "jobs_folder": str(tmp_path / "jobs" / "%j"),
+    }
     (folder / sweeps.MANIFEST).write_text(json.dumps({"cells": {"podd-ipc1": entry}}))
     state = {"now": "RUNNING"}
     running = SimpleNamespace(state=None, result=lambda: "the job's outcome")
-    monkeypatch.setattr(sweeps, "slurm_job", lambda folder, job_id: (
-        setattr(running, "state", state["now"]) or running))
+    monkeypatch.setattr(sweeps, "slurm_job", lambda folder, job_id: setattr(running, "state", state["now"]) or running)
     executor = _Named(tmp_path, kind="slurm")
     sweep = nbs.Sweep(digits, executor, name="table1-digits-smoke", out_dir=folder)
     assert sweep.distill(_config(digits, 1.0)) is running and executor.names == []
@@ -118,11 +127,11 @@ def test_a_job_still_queued_is_waited_for_and_a_failed_one_resubmitted(digits, t
 def test_a_cell_whose_directory_holds_other_settings_is_refused(digits, tmp_path):
     folder = tmp_path / "sweep"
     (folder / "podd-ipc1").mkdir(parents=True)
-    (folder / "podd-ipc1" / "config.json").write_text(
-        json.dumps(_config(digits, 1.0).replace(seed=5).to_dict()))
+    (folder / "podd-ipc1" / "config.json").write_text(json.dumps(_config(digits, 1.0).replace(seed=5).to_dict()))
     sweep = nbs.Sweep(digits, _Named(tmp_path), name="t", out_dir=folder)
-    with pytest.raises(ValueError, match="holds a run with other settings .seed: run has 5, "
-                                         "asked 0.; delete that directory"):
+    with pytest.raises(
+        ValueError, match="holds a run with other settings .seed: run has 5, asked 0.; delete that directory"
+    ):
         sweep.distill(_config(digits, 1.0))
     with pytest.raises(ValueError, match="two runs named 'a'"):
         sweep.distill(_config(digits, 0.5), cell="a")

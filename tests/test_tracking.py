@@ -47,16 +47,13 @@ def test_tensorboard_logs_the_scalars_and_the_poster(tmp_path, capsys):
 
     events = event_accumulator(run / "tensorboard")
     tags = set(events.Tags()["scalars"])
-    assert {"loss/outer", "lr/outer", "lr/inner", "time/step_s", "time/steps_per_s",
-            "eval/accuracy"} <= tags
+    assert {"loss/outer", "lr/outer", "lr/inner", "time/step_s", "time/steps_per_s", "eval/accuracy"} <= tags
     assert [e.step for e in events.Scalars("loss/outer")] == [1, 2]
     # the same numbers as metrics.jsonl
     lines = metrics(run)
-    assert [e.value for e in events.Scalars("loss/outer")] == pytest.approx(
-        [r["loss"] for r in lines if "loss" in r])
+    assert [e.value for e in events.Scalars("loss/outer")] == pytest.approx([r["loss"] for r in lines if "loss" in r])
     final = next(r for r in lines if r.get("final"))
-    assert [(e.step, e.value) for e in events.Scalars("eval/accuracy")] == [
-        (2, pytest.approx(final["eval_accuracy"]))]
+    assert [(e.step, e.value) for e in events.Scalars("eval/accuracy")] == [(2, pytest.approx(final["eval_accuracy"]))]
     # the first poster, every step's, and the final one
     images = events.Images("poster")
     assert [e.step for e in images] == [0, 1, 2]
@@ -81,7 +78,8 @@ def test_tensorboard_resume_continues_the_steps(tmp_path, capsys):
     events = event_accumulator(run / "tensorboard")
     assert [e.step for e in events.Scalars("loss/outer")] == [1, 2, 3, 4]
     assert [e.value for e in events.Scalars("loss/outer")] == pytest.approx(
-        [r["loss"] for r in metrics(run) if "loss" in r])
+        [r["loss"] for r in metrics(run) if "loss" in r]
+    )
     assert [e.step for e in events.Images("poster")] == [0, 1, 2, 3, 4]
 
 
@@ -109,20 +107,21 @@ def _wandb_records(run_file) -> tuple[list[str], list[dict]]:
     assert data[:4] == b":W&B", run_file
     kinds, rows, pos, block, record = [], [], 7, 32768, b""
     while pos + 7 <= len(data):
-        if block - pos % block < 7:             # a block's tail too short for a header: padding
+        if block - pos % block < 7:  # a block's tail too short for a header: padding
             pos += block - pos % block
             continue
         length, kind = struct.unpack_from("<HB", data, pos + 4)
-        if pos + 7 + length > len(data):        # a piece still being written
+        if pos + 7 + length > len(data):  # a piece still being written
             break
-        piece, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
-        record = piece if kind in (1, 2) else record + piece     # full / first, middle / last
+        piece, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        record = piece if kind in (1, 2) else record + piece  # full / first, middle / last
         if kind in (1, 4):
             parsed = wandb_internal_pb2.Record.FromString(record)
             kinds.append(parsed.WhichOneof("record_type"))
             if kinds[-1] == "history":
-                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                             for item in parsed.history.item})
+                rows.append(
+                    {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in parsed.history.item}
+                )
     return kinds, rows
 
 
@@ -136,8 +135,12 @@ def wandb_env(tmp_path, monkeypatch):
     for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_PROJECT", "WANDB_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    for name, folder in (("WANDB_DIR", "wandb_dir"), ("WANDB_CONFIG_DIR", "wandb_config"),
-                         ("WANDB_CACHE_DIR", "wandb_cache"), ("WANDB_DATA_DIR", "wandb_data")):
+    for name, folder in (
+        ("WANDB_DIR", "wandb_dir"),
+        ("WANDB_CONFIG_DIR", "wandb_config"),
+        ("WANDB_CACHE_DIR", "wandb_cache"),
+        ("WANDB_DATA_DIR", "wandb_data"),
+    ):
         (tmp_path / folder).mkdir()
         monkeypatch.setenv(name, str(tmp_path / folder))
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
@@ -145,8 +148,7 @@ def wandb_env(tmp_path, monkeypatch):
     return tmp_path / "wandb_dir"
 
 
-def test_wandb_offline_logs_the_history_and_resume_continues_the_run(tmp_path, capsys, monkeypatch,
-                                                                       wandb_env):
+def test_wandb_offline_logs_the_history_and_resume_continues_the_run(tmp_path, capsys, monkeypatch, wandb_env):
     run = tmp_path / "run"
     code, out, err = cli([*DISTILL, "--out", run, *TINY, *EVERY_STEP, "--log", "wandb"], capsys)
     assert code == 0, err
@@ -157,7 +159,8 @@ def test_wandb_offline_logs_the_history_and_resume_continues_the_run(tmp_path, c
     rows = wandb_history(first / f"run-{run_id}.wandb")
     assert [r["_step"] for r in rows if "loss/outer" in r] == [1, 2]
     assert [r["loss/outer"] for r in rows if "loss/outer" in r] == pytest.approx(
-        [r["loss"] for r in metrics(run) if "loss" in r])
+        [r["loss"] for r in metrics(run) if "loss" in r]
+    )
     assert all("lr/outer" in r and "time/step_s" in r for r in rows if "loss/outer" in r)
     assert [r["_step"] for r in rows if "eval/accuracy" in r] == [2]
     posters = [r for r in rows if r.get("poster/_type") == "image-file"]
@@ -185,12 +188,12 @@ def test_wandb_mode_without_and_with_a_key(tmp_path, monkeypatch):
     mode, why = tracking.wandb_mode()
     assert mode == "offline" and "no W&B API key is configured" in why
     (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password 0123456789\n")
-    assert tracking.wandb_mode()[0] is None                 # `wandb login` wrote a key: online
+    assert tracking.wandb_mode()[0] is None  # `wandb login` wrote a key: online
     (tmp_path / "netrc").unlink()
     monkeypatch.setenv("WANDB_API_KEY", "0123456789")
     assert tracking.wandb_mode()[0] is None
     monkeypatch.setenv("WANDB_MODE", "offline")
-    assert tracking.wandb_mode() == (None, "WANDB_MODE=offline")   # W&B reads it itself
+    assert tracking.wandb_mode() == (None, "WANDB_MODE=offline")  # W&B reads it itself
 
 
 def test_wandb_errors_are_one_line(tmp_path, monkeypatch, wandb_env):
@@ -200,8 +203,11 @@ def test_wandb_errors_are_one_line(tmp_path, monkeypatch, wandb_env):
         raise wandb.errors.CommError("failed to reach api.wandb.ai\nmore detail")
 
     monkeypatch.setattr(wandb, "init", no_network)
-    with pytest.raises(RuntimeError, match=r"W&B could not start run abc \(WANDB_MODE=offline\): "
-                                           r"failed to reach api.wandb.ai; check the API key"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"W&B could not start run abc \(WANDB_MODE=offline\): "
+        r"failed to reach api.wandb.ai; check the API key",
+    ):
         tracking.WandbTracker(tmp_path, "abc", {})
 
 
@@ -210,7 +216,7 @@ def test_wandb_errors_are_one_line(tmp_path, monkeypatch, wandb_env):
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["tensorboard", "wandb"])
 def test_a_missing_package_names_the_extra_before_any_work(backend, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, backend, None)          # `import backend` fails
+    monkeypatch.setitem(sys.modules, backend, None)  # `import backend` fails
     run = tmp_path / "run"
     code, _, err = cli([*DISTILL, "--out", run, *TINY, "--log", backend], capsys)
     assert code == 2
@@ -243,16 +249,22 @@ def test_the_choices_and_the_records():
     record = {"step": 10, "loss": 2.5, "epoch": 1, "steps_per_s": 4.0}
     rates = {"lr/outer": 0.01, "lr/inner": 0.001}
     assert tracking.scalars(record, rates) == {
-        "loss/outer": 2.5, "progress/epoch": 1.0, "time/steps_per_s": 4.0, "time/step_s": 0.25,
-        "lr/outer": 0.01, "lr/inner": 0.001}
-    assert tracking.scalars({"step": 10, "eval_accuracy": 50.0, "eval_std": 1.0, "final": True},
-                            rates) == {"eval/accuracy": 50.0, "eval/accuracy_std": 1.0}
+        "loss/outer": 2.5,
+        "progress/epoch": 1.0,
+        "time/steps_per_s": 4.0,
+        "time/step_s": 0.25,
+        "lr/outer": 0.01,
+        "lr/inner": 0.001,
+    }
+    assert tracking.scalars({"step": 10, "eval_accuracy": 50.0, "eval_std": 1.0, "final": True}, rates) == {
+        "eval/accuracy": 50.0,
+        "eval/accuracy_std": 1.0,
+    }
 
 
 def test_log_none_on_resume_stops_the_tracking(tmp_path, monkeypatch):
-    monkeypatch.setattr(tracking, "require", lambda backends: None)    # packages not needed here
-    (tmp_path / tracking.TRACKING_FILE).write_text(json.dumps(
-        {"log": ["wandb"], "image_every": 5, "wandb_id": "abc"}))
+    monkeypatch.setattr(tracking, "require", lambda backends: None)  # packages not needed here
+    (tmp_path / tracking.TRACKING_FILE).write_text(json.dumps({"log": ["wandb"], "image_every": 5, "wandb_id": "abc"}))
     chosen = tracking.plan(None, None, tmp_path, resume=True)
     assert chosen.image_every == 5 and chosen.wandb_id == "abc"
     stopped = tracking.plan("none", None, tmp_path, resume=True)

@@ -29,8 +29,21 @@ from podd.data.preprocess import Preprocessor, fit_standardize, fit_zca, make_pr
 from podd.data.registry import canonical_name, load_dataset
 
 __all__ = [
-    "DATASET_NAMES", "DATASET_SHAPES", "canonical_name", "Dataset", "load_dataset", "data_root",
-    "summary", "stand_in", "train_val_split", "subset", "Preprocessor", "make_preprocessor",
-    "fit_zca", "fit_standardize", "ChecksumError",
-    "CIFAR10_CLASSES", "CIFAR100_CLASSES",
+    "DATASET_NAMES",
+    "DATASET_SHAPES",
+    "canonical_name",
+    "Dataset",
+    "load_dataset",
+    "data_root",
+    "summary",
+    "stand_in",
+    "train_val_split",
+    "subset",
+    "Preprocessor",
+    "make_preprocessor",
+    "fit_zca",
+    "fit_standardize",
+    "ChecksumError",
+    "CIFAR10_CLASSES",
+    "CIFAR100_CLASSES",
 ]

@@ -39,13 +39,13 @@ CUB_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
 CUB_MD5 = "97eceeb196236b17998738112f37df78"
 CUB_ARCHIVE = "CUB_200_2011.tgz"
 CUB_FOLDER = "CUB_200_2011"
-CUB_IMAGE_SIZE = 32                     # the paper resizes CUB to 32x32 (aspect ratio not kept)
+CUB_IMAGE_SIZE = 32  # the paper resizes CUB to 32x32 (aspect ratio not kept)
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 TINY_ARCHIVE = "tiny-imagenet-200.zip"
 TINY_FOLDER = "tiny-imagenet-200"
 
-DIGITS_TEST_SIZE = 360                  # 1437 train / 360 test, stratified
+DIGITS_TEST_SIZE = 360  # 1437 train / 360 test, stratified
 DIGITS_SPLIT_SEED = 0
 
 
@@ -61,24 +61,33 @@ def _lines(path: Path) -> list[list[str]]:
 # digits (scikit-learn)
 # --------------------------------------------------------------------------------------------
 
+
 def read_digits() -> Dataset:
     """scikit-learn's 1797 8x8 handwritten digits (values 0..16 scaled to 0..255), 1 channel."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    x = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]      # (1797, 1, 8, 8)
+    x = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
     y = bunch.target.astype(np.int64)
-    train, test = train_test_split(np.arange(len(y)), test_size=DIGITS_TEST_SIZE, stratify=y,
-                                   random_state=DIGITS_SPLIT_SEED)
+    train, test = train_test_split(
+        np.arange(len(y)), test_size=DIGITS_TEST_SIZE, stratify=y, random_state=DIGITS_SPLIT_SEED
+    )
     train, test = np.sort(train), np.sort(test)
-    return Dataset("digits", torch.from_numpy(x[train]), torch.from_numpy(y[train]),
-                   torch.from_numpy(x[test]), torch.from_numpy(y[test]), [str(i) for i in range(10)])
+    return Dataset(
+        "digits",
+        torch.from_numpy(x[train]),
+        torch.from_numpy(y[train]),
+        torch.from_numpy(x[test]),
+        torch.from_numpy(y[test]),
+        [str(i) for i in range(10)],
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # CIFAR-10 and CIFAR-100 (torchvision)
 # --------------------------------------------------------------------------------------------
+
 
 def _check_local_cifar_archive(cls, name: str, archive: Path) -> None:
     """A local archive is checked here, so that a bad one is reported rather than re-downloaded,
@@ -87,8 +96,10 @@ def _check_local_cifar_archive(cls, name: str, archive: Path) -> None:
 
     actual = calculate_md5(archive)
     if actual != cls.tgz_md5:
-        raise ChecksumError(f"{name}: checksum mismatch for {archive}: md5 {actual}, expected {cls.tgz_md5}; "
-                            f"delete it and load again to download it from {cls.url}.")
+        raise ChecksumError(
+            f"{name}: checksum mismatch for {archive}: md5 {actual}, expected {cls.tgz_md5}; "
+            f"delete it and load again to download it from {cls.url}."
+        )
 
 
 def _read_cifar(cls, name: str, root: Path, download: bool) -> Dataset:
@@ -102,17 +113,21 @@ def _read_cifar(cls, name: str, root: Path, download: bool) -> Dataset:
         raise FileNotFoundError(
             f"{name} not found: looked in {folder}. Expected torchvision's layout ({cls.base_folder}/ with "
             f"{', '.join(f for f, _ in cls.train_list + cls.test_list)}, {cls.meta['filename']}); allow "
-            f"downloading, or download {cls.url} and extract it into {root}.")
+            f"downloading, or download {cls.url} and extract it into {root}."
+        )
     try:
         splits = [cls(str(root), train=train, download=download) for train in (True, False)]
     except RuntimeError as error:
         raise ChecksumError(
             f"{name}: the files in {folder} are missing or failed torchvision's md5 check ({error}). Delete "
             f"{folder} (and {root / cls.filename}) and load again with downloading allowed "
-            f"({cls.url}).") from error
+            f"({cls.url})."
+        ) from error
     except OSError as error:
-        raise FileNotFoundError(f"{name}: downloading {cls.url} into {root} failed ({error}); download it "
-                                f"yourself and extract it into {root}.") from error
+        raise FileNotFoundError(
+            f"{name}: downloading {cls.url} into {root} failed ({error}); download it "
+            f"yourself and extract it into {root}."
+        ) from error
     xs = [torch.from_numpy(np.ascontiguousarray(s.data)).permute(0, 3, 1, 2).contiguous() for s in splits]
     ys = [torch.as_tensor(s.targets, dtype=torch.int64) for s in splits]
     return Dataset(name, xs[0], ys[0], xs[1], ys[1], [_readable(c) for c in splits[0].classes])
@@ -120,11 +135,13 @@ def _read_cifar(cls, name: str, root: Path, download: bool) -> Dataset:
 
 def read_cifar10(root: Path, download: bool) -> Dataset:
     from torchvision.datasets import CIFAR10
+
     return _read_cifar(CIFAR10, "cifar10", root, download)
 
 
 def read_cifar100(root: Path, download: bool) -> Dataset:
     from torchvision.datasets import CIFAR100
+
     return _read_cifar(CIFAR100, "cifar100", root, download)
 
 
@@ -132,25 +149,30 @@ def read_cifar100(root: Path, download: bool) -> Dataset:
 # CUB-200-2011
 # --------------------------------------------------------------------------------------------
 
+
 def read_cub200(root: Path, download: bool) -> Dataset:
     """CUB-200-2011: the official train/test split, every image resized to 32x32 (as the paper)."""
     required = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt", "images")
-    layout = (f"  {root / CUB_FOLDER}/images.txt, image_class_labels.txt, train_test_split.txt, classes.txt,\n"
-              f"  {root / CUB_FOLDER}/images/001.Black_footed_Albatross/*.jpg, ...")
-    folder = ensure_extracted(root, CUB_FOLDER, required, CUB_ARCHIVE, CUB_URL, CUB_MD5, download,
-                              "CUB-200-2011", layout)
+    layout = (
+        f"  {root / CUB_FOLDER}/images.txt, image_class_labels.txt, train_test_split.txt, classes.txt,\n"
+        f"  {root / CUB_FOLDER}/images/001.Black_footed_Albatross/*.jpg, ..."
+    )
+    folder = ensure_extracted(
+        root, CUB_FOLDER, required, CUB_ARCHIVE, CUB_URL, CUB_MD5, download, "CUB-200-2011", layout
+    )
     images = {int(i): p for i, p in _lines(folder / "images.txt")}
-    labels = {int(i): int(c) - 1 for i, c in _lines(folder / "image_class_labels.txt")}   # 1-based
+    labels = {int(i): int(c) - 1 for i, c in _lines(folder / "image_class_labels.txt")}  # 1-based
     is_train = {int(i): t == "1" for i, t in _lines(folder / "train_test_split.txt")}
     classes = sorted((int(i), n) for i, n in _lines(folder / "classes.txt"))
     # "001.Black_footed_Albatross" -> "Black footed Albatross"
     class_names = [_readable(n.split(".", 1)[-1]) for _, n in classes]
     ids = sorted(images)
     if set(ids) != set(labels) or set(ids) != set(is_train):
-        raise ValueError(f"CUB-200-2011 in {folder}: images.txt, image_class_labels.txt and "
-                         f"train_test_split.txt list different image ids; re-extract the archive")
-    x = decode_all([folder / "images" / images[i] for i in ids], "CUB-200-2011",
-                   size=(CUB_IMAGE_SIZE, CUB_IMAGE_SIZE))
+        raise ValueError(
+            f"CUB-200-2011 in {folder}: images.txt, image_class_labels.txt and "
+            f"train_test_split.txt list different image ids; re-extract the archive"
+        )
+    x = decode_all([folder / "images" / images[i] for i in ids], "CUB-200-2011", size=(CUB_IMAGE_SIZE, CUB_IMAGE_SIZE))
     y = torch.tensor([labels[i] for i in ids], dtype=torch.int64)
     train = torch.tensor([is_train[i] for i in ids])
     return Dataset("cub200", x[train], y[train], x[~train], y[~train], class_names)
@@ -160,6 +182,7 @@ def read_cub200(root: Path, download: bool) -> Dataset:
 # Tiny ImageNet
 # --------------------------------------------------------------------------------------------
 
+
 def read_tinyimagenet(root: Path, download: bool) -> Dataset:
     """Tiny-ImageNet-200: 64x64; test = the official validation split (labels in val_annotations.txt).
 
@@ -167,10 +190,13 @@ def read_tinyimagenet(root: Path, download: bool) -> Dataset:
     Carassius auratus" -> "goldfish").
     """
     required = ("wnids.txt", "words.txt", "train", "val/val_annotations.txt", "val/images")
-    layout = (f"  {root / TINY_FOLDER}/wnids.txt, words.txt, train/<wnid>/images/*.JPEG,\n"
-              f"  {root / TINY_FOLDER}/val/val_annotations.txt, val/images/*.JPEG")
-    folder = ensure_extracted(root, TINY_FOLDER, required, TINY_ARCHIVE, TINY_URL, TINY_MD5, download,
-                              "Tiny-ImageNet-200", layout)
+    layout = (
+        f"  {root / TINY_FOLDER}/wnids.txt, words.txt, train/<wnid>/images/*.JPEG,\n"
+        f"  {root / TINY_FOLDER}/val/val_annotations.txt, val/images/*.JPEG"
+    )
+    folder = ensure_extracted(
+        root, TINY_FOLDER, required, TINY_ARCHIVE, TINY_URL, TINY_MD5, download, "Tiny-ImageNet-200", layout
+    )
     wnids = [line[0] for line in _lines(folder / "wnids.txt")]
     index = {w: i for i, w in enumerate(wnids)}
     words = {}
@@ -182,8 +208,14 @@ def read_tinyimagenet(root: Path, download: bool) -> Dataset:
     val_paths, val_labels = _tiny_val_files(folder, index)
     x_train = decode_all(train_paths, "Tiny-ImageNet-200 train")
     x_test = decode_all(val_paths, "Tiny-ImageNet-200 val")
-    return Dataset("tinyimagenet", x_train, torch.tensor(train_labels, dtype=torch.int64),
-                   x_test, torch.tensor(val_labels, dtype=torch.int64), class_names)
+    return Dataset(
+        "tinyimagenet",
+        x_train,
+        torch.tensor(train_labels, dtype=torch.int64),
+        x_test,
+        torch.tensor(val_labels, dtype=torch.int64),
+        class_names,
+    )
 
 
 def _tiny_train_files(folder: Path, wnids: list[str], index: dict[str, int]) -> tuple[list[Path], list[int]]:
@@ -206,13 +238,14 @@ def _tiny_val_files(folder: Path, index: dict[str, int]) -> tuple[list[Path], li
         if len(parts) < 2:
             continue
         if parts[1] not in index:
-            raise ValueError(f"Tiny-ImageNet-200: {folder / 'val' / 'val_annotations.txt'} names class "
-                             f"{parts[1]!r}, which is not in wnids.txt")
+            raise ValueError(
+                f"Tiny-ImageNet-200: {folder / 'val' / 'val_annotations.txt'} names class "
+                f"{parts[1]!r}, which is not in wnids.txt"
+            )
         val_paths.append(folder / "val" / "images" / parts[0])
         val_labels.append(index[parts[1]])
     return val_paths, val_labels
 
 
 #: The readers of the built-in datasets that are downloaded, decoded once and cached, by name.
-READERS = {"cifar10": read_cifar10, "cifar100": read_cifar100,
-           "cub200": read_cub200, "tinyimagenet": read_tinyimagenet}
+READERS = {"cifar10": read_cifar10, "cifar100": read_cifar100, "cub200": read_cub200, "tinyimagenet": read_tinyimagenet}

@@ -20,8 +20,8 @@ from podd.data.dataset import Dataset
 from podd.io import remove_orphan_tmp, torch_save, verify_checksum, with_checksum
 from podd.notes import note_once
 
-ORPHAN_TMP_AGE_S = 3600                # see _build_and_cache
-CACHE_FORMAT = 1                        # bump when the cache layout changes: old files are rebuilt
+ORPHAN_TMP_AGE_S = 3600  # see _build_and_cache
+CACHE_FORMAT = 1  # bump when the cache layout changes: old files are rebuilt
 
 
 def cached(path: Path, key: str, build: Callable[[], Dataset], name: str | None = None) -> Dataset:
@@ -35,7 +35,7 @@ def cached(path: Path, key: str, build: Callable[[], Dataset], name: str | None 
     if ds is not None:
         return ds
     with _build_lock(path, name or key):
-        ds = _read_cache(path, key, name)   # built by the process this one waited for
+        ds = _read_cache(path, key, name)  # built by the process this one waited for
         if ds is None:
             ds = _build_and_cache(path, key, build)
     return ds
@@ -45,12 +45,20 @@ def _read_cache(path: Path, key: str, name: str | None) -> Dataset | None:
     if path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("format") == CACHE_FORMAT and blob.get("key") == key and \
-                    verify_checksum(blob, path, ""):    # a damaged cache is rebuilt
-                return Dataset(name or blob["name"], blob["x_train"], blob["y_train"], blob["x_test"],
-                               blob["y_test"], list(blob["class_names"]), blob["source"],
-                               notes=list(blob.get("notes") or []))
-        except Exception:   # unreadable, damaged or foreign file: rebuild it rather than fail
+            if (
+                blob.get("format") == CACHE_FORMAT and blob.get("key") == key and verify_checksum(blob, path, "")
+            ):  # a damaged cache is rebuilt
+                return Dataset(
+                    name or blob["name"],
+                    blob["x_train"],
+                    blob["y_train"],
+                    blob["x_test"],
+                    blob["y_test"],
+                    list(blob["class_names"]),
+                    blob["source"],
+                    notes=list(blob.get("notes") or []),
+                )
+        except Exception:  # unreadable, damaged or foreign file: rebuild it rather than fail
             pass
     return None
 
@@ -69,8 +77,7 @@ def _build_lock(path: Path, what: str):
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            note_once(f"waiting for another process that is preparing {what} in {root} (it "
-                      f"holds {lock_path})")
+            note_once(f"waiting for another process that is preparing {what} in {root} (it holds {lock_path})")
             lock.acquire()
     except OSError:
         lock = None
@@ -92,12 +99,26 @@ def _build_and_cache(path: Path, key: str, build: Callable[[], Dataset]) -> Data
     # may be writing its own right now).
     remove_orphan_tmp(path.parent, older_than_s=ORPHAN_TMP_AGE_S)
     try:
-        torch_save(path, with_checksum({
-            "format": CACHE_FORMAT, "key": key, "name": ds.name, "x_train": ds.x_train,
-            "y_train": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test,
-            "class_names": list(ds.class_names), "source": ds.source, "notes": list(ds.notes)}))
-    except OSError as error:    # a read-only data folder still lets the user load the data
+        torch_save(
+            path,
+            with_checksum(
+                {
+                    "format": CACHE_FORMAT,
+                    "key": key,
+                    "name": ds.name,
+                    "x_train": ds.x_train,
+                    "y_train": ds.y_train,
+                    "x_test": ds.x_test,
+                    "y_test": ds.y_test,
+                    "class_names": list(ds.class_names),
+                    "source": ds.source,
+                    "notes": list(ds.notes),
+                }
+            ),
+        )
+    except OSError as error:  # a read-only data folder still lets the user load the data
         import warnings
+
         warnings.warn(f"could not write the dataset cache {path}: {error}", stacklevel=4)
     return ds
 

@@ -52,17 +52,25 @@ class Dataset:
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if x.dtype != torch.uint8 or x.dim() != 4:
-                raise ValueError(f"dataset {self.name!r}: x_{split} must be uint8 (N, C, H, W), "
-                                 f"got {x.dtype} with shape {tuple(x.shape)}")
+                raise ValueError(
+                    f"dataset {self.name!r}: x_{split} must be uint8 (N, C, H, W), "
+                    f"got {x.dtype} with shape {tuple(x.shape)}"
+                )
             if y.dtype != torch.int64 or y.dim() != 1 or len(y) != len(x):
-                raise ValueError(f"dataset {self.name!r}: y_{split} must be int64 (N,) with N = "
-                                 f"{len(x)}, got {y.dtype} with shape {tuple(y.shape)}")
+                raise ValueError(
+                    f"dataset {self.name!r}: y_{split} must be int64 (N,) with N = "
+                    f"{len(x)}, got {y.dtype} with shape {tuple(y.shape)}"
+                )
             if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(self.class_names)):
-                raise ValueError(f"dataset {self.name!r}: y_{split} has labels outside "
-                                 f"0..{len(self.class_names) - 1} ({len(self.class_names)} class names)")
+                raise ValueError(
+                    f"dataset {self.name!r}: y_{split} has labels outside "
+                    f"0..{len(self.class_names) - 1} ({len(self.class_names)} class names)"
+                )
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(f"dataset {self.name!r}: train images {tuple(self.x_train.shape[1:])} and "
-                             f"test images {tuple(self.x_test.shape[1:])} differ in shape")
+            raise ValueError(
+                f"dataset {self.name!r}: train images {tuple(self.x_train.shape[1:])} and "
+                f"test images {tuple(self.x_test.shape[1:])} differ in shape"
+            )
         if self.source not in SOURCES:
             raise ValueError(f"dataset {self.name!r}: source must be one of {SOURCES}, got {self.source!r}")
         self.class_names = [str(n) for n in self.class_names]
@@ -78,8 +86,10 @@ class Dataset:
 
     def __repr__(self) -> str:  # the default repr would print whole tensors
         c, h, w = self.image_shape
-        return (f"Dataset(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
-                f"classes={self.num_classes}, image_shape=({c}, {h}, {w}), source={self.source!r})")
+        return (
+            f"Dataset(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
+            f"classes={self.num_classes}, image_shape=({c}, {h}, {w}), source={self.source!r})"
+        )
 
 
 def fingerprint(ds: Dataset) -> dict[str, str]:
@@ -92,16 +102,19 @@ def fingerprint(ds: Dataset) -> dict[str, str]:
     pixel or label changes it. SHA-256 makes one pass over the bytes at hardware speed on
     current CPUs, a small part of what loading the same data costs.
     """
+
     def digest(*parts) -> str:
         h = hashlib.sha256()
         for part in parts:
-            h.update(part.contiguous().numpy().tobytes() if isinstance(part, torch.Tensor) else
-                     repr(part).encode())
+            h.update(part.contiguous().numpy().tobytes() if isinstance(part, torch.Tensor) else repr(part).encode())
             h.update(b"\0")
         return h.hexdigest()[:16]
 
-    return {"train": digest(tuple(ds.x_train.shape), ds.x_train, ds.y_train, list(ds.class_names)),
-            "test": digest(tuple(ds.x_test.shape), ds.x_test, ds.y_test), "source": ds.source}
+    return {
+        "train": digest(tuple(ds.x_train.shape), ds.x_train, ds.y_train, list(ds.class_names)),
+        "test": digest(tuple(ds.x_test.shape), ds.x_test, ds.y_test),
+        "source": ds.source,
+    }
 
 
 def check_fingerprint(recorded, ds: Dataset, what: str, todo: str) -> None:
@@ -114,8 +127,9 @@ def check_fingerprint(recorded, ds: Dataset, what: str, todo: str) -> None:
     changed = [split for split in ("train", "test") if recorded.get(split) != now[split]]
     if changed:
         parts = " and ".join(f"{split}{'ing' if split == 'train' else ''} split" for split in changed)
-        raise ValueError(f"{what}: {ds.name} now holds other data than the run was distilled on (its "
-                         f"{parts} changed); {todo}")
+        raise ValueError(
+            f"{what}: {ds.name} now holds other data than the run was distilled on (its {parts} changed); {todo}"
+        )
 
 
 def summary(ds: Dataset) -> str:
@@ -134,21 +148,23 @@ def summary(ds: Dataset) -> str:
     ]
     # One cell per class, several cells per line so that 200 classes stay readable.
     width = min(24, max((len(n) for n in ds.class_names), default=1))
-    cells = [f"{i:>3} {name[:width]:<{width}} {tr:>6} / {te:<6}"
-             for i, (name, tr, te) in enumerate(zip(ds.class_names, train_counts, test_counts))]
+    cells = [
+        f"{i:>3} {name[:width]:<{width}} {tr:>6} / {te:<6}"
+        for i, (name, tr, te) in enumerate(zip(ds.class_names, train_counts, test_counts))
+    ]
     per_line = 1 if k <= 20 else max(1, 110 // (len(cells[0]) + 2))
     header = f"{'#':>3} {'class':<{width}} {'train':>6} / {'test':<6}"
     lines.append("  " + "  ".join([header] * min(per_line, k)).rstrip())
     for start in range(0, k, per_line):
-        lines.append("  " + "  ".join(cells[start:start + per_line]).rstrip())
+        lines.append("  " + "  ".join(cells[start : start + per_line]).rstrip())
     return "\n".join(lines)
 
 
 # Class names for stand-ins of the datasets whose names are short enough to keep in code.
 # CIFAR-100's fine labels are listed in the dataset's own order (alphabetical), underscores as spaces.
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
-CIFAR100_CLASSES = tuple("""
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR100_CLASSES = tuple(
+    """
 apple|aquarium fish|baby|bear|beaver|bed|bee|beetle|bicycle|bottle|bowl|boy|bridge|bus|butterfly|
 camel|can|castle|caterpillar|cattle|chair|chimpanzee|clock|cloud|cockroach|couch|crab|crocodile|cup|
 dinosaur|dolphin|elephant|flatfish|forest|fox|girl|hamster|house|kangaroo|keyboard|lamp|lawn mower|
@@ -156,13 +172,15 @@ leopard|lion|lizard|lobster|man|maple tree|motorcycle|mountain|mouse|mushroom|oa
 otter|palm tree|pear|pickup truck|pine tree|plain|plate|poppy|porcupine|possum|rabbit|raccoon|ray|
 road|rocket|rose|sea|seal|shark|shrew|skunk|skyscraper|snail|snake|spider|squirrel|streetcar|
 sunflower|sweet pepper|table|tank|telephone|television|tiger|tractor|train|trout|tulip|turtle|
-wardrobe|whale|willow tree|wolf|woman|worm""".replace("\n", "").split("|"))
+wardrobe|whale|willow tree|wolf|woman|worm""".replace("\n", "").split("|")
+)
 DIGITS_CLASSES = tuple(str(i) for i in range(10))
 KNOWN_CLASS_NAMES = {"cifar10": CIFAR10_CLASSES, "cifar100": CIFAR100_CLASSES, "digits": DIGITS_CLASSES}
 
 
-def stand_in(name: str, num_classes: int, image_shape, n_train_per_class: int,
-             n_test_per_class: int, seed: int) -> Dataset:
+def stand_in(
+    name: str, num_classes: int, image_shape, n_train_per_class: int, n_test_per_class: int, seed: int
+) -> Dataset:
     """Synthetic, learnable, class-structured images with a real dataset's shape (source="stand-in").
 
     Each class has a smooth random prototype (random low-resolution colour blobs, upsampled);
@@ -173,9 +191,11 @@ def stand_in(name: str, num_classes: int, image_shape, n_train_per_class: int,
     """
     c, h, w = (int(v) for v in image_shape)
     if num_classes < 1 or min(c, h, w) < 1 or n_train_per_class < 1 or n_test_per_class < 0:
-        raise ValueError(f"stand_in: need num_classes >= 1, a positive image shape, n_train_per_class >= 1 "
-                         f"and n_test_per_class >= 0; got {num_classes}, {tuple(image_shape)}, "
-                         f"{n_train_per_class}, {n_test_per_class}")
+        raise ValueError(
+            f"stand_in: need num_classes >= 1, a positive image shape, n_train_per_class >= 1 "
+            f"and n_test_per_class >= 0; got {num_classes}, {tuple(image_shape)}, "
+            f"{n_train_per_class}, {n_test_per_class}"
+        )
     g = torch.Generator().manual_seed(int(seed))
     low = (max(2, h // 4), max(2, w // 4))
     prototypes = torch.rand(num_classes, c, *low, generator=g) * 2 - 1
@@ -188,8 +208,8 @@ def stand_in(name: str, num_classes: int, image_shape, n_train_per_class: int,
         # Small random translations (whole-tensor roll per sample via gather on a shifted index grid).
         shift_y = torch.randint(-1, 2, (n,), generator=g)
         shift_x = torch.randint(-1, 2, (n,), generator=g)
-        rows = (torch.arange(h)[None, :] - shift_y[:, None]).clamp(0, h - 1)        # (n, h)
-        cols = (torch.arange(w)[None, :] - shift_x[:, None]).clamp(0, w - 1)        # (n, w)
+        rows = (torch.arange(h)[None, :] - shift_y[:, None]).clamp(0, h - 1)  # (n, h)
+        cols = (torch.arange(w)[None, :] - shift_x[:, None]).clamp(0, w - 1)  # (n, w)
         x = x.gather(2, rows[:, None, :, None].expand(n, c, h, w))
         x = x.gather(3, cols[:, None, None, :].expand(n, c, h, w))
         brightness = 1 + 0.2 * torch.randn(n, 1, 1, 1, generator=g)
@@ -201,8 +221,9 @@ def stand_in(name: str, num_classes: int, image_shape, n_train_per_class: int,
     x_train, y_train = draw(n_train_per_class)
     x_test, y_test = draw(n_test_per_class)
     known = KNOWN_CLASS_NAMES.get(name)
-    names = list(known) if known is not None and len(known) == num_classes else \
-        [f"class {i}" for i in range(num_classes)]
+    names = (
+        list(known) if known is not None and len(known) == num_classes else [f"class {i}" for i in range(num_classes)]
+    )
     return Dataset(name, x_train, y_train, x_test, y_test, names, source="stand-in")
 
 
@@ -212,8 +233,10 @@ def _stratified_indices(y: torch.Tensor, n_held: int, seed: int, what: str) -> t
     n = len(y)
     k = int(torch.unique(y).numel())
     if not k <= n_held <= n - k:
-        raise ValueError(f"{what}: {n_held} must be between the number of classes ({k}) and the number "
-                         f"of images minus the number of classes ({n - k}) so that every class is on both sides")
+        raise ValueError(
+            f"{what}: {n_held} must be between the number of classes ({k}) and the number "
+            f"of images minus the number of classes ({n - k}) so that every class is on both sides"
+        )
     keep, held = train_test_split(np.arange(n), test_size=n_held, stratify=y.numpy(), random_state=int(seed))
     return np.sort(keep), np.sort(held)
 
@@ -227,12 +250,20 @@ def train_val_split(ds: Dataset, n_val: int, seed: int) -> Dataset:
     """
     keep, held = _stratified_indices(ds.y_train, int(n_val), seed, f"train_val_split(n_val={n_val})")
     keep, held = torch.from_numpy(keep), torch.from_numpy(held)
-    return Dataset(ds.name, ds.x_train[keep], ds.y_train[keep], ds.x_train[held], ds.y_train[held],
-                   list(ds.class_names), source="stand-in" if ds.source == "stand-in" else "subset")
+    return Dataset(
+        ds.name,
+        ds.x_train[keep],
+        ds.y_train[keep],
+        ds.x_train[held],
+        ds.y_train[held],
+        list(ds.class_names),
+        source="stand-in" if ds.source == "stand-in" else "subset",
+    )
 
 
-def subset(ds: Dataset, train_per_class: int | None = None, test_per_class: int | None = None,
-           seed: int = 0) -> Dataset:
+def subset(
+    ds: Dataset, train_per_class: int | None = None, test_per_class: int | None = None, seed: int = 0
+) -> Dataset:
     """A class-balanced random part of ``ds`` (e.g. 10% of CIFAR-10: 500 train and 100 test per class).
 
     ``None`` keeps a split whole. Classes with fewer images keep all of them. Source ``"subset"``
@@ -254,5 +285,12 @@ def subset(ds: Dataset, train_per_class: int | None = None, test_per_class: int 
         return torch.sort(order[rank < per_class]).values
 
     tr, te = pick(ds.y_train, train_per_class), pick(ds.y_test, test_per_class)
-    return Dataset(ds.name, ds.x_train[tr], ds.y_train[tr], ds.x_test[te], ds.y_test[te], list(ds.class_names),
-                   source="stand-in" if ds.source == "stand-in" else "subset")
+    return Dataset(
+        ds.name,
+        ds.x_train[tr],
+        ds.y_train[tr],
+        ds.x_test[te],
+        ds.y_test[te],
+        list(ds.class_names),
+        source="stand-in" if ds.source == "stand-in" else "subset",
+    )

@@ -26,8 +26,17 @@ class ChecksumError(ValueError):
     """A file's checksum differs from the published one (corrupted or incomplete download)."""
 
 
-def ensure_extracted(root: Path, folder: str, required: Sequence[str], archive: str, url: str, md5: str,
-                     download: bool, title: str, layout: str) -> Path:
+def ensure_extracted(
+    root: Path,
+    folder: str,
+    required: Sequence[str],
+    archive: str,
+    url: str,
+    md5: str,
+    download: bool,
+    title: str,
+    layout: str,
+) -> Path:
     """Make sure ``root/folder`` holds ``required`` files: extract a local archive or download it.
 
     The archive is checked by md5 before it is extracted; extraction goes to a temporary folder
@@ -45,13 +54,15 @@ def ensure_extracted(root: Path, folder: str, required: Sequence[str], archive: 
             raise FileNotFoundError(
                 f"{title} not found: looked in {target} (missing: {', '.join(missing)}). Expected layout:\n"
                 f"{layout}\nEither allow downloading (drop --no-download / use download=True), or download "
-                f"{url} yourself and put it at {archive_path} (or extract it into {root}).")
+                f"{url} yourself and put it at {archive_path} (or extract it into {root})."
+            )
         download_file(url, archive_path, md5, title)
     actual = calculate_md5(archive_path)
     if actual != md5:
         raise ChecksumError(
             f"{title}: checksum mismatch for {archive_path}: md5 {actual}, expected {md5}. The file is "
-            f"corrupted or incomplete; delete it and load again to download it from {url}.")
+            f"corrupted or incomplete; delete it and load again to download it from {url}."
+        )
     _extract(archive_path, root, folder, required, title)
     return target
 
@@ -70,9 +81,10 @@ def _extract(archive_path: Path, root: Path, folder: str, required: Sequence[str
             raise FileNotFoundError(f"{title}: archive {archive_path} does not contain the folder {folder}/")
         still_missing = [r for r in required if not (tmp / folder / r).exists()]
         if still_missing:
-            raise FileNotFoundError(f"{title}: archive {archive_path} lacks {', '.join(still_missing)} "
-                                    f"inside {folder}/")
-        if target.exists():     # an incomplete earlier folder: replace it
+            raise FileNotFoundError(
+                f"{title}: archive {archive_path} lacks {', '.join(still_missing)} inside {folder}/"
+            )
+        if target.exists():  # an incomplete earlier folder: replace it
             shutil.rmtree(target)
         os.replace(tmp / folder, target)
     finally:
@@ -89,14 +101,17 @@ def download_file(url: str, dest: Path, md5: str, title: str) -> None:
     with atomic_path(dest) as tmp:
         try:
             _stream(url, tmp, dest.name)
-        except OSError as error:    # URLError, HTTPError, timeouts, disk full
+        except OSError as error:  # URLError, HTTPError, timeouts, disk full
             raise FileNotFoundError(
                 f"{title}: downloading {url} failed ({type(error).__name__}: {error}). Download it "
-                f"yourself and put it at {dest}, or check the network.") from error
+                f"yourself and put it at {dest}, or check the network."
+            ) from error
         actual = calculate_md5(tmp)
         if actual != md5:
-            raise ChecksumError(f"{title}: checksum mismatch for the download from {url}: md5 {actual}, "
-                                f"expected {md5} (corrupted or incomplete); nothing was kept, try again.")
+            raise ChecksumError(
+                f"{title}: checksum mismatch for the download from {url}: md5 {actual}, "
+                f"expected {md5} (corrupted or incomplete); nothing was kept, try again."
+            )
 
 
 def _stream(url: str, path: Path, name: str) -> None:
@@ -108,8 +123,14 @@ def _stream(url: str, path: Path, name: str) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "podd"})
     with urllib.request.urlopen(request, timeout=60) as response, open(path, "wb") as out:
         total = response.headers.get("Content-Length")
-        with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                  desc=f"downloading {name}", disable=None, leave=False) as bar:
+        with tqdm(
+            total=int(total) if total else None,
+            unit="B",
+            unit_scale=True,
+            desc=f"downloading {name}",
+            disable=None,
+            leave=False,
+        ) as bar:
             while block := response.read(1 << 20):
                 out.write(block)
                 bar.update(len(block))

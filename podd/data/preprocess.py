@@ -36,10 +36,10 @@ from podd.io import _size, torch_save, verify_checksum, with_checksum
 from podd.notes import note_once
 
 ZCA_REG = 0.1
-_FIT_BLOCK = 4096       # images per block when accumulating XᵀX (bounds memory, not a hot path)
+_FIT_BLOCK = 4096  # images per block when accumulating XᵀX (bounds memory, not a hot path)
 _PREPROCESSOR_FORMAT = 1
 #: n·d² of a ZCA fit from which it is announced (XᵀX alone is n·d² multiply-adds: seconds on a CPU)
-SLOW_FIT_FLOPS = 10 ** 10
+SLOW_FIT_FLOPS = 10**10
 # D×D float64 matrices alive at once at the peak of a fit on the CPU (XᵀX, XᵀX/N, eigh's
 # eigenvectors and workspace, then the float64 products that build W and W⁻¹): measured ~6.1.
 # On a GPU at least three of them (XᵀX, XᵀX/N, the eigenvectors) are on the device.
@@ -49,9 +49,9 @@ _ZCA_PEAK_MATRICES_GPU = 3
 
 def _normalise_images(x_uint8: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """x/255, minus each image's mean, divided by each image's L2 norm → (N, D)."""
-    x = x_uint8.flatten(1).to(dtype) / 255.0     # flatten, not reshape(N, -1): N may be 0
+    x = x_uint8.flatten(1).to(dtype) / 255.0  # flatten, not reshape(N, -1): N may be 0
     x = x - x.mean(dim=1, keepdim=True)
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)   # a constant image stays all-zero
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)  # a constant image stays all-zero
 
 
 class Preprocessor:
@@ -60,8 +60,9 @@ class Preprocessor:
     Build one with :func:`make_preprocessor`; rebuild a saved one with :meth:`from_state_dict`.
     """
 
-    def __init__(self, kind: str, image_shape, *, mean=None, std=None, eigvecs=None, eigvals=None,
-                 reg: float | None = None) -> None:
+    def __init__(
+        self, kind: str, image_shape, *, mean=None, std=None, eigvecs=None, eigvals=None, reg: float | None = None
+    ) -> None:
         if kind not in ("zca", "standardize"):
             raise ValueError(f"preprocessor kind must be 'zca' or 'standardize', got {kind!r}")
         self.kind = kind
@@ -76,8 +77,8 @@ class Preprocessor:
             self.eigvals = eigvals.to(torch.float64)
             self.eps = float(self.reg * self.eigvals.mean())
             u, lam = self.eigvecs.to(torch.float64), self.eigvals + self.eps
-            self.matrix = ((u * lam.rsqrt()) @ u.T).to(torch.float32)            # W
-            self.inverse_matrix = ((u * lam.sqrt()) @ u.T).to(torch.float32)     # W⁻¹
+            self.matrix = ((u * lam.rsqrt()) @ u.T).to(torch.float32)  # W
+            self.inverse_matrix = ((u * lam.sqrt()) @ u.T).to(torch.float32)  # W⁻¹
         else:
             self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
             self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
@@ -97,8 +98,10 @@ class Preprocessor:
                 self._per_device[key] = {"w": self.matrix.to(device), "w_inv": self.inverse_matrix.to(device)}
             else:
                 c = len(self.mean)
-                self._per_device[key] = {"mean": self.mean.to(device).view(1, c, 1, 1),
-                                         "std": self.std.to(device).view(1, c, 1, 1)}
+                self._per_device[key] = {
+                    "mean": self.mean.to(device).view(1, c, 1, 1),
+                    "std": self.std.to(device).view(1, c, 1, 1),
+                }
         return self._per_device[key]
 
     def __call__(self, x_uint8: torch.Tensor) -> torch.Tensor:
@@ -106,8 +109,9 @@ class Preprocessor:
         if x_uint8.dtype != torch.uint8:
             raise ValueError(f"Preprocessor expects uint8 images (0..255), got {x_uint8.dtype}")
         if x_uint8.dim() != 4 or x_uint8.shape[1] != self.image_shape[0]:
-            raise ValueError(f"Preprocessor expects (N, {self.image_shape[0]}, H, W) images, got "
-                             f"{tuple(x_uint8.shape)}")
+            raise ValueError(
+                f"Preprocessor expects (N, {self.image_shape[0]}, H, W) images, got {tuple(x_uint8.shape)}"
+            )
         p = self._on(x_uint8.device)
         if not self.zca:
             return (x_uint8.to(torch.float32) / 255.0 - p["mean"]) / p["std"]
@@ -128,8 +132,10 @@ class Preprocessor:
         if single:
             x = x.unsqueeze(0)
         if x.dim() != 4 or x.shape[1] != self.image_shape[0]:
-            raise ValueError(f"inverse expects (N, {self.image_shape[0]}, H, W) or ({self.image_shape[0]}, H, W), "
-                             f"got {tuple(x.shape) if not single else tuple(x.shape[1:])}")
+            raise ValueError(
+                f"inverse expects (N, {self.image_shape[0]}, H, W) or ({self.image_shape[0]}, H, W), "
+                f"got {tuple(x.shape) if not single else tuple(x.shape[1:])}"
+            )
         if not self.zca:
             p = self._on(x.device)
             out = (x * p["std"] + p["mean"]).clamp(0, 1)
@@ -156,7 +162,7 @@ class Preprocessor:
     def _inverse_convolution(self, x: torch.Tensor, w_inv: torch.Tensor) -> torch.Tensor:
         c, h, w = self.image_shape
         cy, cx = h // 2, w // 2
-        rows = w_inv.reshape(c, h, w, c, h, w)[:, cy, cx]           # (C_out, C_in, h, w)
+        rows = w_inv.reshape(c, h, w, c, h, w)[:, cy, cx]  # (C_out, C_in, h, w)
         padded = F.pad(x, (cx, w - 1 - cx, cy, h - 1 - cy))
         return F.conv2d(padded, rows)
 
@@ -167,18 +173,30 @@ class Preprocessor:
         matrices are float32 anyway): 37 MB for 32×32 colour images, 600 MB for 64×64.
         """
         if self.zca:
-            return {"format": _PREPROCESSOR_FORMAT, "kind": "zca", "image_shape": list(self.image_shape),
-                    "reg": self.reg, "eigvecs": self.eigvecs, "eigvals": self.eigvals}
-        return {"format": _PREPROCESSOR_FORMAT, "kind": "standardize", "image_shape": list(self.image_shape),
-                "mean": self.mean, "std": self.std}
+            return {
+                "format": _PREPROCESSOR_FORMAT,
+                "kind": "zca",
+                "image_shape": list(self.image_shape),
+                "reg": self.reg,
+                "eigvecs": self.eigvecs,
+                "eigvals": self.eigvals,
+            }
+        return {
+            "format": _PREPROCESSOR_FORMAT,
+            "kind": "standardize",
+            "image_shape": list(self.image_shape),
+            "mean": self.mean,
+            "std": self.std,
+        }
 
     @classmethod
     def from_state_dict(cls, state: dict) -> Preprocessor:
         if not isinstance(state, dict) or state.get("kind") not in ("zca", "standardize"):
             raise ValueError("not a podd preprocessor state (expected a dict with kind 'zca' or 'standardize')")
         if state["kind"] == "zca":
-            return cls("zca", state["image_shape"], eigvecs=state["eigvecs"], eigvals=state["eigvals"],
-                       reg=state["reg"])
+            return cls(
+                "zca", state["image_shape"], eigvecs=state["eigvecs"], eigvals=state["eigvals"], reg=state["reg"]
+            )
         return cls("standardize", state["image_shape"], mean=state["mean"], std=state["std"])
 
 
@@ -197,9 +215,11 @@ def fit_zca(x_train: torch.Tensor, reg: float = ZCA_REG, device: str | torch.dev
     if bool((flat.amax(dim=1) == flat.amin(dim=1)).all()):
         # Each image minus its own mean is then zero: XᵀX = 0, its eigenvalues and so the
         # regularisation ε are 0, and W = U diag(0^-1/2) Uᵀ is inf/NaN (every input NaN).
-        raise ValueError(f"ZCA whitening: each of the {n} training images is a single value in every "
-                         f"pixel and channel, so the whitening is undefined (it would make every input "
-                         f"NaN); check how the images were written, or use --set zca=false")
+        raise ValueError(
+            f"ZCA whitening: each of the {n} training images is a single value in every "
+            f"pixel and channel, so the whitening is undefined (it would make every input "
+            f"NaN); check how the images were written, or use --set zca=false"
+        )
     check_zca_memory(tuple(x_train.shape[1:]), device)
     d = x_train[0].numel()
     gram = torch.zeros(d, d, dtype=torch.float64, device=device)
@@ -208,8 +228,7 @@ def fit_zca(x_train: torch.Tensor, reg: float = ZCA_REG, device: str | torch.dev
         gram.addmm_(z.T, z)
     eigvals, eigvecs = torch.linalg.eigh(gram / n)
     # Rounding can make the smallest eigenvalues slightly negative; they are zero.
-    return Preprocessor("zca", x_train.shape[1:], eigvecs=eigvecs.cpu(), eigvals=eigvals.clamp_min(0).cpu(),
-                        reg=reg)
+    return Preprocessor("zca", x_train.shape[1:], eigvecs=eigvecs.cpu(), eigvals=eigvals.clamp_min(0).cpu(), reg=reg)
 
 
 def _physical_memory() -> int | None:
@@ -229,17 +248,20 @@ def check_zca_memory(image_shape: tuple[int, ...], device: str | torch.device | 
     device = torch.device(device)
     c, h, w = image_shape
     d = c * h * w
-    one = 8 * d * d         # one D×D float64 matrix
+    one = 8 * d * d  # one D×D float64 matrix
     limits = [("this machine's memory", _physical_memory(), _ZCA_PEAK_MATRICES)]
     if device.type == "cuda":
-        limits.append(("the GPU's memory", torch.cuda.get_device_properties(device).total_memory,
-                       _ZCA_PEAK_MATRICES_GPU))
+        limits.append(
+            ("the GPU's memory", torch.cuda.get_device_properties(device).total_memory, _ZCA_PEAK_MATRICES_GPU)
+        )
     for where, have, copies in limits:
         if have is not None and copies * one > have:
-            raise ValueError(f"ZCA whitening of {c}×{h}×{w} images works on {d}×{d} matrices ({_size(one)} "
-                             f"each in float64); fitting it needs about {_size(copies * one)}, more than "
-                             f"{where} ({_size(have)}): use --set zca=false (per-channel standardisation), "
-                             f"or resize the images (the paper whitens 32×32 and 64×64 images)")
+            raise ValueError(
+                f"ZCA whitening of {c}×{h}×{w} images works on {d}×{d} matrices ({_size(one)} "
+                f"each in float64); fitting it needs about {_size(copies * one)}, more than "
+                f"{where} ({_size(have)}): use --set zca=false (per-channel standardisation), "
+                f"or resize the images (the paper whitens 32×32 and 64×64 images)"
+            )
 
 
 def fit_standardize(x_train: torch.Tensor) -> Preprocessor:
@@ -262,8 +284,15 @@ def zca_cache_path(ds: Dataset, reg: float = ZCA_REG, root: str | os.PathLike | 
     return data_root(root) / "cache" / f"zca-{safe}-{training_hash(ds)}-reg{reg:g}.pt"
 
 
-def make_preprocessor(ds: Dataset, zca: bool, root: str | os.PathLike | None = None, *, reg: float = ZCA_REG,
-                      device: str | torch.device | None = None, cache: bool = True) -> Preprocessor:
+def make_preprocessor(
+    ds: Dataset,
+    zca: bool,
+    root: str | os.PathLike | None = None,
+    *,
+    reg: float = ZCA_REG,
+    device: str | torch.device | None = None,
+    cache: bool = True,
+) -> Preprocessor:
     """The preprocessor for ``ds``, fitted on its training split.
 
     ``zca=True``: the paper's ZCA (module docstring), loaded from / saved to
@@ -272,30 +301,34 @@ def make_preprocessor(ds: Dataset, zca: bool, root: str | os.PathLike | None = N
     """
     lo, hi = torch.aminmax(ds.x_train) if ds.x_train.numel() else (0, 1)
     if lo == hi:
-        raise ValueError(f"dataset {ds.name!r}: every pixel of all {len(ds.x_train)} training images is "
-                         f"{int(lo)}, so there is nothing to distil (every input "
-                         f"would be the same); check how the images were written (an all-zero array "
-                         f"from a failed conversion?)")
+        raise ValueError(
+            f"dataset {ds.name!r}: every pixel of all {len(ds.x_train)} training images is "
+            f"{int(lo)}, so there is nothing to distil (every input "
+            f"would be the same); check how the images were written (an all-zero array "
+            f"from a failed conversion?)"
+        )
     if not zca:
         return fit_standardize(ds.x_train)
     path = zca_cache_path(ds, reg, root) if cache else None
     if path is not None and path.is_file():
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            if verify_checksum(state, path, ""):    # a damaged cache is fitted again
+            if verify_checksum(state, path, ""):  # a damaged cache is fitted again
                 return Preprocessor.from_state_dict(state)
-        except Exception:   # unreadable or damaged cache: fit again and overwrite it
+        except Exception:  # unreadable or damaged cache: fit again and overwrite it
             pass
     n, d = len(ds.x_train), ds.x_train[0].numel()
-    if n * d * d >= SLOW_FIT_FLOPS:     # seconds to minutes on a CPU: say what is happening
+    if n * d * d >= SLOW_FIT_FLOPS:  # seconds to minutes on a CPU: say what is happening
         where = f"; later runs read it from {path}" if path is not None else ""
-        note_once(f"fitting ZCA whitening on {n} training images of {'×'.join(map(str, ds.x_train.shape[1:]))} "
-                  f"(once{where})")
+        note_once(
+            f"fitting ZCA whitening on {n} training images of {'×'.join(map(str, ds.x_train.shape[1:]))} (once{where})"
+        )
     pre = fit_zca(ds.x_train, reg=reg, device=device)
     if path is not None:
         try:
             torch_save(path, with_checksum(pre.state_dict()))
         except OSError as error:
             import warnings
+
             warnings.warn(f"could not write the ZCA cache {path}: {error}", stacklevel=2)
     return pre

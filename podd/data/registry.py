@@ -60,7 +60,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     if sep:
         return load_local(scheme, Path(path).expanduser(), key, data_root(root))
     if key == "digits":
-        return read_digits()   # bundled with scikit-learn: nothing to download or cache
+        return read_digits()  # bundled with scikit-learn: nothing to download or cache
     root_dir = data_root(root)
     reader = READERS[key]
     return cached(root_dir / "cache" / f"{key}.pt", key, lambda: reader(root_dir, download))

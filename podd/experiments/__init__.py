@@ -42,11 +42,31 @@ from podd.experiments.run import (
 from podd.experiments.sweep import Sweep
 
 __all__ = [
-    "DIGITS_LABEL", "DIGITS_METHODS", "compare_methods", "compare_on_digits", "default_workers",
-    "format_table", "job_config", "random_real_accuracy", "run_name", "DataRequest", "load_data",
-    "request_for", "METHOD_NAMES", "RunOutcome", "Stopwatch", "config_dict",
-    "distill_and_evaluate", "method_label", "method_name", "outcome_of_run", "preprocessor_for",
-    "real_reference", "runs_sidecar", "Sweep", "reset_caches",
+    "DIGITS_LABEL",
+    "DIGITS_METHODS",
+    "compare_methods",
+    "compare_on_digits",
+    "default_workers",
+    "format_table",
+    "job_config",
+    "random_real_accuracy",
+    "run_name",
+    "DataRequest",
+    "load_data",
+    "request_for",
+    "METHOD_NAMES",
+    "RunOutcome",
+    "Stopwatch",
+    "config_dict",
+    "distill_and_evaluate",
+    "method_label",
+    "method_name",
+    "outcome_of_run",
+    "preprocessor_for",
+    "real_reference",
+    "runs_sidecar",
+    "Sweep",
+    "reset_caches",
 ]
 
 

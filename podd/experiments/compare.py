@@ -29,23 +29,52 @@ DIGITS_LABEL = "digits (sklearn, full 1797 images)"
 DIGITS_METHODS = (("podd", 0.5), ("podd", 1.0), ("baseline", 1.0))
 
 
-def compare_on_digits(profile: str = "quick", seeds=(0,), eval_models: int | None = None,
-                      eval_steps=None, out_dir: str | Path | None = "runs/demo",
-                      progress: bool = True, dataset=None, methods=DIGITS_METHODS, workers: int = 1,
-                      **overrides) -> dict[str, Any]:
+def compare_on_digits(
+    profile: str = "quick",
+    seeds=(0,),
+    eval_models: int | None = None,
+    eval_steps=None,
+    out_dir: str | Path | None = "runs/demo",
+    progress: bool = True,
+    dataset=None,
+    methods=DIGITS_METHODS,
+    workers: int = 1,
+    **overrides,
+) -> dict[str, Any]:
     """The demo's comparison: :func:`compare_methods` on scikit-learn's digits."""
     ds = dataset if dataset is not None else load_dataset("digits")
-    return compare_methods(ds, "digits", DIGITS_LABEL, profile, seeds=seeds,
-                           eval_models=eval_models, eval_steps=eval_steps, out_dir=out_dir,
-                           progress=progress, methods=methods, workers=workers, **overrides)
+    return compare_methods(
+        ds,
+        "digits",
+        DIGITS_LABEL,
+        profile,
+        seeds=seeds,
+        eval_models=eval_models,
+        eval_steps=eval_steps,
+        out_dir=out_dir,
+        progress=progress,
+        methods=methods,
+        workers=workers,
+        **overrides,
+    )
 
 
-def compare_methods(ds, preset: str, data_label: str, profile: str = "quick", seeds=(0,),
-                    eval_models: int | None = None, eval_steps=None,
-                    out_dir: str | Path | None = None, progress: bool = True,
-                    methods=DIGITS_METHODS, workers: int = 1,
-                    continue_from: dict[str, str] | None = None, resume: bool = False,
-                    **overrides) -> dict[str, Any]:
+def compare_methods(
+    ds,
+    preset: str,
+    data_label: str,
+    profile: str = "quick",
+    seeds=(0,),
+    eval_models: int | None = None,
+    eval_steps=None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    methods=DIGITS_METHODS,
+    workers: int = 1,
+    continue_from: dict[str, str] | None = None,
+    resume: bool = False,
+    **overrides,
+) -> dict[str, Any]:
     """Distil ``ds`` with each of ``methods`` ((mode, ipc) pairs) for each seed, evaluate, and
     return rows + settings.
 
@@ -89,30 +118,44 @@ def compare_methods(ds, preset: str, data_label: str, profile: str = "quick", se
         raise ValueError("resume needs out_dir: the run directories to go on from")
     if workers < 1:
         raise ValueError(f"workers={workers}: must be at least 1")
-    configs = {(mode, ipc, seed): job_config(ds, profile, mode, ipc, seed, eval_models, eval_steps,
-                                             overrides, preset)
-               for mode, ipc in methods for seed in seeds}
-    for mode, ipc in methods:   # missing CLIP weights: said now, not after other runs
+    configs = {
+        (mode, ipc, seed): job_config(ds, profile, mode, ipc, seed, eval_models, eval_steps, overrides, preset)
+        for mode, ipc in methods
+        for seed in seeds
+    }
+    for mode, ipc in methods:  # missing CLIP weights: said now, not after other runs
         check_class_order(configs[mode, ipc, seeds[0]], ds.class_names, tuple(ds.image_shape))
     runs = [*run_order(configs), *(("real", 1.0, seed) for seed in seeds)]
     processes = min(workers, len(runs))
     if progress and processes > 1:
-        print(f"running {len(runs)} jobs ({len(configs)} distillations) in {processes} "
-              f"single-threaded processes; each reports when it is done", flush=True)
+        print(
+            f"running {len(runs)} jobs ({len(configs)} distillations) in {processes} "
+            f"single-threaded processes; each reports when it is done",
+            flush=True,
+        )
 
     futures, outcomes = {}, {}
-    with Sweep(ds, "local", name="comparison", out_dir=out_dir, run_dirs=out_dir is not None,
-               reattach=resume, posters=True, progress=progress and processes == 1,
-               workers=processes, threads=1) as sweep:
+    with Sweep(
+        ds,
+        "local",
+        name="comparison",
+        out_dir=out_dir,
+        run_dirs=out_dir is not None,
+        reattach=resume,
+        posters=True,
+        progress=progress and processes == 1,
+        workers=processes,
+        threads=1,
+    ) as sweep:
         for run in runs:
             mode, ipc, seed = run
             if mode == "real":
-                futures[run] = sweep.reference(real_config(base, eval_models, eval_steps, seed),
-                                               1, seed)
+                futures[run] = sweep.reference(real_config(base, eval_models, eval_steps, seed), 1, seed)
             else:
-                futures[run] = sweep.distill(configs[run], cell=run_name(*run),
-                                             continue_from=(continue_from or {}).get(run_name(*run)))
-            if futures[run].done():         # run in this process, or taken finished
+                futures[run] = sweep.distill(
+                    configs[run], cell=run_name(*run), continue_from=(continue_from or {}).get(run_name(*run))
+                )
+            if futures[run].done():  # run in this process, or taken finished
                 outcomes[run] = _announce(futures[run].result(), run, progress)
         pending = {future: run for run, future in futures.items() if run not in outcomes}
         for future in as_completed(pending):
@@ -124,20 +167,38 @@ def compare_methods(ds, preset: str, data_label: str, profile: str = "quick", se
         done = [outcomes[mode, ipc, seed] for seed in seeds]
         accuracy = torch.cat([o.evaluation.accuracy[:, -1] for o in done])
         geometry = done[-1].artifact.geometry if mode != "real" else None
-        rows.append(_row(method_label(mode), mode, geometry.ipc if geometry else 1.0,
-                         geometry.pixels if geometry else K * h * w, seeds, accuracy))
+        rows.append(
+            _row(
+                method_label(mode),
+                mode,
+                geometry.ipc if geometry else 1.0,
+                geometry.pixels if geometry else K * h * w,
+                seeds,
+                accuracy,
+            )
+        )
         if mode != "real":
             for seed, outcome in zip(seeds, done):
                 name = run_name(mode, ipc, seed)
                 run_dirs[name] = str(Path(out_dir) / name) if out_dir is not None else None
                 made_at[name] = outcome.made_at
 
-    return {"dataset": data_label, "data_source": getattr(ds, "source", "full"),
-            "profile": profile, "seeds": list(seeds), "eval_models_per_seed": eval_models,
-            "eval_steps": eval_steps[-1], "settings": base.to_dict(), "overrides": overrides,
-            "rows": rows, "runs": run_dirs, "made_at": made_at,
-            "taken_finished": sorted(run_name(*run) for run, o in outcomes.items() if o.collected),
-            "workers": workers, "wall_time_s": round(time.perf_counter() - t0, 1)}
+    return {
+        "dataset": data_label,
+        "data_source": getattr(ds, "source", "full"),
+        "profile": profile,
+        "seeds": list(seeds),
+        "eval_models_per_seed": eval_models,
+        "eval_steps": eval_steps[-1],
+        "settings": base.to_dict(),
+        "overrides": overrides,
+        "rows": rows,
+        "runs": run_dirs,
+        "made_at": made_at,
+        "taken_finished": sorted(run_name(*run) for run, o in outcomes.items() if o.collected),
+        "workers": workers,
+        "wall_time_s": round(time.perf_counter() - t0, 1),
+    }
 
 
 def run_name(mode: str, ipc: float, seed: int) -> str:
@@ -156,34 +217,52 @@ def _announce(outcome, run, progress: bool):
     if progress:
         mode, ipc, seed = run
         taken = ", taken finished" if outcome.collected else ""
-        print(f"done: {method_label(mode)} {ipc:g} IPC, seed {seed}: "
-              f"{float(outcome.evaluation.accuracy[:, -1].double().mean()):.1f} % "
-              f"({outcome.wall_time_s:.0f} s{taken})", flush=True)
+        print(
+            f"done: {method_label(mode)} {ipc:g} IPC, seed {seed}: "
+            f"{float(outcome.evaluation.accuracy[:, -1].double().mean()):.1f} % "
+            f"({outcome.wall_time_s:.0f} s{taken})",
+            flush=True,
+        )
     return outcome
 
 
 def _base_config(ds, preset: str, profile: str, overrides: dict):
     """The comparison's shared settings (evaluation, preprocessing): ``preset``'s settings as
     :func:`podd.presets.resolve_config` resolves them for this data."""
-    return resolve_config(ds.name, profile, like=preset, num_classes=ds.num_classes,
-                          image_shape=tuple(ds.image_shape), **overrides)
+    return resolve_config(
+        ds.name, profile, like=preset, num_classes=ds.num_classes, image_shape=tuple(ds.image_shape), **overrides
+    )
 
 
-def job_config(ds, profile: str, mode: str, ipc: float, seed: int, eval_models: int,
-               eval_steps, overrides: dict | None = None, preset: str = "digits"):
+def job_config(
+    ds,
+    profile: str,
+    mode: str,
+    ipc: float,
+    seed: int,
+    eval_models: int,
+    eval_steps,
+    overrides: dict | None = None,
+    preset: str = "digits",
+):
     """The config of one distillation of the comparison: :func:`podd.presets.resolve_config`,
     the same as ``podd distill --dataset DS --like PRESET --ipc IPC --mode MODE --seed SEED``
     with the comparison's evaluation settings."""
-    return resolve_config(ds.name, profile, like=preset, mode=mode, ipc=ipc,
-                          num_classes=ds.num_classes, image_shape=tuple(ds.image_shape),
-                          **{**(overrides or {}), "seed": seed, "eval_models": eval_models,
-                             "eval_steps": tuple(eval_steps)})
+    return resolve_config(
+        ds.name,
+        profile,
+        like=preset,
+        mode=mode,
+        ipc=ipc,
+        num_classes=ds.num_classes,
+        image_shape=tuple(ds.image_shape),
+        **{**(overrides or {}), "seed": seed, "eval_models": eval_models, "eval_steps": tuple(eval_steps)},
+    )
 
 
 def real_config(settings, eval_models: int, eval_steps, seed: int):
     """The settings of the random-real row of one seed: ``settings``' evaluation on the CPU."""
-    return settings.replace(eval_models=eval_models, eval_steps=tuple(eval_steps), seed=seed,
-                            device="cpu")
+    return settings.replace(eval_models=eval_models, eval_steps=tuple(eval_steps), seed=seed, device="cpu")
 
 
 def random_real_accuracy(ds, settings, eval_models: int, eval_steps, seed: int) -> torch.Tensor:
@@ -196,25 +275,32 @@ def random_real_accuracy(ds, settings, eval_models: int, eval_steps, seed: int) 
 
 def _row(method, mode, ipc, pixels, seeds, accuracy: torch.Tensor) -> dict[str, Any]:
     accuracy = accuracy.double()
-    return {"method": method, "mode": mode, "ipc": round(float(ipc), 3), "pixels": int(pixels),
-            "seeds": list(seeds), "accuracies": [round(float(a), 2) for a in accuracy],
-            "mean": float(accuracy.mean()),
-            "std": float(accuracy.std()) if accuracy.numel() > 1 else 0.0}
+    return {
+        "method": method,
+        "mode": mode,
+        "ipc": round(float(ipc), 3),
+        "pixels": int(pixels),
+        "seeds": list(seeds),
+        "accuracies": [round(float(a), 2) for a in accuracy],
+        "mean": float(accuracy.mean()),
+        "std": float(accuracy.std()) if accuracy.numel() > 1 else 0.0,
+    }
 
 
 def format_table(report: dict[str, Any]) -> str:
     """A markdown table of the comparison with its data label and protocol."""
-    lines = [f"Test accuracy on {report['dataset']}: {len(report['seeds'])} seed(s) × "
-             f"{report['eval_models_per_seed']} evaluation ConvNets × {report['eval_steps']} "
-             f"steps each (profile `{report['profile']}`"
-             + "".join(f", {k}={v}" for k, v in sorted(report.get("overrides", {}).items()))
-             + "); mean ± std over all models.",
-             "",
-             "| method | IPC | pixels | accuracy (%) |",
-             "|---|---|---|---|"]
+    lines = [
+        f"Test accuracy on {report['dataset']}: {len(report['seeds'])} seed(s) × "
+        f"{report['eval_models_per_seed']} evaluation ConvNets × {report['eval_steps']} "
+        f"steps each (profile `{report['profile']}`"
+        + "".join(f", {k}={v}" for k, v in sorted(report.get("overrides", {}).items()))
+        + "); mean ± std over all models.",
+        "",
+        "| method | IPC | pixels | accuracy (%) |",
+        "|---|---|---|---|",
+    ]
     for row in report["rows"]:
-        lines.append(f"| {row['method']} | {row['ipc']:.2f} | {row['pixels']} | "
-                     f"{row['mean']:.1f} ± {row['std']:.1f} |")
+        lines.append(f"| {row['method']} | {row['ipc']:.2f} | {row['pixels']} | {row['mean']:.1f} ± {row['std']:.1f} |")
     return "\n".join(lines)
 
 

@@ -50,8 +50,7 @@ def load_data(dataset: str, profile: str, *, root=None, seed: int = 0, n_val: in
         ds = data.load_dataset(dataset, root=root, download=(profile != "smoke"))
     if n_val:
         ds = data.train_val_split(ds, n_val=n_val, seed=seed)
-    REQUESTS.put(id(ds), (ds, DataRequest(dataset, profile, None if root is None else str(root),
-                                          seed, n_val)))
+    REQUESTS.put(id(ds), (ds, DataRequest(dataset, profile, None if root is None else str(root), seed, n_val)))
     return ds
 
 
@@ -68,8 +67,9 @@ class DataRequest:
 
     def load(self):
         """The dataset, loaded once per process."""
-        return LOADED.get(self, lambda: load_data(self.dataset, self.profile, root=self.root,
-                                                  seed=self.seed, n_val=self.n_val))
+        return LOADED.get(
+            self, lambda: load_data(self.dataset, self.profile, root=self.root, seed=self.seed, n_val=self.n_val)
+        )
 
 
 def request_for(ds) -> DataRequest | None:

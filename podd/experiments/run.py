@@ -89,8 +89,9 @@ def _eval_text(evaluation) -> str:
     return f"{evaluation.num_models} models × {evaluation.steps[-1]} steps"
 
 
-def distill_and_evaluate(config, ds, *, out_dir=None, progress: bool = False,
-                         resume: bool = False, stop=None, **row_extra) -> RunOutcome:
+def distill_and_evaluate(
+    config, ds, *, out_dir=None, progress: bool = False, resume: bool = False, stop=None, **row_extra
+) -> RunOutcome:
     """Distil with ``config`` on ``ds``; the engine then evaluates the poster (§5.1 protocol:
     ``config.eval_models`` fresh ConvNets, test accuracy at ``config.eval_steps``).
 
@@ -103,11 +104,23 @@ def distill_and_evaluate(config, ds, *, out_dir=None, progress: bool = False,
     if not config.eval_models:
         raise ValueError("config.eval_models is 0: nothing would be evaluated; set eval_models >= 1")
     with Stopwatch() as watch:
-        result = distill(config, dataset=ds, out_dir=out_dir, progress=progress, resume=resume,
-                         preprocessor=preprocessor_for(ds, config.zca), stop=stop)
+        result = distill(
+            config,
+            dataset=ds,
+            out_dir=out_dir,
+            progress=progress,
+            resume=resume,
+            preprocessor=preprocessor_for(ds, config.zca),
+            stop=stop,
+        )
     evaluation = result.evaluation
-    return RunOutcome(config=config, artifact=result.artifact, evaluation=evaluation,
-                      wall_time_s=watch.seconds, row=_poster_row(config, result, row_extra))
+    return RunOutcome(
+        config=config,
+        artifact=result.artifact,
+        evaluation=evaluation,
+        wall_time_s=watch.seconds,
+        row=_poster_row(config, result, row_extra),
+    )
 
 
 def outcome_of_run(run_dir, config, row_extra: dict) -> RunOutcome:
@@ -118,25 +131,38 @@ def outcome_of_run(run_dir, config, row_extra: dict) -> RunOutcome:
     artifact, final = load_run(run_dir)
     evaluation = (final or {}).get("result", {}).get("evaluation")
     if evaluation is None:
-        raise ValueError(f"{run_dir} holds no final evaluation (its final.json is missing or "
-                         f"damaged); delete the directory to run it again")
+        raise ValueError(
+            f"{run_dir} holds no final evaluation (its final.json is missing or "
+            f"damaged); delete the directory to run it again"
+        )
     result = SimpleNamespace(artifact=artifact, evaluation=EvalResult.from_dict(evaluation))
     provenance = final.get("provenance", {})
-    return RunOutcome(config=config, artifact=artifact, evaluation=result.evaluation,
-                      wall_time_s=float(provenance.get("wall_time_s") or 0.0),
-                      row=_poster_row(config, result, row_extra),
-                      made_at=provenance.get("git_commit"), collected=True)
+    return RunOutcome(
+        config=config,
+        artifact=artifact,
+        evaluation=result.evaluation,
+        wall_time_s=float(provenance.get("wall_time_s") or 0.0),
+        row=_poster_row(config, result, row_extra),
+        made_at=provenance.get("git_commit"),
+        collected=True,
+    )
 
 
 def _poster_row(config, result, row_extra: dict) -> dict[str, Any]:
     """A distilled poster's table row; ``row_extra`` goes before the accuracy columns."""
     evaluation, geometry = result.evaluation, result.artifact.geometry
-    return {"method": method_name(config.mode), "ipc": float(config.ipc),
-            "exact IPC": round(float(geometry.ipc), 3),
-            "poster H×W": f"{geometry.size[0]}×{geometry.size[1]}",
-            "patches": int(geometry.num_patches), "labels": result.artifact.label_mode,
-            **row_extra,
-            "accuracy": evaluation.mean(), "std": evaluation.std(), "eval": _eval_text(evaluation)}
+    return {
+        "method": method_name(config.mode),
+        "ipc": float(config.ipc),
+        "exact IPC": round(float(geometry.ipc), 3),
+        "poster H×W": f"{geometry.size[0]}×{geometry.size[1]}",
+        "patches": int(geometry.num_patches),
+        "labels": result.artifact.label_mode,
+        **row_extra,
+        "accuracy": evaluation.mean(),
+        "std": evaluation.std(),
+        "eval": _eval_text(evaluation),
+    }
 
 
 def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) -> RunOutcome:
@@ -146,14 +172,21 @@ def real_reference(ds, config, images_per_class: int = 1, subset_seed: int = 0) 
     n_images = images_per_class * ds.num_classes
     protocol = EvalProtocol.from_config(config, batch_size=min(n_images, DEFAULT_BATCH_SIZE))
     with Stopwatch() as watch:
-        evaluation = real_subset_reference(ds, preprocessor_for(ds, config.zca), images_per_class,
-                                           protocol, subset_seed=subset_seed)
-    row = {"method": f"{method_name('real')} ({images_per_class} per class)",
-           "ipc": float(images_per_class), "exact IPC": float(images_per_class),
-           "poster H×W": "–", "patches": images_per_class * ds.num_classes, "labels": "hard",
-           "accuracy": evaluation.mean(), "std": evaluation.std(), "eval": _eval_text(evaluation)}
-    return RunOutcome(config=config, artifact=None, evaluation=evaluation,
-                      wall_time_s=watch.seconds, row=row)
+        evaluation = real_subset_reference(
+            ds, preprocessor_for(ds, config.zca), images_per_class, protocol, subset_seed=subset_seed
+        )
+    row = {
+        "method": f"{method_name('real')} ({images_per_class} per class)",
+        "ipc": float(images_per_class),
+        "exact IPC": float(images_per_class),
+        "poster H×W": "–",
+        "patches": images_per_class * ds.num_classes,
+        "labels": "hard",
+        "accuracy": evaluation.mean(),
+        "std": evaluation.std(),
+        "eval": _eval_text(evaluation),
+    }
+    return RunOutcome(config=config, artifact=None, evaluation=evaluation, wall_time_s=watch.seconds, row=row)
 
 
 def runs_sidecar(ds, profile: str, outcomes, *, requested: str | None = None, **extra):
@@ -163,9 +196,14 @@ def runs_sidecar(ds, profile: str, outcomes, *, requested: str | None = None, **
 
     outcomes = list(outcomes)
     configs = [config_dict(o.config) for o in outcomes]
-    return make_sidecar(dataset=requested or ds.name, data_source=ds.source, profile=profile,
-                        hyperparameters={"runs": configs},
-                        seeds=sorted({int(c["seed"]) for c in configs}),
-                        wall_time_s=sum(o.wall_time_s for o in outcomes),
-                        device=str(resolve_device(configs[0]["device"])) if configs else None,
-                        data=f"{len(ds.y_train)} train / {len(ds.y_test)} test images", **extra)
+    return make_sidecar(
+        dataset=requested or ds.name,
+        data_source=ds.source,
+        profile=profile,
+        hyperparameters={"runs": configs},
+        seeds=sorted({int(c["seed"]) for c in configs}),
+        wall_time_s=sum(o.wall_time_s for o in outcomes),
+        device=str(resolve_device(configs[0]["device"])) if configs else None,
+        data=f"{len(ds.y_train)} train / {len(ds.y_test)} test images",
+        **extra,
+    )

@@ -33,18 +33,40 @@ MANIFEST = "sweep.json"
 #: where sweeps keep their cells when no folder is given: $PODD_SWEEPS, else runs/sweeps
 SWEEPS_ENV, DEFAULT_SWEEPS = "PODD_SWEEPS", os.path.join("runs", "sweeps")
 #: Slurm states of a job that will still run (or is running): a sweep waits for it
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-                           "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "SIGNALING",
-                           "STAGE_OUT"})
+ACTIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "CONFIGURING",
+        "COMPLETING",
+        "RESIZING",
+        "SUSPENDED",
+        "SIGNALING",
+        "STAGE_OUT",
+    }
+)
 
 
-def _distill_job(config, data, row_extra: dict, *, out_dir=None, resume: bool = False,
-                 stop=None, progress: bool = False, poster_png=None) -> RunOutcome:
+def _distill_job(
+    config,
+    data,
+    row_extra: dict,
+    *,
+    out_dir=None,
+    resume: bool = False,
+    stop=None,
+    progress: bool = False,
+    poster_png=None,
+) -> RunOutcome:
     """One cell: distil and evaluate; ``poster_png``: also save the poster there as an image."""
-    made_at = git_commit()      # the code as the job starts
+    made_at = git_commit()  # the code as the job starts
     ds = data_of(data)
-    outcome = distill_and_evaluate(config, ds, out_dir=out_dir, progress=progress, resume=resume,
-                                   stop=stop, **row_extra)
+    outcome = distill_and_evaluate(
+        config, ds, out_dir=out_dir, progress=progress, resume=resume, stop=stop, **row_extra
+    )
     outcome.made_at = made_at
     if poster_png is not None:
         save_poster_png(poster_png, outcome.artifact.poster, preprocessor_for(ds, config.zca))
@@ -82,13 +104,21 @@ class Sweep:
     run's progress. As a context manager the sweep shuts down the worker processes it started.
     """
 
-    def __init__(self, data, executor: Any = "local", *, name: str | None = None,
-                 out_dir: str | os.PathLike | None = None, run_dirs: bool | None = None,
-                 reattach: bool = True, posters: bool = False, progress: bool = False,
-                 **executor_options):
+    def __init__(
+        self,
+        data,
+        executor: Any = "local",
+        *,
+        name: str | None = None,
+        out_dir: str | os.PathLike | None = None,
+        run_dirs: bool | None = None,
+        reattach: bool = True,
+        posters: bool = False,
+        progress: bool = False,
+        **executor_options,
+    ):
         self._owns_executor = isinstance(executor, str)
-        self.executor = make_executor(executor, **executor_options) \
-            if self._owns_executor else executor
+        self.executor = make_executor(executor, **executor_options) if self._owns_executor else executor
         self.data = data
         self.name = _safe(name or "sweep")
         self._payload = self._payload_for(data)
@@ -131,16 +161,18 @@ class Sweep:
             options = {"progress": True} if self.progress else {}
             future = self.executor.submit(_distill_job, config, self._payload, row_extra, **options)
         else:
-            future = self._cell_future(_safe(cell or f"{config.mode}-ipc{config.ipc:g}"), config,
-                                       row_extra, continue_from)
+            future = self._cell_future(
+                _safe(cell or f"{config.mode}-ipc{config.ipc:g}"), config, row_extra, continue_from
+            )
         self.futures.append(future)
         return future
 
     def reference(self, config, images_per_class: int = 1, subset_seed: int = 0):
         """Submit :func:`~podd.experiments.run.real_reference` (random real images, evaluated
         like the posters)."""
-        future = self._submit(f"reference-{images_per_class}", _reference_job, config,
-                              self._payload, images_per_class, subset_seed)
+        future = self._submit(
+            f"reference-{images_per_class}", _reference_job, config, self._payload, images_per_class, subset_seed
+        )
         self.futures.append(future)
         return future
 
@@ -152,8 +184,7 @@ class Sweep:
     def _cell_future(self, cell: str, config, row_extra: dict, continue_from=None):
         """A finished cell's outcome, the job still running it, or a new (resumed) job."""
         if cell in self.cells:
-            raise ValueError(f"sweep {self.name}: two runs named {cell!r}; give each its own "
-                             f"cell=NAME")
+            raise ValueError(f"sweep {self.name}: two runs named {cell!r}; give each its own cell=NAME")
         self.cells.append(cell)
         run_dir = self.folder / cell
         resume = False
@@ -165,14 +196,13 @@ class Sweep:
             entry = _read_manifest(self.folder).get(cell)
             job = _active_job(entry, getattr(self.executor, "kind", None))
             if job is not None:
-                print(f"{self.name}/{cell}: job {entry['job_id']} is still "
-                      f"{str(job.state).lower()}; waiting for it")
+                print(f"{self.name}/{cell}: job {entry['job_id']} is still {str(job.state).lower()}; waiting for it")
                 return job
             resume = (run_dir / CHECKPOINT).is_file()
             if resume:
                 print(f"{self.name}/{cell}: continues from its checkpoint in {run_dir}")
         if not resume and (continue_from is not None or not self.reattach) and run_dir.exists():
-            shutil.rmtree(run_dir)      # a fresh start (or from a copy of the earlier run)
+            shutil.rmtree(run_dir)  # a fresh start (or from a copy of the earlier run)
         if not resume and continue_from is not None:
             # Without the earlier run's finished files: until it reaches the new step count the
             # copy is a run stopped at its last checkpoint, so a continuation cut off resumes (it
@@ -182,8 +212,11 @@ class Sweep:
         options = {"progress": True} if self.progress else {}
         if self.posters:
             options["poster_png"] = str(self.folder / f"{cell}.png")
-        return self._submit(cell, ResumableJob(_distill_job, run_dir, config, self._payload,
-                                               row_extra, resume=resume, **options), run_dir=run_dir)
+        return self._submit(
+            cell,
+            ResumableJob(_distill_job, run_dir, config, self._payload, row_extra, resume=resume, **options),
+            run_dir=run_dir,
+        )
 
     def _submit(self, cell: str, fn, *args, run_dir: Path | None = None):
         """Submit ``fn(*args)`` as the job ``podd-NAME-CELL``; recorded in the manifest."""
@@ -192,10 +225,17 @@ class Sweep:
             return self.executor.submit(fn, *args)
         job = submit_as(f"podd-{self.name}-{cell}", fn, *args)
         if self.folder is not None and run_dir is not None:
-            _record(self.folder, cell, {
-                "job_id": str(getattr(job, "job_id", "")), "run_dir": str(run_dir),
-                "executor": self.executor.kind, "jobs_folder": str(self.executor.folder),
-                "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            _record(
+                self.folder,
+                cell,
+                {
+                    "job_id": str(getattr(job, "job_id", "")),
+                    "run_dir": str(run_dir),
+                    "executor": self.executor.kind,
+                    "jobs_folder": str(self.executor.folder),
+                    "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                },
+            )
         return job
 
 
@@ -218,14 +258,18 @@ def _check_same_run(run_dir: Path, config, cell: str) -> None:
         run = type(config).from_dict(saved)
     except (OSError, ValueError, TypeError):
         return
-    different = [name for name in saved if name not in RESUMABLE_CHANGES
-                 and hasattr(config, name) and getattr(config, name) != getattr(run, name)]
+    different = [
+        name
+        for name in saved
+        if name not in RESUMABLE_CHANGES and hasattr(config, name) and getattr(config, name) != getattr(run, name)
+    ]
     if different:
-        pairs = ", ".join(f"{n}: run has {getattr(run, n)!r}, asked {getattr(config, n)!r}"
-                          for n in different[:3])
-        raise ValueError(f"sweep cell {cell}: {run_dir} holds a run with other settings ({pairs}"
-                         f"{', …' if len(different) > 3 else ''}); delete that directory to run "
-                         f"the cell again with the new settings, or give the sweep another name")
+        pairs = ", ".join(f"{n}: run has {getattr(run, n)!r}, asked {getattr(config, n)!r}" for n in different[:3])
+        raise ValueError(
+            f"sweep cell {cell}: {run_dir} holds a run with other settings ({pairs}"
+            f"{', …' if len(different) > 3 else ''}); delete that directory to run "
+            f"the cell again with the new settings, or give the sweep another name"
+        )
 
 
 def _read_manifest(folder: Path) -> dict:
@@ -250,7 +294,7 @@ def _active_job(entry: dict | None, kind: str | None):
     job = slurm_job(entry["jobs_folder"], entry["job_id"])
     try:
         state = str(job.state).upper()
-    except Exception:       # noqa: BLE001 - sacct unavailable: treat the job as lost
+    except Exception:  # noqa: BLE001 - sacct unavailable: treat the job as lost
         return None
     return job if state in ACTIVE_STATES else None
 

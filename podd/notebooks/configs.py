@@ -8,9 +8,17 @@ from typing import Any
 from podd.notebooks.profiles import resolve_profile
 
 
-def run_config(ds, profile: str, *, mode: str = "podd", ipc: float | None = None,
-               embeddings: str | None = None, like: str | None = None, verbose: bool = True,
-               **overrides):
+def run_config(
+    ds,
+    profile: str,
+    *,
+    mode: str = "podd",
+    ipc: float | None = None,
+    embeddings: str | None = None,
+    like: str | None = None,
+    verbose: bool = True,
+    **overrides,
+):
     """The distillation settings a notebook uses: :func:`podd.presets.resolve_config` for
     ``ds.name`` (its class count and image shape) under ``profile``, with ``mode``, ``ipc``,
     ``like``, ``embeddings`` and ``overrides`` passed through — the same config ``podd distill``
@@ -24,9 +32,18 @@ def run_config(ds, profile: str, *, mode: str = "podd", ipc: float | None = None
     """
     from podd.presets import resolve_config
 
-    return resolve_config(ds.name, resolve_profile(profile), like=like, mode=mode, ipc=ipc,
-                          num_classes=ds.num_classes, image_shape=tuple(ds.image_shape),
-                          embeddings=embeddings, verbose=verbose, **overrides)
+    return resolve_config(
+        ds.name,
+        resolve_profile(profile),
+        like=like,
+        mode=mode,
+        ipc=ipc,
+        num_classes=ds.num_classes,
+        image_shape=tuple(ds.image_shape),
+        embeddings=embeddings,
+        verbose=verbose,
+        **overrides,
+    )
 
 
 def class_order_override(class_order: str | None) -> dict[str, Any]:

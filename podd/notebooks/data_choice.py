@@ -13,8 +13,9 @@ from podd.notebooks.names import pretty
 from podd.notebooks.profiles import resolve_profile
 
 
-def load_for_profile(dataset: str, profile: str, *, root=None, seed: int = 0,
-                     n_val: int | None = None, verbose: bool = True):
+def load_for_profile(
+    dataset: str, profile: str, *, root=None, seed: int = 0, n_val: int | None = None, verbose: bool = True
+):
     """The dataset a notebook should use under ``profile``, with a printed note saying what it is.
 
     :func:`podd.experiments.data.load_data` (smoke: digits, or a synthetic stand-in with the
@@ -34,23 +35,27 @@ def load_for_profile(dataset: str, profile: str, *, root=None, seed: int = 0,
 def data_note(ds, requested: str, profile: str) -> str:
     """One honest sentence about the data behind the numbers that follow."""
     c, h, w = ds.image_shape
-    size = (f"{ds.num_classes} classes, {c}×{h}×{w} images, {len(ds.y_train)} train / "
-            f"{len(ds.y_test)} test")
+    size = f"{ds.num_classes} classes, {c}×{h}×{w} images, {len(ds.y_train)} train / {len(ds.y_test)} test"
     if ds.source == "stand-in":
-        return (f"NOTE (profile {profile}): the data is a SYNTHETIC STAND-IN with "
-                f"{pretty(requested)}'s shape ({size}), not {pretty(requested)} itself — the code "
-                f"path is the real one, the numbers are not results on {pretty(requested)}.")
+        return (
+            f"NOTE (profile {profile}): the data is a SYNTHETIC STAND-IN with "
+            f"{pretty(requested)}'s shape ({size}), not {pretty(requested)} itself — the code "
+            f"path is the real one, the numbers are not results on {pretty(requested)}."
+        )
     if ds.source == "subset":
-        return (f"NOTE (profile {profile}): a SUBSET of {pretty(requested)} ({size}); numbers are "
-                f"results on this subset, not on the paper's full setting.")
+        return (
+            f"NOTE (profile {profile}): a SUBSET of {pretty(requested)} ({size}); numbers are "
+            f"results on this subset, not on the paper's full setting."
+        )
     return f"Data (profile {profile}): {pretty(requested)}, full dataset ({size})."
 
 
 def measured_on(ds, profile: str, requested: str | None = None) -> str:
     """Short text for the "measured on" column of a table."""
     name = pretty(requested or ds.name)
-    kind = {"stand-in": f"synthetic stand-in with {name}'s shape",
-            "subset": f"subset of {name}", "full": name}.get(ds.source, ds.source)
+    kind = {"stand-in": f"synthetic stand-in with {name}'s shape", "subset": f"subset of {name}", "full": name}.get(
+        ds.source, ds.source
+    )
     return f"podd, profile {profile}, {kind}"
 
 

@@ -9,9 +9,16 @@ import torch
 from podd.notebooks.profiles import resolve_profile
 
 
-def class_embeddings(class_names, profile: str, *, embeddings: str | None = None,
-                     seed: int = 0, dim: int = 32, verbose: bool = True, data=None
-                     ) -> tuple[torch.Tensor, str]:
+def class_embeddings(
+    class_names,
+    profile: str,
+    *,
+    embeddings: str | None = None,
+    seed: int = 0,
+    dim: int = 32,
+    verbose: bool = True,
+    data=None,
+) -> tuple[torch.Tensor, str]:
     """Class embeddings for PoCO and a label saying where they come from.
 
     ``embeddings="data"``: measured on the training images of ``data`` (a
@@ -37,8 +44,10 @@ def class_embeddings(class_names, profile: str, *, embeddings: str | None = None
         source = f"precomputed embeddings from {os.path.basename(str(embeddings))}"
     elif resolve_profile(profile) == "smoke":
         emb = _synthetic(len(names), dim, seed)
-        source = (f"SYNTHETIC embeddings (seeded random unit vectors, seed {seed}) — profile smoke "
-                  f"runs offline, CLIP did not run")
+        source = (
+            f"SYNTHETIC embeddings (seeded random unit vectors, seed {seed}) — profile smoke "
+            f"runs offline, CLIP did not run"
+        )
     else:
         emb = clip_text.text_embeddings(names)
         source = "CLIP ViT-B/32 (OpenAI) text embeddings of the class names"

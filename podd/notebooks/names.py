@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 import re
 
-PRETTY_NAMES = {"digits": "digits (scikit-learn 8×8)", "cifar10": "CIFAR-10",
-                "cifar100": "CIFAR-100", "cub200": "CUB200", "tinyimagenet": "Tiny-ImageNet"}
+PRETTY_NAMES = {
+    "digits": "digits (scikit-learn 8×8)",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "cub200": "CUB200",
+    "tinyimagenet": "Tiny-ImageNet",
+}
 
 
 def pretty(dataset: str) -> str:

@@ -24,9 +24,12 @@ def list_parameter(value: Any, name: str, kind: type = float, length: int | None
         value = [value]
     example = "[0.5, 0.3]" if kind is float else "[3, 3]"
     if not isinstance(value, (list, tuple)) or any(
-            isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
-        raise ValueError(f"{name}={given!r}: give a list of numbers, e.g. papermill -y "
-                         f"\"{name}: {example}\" (or -p {name} '{example}')")
+        isinstance(v, bool) or not isinstance(v, (int, float)) for v in value
+    ):
+        raise ValueError(
+            f"{name}={given!r}: give a list of numbers, e.g. papermill -y "
+            f"\"{name}: {example}\" (or -p {name} '{example}')"
+        )
     if kind is int and any(float(v) != int(v) for v in value):
         raise ValueError(f"{name}={given!r}: give whole numbers, e.g. {example}")
     if length is not None and len(value) != length:
@@ -49,6 +52,8 @@ def settings_parameter(value: Any, name: str = "settings") -> dict[str, Any]:
         except (ValueError, SyntaxError):
             value = None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ValueError(f"{name}={given!r}: give a dict of settings, e.g. papermill -y "
-                         f"\"{name}: {{width: 32}}\" (or -p {name} '{{\"width\": 32}}')")
+        raise ValueError(
+            f"{name}={given!r}: give a dict of settings, e.g. papermill -y "
+            f'"{name}: {{width: 32}}" (or -p {name} \'{{"width": 32}}\')'
+        )
     return dict(value)

@@ -15,8 +15,10 @@ def resolve_profile(profile: str | None = None) -> str:
     """``profile`` if given, else ``$PODD_PROFILE``, else ``"paper"``; checked."""
     profile = profile or os.environ.get(PROFILE_ENV) or "paper"
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)} "
-                         f"(set it with -p profile NAME or the {PROFILE_ENV} variable)")
+        raise ValueError(
+            f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)} "
+            f"(set it with -p profile NAME or the {PROFILE_ENV} variable)"
+        )
     return profile
 
 

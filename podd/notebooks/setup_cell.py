@@ -20,13 +20,20 @@ from podd.notebooks.profiles import resolve_profile
 class Setup(NamedTuple):
     """What a notebook's setup gives back: ``profile, data, paper_name = nbs.setup(...)``."""
 
-    profile: str     # smoke | quick | paper, resolved ($PODD_PROFILE when the parameter is None)
-    data: Any        # the dataset for that profile (podd.experiments.data.load_data)
+    profile: str  # smoke | quick | paper, resolved ($PODD_PROFILE when the parameter is None)
+    data: Any  # the dataset for that profile (podd.experiments.data.load_data)
     paper_name: str  # ``like or dataset``: outputs are named and titled after it
 
 
-def setup(dataset: str, profile: str | None, *, seed: int = 0, n_val: int | None = None,
-          like: str | None = None, about: str | None = "") -> Setup:
+def setup(
+    dataset: str,
+    profile: str | None,
+    *,
+    seed: int = 0,
+    n_val: int | None = None,
+    like: str | None = None,
+    about: str | None = "",
+) -> Setup:
     """Resolve ``profile``, style figures and tables, print the run's header, load the data.
 
     The header reads ``profile: P, dataset: D`` followed by ``, {about}`` when ``about`` is given;

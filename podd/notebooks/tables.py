@@ -10,8 +10,7 @@ from podd.notebooks.names import pretty
 PAPER_DATASETS = ("cifar10", "cifar100", "cub200", "tinyimagenet")
 
 
-def measured_and_reported(table_id: str, outcomes, ds, profile: str, requested: str,
-                          like: str | None = None):
+def measured_and_reported(table_id: str, outcomes, ds, profile: str, requested: str, like: str | None = None):
     """(measured rows, the paper's reported rows, both side by side) for one of the paper's tables.
 
     ``like`` names the paper dataset to compare with when ``requested`` is not one (e.g. an
@@ -23,10 +22,12 @@ def measured_and_reported(table_id: str, outcomes, ds, profile: str, requested: 
 
     measured = pd.DataFrame([o.row for o in outcomes])
     paper_name = reported.paper_dataset(like or requested)
-    paper_rows = reported.load_reported(table_id, dataset=paper_name) if paper_name else \
-        reported.load_reported(table_id).iloc[0:0]
-    table = reported.side_by_side(measured, paper_rows,
-                                  measured_on=measured_on(ds, profile, requested))
+    paper_rows = (
+        reported.load_reported(table_id, dataset=paper_name)
+        if paper_name
+        else reported.load_reported(table_id).iloc[0:0]
+    )
+    table = reported.side_by_side(measured, paper_rows, measured_on=measured_on(ds, profile, requested))
     return measured, paper_rows, table
 
 
@@ -47,15 +48,20 @@ def _budget_row(name: str, ipc: float) -> dict:
 
     k, shape = DATASET_SHAPES[name]
     g = make_geometry(k, shape, ipc=ipc)
-    return {"dataset": pretty(name), "classes": k, "image": f"{shape[0]}×{shape[1]}×{shape[2]}",
-            "grid": f"{g.grid[0]}×{g.grid[1]}", "IPC": ipc,
-            "poster H×W": f"{g.size[0]}×{g.size[1]}", "poster pixels": g.pixels,
-            "pixels of IPC·K images": round(ipc * k * shape[1] * shape[2]),
-            "exact IPC": round(g.ipc, 4)}
+    return {
+        "dataset": pretty(name),
+        "classes": k,
+        "image": f"{shape[0]}×{shape[1]}×{shape[2]}",
+        "grid": f"{g.grid[0]}×{g.grid[1]}",
+        "IPC": ipc,
+        "poster H×W": f"{g.size[0]}×{g.size[1]}",
+        "poster pixels": g.pixels,
+        "pixels of IPC·K images": round(ipc * k * shape[1] * shape[2]),
+        "exact IPC": round(g.ipc, 4),
+    }
 
 
-def majority_share_table(dataset: str, profile: str,
-                         ipcs=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)):
+def majority_share_table(dataset: str, profile: str, ipcs=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)):
     """How much of each patch its fixed label's class owns (§4.3), for ``dataset``'s preset
     poster at every IPC of ``ipcs``: geometry only, no data.
 
@@ -76,9 +82,14 @@ def majority_share_table(dataset: str, profile: str,
     for ipc in ipcs:
         geometry = plan_geometry(resolve_config(dataset, profile, ipc=ipc, verbose=False), k, shape)
         share = labels.majority_share(layout.identity_order(k, *geometry.grid), geometry)
-        rows.append({"IPC": ipc, "poster H×W": f"{geometry.size[0]}×{geometry.size[1]}",
-                     "patches": f"{geometry.patches[0]}×{geometry.patches[1]}",
-                     "mean share": round(float(share.mean()), 3),
-                     "lowest share": round(float(share.min()), 3),
-                     "patches under one half": round(float((share < 0.5).float().mean()), 3)})
+        rows.append(
+            {
+                "IPC": ipc,
+                "poster H×W": f"{geometry.size[0]}×{geometry.size[1]}",
+                "patches": f"{geometry.patches[0]}×{geometry.patches[1]}",
+                "mean share": round(float(share.mean()), 3),
+                "lowest share": round(float(share.min()), 3),
+                "patches under one half": round(float((share < 0.5).float().mean()), 3),
+            }
+        )
     return pd.DataFrame(rows)
