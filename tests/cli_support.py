@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from podd.cli import main
+from podd.presets import resolve_config
 
 #: A run of a few seconds: two smoke steps, one evaluation model of five steps.
 TINY = [
@@ -26,3 +27,22 @@ def cli(argv, capsys):
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "Traceback" not in out, err
     return code, out, err
+
+
+def tiny_digits_config(**overrides):
+    """A digits config of a few tiny steps (width 8, window 2 of 4) for the multi-process tests."""
+    values = dict(
+        width=8,
+        depth=1,
+        window=2,
+        total_window=4,
+        real_batch=64,
+        distill_batch=8,
+        steps=3,
+        eval_models=0,
+        device="cpu",
+        checkpoint_every=0,
+        log_every=1,
+    )
+    values.update(overrides)
+    return resolve_config("digits", "smoke", verbose=False, **values)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from cli_support import TINY
 
 from podd.artifacts import load_artifact
 from podd.cli import main
@@ -17,20 +18,6 @@ from podd.modes import check_class_order
 from podd.notebooks.embeddings import class_embeddings
 from podd.ordering import resolve_class_order
 from podd.presets import resolve_config
-
-TINY = [
-    "--profile",
-    "smoke",
-    "--steps",
-    "2",
-    "--device",
-    "cpu",
-    "--quiet",
-    "--set",
-    "eval_models=1",
-    "--set",
-    "eval_steps=[5]",
-]
 
 
 @pytest.fixture(autouse=True)

@@ -6,22 +6,9 @@ import json
 
 import pytest
 import torch
+from cli_support import TINY
 
 from podd.cli import main
-
-TINY = [
-    "--profile",
-    "smoke",
-    "--steps",
-    "2",
-    "--device",
-    "cpu",
-    "--quiet",
-    "--set",
-    "eval_models=1",
-    "--set",
-    "eval_steps=[5]",
-]
 
 
 @pytest.fixture(autouse=True)

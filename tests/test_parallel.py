@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from cli_support import tiny_digits_config
 
 from podd.data import load_dataset, make_preprocessor
 from podd.distill import Distiller
 from podd.parallel import SINGLE, Parallel, from_env, shutdown
-from podd.presets import resolve_config
 from podd.run_loop import distill
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,21 +36,7 @@ def one_thread():
 
 
 def tiny(**overrides):
-    values = dict(
-        width=8,
-        depth=1,
-        window=2,
-        total_window=4,
-        real_batch=64,
-        distill_batch=8,
-        steps=3,
-        eval_models=0,
-        device="cpu",
-        checkpoint_every=0,
-        log_every=1,
-    )
-    values.update(overrides)
-    return resolve_config("digits", "smoke", verbose=False, **values)
+    return tiny_digits_config(**overrides)
 
 
 def _data(root):

@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from cli_support import cli
+from cli_support import cli, tiny_digits_config
 
 from podd import jobs
 from podd.parallel import Parallel, shutdown
-from podd.presets import resolve_config
 from podd.run_loop import RunStopped, distill
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,21 +209,7 @@ def test_the_documented_example_is_what_the_dry_run_prints(fake_slurm, tmp_path,
 # every rank stops after the same step (the warning reaches rank 1 only), rank 0 saves it
 # --------------------------------------------------------------------------------------------
 def tiny(**overrides):
-    values = dict(
-        width=8,
-        depth=1,
-        window=2,
-        total_window=4,
-        real_batch=64,
-        distill_batch=8,
-        steps=5,
-        eval_models=0,
-        device="cpu",
-        checkpoint_every=0,
-        log_every=1,
-    )
-    values.update(overrides)
-    return resolve_config("digits", "smoke", verbose=False, **values)
+    return tiny_digits_config(**{"steps": 5, **overrides})
 
 
 class _SetOnCall:
