@@ -35,7 +35,7 @@ test: venv
 # On local data: make figures PROFILE=quick DATASET=npz:PATH LIKE=cifar10 N_VAL=1000 ONLY="table1 table2"
 figures: venv
 	PODD_PROFILE=$(PROFILE) PODD_FIGURES_DIR=$(CURDIR)/paper_figures \
-		$(BIN)/python -m podd.figures_build --profile $(PROFILE) \
+		$(BIN)/python -m podd.make_figures --profile $(PROFILE) \
 		$(if $(DATASET),--dataset $(DATASET)) $(if $(LIKE),--like $(LIKE)) \
 		$(if $(N_VAL),--n-val $(N_VAL)) $(if $(ONLY),--only $(ONLY))
 

@@ -53,7 +53,7 @@ import bench_distill  # noqa: E402
 import bench_eval  # noqa: E402
 
 from podd.data import make_preprocessor, stand_in  # noqa: E402
-from podd.distill import Distiller  # noqa: E402
+from podd.distiller import Distiller  # noqa: E402
 from podd.evaluate import train_and_test  # noqa: E402
 from podd.io import write_json, write_text  # noqa: E402
 from podd.presets import resolve_config  # noqa: E402

@@ -41,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from podd.cli import parse_set  # noqa: E402
 from podd.data import make_preprocessor, stand_in  # noqa: E402
-from podd.distill import Distiller  # noqa: E402
+from podd.distiller import Distiller  # noqa: E402
 from podd.io import write_json  # noqa: E402
 from podd.presets import resolve_config  # noqa: E402
 from podd.provenance import provenance  # noqa: E402

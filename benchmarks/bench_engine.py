@@ -53,7 +53,7 @@ import bench_distill  # noqa: E402
 from bench_cuda import relative_error  # noqa: E402
 
 from podd.data import load_dataset, make_preprocessor, stand_in  # noqa: E402
-from podd.distill import Distiller  # noqa: E402
+from podd.distiller import Distiller  # noqa: E402
 from podd.io import write_json, write_text  # noqa: E402
 from podd.presets import resolve_config  # noqa: E402
 from podd.provenance import git_commit, provenance  # noqa: E402

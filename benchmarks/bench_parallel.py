@@ -60,7 +60,7 @@ def _rank(
     import torch.distributed as dist
 
     from podd.data import load_dataset, make_preprocessor
-    from podd.distill import Distiller
+    from podd.distiller import Distiller
     from podd.parallel import Parallel
 
     torch.set_num_threads(threads)

@@ -67,9 +67,9 @@ def evaluate_run(run_dir: str, ds, arch: str, num_models: int, **protocol_change
     """One poster, ``num_models`` fresh networks of ``arch``; accuracies in percent."""
     from podd.config import DistillConfig
     from podd.devices import resolve_device
-    from podd.distill import patches_and_labels
+    from podd.distiller import patches_and_labels
     from podd.evaluate import EvalProtocol
-    from podd.runs import load_run
+    from podd.rundir import load_run
 
     artifact, _ = load_run(run_dir)
     config = DistillConfig.from_dict(artifact.config)
@@ -91,7 +91,7 @@ def evaluate_real(ds, template_run: str, seed: int, arch: str, num_models: int, 
     """Random real images, 1 per class (subset ``seed``), hard labels, the posters' protocol."""
     from podd.config import DistillConfig
     from podd.evaluate import EvalProtocol, real_subset_reference
-    from podd.runs import load_run
+    from podd.rundir import load_run
 
     artifact, _ = load_run(template_run)
     config = DistillConfig.from_dict(artifact.config)

@@ -47,10 +47,10 @@ def _evaluate_job(job: dict) -> dict:
     """One row-seed: train ``eval_models`` students and test them at every step (percent)."""
     from podd.config import DistillConfig
     from podd.data import load_dataset, train_val_split
-    from podd.distill import patches_and_labels
+    from podd.distiller import patches_and_labels
     from podd.evaluate import EvalProtocol
     from podd.experiments import preprocessor_for, random_real_accuracy
-    from podd.runs import load_run
+    from podd.rundir import load_run
 
     t0 = time.perf_counter()
     ds = train_val_split(load_dataset(f"npz:{job['data']}"), n_val=job["n_val"], seed=job["split_seed"])

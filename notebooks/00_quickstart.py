@@ -45,9 +45,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from podd import artifacts, figures
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 from podd.display import poster_image
-from podd.distill import patches_and_labels
+from podd.distiller import patches_and_labels
 
 profile = nbs.resolve_profile(profile)
 figures.use_style()

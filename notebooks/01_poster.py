@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 
 from podd import figures, poster
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 from podd.data import make_preprocessor
 from podd.display import poster_image
 

@@ -51,7 +51,7 @@ import pandas as pd
 import torch
 
 from podd import figures, layout, ordering
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 from podd.layout import default_class_grid
 
 profile = nbs.resolve_profile(profile)

@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 
 from podd import figures, labels, layout, poster
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 
 profile = nbs.resolve_profile(profile)
 figures.use_style()

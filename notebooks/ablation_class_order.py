@@ -60,7 +60,7 @@ import pandas as pd
 import torch
 
 from podd import figures, ordering
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 from podd.display import poster_image
 
 num_orderings = num_orderings or nbs.profile_default(profile, smoke=4, quick=8, paper=10)

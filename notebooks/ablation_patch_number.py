@@ -53,7 +53,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from podd import figures
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 
 stride_fractions = stride_fractions or nbs.profile_default(
     profile, smoke=[1.0, 0.5, 0.25], quick=[1.0, 0.5, 1 / 3, 0.25, 1 / 6, 0.125],

@@ -55,10 +55,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from podd import figures
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 from podd.choices import EVAL_ARCHS
 from podd.display import poster_image
-from podd.distill import patches_and_labels
+from podd.distiller import patches_and_labels
 from podd.evaluate import EvalProtocol, across_architectures
 
 profile = nbs.resolve_profile(profile)

@@ -54,7 +54,7 @@ executor = "local"       # local (this kernel) | slurm (one job per run, via sub
 import matplotlib.pyplot as plt
 
 from podd import figures
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 
 ipcs = nbs.list_parameter(ipcs, "ipcs")       # papermill -p passes a list as text
 # the profile resolved, figures styled, this profile's data loaded (its note says what it is);

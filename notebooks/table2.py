@@ -53,7 +53,7 @@ executor = "local"       # local (this kernel) | slurm (one job per run, via sub
 import matplotlib.pyplot as plt
 
 from podd import figures, reported
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 
 # the profile resolved, figures styled, this profile's data loaded (its note says what it is);
 # outputs are named after paper_name = like or dataset (an npz of CIFAR-10 → cifar10)

@@ -95,7 +95,7 @@ def config_from_args(args: argparse.Namespace):
     from podd.config import DistillConfig
     from podd.modes import plan_geometry, validate
     from podd.presets import resolve_config
-    from podd.runs import RunDir, check_resume_steps
+    from podd.rundir import RunDir, check_resume_steps
 
     overrides = parse_set(args.set)
     for item in args.set or []:
@@ -163,7 +163,7 @@ def _resumed_config(args: argparse.Namespace, saved, overrides: dict):
     value (a different --dataset, --ipc, --profile, --mode or --set is refused, never ignored)."""
     # lazy: see the note at the top (torch, ~2 s)
     from podd.data import canonical_name
-    from podd.runs import RESUMABLE_CHANGES
+    from podd.rundir import RESUMABLE_CHANGES
 
     asked = {name: (f"--set {name}={json.dumps(value)}", value) for name, value in overrides.items()}
     for name in ("steps", "device", "seed"):
@@ -230,7 +230,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     # lazy: see the note at the top (torch, ~2 s)
     from podd import parallel as par
     from podd.run_loop import distill
-    from podd.runs import RunDir
+    from podd.rundir import RunDir
 
     _set_threads(args.threads)
     main_rank = os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 alone checks and prints
@@ -436,7 +436,7 @@ def _load_run_parts(run_dir: str, allow_changed_data: bool = False, artifact=Non
     from podd.config import DistillConfig
     from podd.data import load_dataset, make_preprocessor
     from podd.data.dataset import check_fingerprint
-    from podd.runs import load_run
+    from podd.rundir import load_run
 
     if artifact is None:
         artifact, _ = load_run(run_dir)
@@ -461,11 +461,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     # lazy: see the note at the top (torch, ~2 s)
     from podd.architectures import check_image_size
     from podd.devices import resolve_device
-    from podd.distill import patches_and_labels
+    from podd.distiller import patches_and_labels
     from podd.evaluate import EvalProtocol
     from podd.io import WriteError, check_writable, write_json
     from podd.provenance import provenance
-    from podd.runs import load_run
+    from podd.rundir import load_run
 
     _set_threads(args.threads)
     if args.models < 1:
@@ -552,7 +552,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     # lazy: see the note at the top (torch, ~2 s)
     from podd.display import save_poster_png
-    from podd.runs import PNG, load_run
+    from podd.rundir import PNG, load_run
 
     artifact, _ = load_run(args.run_dir, allow_file=True)
     state = (artifact.preprocessing or {}).get("state")

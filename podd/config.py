@@ -5,7 +5,7 @@ them per dataset and profile).
 No torch here: a config is made, read, written and checked without the engine, so the command
 line, the presets and run directories can handle one before anything heavy is imported. What a
 mode requires beyond these shared rules (the baseline's 1 IPC) is the mode's own rule,
-:func:`podd.modes.validate`; the engine that runs a config is :class:`podd.distill.Distiller`.
+:func:`podd.modes.validate`; the engine that runs a config is :class:`podd.distiller.Distiller`.
 """
 
 from __future__ import annotations

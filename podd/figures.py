@@ -41,7 +41,7 @@ FIGURES_DIR_ENV = "PODD_FIGURES_DIR"
 #: The default folder (relative to the source checkout, else to the working directory).
 DEFAULT_FIGURES_DIR = Path("runs") / "figures"
 
-#: Set by ``podd.figures_build`` to the commit a whole build started from (see _check_sidecar).
+#: Set by ``podd.make_figures`` to the commit a whole build started from (see _check_sidecar).
 BUILD_COMMIT_ENV = "PODD_BUILD_COMMIT"
 
 #: Colours used for the same meaning in every figure.

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from podd.run_loop import RunStopped
-from podd.runs import CHECKPOINT
+from podd.rundir import CHECKPOINT
 
 #: seconds the run has to reach a step boundary after the warning signal before the job is
 #: requeued without a new checkpoint (submitit's signal comes 90 s before Slurm's time limit)

@@ -294,7 +294,7 @@ def check_class_order(config, class_names, image_shape, data=None) -> None:
 def plan_geometry(config, num_classes: int, image_shape) -> Any:
     """The poster geometry ``config`` asks for on data of ``num_classes`` classes of
     ``image_shape`` (c, h, w) — arithmetic only, nothing allocated — or a ValueError that names
-    the IPC, the poster and what to change. :class:`podd.distill.Distiller` builds its poster
+    the IPC, the poster and what to change. :class:`podd.distiller.Distiller` builds its poster
     from it, and ``podd distill`` calls it before loading any data."""
     K, shape = int(num_classes), tuple(int(v) for v in image_shape)
     c, h, w = shape

@@ -17,7 +17,7 @@ the tests compare the meta-gradient with finite differences, and a recomputed in
 the original bit for bit (which :func:`outer_loss_and_grads`'s ``recompute_window`` relies on).
 
 ``source`` is anything with ``patches(poster)`` and ``labels(label_params)`` (in the engine a
-:class:`podd.distill.PatchSource`): this module does not know how patches are cut.
+:class:`podd.distiller.PatchSource`): this module does not know how patches are cut.
 """
 
 from __future__ import annotations

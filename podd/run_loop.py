@@ -1,12 +1,12 @@
 """A whole distillation run: outer steps with logging, evaluation, checkpoints and resume.
 
-:func:`distill` drives a :class:`podd.distill.Distiller` for ``config.steps`` outer steps and
-keeps the run directory of :mod:`podd.runs` up to date: metrics, checkpoints, the final poster.
+:func:`distill` drives a :class:`podd.distiller.Distiller` for ``config.steps`` outer steps and
+keeps the run directory of :mod:`podd.rundir` up to date: metrics, checkpoints, the final poster.
 It adds what a long run needs around the engine: a progress bar and a one-time estimate of the
 remaining time, resuming bit-identically from the last checkpoint, a clear message on Ctrl-C
 (:class:`RunInterrupted`), on NaN/inf and on running out of GPU memory, and the bookkeeping of
 a distributed run (:mod:`podd.parallel`); experiment trackers (TensorBoard, W&B:
-:mod:`podd.tracking`) get what ``metrics.jsonl`` gets. The engine itself (:mod:`podd.distill`,
+:mod:`podd.tracking`) get what ``metrics.jsonl`` gets. The engine itself (:mod:`podd.distiller`,
 :mod:`podd.ratbptt`) knows nothing of run directories.
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
-from podd import runs, tracking
+from podd import rundir, tracking
 from podd.config import DistillConfig
 from podd.data.dataset import check_fingerprint
-from podd.distill import Distiller, NonFiniteLossError
+from podd.distiller import Distiller, NonFiniteLossError
 from podd.io import write_json
 from podd.modes import validate
 from podd.notes import note_once
@@ -71,7 +71,7 @@ def distill(
 ) -> DistillResult:
     """Run ``config.steps`` outer steps, evaluating, logging and checkpointing as configured.
 
-    With ``out_dir`` a run directory is written (see podd.runs); ``resume=True`` continues the
+    With ``out_dir`` a run directory is written (see podd.rundir); ``resume=True`` continues the
     run found there from its last checkpoint — on CPU bit-identically to an uninterrupted run.
     The directory is locked while the run writes into it (a second run there is refused).
     A NaN/inf loss stops the run with the step number; the last good checkpoint stays.
@@ -100,7 +100,7 @@ def distill(
         return _distill(config, dataset, None, False, progress and parallel.is_main, preprocessor, parallel, stop)
     if not parallel.is_main:
         return _distill(config, dataset, None, resume, False, preprocessor, parallel, stop)
-    run = runs.RunDir(out_dir)
+    run = rundir.RunDir(out_dir)
     validate(config)  # impossible settings: refused before the directory is made
     if resume:
         if not run.path.is_dir():
@@ -133,9 +133,9 @@ def _distill(
     if resume:
         if run is not None:
             checkpoint = run.load_checkpoint()
-            config = runs.resume_config(checkpoint["config"], config)
+            config = rundir.resume_config(checkpoint["config"], config)
             state, history = checkpoint["distiller"], checkpoint["history"]
-            runs.check_resume_steps(config, int(state["step"]), run.path)
+            rundir.check_resume_steps(config, int(state["step"]), run.path)
             run.restore_config_file(checkpoint)
             wall_before = float(checkpoint.get("wall_time_s", 0.0))
         config, state, history, wall_before = parallel.from_main((config, state, history, wall_before))
@@ -299,7 +299,7 @@ def _stop_here(distiller: Distiller, run, history: list[dict], wall: float) -> N
     raise RunStopped(
         step,
         f"stopped at step {step} of {cfg.steps} on request; the checkpoint "
-        f"is {run.file(runs.CHECKPOINT)}: resume=True (podd distill --resume "
+        f"is {run.file(rundir.CHECKPOINT)}: resume=True (podd distill --resume "
         f"--out {run.path}) continues the run",
     )
 
@@ -470,7 +470,7 @@ def _interrupted_message(distiller: Distiller, run) -> str:
             f"over"
         )
     return (
-        f"{where}; the last checkpoint (step {kept}) is {run.file(runs.CHECKPOINT)}. "
+        f"{where}; the last checkpoint (step {kept}) is {run.file(rundir.CHECKPOINT)}. "
         f"Continue the run with:\n  podd distill --resume --out {shlex.quote(str(run.path))}"
     )
 

@@ -83,8 +83,8 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_podd_has_no_import_cycles():
     graph = import_graph()
-    assert {"podd.distill", "podd.run_loop", "podd.poster", "podd.labels"} <= set(graph)
-    assert "podd.distill" in graph["podd.run_loop"]  # the graph sees real edges
+    assert {"podd.distiller", "podd.run_loop", "podd.poster", "podd.labels"} <= set(graph)
+    assert "podd.distiller" in graph["podd.run_loop"]  # the graph sees real edges
     assert "podd.models" in graph["podd.evaluate"]  # relative imports too
     assert cycles(graph) == []
 
@@ -93,7 +93,7 @@ def test_the_engine_never_imports_the_run_loop_or_notebook_code():
     graph = import_graph()
     for engine in (
         "podd.ratbptt",
-        "podd.distill",
+        "podd.distiller",
         "podd.modes",
         "podd.poster",
         "podd.labels",
@@ -135,7 +135,7 @@ def test_the_config_is_plain_data_without_the_engine():
             todo.append(module)
     assert reached <= {"podd.choices", "podd.layout"}, reached
     engine = {
-        "podd.distill",
+        "podd.distiller",
         "podd.ratbptt",
         "podd.engine",
         "podd.modes",
@@ -146,7 +146,7 @@ def test_the_config_is_plain_data_without_the_engine():
         "podd.memory",
         "podd.devices",
     }
-    assert "podd.config" in graph["podd.distill"] and not reached & engine
+    assert "podd.config" in graph["podd.distiller"] and not reached & engine
     code = "import sys, podd.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -154,10 +154,10 @@ def test_the_config_is_plain_data_without_the_engine():
 
 def test_the_presets_ask_the_mode_instead_of_comparing_its_name():
     """What a mode does differently is podd.modes' (its PosterMode objects): podd.presets and
-    podd.distill never compare a value with a mode's name."""
+    podd.distiller never compare a value with a mode's name."""
     from podd.choices import MODES
 
-    for module in ("presets", "distill", "config"):
+    for module in ("presets", "distiller", "config"):
         tree = ast.parse((PACKAGE / f"{module}.py").read_text())
         compared = {
             c.value

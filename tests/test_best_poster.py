@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from podd.distill import SELECTION_SEED_OFFSET, Distiller
+from podd.distiller import SELECTION_SEED_OFFSET, Distiller
 from podd.evaluate import EvalProtocol
 from podd.presets import resolve_config
 from podd.run_loop import distill

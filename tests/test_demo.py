@@ -114,7 +114,7 @@ def test_the_longest_jobs_start_first(monkeypatch):
 def test_continuing_earlier_runs_equals_running_longer_at_once(tmp_path, one_thread, monkeypatch):
     """More outer steps from an earlier comparison's runs cost only the new steps and give the
     numbers of a comparison that ran that long from the start (the CPU resumes bit-identically)."""
-    from podd.distill import Distiller
+    from podd.distiller import Distiller
 
     steps_taken = []
     step = Distiller.step
@@ -147,7 +147,7 @@ def test_a_continuation_cut_off_resumes_from_its_own_checkpoint(tmp_path, one_th
     """The copy of an earlier run holds no finished files while it goes on (so a cut-off copy is
     not taken finished at the earlier step count), and resume=True goes on from the copy's own
     checkpoint instead of copying the earlier run again: the numbers of running that long at once."""
-    from podd.distill import Distiller
+    from podd.distiller import Distiller
 
     copy = tmp_path / "continued" / "podd-ipc1-seed0"
     steps_taken, finished_while_going_on = [], []
@@ -195,7 +195,7 @@ def test_resuming_keeps_finished_runs_and_goes_on_from_checkpoints(tmp_path, one
     """A comparison cut off (or failed at its end) loses no finished distillation: run again with
     resume=True it takes the finished runs as they are (no outer step, the same numbers), goes on
     from the checkpoint of a run stopped before its end, and refuses runs of other settings."""
-    from podd.distill import Distiller
+    from podd.distiller import Distiller
     from podd.provenance import git_commit
 
     steps_taken = []

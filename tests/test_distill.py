@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from podd.distill import Distiller, NonFiniteLossError, patches_and_labels
+from podd.distiller import Distiller, NonFiniteLossError, patches_and_labels
 from podd.presets import PROFILES, resolve_config
 from podd.run_loop import distill
 
@@ -273,8 +273,8 @@ def test_the_engine_does_not_import_the_run_loop():
     import sys
 
     code = (
-        "import sys, podd.distill, podd.ratbptt, podd.modes; "
-        "print(sorted(m for m in sys.modules if m in ('podd.runs', 'podd.run_loop')))"
+        "import sys, podd.distiller, podd.ratbptt, podd.modes; "
+        "print(sorted(m for m in sys.modules if m in ('podd.rundir', 'podd.run_loop')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -16,7 +16,7 @@ import torch
 
 from podd import engine as E
 from podd.config import DistillConfig
-from podd.distill import Distiller, PatchSource
+from podd.distiller import Distiller, PatchSource
 from podd.labels import init_label_params
 from podd.models import ConvNet, init_parameters
 from podd.poster import make_geometry

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 from podd.executors import KINDS, PARENT_POLL_S, gather, make_executor, slurm_parameters
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from podd import figures, notebook_support, reported  # noqa: E402
+from podd import figures, notebooks, reported  # noqa: E402
 from podd.ordering import poco  # noqa: E402
 from podd.poster import make_geometry  # noqa: E402
 
@@ -133,10 +133,10 @@ def test_side_by_side_labels_measured_and_reported():
         reported.side_by_side(measured.drop(columns="std"), reported.load_reported("table1"), measured_on="x")
 
 
-def test_figures_build_strips_papermill_bookkeeping():
+def test_make_figures_strips_papermill_bookkeeping():
     import nbformat
 
-    from podd.figures_build import strip_papermill
+    from podd.make_figures import strip_papermill
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -152,10 +152,10 @@ def test_figures_build_strips_papermill_bookkeeping():
 
 
 def test_slug_and_index(tmp_path):
-    from podd.figures_build import write_index
+    from podd.make_figures import write_index
 
-    assert notebook_support.slug("cifar10") == "cifar10"
-    assert notebook_support.slug("npz:/data/cifar10-train-subset.npz") == "npz_cifar10-train-subset"
+    assert notebooks.slug("cifar10") == "cifar10"
+    assert notebooks.slug("npz:/data/cifar10-train-subset.npz") == "npz_cifar10-train-subset"
     figures.save_table(pd.DataFrame({"a": [1]}), "t", _sidecar(), directory=tmp_path, verbose=False)
     index = write_index(tmp_path).read_text()
     assert "| t | table | .csv .md .json | digits | full | smoke |" in index
@@ -234,8 +234,8 @@ def test_plot_patch_grid():
     plt.close(fig)
 
 
-def test_figures_build_params_are_json_where_they_parse():
-    from podd.figures_build import parse_param
+def test_make_figures_params_are_json_where_they_parse():
+    from podd.make_figures import parse_param
 
     assert parse_param("ipcs=[0.9,0.5,0.3]") == ("ipcs", [0.9, 0.5, 0.3])
     assert parse_param("n_val=1000") == ("n_val", 1000)

@@ -16,7 +16,7 @@ from podd import jobs
 from podd.cli import _distill_job
 from podd.presets import resolve_config
 from podd.run_loop import RunStopped
-from podd.runs import RunDir
+from podd.rundir import RunDir
 
 pytestmark = pytest.mark.skipif(jobs.warning_signal() is None, reason="needs SIGUSR2")
 
@@ -47,7 +47,7 @@ def _config(tmp_path):
 
 def _signal_after_step(monkeypatch, at: int):
     """The warning signal arrives while step ``at`` runs (as Slurm's would, from outside)."""
-    from podd.distill import Distiller
+    from podd.distiller import Distiller
 
     step = Distiller.step
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from podd import ratbptt
-from podd.distill import PatchSource
+from podd.distiller import PatchSource
 from podd.labels import init_label_params
 from podd.models import ConvNet, init_parameters
 from podd.poster import make_geometry

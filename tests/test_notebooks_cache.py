@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 from podd.data import stand_in
 from podd.experiments import data, run
 from podd.experiments.cache import SessionCache

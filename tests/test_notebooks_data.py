@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 from podd import presets
 from podd.data import stand_in
 from podd.experiments.data import request_for

@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 from cli_support import tiny_digits_config
 
 from podd.data import load_dataset, make_preprocessor
-from podd.distill import Distiller
+from podd.distiller import Distiller
 from podd.parallel import SINGLE, Parallel, from_env, shutdown
 from podd.run_loop import distill
 

@@ -16,7 +16,7 @@ from podd.cli import build_parser, config_from_args
 from podd.config import DistillConfig
 from podd.data import canonical_name, load_dataset, stand_in
 from podd.experiments import job_config
-from podd.notebook_support import run_config
+from podd.notebooks import run_config
 from podd.presets import resolve_config
 
 
@@ -111,7 +111,7 @@ def test_paper_presets_give_the_authors_posters(dataset, size, patches, profile)
 
 
 def test_the_distiller_builds_the_authors_cifar10_poster():
-    from podd.distill import Distiller
+    from podd.distiller import Distiller
 
     data = fake("cifar10", 10, (3, 32, 32))
     config = resolve_config("cifar10", "smoke", steps=0, eval_models=0, zca=False)

@@ -213,7 +213,7 @@ def test_students_can_train_on_other_labels_than_the_posters_own(scripts, bench,
     model (the same students, the same labels); --labels area changes only the PoDD row's
     labels, to each class's share of the patch's pixels."""
     from podd.labels import area_labels, fixed_labels
-    from podd.runs import load_run
+    from podd.rundir import load_run
 
     _, eval_steps = scripts
     tmp_path, common = bench

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from podd.artifacts import load_artifact
-from podd.distill import Distiller
+from podd.distiller import Distiller
 from podd.presets import resolve_config
 from podd.run_loop import distill
-from podd.runs import RunDir, load_run
+from podd.rundir import RunDir, load_run
 
 
 def tiny(**overrides):

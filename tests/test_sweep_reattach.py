@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from podd import notebook_support as nbs
+from podd import notebooks as nbs
 from podd.experiments import sweep as sweeps
 from podd.jobs import ResumableJob
 from podd.run_loop import RunStopped

@@ -1,5 +1,5 @@
 """The one way podd runs experiments: ``make demo``, the notebooks (through
-:mod:`podd.notebook_support`) and the benchmarks all distil and evaluate through this package.
+:mod:`podd.notebooks`) and the benchmarks all distil and evaluate through this package.
 
 * :mod:`.data` — the data an experiment uses under each profile (real, or a labelled stand-in),
   and the :class:`DataRequest` a job on another machine loads it by;

@@ -93,7 +93,7 @@ def compare_methods(
     those distillations copy the earlier run into ``out_dir`` and go on from its last checkpoint
     to this config's ``steps``, instead of starting again. On the CPU that is bit-identical to
     a run that went there at once, so more outer steps cost only the new steps; a run made with
-    other settings is refused (:func:`podd.runs.resume_config`).
+    other settings is refused (:func:`podd.rundir.resume_config`).
 
     ``resume=True`` keeps what ``out_dir`` already holds from an interrupted (or failed)
     comparison with the same settings: a finished distillation is taken as it is (its

@@ -14,7 +14,7 @@ from podd.devices import resolve_device
 from podd.evaluate import DEFAULT_BATCH_SIZE, EvalProtocol, EvalResult, real_subset_reference
 from podd.experiments.cache import SessionCache
 from podd.run_loop import distill
-from podd.runs import load_run
+from podd.rundir import load_run
 
 #: The names of the methods, by mode: (the name in the notebooks' tables, the label in the
 #: comparison reports). The notebooks use the paper's names, so that a measured row meets the

@@ -27,7 +27,7 @@ from podd.io import write_json
 from podd.jobs import ResumableJob
 from podd.modes import check_class_order
 from podd.provenance import git_commit
-from podd.runs import ARTIFACT, CHECKPOINT, CONFIG, FINAL, PNG, RESUMABLE_CHANGES, finished_run
+from podd.rundir import ARTIFACT, CHECKPOINT, CONFIG, FINAL, PNG, RESUMABLE_CHANGES, finished_run
 
 MANIFEST = "sweep.json"
 #: where sweeps keep their cells when no folder is given: $PODD_SWEEPS, else runs/sweeps
@@ -153,7 +153,7 @@ class Sweep:
         ``MODE-ipcR``; give one when several runs share mode and IPC). ``continue_from``: an
         earlier run directory the cell copies and goes on from to ``config.steps`` (on the CPU
         bit-identical to running that long at once), instead of starting again; a run made
-        with other settings is refused when it resumes (:func:`podd.runs.resume_config`)."""
+        with other settings is refused when it resumes (:func:`podd.rundir.resume_config`)."""
         check_class_order(config, self.data.class_names, tuple(self.data.image_shape))
         if self.folder is None:
             if continue_from is not None:
