@@ -61,15 +61,13 @@ from podd.display import poster_image
 from podd.distiller import patches_and_labels
 from podd.evaluate import EvalProtocol, across_architectures
 
-profile = nbs.resolve_profile(profile)
+# the profile resolved, figures styled, this profile's data loaded (its note says what it is);
+# outputs are named after paper_name = like or dataset (an npz of CIFAR-10 → cifar10)
+profile, data, paper_name = nbs.setup(dataset, profile, seed=seed, n_val=n_val, like=like,
+                                      about=f"seed {seed}")
 per_class_patches = nbs.list_parameter(per_class_patches, "per_class_patches", int, length=2)
 eval_archs = eval_archs or nbs.profile_default(profile, smoke=list(EVAL_ARCHS), quick=["convnet", "alexnet"],
                                                paper=list(EVAL_ARCHS))
-paper_name = like or dataset   # outputs are named and titled after it (an npz of CIFAR-10 → cifar10)
-figures.use_style()
-pd.set_option("display.width", 160)
-print(f"profile: {profile}, dataset: {dataset}, seed {seed}")
-data = nbs.load_for_profile(dataset, profile, seed=seed, n_val=n_val)
 
 # %% [markdown]
 # ## 1. The poster as an image (fig 8)
