@@ -3,8 +3,9 @@
 Takes one run of a ``benchmarks/quality_cifar10.py`` run (by its directory name, e.g.
 ``podd-ipc1-seed0``) and trains ONE student of ``--arch`` on it under the run's own evaluation
 protocol with one setting changed at a time (learning rate, augmentation, batch size), printing
-the test accuracy after each of ``--steps``. One model per setting: a probe for a direction,
-not a result (the cross-architecture table is ``cross_arch.py``'s).
+the test accuracy after each of ``--steps`` (mean ± std over ``--models`` students). A probe for
+a direction, not a result (the cross-architecture table is ``cross_arch.py``'s); with one model
+per setting the differences are mostly the student's own noise.
 
     .venv/bin/python benchmarks/student_protocol_probe.py --quality Q.json --run podd-ipc1-seed0 \\
         --arch alexnet --steps 100 300
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="a run's key in the quality JSON, e.g. podd-ipc1-seed0")
     parser.add_argument("--arch", default="alexnet")
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--models", type=int, default=1, help="students per setting")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args()
 
@@ -51,14 +53,15 @@ def main() -> None:
     config = DistillConfig.from_dict(artifact.config)
     _, test_x = cross_arch.preprocessed(ds, config.zca)
     images, labels = patches_and_labels(artifact)
-    print(f"{args.run}: {len(images)} training images, {args.arch}, steps {args.steps}, commit {git_commit()}")
+    what = f"{len(images)} training images, {args.arch}, steps {args.steps}, {args.models} model(s)"
+    print(f"{args.run}: {what}, commit {git_commit()}")
     for name in args.settings:
         protocol = EvalProtocol.from_config(
-            config, num_models=1, seed=config.seed, arch=args.arch, steps=tuple(args.steps), **SETTINGS[name]
+            config, num_models=args.models, seed=config.seed, arch=args.arch, steps=tuple(args.steps), **SETTINGS[name]
         )
         started = time.perf_counter()
-        accuracy = protocol.run(images, labels, test_x, ds.y_test).accuracy[0]
-        shown = ", ".join(f"{a:.1f}" for a in accuracy.tolist())
+        result = protocol.run(images, labels, test_x, ds.y_test)
+        shown = ", ".join(f"{result.mean(step):.1f} ± {result.std(step):.1f}" for step in args.steps)
         print(f"  {name:16s} {shown}  ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
