@@ -63,8 +63,10 @@ def preprocessed(ds, zca: bool):
     return _PREPROCESSED[id(ds), zca]
 
 
-def evaluate_run(run_dir: str, ds, arch: str, num_models: int, **protocol_changes) -> dict:
-    """One poster, ``num_models`` fresh networks of ``arch``; accuracies in percent."""
+def train_students(run_dir: str, ds, arch: str, num_models: int, **protocol_changes):
+    """One poster's patches and labels, ``num_models`` fresh networks of ``arch`` trained on them
+    under the run's own protocol (seeded with the run's seed) but for ``protocol_changes``,
+    tested on the split's test images: (:class:`podd.evaluate.EvalResult`, the run's config)."""
     from podd.config import DistillConfig
     from podd.devices import resolve_device
     from podd.distiller import patches_and_labels
@@ -76,9 +78,14 @@ def evaluate_run(run_dir: str, ds, arch: str, num_models: int, **protocol_change
     _, test_x = preprocessed(ds, config.zca)
     images, labels = patches_and_labels(artifact)
     protocol = EvalProtocol.from_config(config, num_models=num_models, seed=config.seed, arch=arch, **protocol_changes)
-    started = time.perf_counter()
     device = resolve_device(protocol.device)
-    result = protocol.run(images.to(device), labels.to(device), test_x.to(device), ds.y_test.to(device))
+    return protocol.run(images.to(device), labels.to(device), test_x.to(device), ds.y_test.to(device)), config
+
+
+def evaluate_run(run_dir: str, ds, arch: str, num_models: int, **protocol_changes) -> dict:
+    """One poster, ``num_models`` fresh networks of ``arch``; accuracies in percent."""
+    started = time.perf_counter()
+    result, config = train_students(run_dir, ds, arch, num_models, **protocol_changes)
     return {
         "accuracies": [round(float(a), 2) for a in result.accuracy[:, -1]],
         "seed": config.seed,
